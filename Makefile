@@ -1,0 +1,63 @@
+# The two commands that matter: `make run` and `make test`.
+SHELL := /bin/bash
+UV ?= uv
+RUN := $(UV) run --frozen
+SERVICES := billing_api payment_gateway access_api notifier etl
+
+.PHONY: help install prepare migrate demo-data run test lint format typecheck imports ci clean
+.PHONY: bench bench-access
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install:  ## create .venv from uv.lock
+	@command -v $(UV) >/dev/null || pip install --quiet uv
+	$(UV) sync --frozen
+
+prepare: install  ## create the database if missing; check RabbitMQ
+	$(RUN) cinema prepare
+
+migrate: prepare  ## apply every service's migrations
+	@for service in $(SERVICES); do $(RUN) alembic -n $$service upgrade head || exit 1; done
+
+demo-data: migrate  ## load the demo catalog (idempotent)
+	$(RUN) cinema billing seed-demo
+
+run: demo-data  ## start the whole suite (sandbox payments) on localhost
+	@echo "billing-api   http://127.0.0.1:8000/docs"
+	@echo "gateway-api   http://127.0.0.1:8001/docs"
+	@echo "access-api    http://127.0.0.1:8002/docs"
+	@echo "notifier      http://127.0.0.1:8003/docs"
+	$(RUN) honcho start -f Procfile
+
+test: install  ## the test suite, against the real PostgreSQL and RabbitMQ
+	$(RUN) pytest
+
+lint:  ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format:  ## apply ruff's formatting and fixes
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck:  ## mypy --strict
+	$(RUN) mypy
+
+imports:  ## services never import each other
+	$(RUN) lint-imports
+
+ci: install lint typecheck imports test  ## what CI runs
+
+# Benchmarks (bench/, see BENCHMARKS.md): each prints a table and merges its section into
+# bench/results.json. `bench` runs them all: add each new bench/<name>.py to BENCHMARKS.
+BENCHMARKS := access
+
+bench: install  ## every benchmark (loopback, bounded; BENCH_SECONDS per run)
+	@for b in $(BENCHMARKS); do $(RUN) python -m bench.$$b || exit 1; done
+
+bench-access: install  ## the access check against a bare endpoint (wrk)
+	$(RUN) python -m bench.access
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

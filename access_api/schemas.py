@@ -1,0 +1,46 @@
+"""Access API shapes (documented; the hot path writes these with orjson directly)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AccessOut(BaseModel):
+    allowed: bool
+    source: str | None = Field(description="subscription, purchase or complimentary")
+    plan_codes: list[str]
+    valid_until: datetime | None = Field(description="null: forever (or not allowed)")
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    movie_ids: list[UUID] = Field(min_length=1, max_length=500)
+
+
+class BatchItem(BaseModel):
+    allowed: bool
+    valid_until: datetime | None
+
+
+class BatchOut(BaseModel):
+    results: dict[UUID, BatchItem]
+
+
+class GrantOut(BaseModel):
+    source: str
+    source_id: UUID
+    plan_id: UUID | None
+    movie_id: UUID | None
+    role: str | None
+    valid_until: datetime | None
+
+
+class UserAccessOut(BaseModel):
+    user_id: UUID
+    grants: list[GrantOut]
+    plan_codes: list[str]
+    roles: list[str]

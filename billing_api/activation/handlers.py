@@ -1,0 +1,82 @@
+"""billing-worker's consumer of the gateway's payment events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api.activation import service
+from billing_api.config import BillingSettings
+from billing_api.models import Payment
+from billing_api.refunds import handlers as refund_handlers
+from shared import events
+from shared.consumer import Handler
+
+logger = logging.getLogger(__name__)
+
+CONSUMER = "billing"
+
+
+async def _payment(session: AsyncSession, event: events.PaymentEvent) -> Payment | None:
+    payment = await session.get(Payment, event.payment_id, with_for_update=True)
+    if payment is None:
+        logger.warning(
+            "event for a payment billing does not know", extra={"payment_id": str(event.payment_id)}
+        )
+    return payment
+
+
+async def on_payment_succeeded(
+    session: AsyncSession, envelope: events.Envelope[events.PaymentSucceeded]
+) -> None:
+    event = envelope.data
+    payment = await _payment(session, event)
+    if payment is None:
+        return
+    if (event.amount.amount, event.amount.currency) != (payment.amount, payment.currency):
+        logger.error(
+            "captured amount differs from the payment; recorded as asked",
+            extra={"payment_id": str(payment.id), "captured": event.amount.amount},
+        )
+    await service.complete_payment(
+        session, payment, provider=event.provider, payment_method_ref=event.payment_method_ref
+    )
+
+
+def on_payment_failed(dunning: Sequence[timedelta] = service.DEFAULT_DUNNING) -> Handler:
+    async def handle(
+        session: AsyncSession, envelope: events.Envelope[events.PaymentFailed]
+    ) -> None:
+        payment = await _payment(session, envelope.data)
+        if payment is not None:
+            reason = envelope.data.failure_message or envelope.data.failure_code
+            await service.fail_payment(session, payment, reason=reason, dunning=dunning)
+
+    return handle
+
+
+async def on_payment_expired(
+    session: AsyncSession, envelope: events.Envelope[events.PaymentExpired]
+) -> None:
+    payment = await _payment(session, envelope.data)
+    if payment is not None:
+        await service.expire_payment(session, payment)
+
+
+def make_handlers(
+    settings: BillingSettings | None = None,
+) -> dict[type[events.EventPayload], Handler]:
+    """billing's consumer: payment outcomes, plus refunds and disputes."""
+    dunning = settings.dunning_offsets if settings else service.DEFAULT_DUNNING
+    return {
+        events.PaymentSucceeded: on_payment_succeeded,
+        events.PaymentFailed: on_payment_failed(dunning),
+        events.PaymentExpired: on_payment_expired,
+        **refund_handlers.HANDLERS,
+    }
+
+
+HANDLERS: Mapping[type[events.EventPayload], Handler] = make_handlers()

@@ -1,0 +1,294 @@
+"""What a payment's outcome does: activate, complete, credit, release, abandon.
+
+Used by the payment-event consumer and, for wallet and free orders, directly at checkout. Every
+function is idempotent on the payment's status, so a redelivered event changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api import entitlements, periods
+from billing_api.ledger import service as ledger
+from billing_api.models import (
+    Movie,
+    Payment,
+    Plan,
+    PromoCode,
+    PromoRedemption,
+    Purchase,
+    Subscription,
+    SubscriptionStatus,
+)
+from shared import clock, events, outbox
+from shared.money import Money
+
+logger = logging.getLogger(__name__)
+
+CLOSED = ("succeeded", "refunded", "partially_refunded", "disputed")
+
+
+async def complete_payment(
+    session: AsyncSession, payment: Payment, *, provider: str | None, payment_method_ref: str | None
+) -> bool:
+    """Record the money and deliver what was bought; False if it was done already."""
+    if payment.status in CLOSED:
+        return False
+    now = clock.now()
+    payment.status = "succeeded"
+    payment.paid_at = now
+    payment.failure_message = None
+    payment.payment_method_ref = payment_method_ref or payment.payment_method_ref
+    if payment.method == "card":
+        assert provider is not None
+        payment.provider = provider
+        destination = (
+            ledger.wallet_account(payment.user_id)
+            if payment.purpose == "top_up"
+            else ledger.REVENUE
+        )
+        await ledger.post(
+            session,
+            kind="payment_captured",
+            reference=str(payment.id),
+            user_id=payment.user_id,
+            description=payment.description,
+            currency=payment.currency,
+            lines=ledger.transfer(ledger.clearing_account(provider), destination, payment.amount),
+        )
+    await _settle_promo(session, payment, "redeemed")
+    if payment.purpose == "subscription":
+        await _activate_subscription(session, payment, now)
+    elif payment.purpose == "renewal":
+        await _renew_subscription(session, payment)
+    elif payment.purpose == "purchase":
+        await _complete_purchase(session, payment, now)
+    else:
+        balance = await ledger.balance(
+            session, ledger.wallet_account(payment.user_id), payment.currency
+        )
+        await outbox.add(
+            session,
+            events.WalletToppedUp(
+                user_id=payment.user_id,
+                email=payment.email,
+                payment_id=payment.id,
+                amount=Money(amount=payment.amount, currency=payment.currency),
+                balance=Money(amount=balance, currency=payment.currency),
+            ),
+        )
+    return True
+
+
+async def _activate_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    assert payment.subscription_id is not None
+    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    assert subscription is not None
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.current_period_start = now
+    subscription.current_period_end = periods.period_end(
+        now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
+    )
+    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+    subscription.latest_payment_id = payment.id
+    await entitlements.publish_snapshot(session, subscription.user_id)
+    await outbox.add(
+        session,
+        events.SubscriptionActivated(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            amount=Money(amount=payment.amount, currency=payment.currency),
+            current_period_end=subscription.current_period_end,
+        ),
+    )
+
+
+async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
+    """A renewal paid: the period runs on from the old end, so no paid day is lost."""
+    assert payment.subscription_id is not None
+    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    assert subscription is not None and subscription.current_period_end is not None
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    start = subscription.current_period_end
+    subscription.current_period_start = start
+    subscription.current_period_end = periods.period_end(
+        start, unit=plan.period_unit, days=plan.period_days, periods=payment.months
+    )
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.renewal_attempts = 0
+    subscription.dunning_started_at = None
+    subscription.next_renewal_at = None
+    subscription.grace_until = None
+    subscription.latest_payment_id = payment.id
+    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+    await entitlements.publish_snapshot(session, subscription.user_id)
+    await outbox.add(
+        session,
+        events.SubscriptionRenewed(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            amount=Money(amount=payment.amount, currency=payment.currency),
+            current_period_end=subscription.current_period_end,
+        ),
+    )
+
+
+async def _renewal_failed(
+    session: AsyncSession, payment: Payment, reason: str | None, offsets: Sequence[timedelta]
+) -> None:
+    """Schedule the next dunning retry (offsets count from the first failure), and say so."""
+    assert payment.subscription_id is not None
+    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    assert subscription is not None
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    now = clock.now()
+    subscription.dunning_started_at = subscription.dunning_started_at or now
+    subscription.renewal_attempts += 1
+    retry = subscription.renewal_attempts - 1
+    subscription.next_renewal_at = (
+        subscription.dunning_started_at + offsets[retry] if retry < len(offsets) else None
+    )
+    await outbox.add(
+        session,
+        events.SubscriptionRenewalFailed(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            amount=Money(amount=payment.amount, currency=payment.currency),
+            next_attempt_at=subscription.next_renewal_at,
+            reason=reason,
+        ),
+    )
+
+
+async def _complete_purchase(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    assert payment.purchase_id is not None
+    purchase = await session.get(Purchase, payment.purchase_id, with_for_update=True)
+    assert purchase is not None
+    movie = await session.get(Movie, purchase.movie_id)
+    assert movie is not None
+    purchase.status = "completed"
+    purchase.latest_payment_id = payment.id
+    if purchase.kind == "rent":
+        purchase.valid_until = now + timedelta(hours=movie.rent_hours or 48)
+    await entitlements.publish_snapshot(session, purchase.user_id)
+    await outbox.add(
+        session,
+        events.PurchaseCompleted(
+            user_id=purchase.user_id,
+            email=purchase.email,
+            locale=purchase.locale,
+            purchase_id=purchase.id,
+            movie_id=movie.id,
+            movie_title=movie.title,
+            kind="rent" if purchase.kind == "rent" else "buy",
+            amount=Money(amount=payment.amount, currency=payment.currency),
+            valid_until=purchase.valid_until,
+        ),
+    )
+
+
+DEFAULT_DUNNING = (timedelta(hours=1), timedelta(days=1), timedelta(days=2))
+
+
+async def fail_payment(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    reason: str | None,
+    dunning: Sequence[timedelta] = DEFAULT_DUNNING,
+) -> bool:
+    """A declined payment: nothing is delivered, its promo code is released, and a failed
+    renewal is scheduled for its next retry."""
+    if payment.status != "pending":
+        return False
+    payment.status = "failed"
+    payment.failure_message = reason
+    await _settle_promo(session, payment, "released")
+    if payment.purpose == "renewal":
+        await _renewal_failed(session, payment, reason, dunning)
+    return True
+
+
+async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
+    """The checkout can no longer be paid: what it was for is abandoned if still waiting."""
+    if payment.status not in ("pending", "failed"):
+        return False
+    payment.status = "expired"
+    await _settle_promo(session, payment, "released")
+    if payment.subscription_id is not None:
+        await session.execute(
+            sa.update(Subscription)
+            .where(
+                Subscription.id == payment.subscription_id,
+                Subscription.status == SubscriptionStatus.PENDING,
+                Subscription.latest_payment_id == payment.id,
+            )
+            .values(status=SubscriptionStatus.ABANDONED)
+        )
+    if payment.purchase_id is not None:
+        await session.execute(
+            sa.update(Purchase)
+            .where(
+                Purchase.id == payment.purchase_id,
+                Purchase.status == "pending",
+                Purchase.latest_payment_id == payment.id,
+            )
+            .values(status="abandoned")
+        )
+    return True
+
+
+async def _settle_promo(session: AsyncSession, payment: Payment, status: str) -> None:
+    if payment.promo_code_id is None:
+        return
+    changed = await session.scalar(
+        sa.update(PromoRedemption)
+        .where(PromoRedemption.payment_id == payment.id, PromoRedemption.status == "reserved")
+        .values(status=status)
+        .returning(PromoRedemption.id)
+    )
+    if changed is not None and status == "released":
+        await session.execute(
+            sa.update(PromoCode)
+            .where(PromoCode.id == payment.promo_code_id)
+            .values(redemptions=PromoCode.redemptions - 1)
+        )
+
+
+async def abandon_expired_checkouts(
+    session: AsyncSession, now: datetime, *, limit: int = 500
+) -> int:
+    """Checkouts past their expiry whose expiry event never came (or that failed) are closed."""
+    due = await session.scalars(
+        sa.select(Payment)
+        .where(
+            Payment.status.in_(("pending", "failed")),
+            Payment.method == "card",
+            Payment.expires_at < now,
+        )
+        .order_by(Payment.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    count = 0
+    for payment in due:
+        count += await expire_payment(session, payment)
+    return count

@@ -1,0 +1,53 @@
+"""billing_api: the system of record for plans, subscriptions, purchases, payments and money."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from billing_api.catalog.api import router as catalog_router
+from billing_api.config import SCHEMA, SERVICE, BillingSettings
+from billing_api.gateway import GatewayClient
+from billing_api.idempotency import IdempotencyMiddleware
+from billing_api.payments.api import pages as checkout_pages
+from billing_api.payments.api import router as payments_router
+from billing_api.pricing.api import router as pricing_router
+from billing_api.purchases.api import router as purchases_router
+from billing_api.refunds.api import router as refunds_router
+from billing_api.subscriptions.api import router as subscriptions_router
+from billing_api.wallet.api import router as wallet_router
+from shared.app import create_service_app
+from shared.auth import AuthSettings
+from shared.observability import create_http_client
+from shared.resources import Resources
+
+
+def create_app(
+    settings: BillingSettings | None = None, auth_settings: AuthSettings | None = None
+) -> FastAPI:
+    settings = settings or BillingSettings()
+    auth = auth_settings or AuthSettings()
+
+    async def start(app: FastAPI, resources: Resources) -> None:
+        http = await resources.exit_stack.enter_async_context(create_http_client())
+        app.state.gateway = GatewayClient(http, settings.gateway_url, auth)
+
+    return create_service_app(
+        service=SERVICE,
+        schema=SCHEMA,
+        title="Cinema billing API",
+        description="Plans, quotes, subscriptions, purchases, payments, refunds and wallets.",
+        settings=settings,
+        auth_settings=auth,
+        routers=[
+            catalog_router,
+            pricing_router,
+            subscriptions_router,
+            purchases_router,
+            payments_router,
+            refunds_router,
+            wallet_router,
+            checkout_pages,
+        ],
+        on_startup=start,
+        middleware=[IdempotencyMiddleware],
+    )

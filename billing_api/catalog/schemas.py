@@ -1,0 +1,44 @@
+"""Catalog shapes: plans and a movie's offers."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared.money import Money
+
+
+class PlanOut(BaseModel):
+    id: UUID
+    code: str
+    name: str
+    description: str
+    price: Money
+    period: Literal["month"] | int  # "month", or a number of days
+    max_months: int
+    all_movies: bool
+    trial_days: int
+    grace_days: int
+    refund_policy: str
+    refund_window_minutes: int
+    active: bool
+
+
+class PlanDetailOut(PlanOut):
+    movie_ids: list[UUID]
+
+
+class MovieOffer(BaseModel):
+    kind: Literal["buy", "rent"]
+    price: Money
+    rent_hours: int | None = None
+
+
+class MovieOffersOut(BaseModel):
+    movie_id: UUID
+    title: str
+    available: bool
+    plans: list[PlanOut]
+    offers: list[MovieOffer]

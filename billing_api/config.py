@@ -1,0 +1,59 @@
+"""billing_api settings (environment prefix ``BILLING_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.money import Currency
+from shared.settings import ServiceSettings
+
+SERVICE = "billing_api"
+SCHEMA = "billing"
+
+
+class BillingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", frozen=True)
+
+    gateway_url: str = Field(
+        "http://127.0.0.1:8001", description="Base URL of the payment gateway's internal API."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Where browsers reach billing (checkout return pages)."
+    )
+    default_currency: Currency = Field("RUB", description="Currency of wallet top-ups.")
+    renewal_lead_minutes: int = Field(
+        60, ge=0, description="How long before a period ends the renewal charge is attempted."
+    )
+    dunning_schedule: str = Field(
+        "1h,1d,2d", description="Retries after a failed renewal, counted from the first failure."
+    )
+    reminder_days: int = Field(3, ge=0, description="Days before a non-renewing end to remind.")
+    reconcile_after_minutes: int = Field(
+        15, ge=1, description="Card payments pending this long are asked of the gateway."
+    )
+    jobs_interval_seconds: float = Field(
+        30.0, gt=0, description="How often billing-worker runs the jobs."
+    )
+    max_total_discount_percent: int = Field(
+        50, ge=0, le=100, description="Cap of months-tier + personal discounts together."
+    )
+
+    @property
+    def dunning_offsets(self) -> tuple[timedelta, ...]:
+        return tuple(
+            parse_duration(part) for part in self.dunning_schedule.split(",") if part.strip()
+        )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``1h``, ``2d`` → a timedelta."""
+    text = text.strip()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 1h, 2d)")
+    return timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])

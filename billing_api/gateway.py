@@ -1,0 +1,190 @@
+"""billing's client of the payment gateway's internal API (service tokens, our ids as keys)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from shared.auth import AuthSettings, mint_service_token
+from shared.errors import AppError
+
+SERVICE_NAME = "billing_api"
+
+
+class GatewayUnavailable(AppError):
+    status_code = 502
+    default_detail = "the payment gateway could not be reached; retry the same request"
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    payment_id: UUID
+    status: str
+    provider: str
+    checkout_url: str | None
+    expires_at: datetime | None
+    payment_method_ref: str | None
+    failure_code: str | None
+    failure_message: str | None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> GatewayPayment:
+        return cls(
+            payment_id=UUID(body["payment_id"]),
+            status=body["status"],
+            provider=body["provider"],
+            checkout_url=body.get("checkout_url"),
+            expires_at=datetime.fromisoformat(body["expires_at"])
+            if body.get("expires_at")
+            else None,
+            payment_method_ref=body.get("payment_method_ref"),
+            failure_code=body.get("failure_code"),
+            failure_message=body.get("failure_message"),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    refund_id: UUID
+    payment_id: UUID
+    amount: int
+    currency: str
+    status: str  # pending | succeeded | failed
+    provider_ref: str | None
+    failure_message: str | None
+    payment_status: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> GatewayRefund:
+        return cls(
+            refund_id=UUID(body["refund_id"]),
+            payment_id=UUID(body["payment_id"]),
+            amount=int(body["amount"]),
+            currency=body["currency"],
+            status=body["status"],
+            provider_ref=body.get("provider_ref"),
+            failure_message=body.get("failure_message"),
+            payment_status=body["payment_status"],
+        )
+
+
+class GatewayClient:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, auth: AuthSettings) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self._token = ""
+        self._token_until = 0.0
+
+    def _authorization(self) -> dict[str, str]:
+        if time.monotonic() >= self._token_until:
+            self._token = mint_service_token(self.auth, SERVICE_NAME)
+            self._token_until = time.monotonic() + self.auth.internal_token_ttl_seconds / 2
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self.http.request(
+                method,
+                f"{self.base_url}{path}",
+                headers=self._authorization(),
+                timeout=15.0,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise GatewayUnavailable(f"payment gateway unreachable: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (401, 403):
+            raise GatewayUnavailable(f"payment gateway answered {response.status_code}")
+        if response.is_error:
+            body = response.json()
+            raise GatewayUnavailable(f"payment gateway refused: {body.get('detail', body)}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def create_checkout(
+        self,
+        *,
+        payment_id: UUID,
+        user_id: UUID,
+        email: str | None,
+        amount: int,
+        currency: str,
+        description: str,
+        save_payment_method: bool,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+    ) -> GatewayPayment:
+        body = await self._call(
+            "POST",
+            "/internal/v1/payments",
+            json={
+                "payment_id": str(payment_id),
+                "customer": {"id": str(user_id), "email": email},
+                "amount": amount,
+                "currency": currency,
+                "description": description,
+                "mode": "checkout",
+                "save_payment_method": save_payment_method,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "metadata": metadata,
+            },
+        )
+        return GatewayPayment.from_json(body)
+
+    async def charge_off_session(
+        self,
+        *,
+        payment_id: UUID,
+        user_id: UUID,
+        email: str | None,
+        amount: int,
+        currency: str,
+        description: str,
+        payment_method_ref: str,
+        metadata: dict[str, str],
+    ) -> GatewayPayment:
+        """Charge a saved method now; the gateway answers with the outcome (idempotent on id)."""
+        body = await self._call(
+            "POST",
+            "/internal/v1/payments",
+            json={
+                "payment_id": str(payment_id),
+                "customer": {"id": str(user_id), "email": email},
+                "amount": amount,
+                "currency": currency,
+                "description": description,
+                "mode": "off_session",
+                "payment_method_ref": payment_method_ref,
+                "metadata": metadata,
+            },
+        )
+        return GatewayPayment.from_json(body)
+
+    async def get_payment(self, payment_id: UUID, *, refresh: bool = False) -> GatewayPayment:
+        body = await self._call(
+            "GET", f"/internal/v1/payments/{payment_id}", params={"refresh": str(refresh).lower()}
+        )
+        return GatewayPayment.from_json(body)
+
+    async def create_refund(
+        self, refund_id: UUID, payment_id: UUID, amount: int, reason: str | None
+    ) -> GatewayRefund:
+        """Ask for (part of) a captured payment back; idempotent on ``refund_id``."""
+        body = await self._call(
+            "POST",
+            "/internal/v1/refunds",
+            json={
+                "refund_id": str(refund_id),
+                "payment_id": str(payment_id),
+                "amount": amount,
+                "reason": reason,
+            },
+        )
+        return GatewayRefund.from_json(body)

@@ -1,0 +1,87 @@
+"""Scheduled work of billing-worker; every job is a function of ``now``, safe to run twice and
+from several workers at once (rows are claimed with ``FOR UPDATE SKIP LOCKED``).
+
+``cinema billing run-jobs [--now ISO]`` runs one pass by hand; the worker runs a pass every
+``BILLING_JOBS_INTERVAL_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing_api import idempotency
+from billing_api.activation.service import abandon_expired_checkouts
+from billing_api.config import BillingSettings
+from billing_api.gateway import GatewayClient
+from billing_api.lifecycle import service as lifecycle
+from billing_api.lifecycle.service import JobContext
+from shared import clock
+
+logger = logging.getLogger(__name__)
+
+Job = Callable[[JobContext], Awaitable[int]]
+
+
+def _in_one_transaction(
+    job: Callable[[AsyncSession, datetime], Awaitable[int]],
+) -> Job:
+    async def run(ctx: JobContext) -> int:
+        async with ctx.sessions() as session, session.begin():
+            return await job(session, ctx.now)
+
+    return run
+
+
+def _until_done(job: Job) -> Job:
+    """Repeat a batch job until a batch comes back short (the backlog is cleared)."""
+
+    async def run(ctx: JobContext) -> int:
+        total = 0
+        while (done := await job(ctx)) >= lifecycle.BATCH:
+            total += done
+        return total + done
+
+    return run
+
+
+# Order matters within a pass: reconcile and renew before periods end; grace ends last.
+JOBS: dict[str, Job] = {
+    "reconcile_pending_payments": lifecycle.reconcile_pending,
+    "renew_due_subscriptions": lifecycle.renew_due,
+    "end_periods": _until_done(lifecycle.end_periods),
+    "end_graces": _until_done(lifecycle.end_graces),
+    "remind_expiring": _until_done(lifecycle.remind_expiring),
+    "abandon_expired_checkouts": _in_one_transaction(abandon_expired_checkouts),
+    "delete_expired_idempotency_keys": _in_one_transaction(idempotency.delete_expired),
+}
+
+
+async def run_once(
+    sessions: async_sessionmaker[AsyncSession],
+    gateway: GatewayClient,
+    settings: BillingSettings,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Run every job once at ``now``; returns rows touched per job (-1 for a job that failed)."""
+    ctx = JobContext(sessions, gateway, settings, now or clock.now())
+    done: dict[str, int] = {}
+    for name, job in JOBS.items():
+        try:
+            done[name] = await job(ctx)
+        except Exception:
+            logger.exception("job failed", extra={"job": name})
+            done[name] = -1
+    return done
+
+
+async def run_forever(
+    sessions: async_sessionmaker[AsyncSession], gateway: GatewayClient, settings: BillingSettings
+) -> None:
+    while True:
+        await run_once(sessions, gateway, settings)
+        await asyncio.sleep(settings.jobs_interval_seconds)

@@ -1,0 +1,37 @@
+"""Payment shapes as users see them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared.money import Money
+
+PaymentMethod = Literal["card", "wallet"]
+
+
+class PaymentBrief(BaseModel):
+    """The ``latest_payment`` of a subscription or purchase."""
+
+    id: UUID
+    status: str
+    amount: Money
+    checkout_url: str | None
+
+
+class PaymentOut(PaymentBrief):
+    purpose: str
+    method: str
+    description: str
+    base_amount: Money
+    discount: Money
+    subscription_id: UUID | None
+    purchase_id: UUID | None
+    refunded: Money
+    created_at: datetime
+    paid_at: datetime | None
+    expires_at: datetime | None
+    failure_message: str | None

@@ -1,0 +1,1 @@
+"""Price quotes: months-count tiers, personal discounts and promo codes, as pure functions."""

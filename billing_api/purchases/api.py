@@ -1,0 +1,39 @@
+"""Single movies bought or rented by the calling user."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
+from billing_api.purchases import service
+from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
+from shared.pagination import Cursor, Limit, Page
+
+router = APIRouter(prefix="/api/v1/purchases", tags=["purchases"])
+
+
+@router.post("", response_model=PurchaseOut, status_code=status.HTTP_201_CREATED)
+async def buy(
+    body: PurchaseIn,
+    response: Response,
+    customer: CustomerDep,
+    session: SessionDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+) -> PurchaseOut:
+    """Buy or rent a movie."""
+    purchase, created = await service.buy(session, gateway, settings, customer, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return purchase
+
+
+@router.get("", response_model=Page[PurchaseOut])
+async def list_purchases(
+    customer: CustomerDep, session: SessionDep, limit: Limit = 20, cursor: Cursor = None
+) -> Page[PurchaseOut]:
+    """My purchases, newest first."""
+    items, next_cursor = await service.list_purchases(
+        session, customer.id, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)

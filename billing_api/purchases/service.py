@@ -1,0 +1,128 @@
+"""Buying or renting one movie: same checkout and payment path as subscriptions."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api.catalog.service import MovieNotFound
+from billing_api.config import BillingSettings
+from billing_api.deps import Customer
+from billing_api.gateway import GatewayClient
+from billing_api.models import Movie, Payment, Purchase
+from billing_api.payments import service as payments
+from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
+from shared.errors import Conflict
+from shared.pagination import newest_first, page_of
+
+
+class MovieNotForSale(Conflict):
+    default_detail = "this movie cannot be bought this way"
+
+
+async def purchase_out(session: AsyncSession, purchase: Purchase) -> PurchaseOut:
+    latest = (
+        await session.get(Payment, purchase.latest_payment_id)
+        if purchase.latest_payment_id
+        else None
+    )
+    return PurchaseOut(
+        id=purchase.id,
+        movie_id=purchase.movie_id,
+        kind=purchase.kind,
+        status=purchase.status,
+        valid_until=purchase.valid_until,
+        latest_payment=payments.brief(latest),
+        created_at=purchase.created_at,
+    )
+
+
+async def buy(
+    session: AsyncSession,
+    gateway: GatewayClient,
+    settings: BillingSettings,
+    customer: Customer,
+    request: PurchaseIn,
+) -> tuple[PurchaseOut, bool]:
+    movie = await session.get(Movie, request.movie_id)
+    if movie is None:
+        raise MovieNotFound(f"movie {request.movie_id} not found")
+    price = movie.purchase_amount if request.kind == "buy" else movie.rent_amount
+    if not movie.available or price is None:
+        raise MovieNotForSale(
+            f"{movie.title!r} cannot be {'bought' if request.kind == 'buy' else 'rented'}"
+        )
+    purchase_id = await session.scalar(
+        insert(Purchase)
+        .values(
+            id=uuid4(),
+            user_id=customer.id,
+            email=customer.email,
+            movie_id=movie.id,
+            kind=request.kind,
+            status="pending",
+        )
+        .on_conflict_do_nothing(
+            index_elements=[Purchase.user_id, Purchase.movie_id, Purchase.kind],
+            index_where=Purchase.status == "pending",
+        )
+        .returning(Purchase.id)
+    )
+    if purchase_id is None:
+        pending = await session.scalar(
+            sa.select(Purchase)
+            .where(
+                Purchase.user_id == customer.id,
+                Purchase.movie_id == movie.id,
+                Purchase.kind == request.kind,
+                Purchase.status == "pending",
+            )
+            .with_for_update()
+        )
+        if pending is None:
+            return await buy(session, gateway, settings, customer, request)
+        latest = await session.get(Payment, pending.latest_payment_id)
+        if latest is not None and latest.status == "pending":
+            return await purchase_out(session, pending), False
+        purchase = pending
+    else:
+        found = await session.get(Purchase, purchase_id)
+        assert found is not None
+        purchase = found
+    payment = await payments.start_payment(
+        session,
+        gateway,
+        settings,
+        customer,
+        payments.Order(
+            purpose="purchase",
+            description=(
+                f"{movie.title} (rent, {movie.rent_hours} h)"
+                if request.kind == "rent"
+                else f"{movie.title} (buy)"
+            ),
+            amount=price,
+            base_amount=price,
+            currency=movie.currency,
+            purchase_id=purchase.id,
+        ),
+        method=request.payment_method,
+    )
+    if purchase.status == "pending":
+        purchase.latest_payment_id = payment.id
+    await session.flush()
+    return await purchase_out(session, purchase), True
+
+
+async def list_purchases(
+    session: AsyncSession, user_id: UUID, *, cursor: str | None, limit: int
+) -> tuple[list[PurchaseOut], str | None]:
+    query = sa.select(Purchase).where(Purchase.user_id == user_id)
+    rows = (
+        await session.scalars(newest_first(query, Purchase.created_at, Purchase.id, cursor, limit))
+    ).all()
+    items, next_cursor = page_of(rows, limit)
+    return [await purchase_out(session, p) for p in items], next_cursor

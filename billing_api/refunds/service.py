@@ -1,0 +1,430 @@
+"""Refunds: what a payment can still give back, giving it back, and what that undoes.
+
+Money goes back where it came from (DESIGN, "Purchases and wallet"): a card payment is refunded
+through the gateway, a wallet payment straight into the wallet. Once the money is back the
+refund cancels what the payment paid for and access is revoked.
+
+Which payments are refundable here:
+
+* subscription and renewal payments, by their plan's ``refund_policy`` and window; unused days
+  are prorated only for the payment that paid for the subscription's current period (an older
+  period's payment gets the window rule alone);
+* movie purchases: a full refund within :data:`PURCHASE_REFUND_WINDOW_MINUTES`, then nothing
+  (a movie has no period to prorate, and a bought film can be watched at once);
+* never wallet top-ups: the balance they added may already be spent.
+
+The payment row is locked while a refund is quoted and created, so concurrent requests line up
+and the second one finds nothing left; ``refunded_amount`` reserves the money of pending refunds
+and the database refuses refunds above what was paid.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid5
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api import entitlements
+from billing_api.gateway import GatewayClient
+from billing_api.ledger import service as ledger
+from billing_api.models import (
+    Payment,
+    PaymentPurpose,
+    Plan,
+    Purchase,
+    Refund,
+    Subscription,
+    SubscriptionStatus,
+)
+from billing_api.payments.service import PaymentNotFound
+from billing_api.refunds import policy
+from billing_api.refunds.policy import RefundQuote
+from billing_api.refunds.schemas import RefundOut, RefundQuoteOut
+from shared import clock, events, outbox
+from shared.errors import Conflict
+from shared.money import Money
+
+logger = logging.getLogger(__name__)
+
+PURCHASE_REFUND_WINDOW_MINUTES = 60
+REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
+CANCELABLE_SUBSCRIPTION = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.GRACE,
+    SubscriptionStatus.PENDING,
+)
+
+
+class PaymentNotRefundable(Conflict):
+    default_detail = "this payment cannot be refunded"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The refund terms a payment was sold under."""
+
+    policy: str
+    window_minutes: int
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+def refund_out(refund: Refund) -> RefundOut:
+    return RefundOut(
+        id=refund.id,
+        payment_id=refund.payment_id,
+        amount=Money(amount=refund.amount, currency=refund.currency),
+        status=refund.status,
+        rule=refund.rule,
+        reason=refund.reason,
+        created_at=refund.created_at,
+        completed_at=refund.completed_at,
+    )
+
+
+# --- quoting ---------------------------------------------------------------------------------
+
+
+async def get_refund_quote(
+    session: AsyncSession, user_id: UUID, payment_id: UUID
+) -> RefundQuoteOut:
+    """What refunding one of the user's payments would give back now (0 with the reason)."""
+    payment = await _own_payment(session, user_id, payment_id, lock=False)
+    quote = await quote_payment(session, payment, now=clock.now())
+    return RefundQuoteOut(
+        payment_id=payment.id,
+        refundable_amount=Money(amount=quote.amount, currency=payment.currency),
+        rule=quote.rule,
+    )
+
+
+async def quote_payment(
+    session: AsyncSession, payment: Payment, *, now: datetime, override_window: bool = False
+) -> RefundQuote:
+    """The refundable amount of ``payment`` at ``now`` and the rule that decided it."""
+    if payment.purpose == PaymentPurpose.TOP_UP:
+        return RefundQuote(0, "wallet top-ups are not refundable")
+    if payment.status == "refunded":
+        return RefundQuote(0, "already refunded")
+    if payment.status not in REFUNDABLE_STATUSES or payment.paid_at is None:
+        return RefundQuote(0, f"payment is {payment.status}")
+    if payment.method not in ("card", "wallet") or payment.amount == 0:
+        return RefundQuote(0, "nothing was paid")
+    terms = await payment_terms(session, payment)
+    if terms is None:
+        return RefundQuote(0, f"{payment.purpose} payments are not refundable")
+    quote = policy.quote_refund(
+        paid=payment.amount,
+        paid_at=payment.paid_at,
+        now=now,
+        period_start=terms.period_start,
+        period_end=terms.period_end,
+        policy=terms.policy,
+        window_minutes=terms.window_minutes,
+        already_refunded=payment.refunded_amount,
+        override_window=override_window,
+    )
+    if quote.amount == 0 and await _refund_in_progress(session, payment):
+        return RefundQuote(0, "a refund is in progress")
+    return quote
+
+
+async def _refund_in_progress(session: AsyncSession, payment: Payment) -> bool:
+    pending = await session.scalar(
+        sa.select(Refund.id)
+        .where(Refund.payment_id == payment.id, Refund.status == "pending")
+        .limit(1)
+    )
+    return pending is not None
+
+
+async def payment_terms(session: AsyncSession, payment: Payment) -> Terms | None:
+    if payment.purpose == PaymentPurpose.PURCHASE:
+        return Terms("window_only", PURCHASE_REFUND_WINDOW_MINUTES)
+    if payment.purpose not in (PaymentPurpose.SUBSCRIPTION, PaymentPurpose.RENEWAL):
+        return None
+    if payment.subscription_id is None:
+        return None
+    subscription = await session.get(Subscription, payment.subscription_id)
+    assert subscription is not None
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    if await _paid_current_period(session, payment, subscription):
+        return Terms(
+            plan.refund_policy,
+            plan.refund_window_minutes,
+            subscription.current_period_start,
+            subscription.current_period_end,
+        )
+    return Terms(plan.refund_policy, plan.refund_window_minutes)
+
+
+async def _paid_current_period(
+    session: AsyncSession, payment: Payment, subscription: Subscription
+) -> bool:
+    """Whether ``payment`` is the one that paid for the subscription's current period.
+
+    That is the subscription's most recently paid payment while the subscription runs: the
+    checkout payment first, each successful renewal after it.
+    """
+    if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE):
+        return False
+    if subscription.current_period_start is None or subscription.current_period_end is None:
+        return False
+    latest = await session.scalar(
+        sa.select(Payment.id)
+        .where(Payment.subscription_id == subscription.id, Payment.paid_at.is_not(None))
+        .order_by(Payment.paid_at.desc(), Payment.id.desc())
+        .limit(1)
+    )
+    return latest == payment.id
+
+
+# --- refunding -------------------------------------------------------------------------------
+
+
+async def request_refund(
+    session: AsyncSession,
+    gateway: GatewayClient,
+    user_id: UUID,
+    payment_id: UUID,
+    *,
+    reason: str | None,
+) -> RefundOut:
+    """Refund everything the rules allow now of one of the user's payments."""
+    payment = await _own_payment(session, user_id, payment_id, lock=True)
+    quote = await quote_payment(session, payment, now=clock.now())
+    refund = await refund_payment(
+        session, gateway, payment, amount=quote.amount, rule=quote.rule, reason=reason
+    )
+    return refund_out(refund)
+
+
+async def refund_payment(
+    session: AsyncSession,
+    gateway: GatewayClient,
+    payment: Payment,
+    *,
+    amount: int,
+    rule: str,
+    reason: str | None,
+    override_window: bool = False,
+) -> Refund:
+    """Give ``amount`` of ``payment`` back, to the card or the wallet it came from.
+
+    The amount is checked again under the payment's row lock, so of two concurrent requests the
+    second finds nothing left and is refused. A card refund the provider has not settled yet
+    stays ``pending``; the ``refund.*`` consumer finishes it.
+    """
+    payment = await _lock_payment(session, payment.id)
+    quote = await quote_payment(session, payment, now=clock.now(), override_window=override_window)
+    if quote.amount <= 0:
+        raise PaymentNotRefundable(f"nothing to refund: {quote.rule}")
+    if not 0 < amount <= quote.amount:
+        raise PaymentNotRefundable(
+            f"at most {quote.amount} {payment.currency} can be refunded now ({quote.rule})"
+        )
+    refund = Refund(
+        id=await _next_refund_id(session, payment),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        amount=amount,
+        currency=payment.currency,
+        status="pending",
+        rule=rule,
+        reason=reason,
+    )
+    session.add(refund)
+    payment.refunded_amount += amount  # reserved; the database refuses more than was paid
+    await session.flush()
+    if payment.method == "wallet":
+        await complete_refund(session, refund)
+        return refund
+    answer = await gateway.create_refund(refund.id, payment.id, amount, reason)
+    if answer.status == "succeeded":
+        await complete_refund(session, refund)
+    elif answer.status == "failed":
+        await fail_refund(session, refund, answer.failure_message)
+    return refund
+
+
+async def _next_refund_id(session: AsyncSession, payment: Payment) -> UUID:
+    """The n-th refund of a payment has a fixed id (the gateway's idempotency key).
+
+    A request retried after the gateway's answer was lost (our transaction rolled back, so the
+    count is the same) sends the same id, and the gateway answers with the refund it already
+    made instead of making a second one (or refuses, if the amount changed in between).
+    """
+    count = await session.scalar(
+        sa.select(sa.func.count()).select_from(Refund).where(Refund.payment_id == payment.id)
+    )
+    return uuid5(payment.id, f"refund:{int(count or 0) + 1}")
+
+
+async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
+    """The money is back: post it, cancel what the payment paid for, revoke access.
+
+    Idempotent: False (and nothing changed) if the refund had succeeded already.
+    """
+    if refund.status == "succeeded":
+        return False
+    payment = await _lock_payment(session, refund.payment_id)
+    if refund.status == "failed":  # the provider reported success after a failure: money left
+        logger.warning("refund succeeded after it had failed", extra={"refund_id": str(refund.id)})
+        payment.refunded_amount += refund.amount
+    now = clock.now()
+    refund.status = "succeeded"
+    refund.completed_at = now
+    if payment.method == "wallet":
+        destination = ledger.wallet_account(payment.user_id)
+    else:
+        assert payment.provider is not None, "a captured card payment knows its provider"
+        destination = ledger.clearing_account(payment.provider)
+    await ledger.post(
+        session,
+        kind="refund",
+        reference=str(refund.id),
+        user_id=payment.user_id,
+        description=f"Refund: {payment.description}",
+        currency=refund.currency,
+        lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
+    )
+    if payment.status in (*REFUNDABLE_STATUSES, "refunded"):
+        payment.status = (
+            "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+        )
+    refund_money = Money(amount=refund.amount, currency=refund.currency)
+    revoked = await _revoke(session, payment, now, purchase_status="refunded")
+    await entitlements.publish_snapshot(session, payment.user_id)
+    await outbox.add(
+        session,
+        events.RefundCompleted(
+            user_id=payment.user_id,
+            email=payment.email,
+            locale=revoked.locale,
+            refund_id=refund.id,
+            payment_id=payment.id,
+            amount=refund_money,
+            description=payment.description,
+        ),
+    )
+    await _announce_cancel(session, revoked, now, refund_amount=refund_money)
+    return True
+
+
+async def fail_refund(session: AsyncSession, refund: Refund, message: str | None) -> bool:
+    """The provider refused: the reserved amount becomes refundable again."""
+    if refund.status != "pending":
+        return False
+    payment = await _lock_payment(session, refund.payment_id)
+    refund.status = "failed"
+    payment.refunded_amount -= refund.amount
+    logger.warning(
+        "refund failed",
+        extra={"refund_id": str(refund.id), "payment_id": str(payment.id), "reason": message},
+    )
+    return True
+
+
+async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: str | None) -> bool:
+    """The payer disputed the charge: access to what it paid for ends now.
+
+    No ledger movement yet: the money leaves only if the provider decides the dispute against us.
+    """
+    if payment.status == "disputed":
+        return False
+    payment.status = "disputed"
+    if reason:
+        payment.failure_message = f"disputed: {reason}"[:500]
+    now = clock.now()
+    revoked = await _revoke(session, payment, now, purchase_status="canceled")
+    await entitlements.publish_snapshot(session, payment.user_id)
+    await _announce_cancel(session, revoked, now, refund_amount=None)
+    logger.warning(
+        "payment disputed; what it paid for is canceled",
+        extra={"payment_id": str(payment.id), "user_id": str(payment.user_id), "reason": reason},
+    )
+    return True
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Revoked:
+    """What a refund or dispute canceled (``subscription`` only if it was still running)."""
+
+    locale: str = "ru"
+    subscription: Subscription | None = None
+
+
+async def _revoke(
+    session: AsyncSession, payment: Payment, now: datetime, *, purchase_status: str
+) -> Revoked:
+    revoked = Revoked()
+    if payment.subscription_id is not None:
+        subscription = await session.get(
+            Subscription, payment.subscription_id, with_for_update=True, populate_existing=True
+        )
+        assert subscription is not None
+        revoked.locale = subscription.locale
+        if subscription.status in CANCELABLE_SUBSCRIPTION:
+            subscription.status = SubscriptionStatus.CANCELED
+            subscription.canceled_at = now
+            subscription.auto_renew = False
+            revoked.subscription = subscription
+    if payment.purchase_id is not None:
+        purchase = await session.get(
+            Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
+        )
+        assert purchase is not None
+        revoked.locale = purchase.locale
+        if purchase.status == "completed":
+            purchase.status = purchase_status
+    return revoked
+
+
+async def _announce_cancel(
+    session: AsyncSession, revoked: Revoked, now: datetime, *, refund_amount: Money | None
+) -> None:
+    subscription = revoked.subscription
+    if subscription is None:
+        return
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    await outbox.add(
+        session,
+        events.SubscriptionCanceled(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            canceled_at=now,
+            access_until=now,
+            refund_amount=refund_amount,
+        ),
+    )
+
+
+async def _lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
+    """The payment row, locked and re-read (another transaction may have just changed it)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    if payment is None:
+        raise PaymentNotFound(f"payment {payment_id} not found")
+    return payment
+
+
+async def _own_payment(
+    session: AsyncSession, user_id: UUID, payment_id: UUID, *, lock: bool
+) -> Payment:
+    payment = (
+        await _lock_payment(session, payment_id) if lock else await session.get(Payment, payment_id)
+    )
+    if payment is None or payment.user_id != user_id:
+        raise PaymentNotFound(f"payment {payment_id} not found")
+    return payment

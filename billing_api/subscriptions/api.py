@@ -1,0 +1,74 @@
+"""Subscriptions of the calling user."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+
+from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
+from billing_api.subscriptions import service
+from billing_api.subscriptions.schemas import CancelIn, SubscriptionIn, SubscriptionOut
+from shared.pagination import Cursor, Limit, Page
+
+router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
+
+
+@router.post("", response_model=SubscriptionOut, status_code=status.HTTP_201_CREATED)
+async def subscribe(
+    body: SubscriptionIn,
+    response: Response,
+    customer: CustomerDep,
+    session: SessionDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+) -> SubscriptionOut:
+    """Check out a plan; a pending checkout for the same plan is returned instead of a new one."""
+    subscription, created = await service.subscribe(session, gateway, settings, customer, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return subscription
+
+
+@router.get("", response_model=Page[SubscriptionOut])
+async def list_subscriptions(
+    customer: CustomerDep, session: SessionDep, limit: Limit = 20, cursor: Cursor = None
+) -> Page[SubscriptionOut]:
+    """My subscriptions, newest first."""
+    items, next_cursor = await service.list_subscriptions(
+        session, customer.id, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{subscription_id}", response_model=SubscriptionOut)
+async def get_subscription(
+    subscription_id: UUID, customer: CustomerDep, session: SessionDep
+) -> SubscriptionOut:
+    """One of my subscriptions."""
+    return await service.get_subscription(session, customer.id, subscription_id)
+
+
+@router.post("/{subscription_id}/cancel", response_model=SubscriptionOut)
+async def cancel(
+    subscription_id: UUID,
+    customer: CustomerDep,
+    session: SessionDep,
+    gateway: GatewayDep,
+    body: CancelIn | None = None,
+) -> SubscriptionOut:
+    """Cancel at the end of the paid period (default) or now, with the refund the plan allows."""
+    at_period_end = body.at_period_end if body else True
+    subscription = await service.cancel(
+        session, gateway, customer.id, subscription_id, at_period_end=at_period_end
+    )
+    return await service.subscription_out(session, subscription)
+
+
+@router.post("/{subscription_id}/resume", response_model=SubscriptionOut)
+async def resume(
+    subscription_id: UUID, customer: CustomerDep, session: SessionDep
+) -> SubscriptionOut:
+    """Undo a scheduled cancel while the period still runs."""
+    subscription = await service.resume(session, customer.id, subscription_id)
+    return await service.subscription_out(session, subscription)

@@ -1,0 +1,256 @@
+"""Subscribing: checkout creates a pending subscription and its payment; reading them back."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api import entitlements
+from billing_api.catalog import service as catalog
+from billing_api.config import BillingSettings
+from billing_api.deps import Customer
+from billing_api.gateway import GatewayClient
+from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
+from billing_api.payments import service as payments
+from billing_api.pricing.inputs import price_plan
+from billing_api.refunds import service as refunds
+from billing_api.subscriptions.schemas import SubscriptionIn, SubscriptionOut
+from shared import clock, events, outbox
+from shared.errors import Conflict, NotFound
+from shared.pagination import newest_first, page_of
+
+
+class SubscriptionNotFound(NotFound):
+    default_detail = "no such subscription"
+
+
+async def subscription_out(session: AsyncSession, subscription: Subscription) -> SubscriptionOut:
+    latest = (
+        await session.get(Payment, subscription.latest_payment_id)
+        if subscription.latest_payment_id
+        else None
+    )
+    return SubscriptionOut(
+        id=subscription.id,
+        plan_id=subscription.plan_id,
+        status=subscription.status,
+        months=subscription.months,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        auto_renew=subscription.auto_renew,
+        latest_payment=payments.brief(latest),
+        created_at=subscription.created_at,
+    )
+
+
+async def subscribe(
+    session: AsyncSession,
+    gateway: GatewayClient,
+    settings: BillingSettings,
+    customer: Customer,
+    request: SubscriptionIn,
+) -> tuple[SubscriptionOut, bool]:
+    """Check out a plan; returns ``(subscription, created)``.
+
+    While a checkout for the same plan is pending, the pending subscription is returned (with
+    the same checkout URL) instead of charging again. Concurrent requests meet on the database's
+    one-pending-per-user-and-plan index: one inserts, the others wait and then find it.
+    """
+    plan = await catalog.load_plan(session, request.plan_id)
+    priced = await price_plan(
+        session,
+        plan,
+        request.months,
+        user_id=customer.id,
+        promo_code=request.promo_code,
+        max_total_percent=settings.max_total_discount_percent,
+    )
+    subscription_id = await session.scalar(
+        insert(Subscription)
+        .values(
+            id=uuid4(),
+            user_id=customer.id,
+            email=customer.email,
+            plan_id=plan.id,
+            status=SubscriptionStatus.PENDING,
+            months=request.months,
+            auto_renew=request.auto_renew,
+            cancel_at_period_end=False,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[Subscription.user_id, Subscription.plan_id],
+            index_where=Subscription.status == SubscriptionStatus.PENDING,
+        )
+        .returning(Subscription.id)
+    )
+    if subscription_id is None:
+        pending = await session.scalar(
+            sa.select(Subscription)
+            .where(
+                Subscription.user_id == customer.id,
+                Subscription.plan_id == plan.id,
+                Subscription.status == SubscriptionStatus.PENDING,
+            )
+            .with_for_update()
+        )
+        if pending is not None:
+            latest = await session.get(Payment, pending.latest_payment_id)
+            if latest is not None and latest.status == "pending":
+                return await subscription_out(session, pending), False
+            # The last attempt failed or expired: the same subscription gets a new payment.
+            subscription = pending
+        else:  # it stopped being pending in between; try again as a new checkout
+            return await subscribe(session, gateway, settings, customer, request)
+    else:
+        found = await session.get(Subscription, subscription_id)
+        assert found is not None
+        subscription = found
+
+    quote = priced.quote
+    payment = await payments.start_payment(
+        session,
+        gateway,
+        settings,
+        customer,
+        payments.Order(
+            purpose="subscription",
+            description=describe(plan, request.months),
+            amount=quote.total,
+            base_amount=quote.base_amount,
+            currency=quote.currency,
+            discount_amount=quote.discount_amount,
+            quote=quote.to_json(),
+            promo_code_id=priced.promo_code_id,
+            months=request.months,
+            subscription_id=subscription.id,
+            save_payment_method=request.auto_renew,
+        ),
+        method=request.payment_method,
+    )
+    if subscription.status == SubscriptionStatus.PENDING:
+        subscription.latest_payment_id = payment.id
+    await session.flush()
+    return await subscription_out(session, subscription), True
+
+
+def describe(plan: Plan, months: int) -> str:
+    """``Premium, 3 months`` / ``Weekend pass, 1 x 3 days``: what a payment line says."""
+    if plan.period_unit == "month":
+        return f"{plan.name}, {months} month{'s' if months > 1 else ''}"
+    return f"{plan.name}, {months} x {plan.period_days} days"
+
+
+async def list_subscriptions(
+    session: AsyncSession, user_id: UUID, *, cursor: str | None, limit: int
+) -> tuple[list[SubscriptionOut], str | None]:
+    query = sa.select(Subscription).where(Subscription.user_id == user_id)
+    rows = (
+        await session.scalars(
+            newest_first(query, Subscription.created_at, Subscription.id, cursor, limit)
+        )
+    ).all()
+    items, next_cursor = page_of(rows, limit)
+    return [await subscription_out(session, s) for s in items], next_cursor
+
+
+async def get_subscription(
+    session: AsyncSession, user_id: UUID, subscription_id: UUID
+) -> SubscriptionOut:
+    subscription = await session.get(Subscription, subscription_id)
+    if subscription is None or subscription.user_id != user_id:
+        raise SubscriptionNotFound(f"subscription {subscription_id} not found")
+    return await subscription_out(session, subscription)
+
+
+class SubscriptionNotCancelable(Conflict):
+    default_detail = "only an active subscription can be cancelled"
+
+
+class SubscriptionNotResumable(Conflict):
+    default_detail = "only a subscription scheduled to end can be resumed, before its period ends"
+
+
+async def _owned(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:
+    subscription = await session.get(Subscription, subscription_id, with_for_update=True)
+    if subscription is None or subscription.user_id != user_id:
+        raise SubscriptionNotFound(f"subscription {subscription_id} not found")
+    return subscription
+
+
+async def cancel(
+    session: AsyncSession,
+    gateway: GatewayClient,
+    user_id: UUID,
+    subscription_id: UUID,
+    *,
+    at_period_end: bool,
+) -> Subscription:
+    """Stop renewing: at period end (access until then, no grace) or now (access ends now,
+    with the refund the plan's policy allows for the payment of the current period)."""
+    subscription = await _owned(session, user_id, subscription_id)
+    if not at_period_end and subscription.latest_payment_id is not None:
+        latest = await session.get(Payment, subscription.latest_payment_id)
+        if latest is not None:
+            quote = await refunds.quote_payment(session, latest, now=clock.now())
+            if quote.amount > 0:
+                await refunds.refund_payment(
+                    session,
+                    gateway,
+                    latest,
+                    amount=quote.amount,
+                    rule=quote.rule,
+                    reason="cancelled by the user",
+                )
+                if subscription.status == SubscriptionStatus.CANCELED:
+                    return subscription  # the refund cancelled it and said so
+    live = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
+    if subscription.status not in live:
+        raise SubscriptionNotCancelable(f"subscription {subscription.id} is {subscription.status}")
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    now = clock.now()
+    if at_period_end and subscription.status == SubscriptionStatus.ACTIVE:
+        subscription.cancel_at_period_end = True
+        access_until = subscription.current_period_end
+    else:
+        subscription.status = SubscriptionStatus.CANCELED
+        subscription.canceled_at = now
+        subscription.auto_renew = False
+        access_until = now
+    subscription.next_renewal_at = None
+    await entitlements.publish_snapshot(session, subscription.user_id)
+    await outbox.add(
+        session,
+        events.SubscriptionCanceled(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            canceled_at=now,
+            access_until=access_until,
+        ),
+    )
+    return subscription
+
+
+async def resume(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:
+    """Undo a cancel at period end while the period still runs: renewals go on as before."""
+    subscription = await _owned(session, user_id, subscription_id)
+    end = subscription.current_period_end
+    if (
+        subscription.status != SubscriptionStatus.ACTIVE
+        or not subscription.cancel_at_period_end
+        or end is None
+        or end <= clock.now()
+    ):
+        raise SubscriptionNotResumable(f"subscription {subscription.id} cannot be resumed")
+    subscription.cancel_at_period_end = False
+    subscription.auto_renew = True
+    subscription.reminded_for = None
+    await entitlements.publish_snapshot(session, subscription.user_id)
+    return subscription

@@ -1,0 +1,37 @@
+"""billing-worker: consumes payment results, runs the scheduled jobs, publishes the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+from billing_api import jobs
+from billing_api.activation.handlers import CONSUMER, make_handlers
+from billing_api.config import SCHEMA, SERVICE, BillingSettings
+from billing_api.gateway import GatewayClient
+from shared.auth import AuthSettings
+from shared.consumer import Consumer
+from shared.observability import create_http_client
+from shared.outbox import OutboxRelay
+from shared.resources import Resources
+from shared.runtime import run_worker
+
+
+async def work(resources: Resources, settings: BillingSettings) -> None:
+    consumer = Consumer(
+        CONSUMER, resources.broker, resources.session_factory, make_handlers(settings)
+    )
+    await consumer.start()
+    try:
+        async with create_http_client() as http, asyncio.TaskGroup() as group:
+            gateway = GatewayClient(http, settings.gateway_url, AuthSettings())
+            group.create_task(OutboxRelay(resources.engine, resources.broker, schema=SCHEMA).run())
+            group.create_task(jobs.run_forever(resources.session_factory, gateway, settings))
+    finally:
+        await asyncio.shield(consumer.stop())
+
+
+def main() -> None:
+    settings = BillingSettings()
+    run_worker(
+        settings, service=SERVICE, schema=SCHEMA, main=lambda resources: work(resources, settings)
+    )

@@ -1,0 +1,109 @@
+"""payment_gateway: one internal payments API in front of Stripe and the sandbox provider."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from payment_gateway.config import SCHEMA, SERVICE, GatewaySettings
+from payment_gateway.payments.api import router as payments_router
+from payment_gateway.providers.base import PaymentProvider
+from payment_gateway.providers.registry import Providers
+from payment_gateway.refunds.api import router as refunds_router
+from payment_gateway.sandbox.delivery import WebhookSender
+from payment_gateway.sandbox.pages import router as sandbox_router
+from payment_gateway.sandbox.provider import SandboxProvider
+from payment_gateway.webhooks.api import router as webhooks_router
+from payment_gateway.webhooks.service import run_pending_loop
+from shared.app import create_service_app
+from shared.auth import AuthSettings
+from shared.observability import create_http_client
+from shared.relay import start_outbox_relay
+from shared.resources import Resources, make_database
+
+if TYPE_CHECKING:
+    from payment_gateway.providers.stripe_provider import StripeProvider
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    auth_settings: AuthSettings | None = None,
+    *,
+    stripe: PaymentProvider | None = None,
+) -> FastAPI:
+    """Build the gateway; ``stripe`` replaces the Stripe provider built from settings (tests)."""
+    settings = settings or GatewaySettings()
+
+    async def start(app: FastAPI, resources: Resources) -> None:
+        providers = Providers(default=settings.default_provider)
+        if stripe is not None:
+            providers.by_name["stripe"] = stripe
+        elif settings.stripe_api_key:
+            built = _stripe_from(settings)
+            resources.exit_stack.push_async_callback(built.aclose)
+            providers.by_name["stripe"] = built
+        if settings.sandbox_on:
+            # The sandbox stands for a remote processor: its own connection pool, so a gateway
+            # request holding a connection never waits on the same pool for the "provider".
+            sandbox_engine, sandbox_sessions = make_database(
+                settings, service="sandbox", schema=SCHEMA
+            )
+            resources.exit_stack.push_async_callback(sandbox_engine.dispose)
+            sandbox = SandboxProvider(
+                sandbox_sessions,
+                public_url=settings.public_url,
+                webhook_secret=settings.sandbox_webhook_secret.get_secret_value(),
+            )
+            providers.by_name["sandbox"] = sandbox
+            app.state.sandbox = sandbox
+            http = await resources.exit_stack.enter_async_context(create_http_client())
+            sender = WebhookSender(
+                sandbox,
+                http,
+                settings.sandbox_webhook_url
+                or f"{settings.public_url.rstrip('/')}/webhooks/sandbox",
+            )
+            app.state.sandbox_sender = sender
+            resources.tasks.append(asyncio.create_task(sender.run(), name="sandbox-webhooks"))
+        app.state.providers = providers
+        resources.tasks.append(
+            asyncio.create_task(
+                run_pending_loop(resources.session_factory, providers), name="webhook-sweep"
+            )
+        )
+        await start_outbox_relay(app, resources)
+
+    routers = [payments_router, refunds_router, webhooks_router]
+    if settings.sandbox_on:
+        routers.append(sandbox_router)
+    return create_service_app(
+        service=SERVICE,
+        schema=SCHEMA,
+        title="Cinema payment gateway",
+        description="Payments and refunds through Stripe or the sandbox provider; webhooks.",
+        settings=settings,
+        auth_settings=auth_settings,
+        routers=routers,
+        on_startup=start,
+    )
+
+
+def _stripe_from(settings: GatewaySettings) -> StripeProvider:
+    import stripe
+
+    from payment_gateway.providers.stripe_provider import StripeProvider
+
+    # The SDK would otherwise write a telemetry id under ~/.config at the first request, from
+    # inside the event loop, and report platform details to Stripe.
+    stripe.enable_telemetry = False
+
+    assert settings.stripe_api_key is not None
+    if settings.stripe_webhook_secret is None:
+        raise RuntimeError("GATEWAY_STRIPE_WEBHOOK_SECRET is required with a Stripe key")
+    return StripeProvider(
+        settings.stripe_api_key.get_secret_value(),
+        settings.stripe_webhook_secret.get_secret_value(),
+        api_base=settings.stripe_api_base,
+    )

@@ -1,0 +1,131 @@
+"""Tables of the ``gateway`` schema: payments, refunds, received webhooks, provider customers.
+
+The sandbox provider keeps its own tables (``sandbox_*``, in :mod:`payment_gateway.sandbox.models`)
+as if it were a remote system; the gateway only reaches them through the provider interface.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from payment_gateway.config import SCHEMA
+from shared.db import Timestamps, make_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata(SCHEMA)
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+class RefundState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Payment(Timestamps, Base):
+    """One payment asked for by billing, identified by billing's own ``payment_id``."""
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refunds_within_amount"
+        ),
+        sa.Index("ix_payment_provider_ref", "provider", "provider_ref"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    customer_id: Mapped[UUID]
+    customer_email: Mapped[str | None] = mapped_column(sa.String(320))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    description: Mapped[str] = mapped_column(sa.String(500))
+    mode: Mapped[str] = mapped_column(sa.String(20))
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    charge_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(20), default=PaymentStatus.PENDING)
+    checkout_url: Mapped[str | None] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    save_payment_method: Mapped[bool] = mapped_column(default=False)
+    payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    success_url: Mapped[str | None] = mapped_column(sa.Text)
+    cancel_url: Mapped[str | None] = mapped_column(sa.Text)
+    extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    failure_code: Mapped[str | None] = mapped_column(sa.String(100))
+    failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    # Sum of refunds not failed (pending + succeeded): the database refuses more than the amount.
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    succeeded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    disputed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Refund(Timestamps, Base):
+    """A refund of (part of) a payment; billing's ``refund_id`` or one derived from the provider."""
+
+    __tablename__ = "refund"
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.UniqueConstraint("payment_id", "provider_ref"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    payment_id: Mapped[UUID] = mapped_column(sa.ForeignKey("payment.id"))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    reason: Mapped[str | None] = mapped_column(sa.String(500))
+    status: Mapped[str] = mapped_column(sa.String(20), default=RefundState.PENDING)
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class WebhookEvent(Base):
+    """A verified webhook as received; the unique key makes every redelivery a no-op."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "provider_event_id"),
+        sa.Index(
+            "ix_webhook_event_unprocessed",
+            "received_at",
+            postgresql_where=sa.text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_event_id: Mapped[str] = mapped_column(sa.String(255))
+    event_type: Mapped[str] = mapped_column(sa.String(100))
+    payment_id: Mapped[UUID | None]
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class ProviderCustomer(Base):
+    """The provider's customer object for one of our users, reused across payments."""
+
+    __tablename__ = "provider_customer"
+
+    provider: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    user_id: Mapped[UUID] = mapped_column(primary_key=True)
+    customer_ref: Mapped[str] = mapped_column(sa.String(255))

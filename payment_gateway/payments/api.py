@@ -1,0 +1,51 @@
+"""Internal payments API (service tokens only)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response, status
+
+from payment_gateway.config import GatewaySettings
+from payment_gateway.payments import service
+from payment_gateway.payments.schemas import PaymentIn, PaymentOut
+from shared.auth import ServicePrincipal
+from shared.db import SessionDep
+
+router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
+
+
+@router.post("", response_model=PaymentOut, status_code=status.HTTP_201_CREATED)
+async def create_payment(
+    body: PaymentIn,
+    request: Request,
+    response: Response,
+    principal: ServicePrincipal,
+    session: SessionDep,
+) -> PaymentOut:
+    """Create a checkout or charge a saved method; idempotent on payment_id."""
+    settings: GatewaySettings = request.app.state.settings
+    payment, created = await service.create_payment(
+        session,
+        request.app.state.providers,
+        body,
+        checkout_ttl=timedelta(minutes=settings.checkout_ttl_minutes),
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return payment
+
+
+@router.get("/{payment_id}", response_model=PaymentOut)
+async def get_payment(
+    payment_id: UUID,
+    request: Request,
+    principal: ServicePrincipal,
+    session: SessionDep,
+    refresh: bool = False,
+) -> PaymentOut:
+    """A payment's state; refresh=true asks the provider and applies what it says."""
+    return await service.get_payment(
+        session, request.app.state.providers, payment_id, refresh=refresh
+    )

@@ -1,0 +1,182 @@
+"""Apply the provider's truth about a payment to our records, emitting each fact exactly once.
+
+Webhooks, synchronous provider answers and ``refresh=true`` polling all end here, with the
+payment row locked. Because every change is computed against what is already recorded, applying
+the same snapshot twice, or snapshots out of order, changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
+from payment_gateway.payments import state
+from payment_gateway.providers.base import ProviderPayment, ProviderRefund, RefundStatus
+from shared import clock, events, outbox
+from shared.money import Money
+
+logger = logging.getLogger(__name__)
+
+
+def _common(payment: Payment) -> dict[str, object]:
+    return {
+        "payment_id": payment.id,
+        "customer": events.Customer(id=payment.customer_id, email=payment.customer_email),
+        "amount": Money(amount=payment.amount, currency=payment.currency),
+        "provider": payment.provider,
+        "provider_ref": payment.provider_ref,
+        "metadata": {str(k): str(v) for k, v in (payment.extra or {}).items()},
+    }
+
+
+async def apply_snapshot(
+    session: AsyncSession, payment: Payment, snapshot: ProviderPayment
+) -> None:
+    """Bring ``payment`` (locked by the caller) and its refunds in line with ``snapshot``."""
+    current = PaymentStatus(payment.status)
+    new_status = state.after_observation(current, snapshot.status)
+    if new_status is None and snapshot.status.value != current.value:
+        logger.info(
+            "provider status ignored",
+            extra={"payment_id": str(payment.id), "status": current, "observed": snapshot.status},
+        )
+    payment.charge_ref = snapshot.charge_ref or payment.charge_ref
+    if new_status is PaymentStatus.SUCCEEDED:
+        await _succeed(session, payment, snapshot)
+    elif new_status is PaymentStatus.FAILED:
+        payment.status = PaymentStatus.FAILED
+        payment.failure_code = snapshot.failure_code
+        payment.failure_message = snapshot.failure_message
+        await outbox.add(
+            session,
+            events.PaymentFailed(
+                **_common(payment),  # type: ignore[arg-type]
+                failure_code=snapshot.failure_code,
+                failure_message=snapshot.failure_message,
+            ),
+        )
+    elif new_status is PaymentStatus.EXPIRED:
+        payment.status = PaymentStatus.EXPIRED
+        await outbox.add(session, events.PaymentExpired(**_common(payment)))  # type: ignore[arg-type]
+
+    if PaymentStatus(payment.status) in state.CAPTURED:
+        for provider_refund in snapshot.refunds:
+            await apply_refund(session, payment, provider_refund)
+        if snapshot.disputed and payment.disputed_at is None:
+            payment.disputed_at = clock.now()
+            await outbox.add(
+                session,
+                events.PaymentDisputed(
+                    **_common(payment),  # type: ignore[arg-type]
+                    reason=snapshot.dispute_reason,
+                ),
+            )
+        await settle_status(session, payment)
+
+
+async def _succeed(session: AsyncSession, payment: Payment, snapshot: ProviderPayment) -> None:
+    if snapshot.amount != payment.amount or snapshot.currency != payment.currency:
+        # Never record money we did not ask for as if it were the expected amount.
+        logger.error(
+            "provider captured an unexpected amount",
+            extra={"payment_id": str(payment.id), "captured": snapshot.amount},
+        )
+    payment.status = PaymentStatus.SUCCEEDED
+    payment.succeeded_at = clock.now()
+    payment.failure_code = payment.failure_message = None
+    payment.payment_method_ref = snapshot.payment_method_ref or payment.payment_method_ref
+    await outbox.add(
+        session,
+        events.PaymentSucceeded(
+            **_common(payment),  # type: ignore[arg-type]
+            payment_method_ref=payment.payment_method_ref,
+        ),
+    )
+
+
+async def apply_refund(session: AsyncSession, payment: Payment, observed: ProviderRefund) -> Refund:
+    """Record a refund the provider reports (ours or made elsewhere) and its outcome, once."""
+    refund = await _find_refund(session, payment.id, observed)
+    if refund is None:
+        # A refund made outside the gateway (e.g. in the provider's dashboard) is still money
+        # that left: record it under a stable id derived from the provider's reference.
+        refund = Refund(
+            id=observed.refund_id
+            or uuid.uuid5(uuid.NAMESPACE_URL, f"{payment.provider}:{observed.provider_ref}"),
+            payment_id=payment.id,
+            amount=observed.amount,
+            currency=payment.currency,
+            reason="made at the provider",
+            status=RefundState.PENDING,
+            provider_ref=observed.provider_ref,
+        )
+        payment.refunded_amount += observed.amount
+        session.add(refund)
+    refund.provider_ref = refund.provider_ref or observed.provider_ref
+    if observed.status is RefundStatus.SUCCEEDED and refund.status == RefundState.PENDING:
+        refund.status = RefundState.SUCCEEDED
+        await outbox.add(session, _refund_event(events.RefundSucceeded, payment, refund))
+    elif observed.status is RefundStatus.FAILED and refund.status == RefundState.PENDING:
+        refund.status = RefundState.FAILED
+        refund.failure_message = observed.failure_message
+        payment.refunded_amount -= refund.amount  # the reservation is released
+        await outbox.add(
+            session,
+            _refund_event(
+                events.RefundFailed, payment, refund, failure_message=observed.failure_message
+            ),
+        )
+    await session.flush()
+    return refund
+
+
+def _refund_event(
+    kind: type[events.RefundSucceeded] | type[events.RefundFailed],
+    payment: Payment,
+    refund: Refund,
+    **extra: object,
+) -> events.EventPayload:
+    return kind(
+        refund_id=refund.id,
+        payment_id=payment.id,
+        customer=events.Customer(id=payment.customer_id, email=payment.customer_email),
+        amount=Money(amount=refund.amount, currency=refund.currency),
+        provider=payment.provider,
+        provider_ref=refund.provider_ref,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def _find_refund(
+    session: AsyncSession, payment_id: UUID, observed: ProviderRefund
+) -> Refund | None:
+    if observed.refund_id is not None:
+        found = await session.get(Refund, observed.refund_id, with_for_update=True)
+        if found is not None:
+            return found
+    return (
+        await session.scalars(
+            sa.select(Refund)
+            .where(Refund.payment_id == payment_id, Refund.provider_ref == observed.provider_ref)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def settle_status(session: AsyncSession, payment: Payment) -> None:
+    refunded = await session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.status == RefundState.SUCCEEDED
+        )
+    )
+    payment.status = state.after_refunds(
+        PaymentStatus(payment.status),
+        amount=payment.amount,
+        refunded=int(refunded or 0),
+        disputed=payment.disputed_at is not None,
+    )

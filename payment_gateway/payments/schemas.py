@@ -1,0 +1,57 @@
+"""Shapes of the internal payments API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.money import Amount, Currency
+
+PositiveAmount = Annotated[Amount, Field(gt=0)]
+
+
+class CustomerIn(BaseModel):
+    id: UUID
+    email: str | None = Field(None, max_length=320)
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: UUID
+    customer: CustomerIn
+    amount: PositiveAmount
+    currency: Currency
+    description: str = Field(min_length=1, max_length=500)
+    mode: Literal["checkout", "off_session"] = "checkout"
+    payment_method_ref: str | None = Field(None, max_length=255)
+    save_payment_method: bool = False
+    success_url: str | None = Field(None, max_length=2000)
+    cancel_url: str | None = Field(None, max_length=2000)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> PaymentIn:
+        if self.mode == "checkout" and not (self.success_url and self.cancel_url):
+            raise ValueError("a checkout needs success_url and cancel_url")
+        if self.mode == "off_session" and not self.payment_method_ref:
+            raise ValueError("an off-session charge needs payment_method_ref")
+        return self
+
+
+class PaymentOut(BaseModel):
+    payment_id: UUID
+    status: str
+    amount: int
+    currency: str
+    provider: str
+    provider_ref: str | None
+    checkout_url: str | None
+    expires_at: datetime | None
+    payment_method_ref: str | None
+    refunded_amount: int
+    failure_code: str | None
+    failure_message: str | None

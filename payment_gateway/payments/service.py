@@ -1,0 +1,178 @@
+"""Creating and reading payments: idempotent on billing's ``payment_id``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_gateway.models import Payment, ProviderCustomer
+from payment_gateway.payments.reconcile import apply_snapshot
+from payment_gateway.payments.schemas import PaymentIn, PaymentOut
+from payment_gateway.providers import base
+from payment_gateway.providers.registry import Providers
+from shared import clock
+from shared.errors import AppError, Conflict, NotFound
+
+
+class PaymentNotFound(NotFound):
+    default_detail = "no such payment"
+
+
+class PaymentIdReused(Conflict):
+    default_detail = "this payment_id was already used for a different payment"
+
+
+class ProviderUnavailable(AppError):
+    status_code = 502
+    default_detail = "the payment provider could not be reached; retry with the same payment_id"
+
+
+def to_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        payment_id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        provider=payment.provider,
+        provider_ref=payment.provider_ref,
+        checkout_url=payment.checkout_url,
+        expires_at=payment.expires_at,
+        payment_method_ref=payment.payment_method_ref,
+        refunded_amount=payment.refunded_amount,
+        failure_code=payment.failure_code,
+        failure_message=payment.failure_message,
+    )
+
+
+async def create_payment(
+    session: AsyncSession, providers: Providers, request: PaymentIn, *, checkout_ttl: timedelta
+) -> tuple[PaymentOut, bool]:
+    """Create the payment at the provider once; the same ``payment_id`` again returns it.
+
+    The row is inserted first: a concurrent request with the same id waits on it and then finds
+    the committed payment instead of creating a second provider object. Returns ``(payment,
+    created)``.
+    """
+    provider = providers.for_new_payments
+    inserted = await session.scalar(
+        insert(Payment)
+        .values(
+            id=request.payment_id,
+            customer_id=request.customer.id,
+            customer_email=request.customer.email,
+            amount=request.amount,
+            currency=request.currency,
+            description=request.description,
+            mode=request.mode,
+            provider=provider.name,
+            status="pending",
+            save_payment_method=request.save_payment_method,
+            payment_method_ref=request.payment_method_ref,
+            success_url=request.success_url,
+            cancel_url=request.cancel_url,
+            extra=request.metadata,
+            refunded_amount=0,
+        )
+        .on_conflict_do_nothing(index_elements=[Payment.id])
+        .returning(Payment.id)
+    )
+    payment = await session.get(Payment, request.payment_id, with_for_update=True)
+    assert payment is not None
+    if inserted is None:
+        _ensure_same(payment, request)
+        return to_out(payment), False
+
+    customer = base.Customer(id=request.customer.id, email=request.customer.email)
+    customer_ref = await _customer_ref(session, provider.name, request.customer.id)
+    try:
+        if request.mode == "checkout":
+            assert request.success_url
+            assert request.cancel_url
+            created = await provider.create_checkout(
+                base.CheckoutRequest(
+                    payment_id=payment.id,
+                    customer=customer,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    description=payment.description,
+                    success_url=request.success_url,
+                    cancel_url=request.cancel_url,
+                    save_payment_method=request.save_payment_method,
+                    expires_at=clock.now() + checkout_ttl,
+                    metadata=request.metadata,
+                    customer_ref=customer_ref,
+                )
+            )
+            payment.provider_ref = created.provider_ref
+            payment.checkout_url = created.checkout_url
+            payment.expires_at = created.expires_at
+            if created.customer_ref and created.customer_ref != customer_ref:
+                session.add(
+                    ProviderCustomer(
+                        provider=provider.name,
+                        user_id=request.customer.id,
+                        customer_ref=created.customer_ref,
+                    )
+                )
+        else:
+            assert request.payment_method_ref
+            snapshot = await provider.charge_off_session(
+                base.OffSessionRequest(
+                    payment_id=payment.id,
+                    customer=customer,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    description=payment.description,
+                    payment_method_ref=request.payment_method_ref,
+                    metadata=request.metadata,
+                    customer_ref=customer_ref,
+                )
+            )
+            payment.provider_ref = snapshot.provider_ref
+            await apply_snapshot(session, payment, snapshot)
+    except base.ProviderError as exc:
+        raise ProviderUnavailable(f"payment provider error: {exc}") from exc
+    await session.flush()
+    return to_out(payment), True
+
+
+def _ensure_same(payment: Payment, request: PaymentIn) -> None:
+    same = (
+        payment.amount == request.amount
+        and payment.currency == request.currency
+        and payment.customer_id == request.customer.id
+        and payment.mode == request.mode
+    )
+    if not same:
+        raise PaymentIdReused(
+            f"payment {payment.id} exists with {payment.amount} {payment.currency} ({payment.mode})"
+        )
+
+
+async def _customer_ref(session: AsyncSession, provider: str, user_id: UUID) -> str | None:
+    return await session.scalar(
+        sa.select(ProviderCustomer.customer_ref).where(
+            ProviderCustomer.provider == provider, ProviderCustomer.user_id == user_id
+        )
+    )
+
+
+async def get_payment(
+    session: AsyncSession, providers: Providers, payment_id: UUID, *, refresh: bool = False
+) -> PaymentOut:
+    """Our record of a payment; with ``refresh`` the provider is asked first (reconciliation)."""
+    payment = await session.get(Payment, payment_id, with_for_update=refresh)
+    if payment is None:
+        raise PaymentNotFound(f"payment {payment_id} not found")
+    if refresh and payment.provider_ref:
+        try:
+            snapshot = await providers.get(payment.provider).fetch_payment(payment.provider_ref)
+        except base.ProviderError as exc:
+            raise ProviderUnavailable(f"payment provider error: {exc}") from exc
+        await apply_snapshot(session, payment, snapshot)
+        await session.flush()
+    return to_out(payment)

@@ -1,0 +1,146 @@
+"""The one interface every payment provider implements, and the normalised shapes it speaks.
+
+The gateway never branches on the provider: it asks a provider to open a checkout, charge a saved
+method, refund, tell the current state of a payment, and verify + parse a webhook. Everything a
+provider answers is normalised into the dataclasses below, and the gateway's state machine works
+only on those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+
+class ProviderStatus(StrEnum):
+    """What the provider says about one payment attempt."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ProviderError(Exception):
+    """The provider could not be reached or refused the request for a non-card reason."""
+
+
+class InvalidWebhook(Exception):
+    """The webhook's signature, timestamp or body cannot be trusted; nothing may be stored."""
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: UUID
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    payment_id: UUID
+    customer: Customer
+    amount: int
+    currency: str
+    description: str
+    success_url: str
+    cancel_url: str
+    save_payment_method: bool
+    expires_at: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    customer_ref: str | None = None  # the provider's customer for this user, when known
+
+
+@dataclass(frozen=True)
+class CheckoutCreated:
+    provider_ref: str  # e.g. the Checkout Session id
+    checkout_url: str
+    expires_at: datetime
+    customer_ref: str | None = None  # to remember for the user's next payments
+
+
+@dataclass(frozen=True)
+class OffSessionRequest:
+    payment_id: UUID
+    customer: Customer
+    amount: int
+    currency: str
+    description: str
+    payment_method_ref: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    customer_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_id: UUID
+    payment_id: UUID
+    payment_provider_ref: str  # what fetch_payment answered as ``charge_ref`` or the payment ref
+    amount: int
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    provider_ref: str
+    amount: int
+    status: RefundStatus
+    refund_id: UUID | None = None  # ours, when the refund was asked through the gateway
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    """The provider's current truth about a payment (re-read whenever order matters)."""
+
+    provider_ref: str
+    status: ProviderStatus
+    amount: int
+    currency: str
+    charge_ref: str | None = None  # the object refunds are made against (PaymentIntent, charge)
+    payment_method_ref: str | None = None  # saved for off-session charges, when one was saved
+    customer_ref: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    refunds: tuple[ProviderRefund, ...] = ()
+    disputed: bool = False
+    dispute_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """A verified webhook reduced to what the gateway needs to find the payment to re-read."""
+
+    event_id: str
+    event_type: str
+    payment_id: UUID | None = None  # ours, from metadata, when the provider echoes it
+    provider_ref: str | None = None  # the payment's provider_ref (session / payment intent)
+    relevant: bool = True  # False for event types the gateway does not act on
+
+
+class PaymentProvider(Protocol):
+    """What the gateway needs from a payment provider."""
+
+    name: str
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutCreated: ...
+
+    async def charge_off_session(self, request: OffSessionRequest) -> ProviderPayment: ...
+
+    async def refund(self, request: RefundRequest) -> ProviderRefund: ...
+
+    async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
+        """Verify the signature over the raw body first; raise :class:`InvalidWebhook`."""
+        ...

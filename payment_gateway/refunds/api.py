@@ -1,0 +1,30 @@
+"""Internal refunds API (service tokens only)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request, status
+
+from payment_gateway.refunds import service
+from payment_gateway.refunds.schemas import RefundIn, RefundOut
+from shared.auth import ServicePrincipal
+from shared.db import SessionDep
+
+router = APIRouter(prefix="/internal/v1/refunds", tags=["refunds"])
+
+
+@router.post("", response_model=RefundOut, status_code=status.HTTP_201_CREATED)
+async def create_refund(
+    body: RefundIn, request: Request, principal: ServicePrincipal, session: SessionDep
+) -> RefundOut:
+    """Refund (part of) a captured payment; idempotent on refund_id."""
+    return await service.create_refund(session, request.app.state.providers, body)
+
+
+@router.get("/{refund_id}", response_model=RefundOut)
+async def get_refund(
+    refund_id: UUID, principal: ServicePrincipal, session: SessionDep
+) -> RefundOut:
+    """A refund's state."""
+    return await service.get_refund(session, refund_id)

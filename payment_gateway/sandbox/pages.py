@@ -1,0 +1,124 @@
+"""The sandbox's hosted checkout page and its JSON twin.
+
+``GET /sandbox/checkout/{id}`` shows what is being paid with a card form; submitting it (or
+``POST /sandbox/checkout/{id}/pay`` with ``{"card_number": …}``) settles the session and the
+result reaches the gateway by signed webhook, exactly like a real provider's.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from payment_gateway.sandbox.models import SandboxSession
+from payment_gateway.sandbox.provider import PayResult, SandboxProvider, UnknownTestCard
+from shared.money import format_minor_units
+
+router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+
+class PayIn(BaseModel):
+    card_number: str = Field(min_length=12, max_length=30)
+
+
+class PayOut(BaseModel):
+    session_id: str
+    status: str
+    redirect_url: str
+    failure_code: str | None
+    failure_message: str | None
+
+
+def _provider(request: Request) -> SandboxProvider:
+    provider: SandboxProvider = request.app.state.sandbox
+    return provider
+
+
+@router.post("/checkout/{session_id}/pay", response_model=PayOut)
+async def pay_json(session_id: str, body: PayIn, request: Request) -> PayResult:
+    """Pay a sandbox checkout with a test card (the JSON twin of the page)."""
+    return await _provider(request).pay(session_id, body.card_number)
+
+
+@router.get("/checkout/{session_id}", response_class=HTMLResponse)
+async def checkout_page(session_id: str, request: Request) -> HTMLResponse:
+    """The hosted checkout page a customer is sent to."""
+    checkout = await _provider(request).get_session(session_id)
+    return HTMLResponse(_page(checkout))
+
+
+@router.post("/checkout/{session_id}", response_class=HTMLResponse, include_in_schema=False)
+async def submit_page(session_id: str, request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    card_number = form.get("card_number", [""])[0]
+    provider = _provider(request)
+    try:
+        result = await provider.pay(session_id, card_number)
+    except UnknownTestCard as exc:
+        checkout = await provider.get_session(session_id)
+        return HTMLResponse(_page(checkout, error=exc.detail), status_code=422)
+    if result.status == "succeeded":
+        return RedirectResponse(result.redirect_url, status_code=303)
+    checkout = await provider.get_session(session_id)
+    return HTMLResponse(_page(checkout, error=result.failure_message), status_code=402)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;padding:40px 16px;color:#1d2230}
+main{max-width:420px;margin:auto;background:#fff;border-radius:12px;padding:28px;
+box-shadow:0 2px 12px rgba(0,0,0,.08)}
+h1{font-size:18px;margin:0 0 4px}.amount{font-size:32px;font-weight:700;margin:8px 0 20px}
+label{display:block;font-size:13px;margin:12px 0 4px;color:#555}
+input{width:100%;box-sizing:border-box;padding:10px;border:1px solid #ccd;border-radius:6px;
+font-size:16px}.row{display:flex;gap:12px}.row>div{flex:1}
+button{margin-top:20px;width:100%;padding:12px;border:0;border-radius:6px;background:#4353ff;
+color:#fff;font-size:16px;cursor:pointer}.error{background:#fdecec;color:#a11;padding:10px;
+border-radius:6px;margin-top:12px}.note{font-size:12px;color:#777;margin-top:16px}
+a{color:#4353ff}.badge{display:inline-block;font-size:11px;background:#ffe9a8;padding:2px 6px;
+border-radius:4px}
+"""
+
+
+def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
+    amount = f"{format_minor_units(checkout.amount, checkout.currency)} {checkout.currency}"
+    head = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>Pay {escape(amount)}</title><style>{_STYLE}</style></head><body><main>"
+        f"<span class='badge'>SANDBOX — no real money moves</span>"
+        f"<h1>{escape(checkout.description)}</h1><div class='amount'>{escape(amount)}</div>"
+    )
+    cancel = f"<p><a id='cancel' href='{escape(checkout.cancel_url)}'>Cancel and return</a></p>"
+    if checkout.status == "succeeded":
+        body = (
+            "<p id='status'>This payment is complete.</p>"
+            f"<p><a href='{escape(checkout.success_url)}'>Return to the cinema</a></p>"
+        )
+    elif checkout.status in ("failed", "expired"):
+        reason = error or (
+            "This checkout has expired."
+            if checkout.status == "expired"
+            else "The card was declined."
+        )
+        body = f"<div class='error' id='status'>{escape(reason)}</div>{cancel}"
+    else:
+        problem = f"<div class='error' id='error'>{escape(error)}</div>" if error else ""
+        body = (
+            f"<form method='post' action='/sandbox/checkout/{escape(checkout.id)}'>"
+            "<label for='card_number'>Card number</label>"
+            "<input id='card_number' name='card_number' inputmode='numeric'"
+            " autocomplete='cc-number' placeholder='4242 4242 4242 4242' required>"
+            "<div class='row'><div><label for='expiry'>Expiry</label>"
+            "<input id='expiry' name='expiry' placeholder='MM / YY' required></div>"
+            "<div><label for='cvc'>CVC</label>"
+            "<input id='cvc' name='cvc' inputmode='numeric' placeholder='123' required></div></div>"
+            f"<button type='submit' id='pay'>Pay {escape(amount)}</button>{problem}</form>"
+            f"{cancel}<p class='note'>Test cards: 4242 4242 4242 4242 succeeds"
+            " · 4000 0000 0000 0002 is declined · 4000 0000 0000 9995 has insufficient funds"
+            " · 4000 0000 0000 0341 saves but later renewals fail.</p>"
+        )
+    return f"{head}{body}</main></body></html>"

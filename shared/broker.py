@@ -1,0 +1,188 @@
+"""RabbitMQ: the connection, the topology and publishing with confirms.
+
+Topology (every name carries the configured prefix):
+
+* ``cinema.events`` — durable topic exchange; the routing key is the event type. Its alternate
+  exchange ``cinema.unrouted`` keeps events nobody is bound to yet in the ``cinema.unrouted``
+  queue instead of dropping them, so ``mandatory`` publishing never wedges the outbox.
+* per consumer ``<name>`` — a durable quorum queue bound to the event types it handles;
+  ``<name>.retry.<n>`` — quorum queues whose message TTL is the n-th backoff delay and which
+  dead-letter back into ``<name>``; ``<name>.dead`` — the dead-letter queue an operator lists and
+  replays (``cinema dlq``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+logger = logging.getLogger(__name__)
+
+EVENTS_EXCHANGE = "cinema.events"
+UNROUTED = "cinema.unrouted"
+QUORUM = {"x-queue-type": "quorum"}
+
+
+class BrokerNotConnected(RuntimeError):
+    pass
+
+
+class Broker:
+    """One robust connection with a confirming publish channel; consumers open their own."""
+
+    def __init__(self, url: str, *, prefix: str = "", client_name: str = "cinema") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client_name = client_name
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connected = asyncio.Event()
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise BrokerNotConnected("the broker is not connected")
+        return self._connection
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def connect(self, *, timeout: float = 10.0) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.url, timeout=timeout, client_properties={"connection_name": self.client_name}
+        )
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await declare_events_exchange(self._channel, self.prefix)
+        self._connected.set()
+
+    async def wait_connected(self) -> None:
+        """Wait until the first connection is made (later drops are healed by aio-pika)."""
+        await self._connected.wait()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = self._channel = self._exchange = None
+        self._connected.clear()
+
+    async def channel(self, *, prefetch: int = 0) -> AbstractRobustChannel:
+        """A new channel on the shared connection (consumers get their own)."""
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        if prefetch:
+            await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def publish(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        message_id: str,
+        correlation_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish one persistent event and wait for the broker's confirm."""
+        if self._exchange is None:
+            raise BrokerNotConnected("the broker is not connected")
+        await self._exchange.publish(
+            make_message(body, routing_key, message_id, correlation_id, headers),
+            routing_key=routing_key,
+            mandatory=True,
+        )
+
+    async def publish_many(self, messages: Sequence[tuple[str, str, bytes, str | None]]) -> None:
+        """Publish ``(routing_key, message_id, body, correlation_id)`` tuples; confirms overlap."""
+        await asyncio.gather(
+            *(
+                self.publish(body, routing_key=key, message_id=mid, correlation_id=cid)
+                for key, mid, body, cid in messages
+            )
+        )
+
+
+def make_message(
+    body: bytes,
+    event_type: str,
+    message_id: str,
+    correlation_id: str | None = None,
+    headers: dict[str, Any] | None = None,
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        type=event_type,
+        headers=headers or {},
+    )
+
+
+async def declare_events_exchange(channel: AbstractRobustChannel, prefix: str) -> AbstractExchange:
+    unrouted_exchange = await channel.declare_exchange(
+        f"{prefix}{UNROUTED}", aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    unrouted_queue = await channel.declare_queue(
+        f"{prefix}{UNROUTED}",
+        durable=True,
+        arguments={**QUORUM, "x-max-length": 100_000, "x-overflow": "drop-head"},
+    )
+    await unrouted_queue.bind(unrouted_exchange)
+    return await channel.declare_exchange(
+        f"{prefix}{EVENTS_EXCHANGE}",
+        aio_pika.ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": f"{prefix}{UNROUTED}"},
+    )
+
+
+class ConsumerQueues:
+    """The names of one consumer's queues."""
+
+    def __init__(self, prefix: str, consumer: str, retry_delays: Sequence[float]) -> None:
+        self.main = f"{prefix}{consumer}"
+        self.dead = f"{self.main}.dead"
+        self.retries = [f"{self.main}.retry.{n}" for n in range(len(retry_delays))]
+        self.retry_delays = tuple(retry_delays)
+
+
+async def declare_consumer_queues(
+    channel: AbstractRobustChannel,
+    exchange: AbstractExchange,
+    queues: ConsumerQueues,
+    event_types: Iterable[str],
+) -> AbstractQueue:
+    """Declare the main, retry and dead-letter queues of a consumer and bind the main one."""
+    main = await channel.declare_queue(queues.main, durable=True, arguments=dict(QUORUM))
+    for event_type in sorted(set(event_types)):
+        await main.bind(exchange, routing_key=event_type)
+    for name, delay in zip(queues.retries, queues.retry_delays, strict=True):
+        await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                **QUORUM,
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queues.main,
+            },
+        )
+    await channel.declare_queue(queues.dead, durable=True, arguments=dict(QUORUM))
+    return main

@@ -1,0 +1,50 @@
+"""``cinema``: the suite's command line.
+
+Built-in commands: ``token`` (dev tokens), ``dlq`` (dead letters), ``prepare`` (create the
+database, check the broker). Each service adds its own group (``cinema billing …``,
+``cinema etl …``) through the ``cinema.commands`` entry point, so this package never imports a
+service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from shared import cli_token, dbadmin, dead_letters
+from shared.settings import CommandLineSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cinema", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    cli_token.register(subparsers)
+    dead_letters.register(subparsers)
+    prepare = subparsers.add_parser(
+        "prepare", help="create the database if missing and check that RabbitMQ answers"
+    )
+    prepare.set_defaults(handler=_prepare)
+    for entry in sorted(entry_points(group="cinema.commands"), key=lambda e: e.name):
+        entry.load()(subparsers)
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    settings = CommandLineSettings()
+    try:
+        created = dbadmin.prepare(settings.database_url, settings.amqp_url)
+    except dbadmin.DependencyMissing as exc:
+        print(f"cinema: {exc}", file=sys.stderr)
+        return 1
+    print("database created" if created else "database present", "· broker reachable")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Domain errors and the one place that renders them.
+
+Services raise subclasses of :class:`AppError` next to the code that detects the situation; the
+handlers installed by :func:`install_error_handlers` turn them, request validation errors and
+unexpected HTTP errors into one machine-readable shape::
+
+    {"error": "PaymentNotRefundable", "detail": "the refund window has closed"}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """A failure a client can understand; ``status_code`` says which 4xx it is."""
+
+    status_code: ClassVar[int] = 400
+    default_detail: ClassVar[str] = "the request cannot be processed"
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        self.detail = detail or self.default_detail
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class NotFound(AppError):
+    status_code = 404
+    default_detail = "not found"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    default_detail = "a valid bearer token is required"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    default_detail = "not allowed"
+
+
+class Conflict(AppError):
+    status_code = 409
+    default_detail = "the request conflicts with the current state"
+
+
+class UnprocessableEntity(AppError):
+    status_code = 422
+    default_detail = "the request is not valid"
+
+
+_HTTP_ERROR_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
+}
+
+
+def error_body(name: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": name, "detail": detail, **extra}
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse(
+        error_body(exc.name, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}" for problem in problems
+    )
+    return JSONResponse(
+        jsonable_encoder(error_body("ValidationError", detail, errors=problems)), status_code=422
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+    return JSONResponse(
+        error_body(name, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return JSONResponse(error_body("InternalError", "internal error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the ``{"error", "detail"}`` shape, once for the whole app."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,293 @@
+"""Event contracts: the envelope and every v1 payload, one frozen class per event type.
+
+Payload classes are named in the past tense after what happened and carry their routing key in
+``event_type``. Fields are only ever added (with defaults), never renamed or removed, so an older
+consumer keeps reading newer events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+from uuid import UUID, uuid4
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared import clock
+from shared.money import Money
+
+
+class EventPayload(BaseModel):
+    """Base of every payload; subclasses set ``event_type`` and register themselves."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    event_type: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[EventPayload]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.event_type:
+            if cls.event_type in EventPayload.registry:
+                raise TypeError(f"event type {cls.event_type!r} is declared twice")
+            EventPayload.registry[cls.event_type] = cls
+
+
+P = TypeVar("P", bound=EventPayload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    """What travels on the bus: metadata around one payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(default_factory=uuid4)
+    type: str
+    version: int = 1
+    occurred_at: AwareDatetime
+    producer: str
+    correlation_id: str | None = None
+    data: P
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def envelope_class(payload_class: type[P]) -> type[Envelope[P]]:
+    """The parametrised envelope for one payload class (pydantic caches these)."""
+    return Envelope[payload_class]  # type: ignore[valid-type]
+
+
+def wrap(
+    payload: P, *, producer: str, correlation_id: str | None = None, event_id: UUID | None = None
+) -> Envelope[P]:
+    """Put a payload into a fresh envelope stamped with the suite clock."""
+    return envelope_class(type(payload))(
+        id=event_id or uuid4(),
+        type=payload.event_type,
+        occurred_at=clock.now(),
+        producer=producer,
+        correlation_id=correlation_id,
+        data=payload,
+    )
+
+
+def encode(envelope: Envelope[Any]) -> bytes:
+    return orjson.dumps(envelope.model_dump(mode="json"))
+
+
+def decode(body: bytes | str) -> Envelope[EventPayload]:
+    """Parse a message body into an envelope whose ``data`` is the typed payload."""
+    raw = orjson.loads(body)
+    event_type = raw.get("type") if isinstance(raw, dict) else None
+    payload_class = EventPayload.registry.get(event_type or "")
+    if payload_class is None:
+        raise UnknownEventType(f"unknown event type {event_type!r}")
+    return envelope_class(payload_class).model_validate(raw)
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    email: str | None = None
+
+
+class PaymentEvent(EventPayload):
+    """Fields every payment event from the gateway carries."""
+
+    payment_id: UUID
+    customer: Customer
+    amount: Money
+    provider: str
+    provider_ref: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class RefundEvent(EventPayload):
+    refund_id: UUID
+    payment_id: UUID
+    customer: Customer
+    amount: Money
+    provider: str
+    provider_ref: str | None = None
+
+
+class UserNotice(EventPayload):
+    """Business events a person is told about: who, where to write and in which language."""
+
+    user_id: UUID
+    email: str | None = None
+    locale: str = "ru"
+    timezone: str | None = None
+
+
+class PlanSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    plan_id: UUID
+    code: str
+    name: str
+
+
+# --- payment_gateway → billing -----------------------------------------------------------------
+
+
+class PaymentSucceeded(PaymentEvent):
+    event_type = "payment.succeeded"
+    payment_method_ref: str | None = None
+
+
+class PaymentFailed(PaymentEvent):
+    event_type = "payment.failed"
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+class PaymentExpired(PaymentEvent):
+    event_type = "payment.expired"
+
+
+class PaymentDisputed(PaymentEvent):
+    event_type = "payment.disputed"
+    reason: str | None = None
+
+
+class RefundSucceeded(RefundEvent):
+    event_type = "refund.succeeded"
+
+
+class RefundFailed(RefundEvent):
+    event_type = "refund.failed"
+    failure_message: str | None = None
+
+
+# --- billing → notifier ------------------------------------------------------------------------
+
+
+class SubscriptionActivated(UserNotice):
+    event_type = "subscription.activated"
+    subscription_id: UUID
+    plan: PlanSummary
+    amount: Money
+    current_period_end: AwareDatetime
+    trial: bool = False
+
+
+class SubscriptionRenewed(UserNotice):
+    event_type = "subscription.renewed"
+    subscription_id: UUID
+    plan: PlanSummary
+    amount: Money
+    current_period_end: AwareDatetime
+
+
+class SubscriptionRenewalFailed(UserNotice):
+    event_type = "subscription.renewal_failed"
+    subscription_id: UUID
+    plan: PlanSummary
+    amount: Money
+    next_attempt_at: AwareDatetime | None = None
+    reason: str | None = None
+
+
+class SubscriptionExpiring(UserNotice):
+    event_type = "subscription.expiring"
+    subscription_id: UUID
+    plan: PlanSummary
+    current_period_end: AwareDatetime
+
+
+class SubscriptionGraceStarted(UserNotice):
+    event_type = "subscription.grace_started"
+    subscription_id: UUID
+    plan: PlanSummary
+    amount_due: Money
+    grace_until: AwareDatetime
+
+
+class SubscriptionExpired(UserNotice):
+    event_type = "subscription.expired"
+    subscription_id: UUID
+    plan: PlanSummary
+    expired_at: AwareDatetime
+
+
+class SubscriptionCanceled(UserNotice):
+    event_type = "subscription.canceled"
+    subscription_id: UUID
+    plan: PlanSummary
+    canceled_at: AwareDatetime
+    access_until: AwareDatetime | None = None
+    refund_amount: Money | None = None
+
+
+class PurchaseCompleted(UserNotice):
+    event_type = "purchase.completed"
+    purchase_id: UUID
+    movie_id: UUID
+    movie_title: str
+    kind: Literal["buy", "rent"]
+    amount: Money
+    valid_until: AwareDatetime | None = None
+
+
+class RefundCompleted(UserNotice):
+    event_type = "refund.completed"
+    refund_id: UUID
+    payment_id: UUID
+    amount: Money
+    description: str | None = None
+
+
+class WalletToppedUp(UserNotice):
+    event_type = "wallet.topped_up"
+    payment_id: UUID | None = None
+    amount: Money
+    balance: Money
+
+
+# --- billing → access_api ----------------------------------------------------------------------
+
+
+class Grant(BaseModel):
+    """One reason a user may watch: a subscription, a purchased movie or a gift."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["subscription", "purchase", "complimentary"]
+    source_id: UUID
+    plan_id: UUID | None = None
+    movie_id: UUID | None = None
+    role: str | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class EntitlementsChanged(EventPayload):
+    """A full snapshot of one user's grants; ``version`` grows with every change."""
+
+    event_type = "entitlements.changed"
+    user_id: UUID
+    version: int
+    grants: tuple[Grant, ...] = ()
+
+
+class PlanChanged(EventPayload):
+    """A full snapshot of what a plan covers; ``version`` grows with every change."""
+
+    event_type = "plan.changed"
+    plan_id: UUID
+    code: str
+    version: int
+    all_movies: bool
+    movie_ids: tuple[UUID, ...] = ()
+    role: str | None = None
+    active: bool = True
+
+
+def event_types() -> list[str]:
+    """Every routing key the suite knows."""
+    return sorted(EventPayload.registry)

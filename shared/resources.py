@@ -1,0 +1,89 @@
+"""The long-lived things a process opens at start and closes at stop.
+
+An HTTP service opens them in its lifespan, a worker in :func:`shared.runtime.run_worker`; both
+through :func:`open_resources`, so the database and broker are set up the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared import db
+from shared.broker import Broker
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    service: str
+    schema: str
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    broker: Broker
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Anything else opened at start (HTTP clients…) registers its closing here.
+    exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def make_database(
+    settings: ServiceSettings, *, service: str, schema: str
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    engine = db.create_engine(
+        settings.database_url,
+        schema=schema,
+        application_name=service,
+        pool_size=settings.db_pool_size,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
+    factory = db.create_session_factory(engine)
+    factory.configure(info={"service": service})
+    return engine, factory
+
+
+async def connect_broker_forever(broker: Broker, *, delay: float = 1.0) -> None:
+    """Connect, retrying with backoff; the process stays up (and not ready) meanwhile."""
+    while True:
+        try:
+            await broker.connect()
+            return
+        except Exception as exc:
+            logger.warning("broker unreachable, retrying in %.0fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: ServiceSettings, *, service: str, schema: str, wait_for_broker: bool = True
+) -> AsyncIterator[Resources]:
+    """Open the engine and the broker; close both (and any tasks started) on the way out."""
+    engine, factory = make_database(settings, service=service, schema=schema)
+    broker = Broker(settings.amqp_url, prefix=settings.broker_prefix, client_name=service)
+    resources = Resources(service, schema, engine, factory, broker)
+    try:
+        if wait_for_broker:
+            await connect_broker_forever(broker)
+        yield resources
+    finally:
+        for task in resources.tasks:
+            task.cancel()
+        for task in resources.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await resources.exit_stack.aclose()
+        await broker.close()
+        await engine.dispose()

@@ -1,0 +1,42 @@
+"""Running a non-HTTP process (a worker) until it is told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from shared import observability
+from shared.resources import Resources, open_resources
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+WorkerMain = Callable[[Resources], Coroutine[Any, Any, None]]
+
+
+async def serve_worker(
+    settings: ServiceSettings, *, service: str, schema: str, main: WorkerMain
+) -> None:
+    """Open resources, run ``main`` and stop cleanly on SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_resources(settings, service=service, schema=schema) as resources:
+        logger.info("worker started")
+        work = asyncio.create_task(main(resources))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopper):
+            task.cancel()
+        if work in done and not work.cancelled() and work.exception() is not None:
+            raise work.exception()  # type: ignore[misc]
+        logger.info("worker stopped")
+
+
+def run_worker(settings: ServiceSettings, *, service: str, schema: str, main: WorkerMain) -> None:
+    observability.configure_logging(service, level=settings.log_level, json=settings.log_json)
+    asyncio.run(serve_worker(settings, service=service, schema=schema, main=main))

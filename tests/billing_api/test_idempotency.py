@@ -1,0 +1,362 @@
+"""The Idempotency-Key middleware on a small app over the real database and broker.
+
+The test routes write into ``scratch.thing`` so each test can count the side effects a user
+would notice: a retried POST must not create a second thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import uuid4
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
+
+from billing_api.idempotency import IdempotencyMiddleware, delete_expired
+from shared import clock
+from shared.app import create_service_app
+from shared.auth import AuthSettings, CurrentPrincipal, mint_user_token
+from shared.broker import Broker
+from shared.errors import Unauthorized
+from shared.settings import ServiceSettings
+
+BASE_URL = "http://billing.test"
+SLOW = "/api/v1/slow-things"
+
+
+@dataclass
+class Gate:
+    """Holds one call of the slow route until the test lets it go (and maybe fail)."""
+
+    fail: bool = False
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_entered(self) -> None:
+        await asyncio.wait_for(self.entered.wait(), 5)
+
+
+class ThingIn(BaseModel):
+    name: str
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+async def add_thing(request: Request, name: str) -> str:
+    thing_id = str(uuid4())
+    async with request.app.state.session_factory() as session, session.begin():
+        await session.execute(
+            sa.text("INSERT INTO scratch.thing (id, name) VALUES (:id, :name)"),
+            {"id": thing_id, "name": name},
+        )
+    return thing_id
+
+
+@router.post("/things", status_code=201)
+async def create_thing(body: ThingIn, user: CurrentPrincipal, request: Request) -> dict[str, str]:
+    return {"id": await add_thing(request, body.name), "name": body.name, "owner": user.subject}
+
+
+@router.post("/slow-things", status_code=201)
+async def create_thing_slowly(body: ThingIn, request: Request) -> dict[str, str]:
+    """The n-th call waits at the test's n-th gate; calls beyond the gates run straight on."""
+    state = request.app.state
+    call, state.slow_calls = state.slow_calls, state.slow_calls + 1
+    if call < len(state.gates):
+        gate: Gate = state.gates[call]
+        gate.entered.set()
+        await gate.release.wait()
+        if gate.fail:
+            raise RuntimeError("a bug while the request was slow")
+    return {"id": await add_thing(request, body.name)}
+
+
+@router.post("/broken-things")
+async def create_thing_then_fail(body: ThingIn, request: Request) -> dict[str, str]:
+    await add_thing(request, body.name)
+    raise RuntimeError("a bug after the commit")
+
+
+@router.post("/revoked-things")
+async def create_thing_then_reject(body: ThingIn, request: Request) -> dict[str, str]:
+    await add_thing(request, body.name)
+    raise Unauthorized("session revoked")
+
+
+@pytest.fixture(scope="module")
+async def app(service_settings: ServiceSettings, broker: Broker) -> AsyncIterator[FastAPI]:
+    # ``broker`` (unused here) removes the exchanges this app declares when the run ends.
+    app = create_service_app(
+        service="billing_api",
+        schema="billing",
+        title="idempotency test",
+        description="a small app behind the idempotency middleware",
+        settings=service_settings,
+        routers=[router],
+        middleware=[IdempotencyMiddleware],  # as billing_api.app wires it: inside the request id
+    )
+    async with app.router.lifespan_context(app):
+        await app.state.resources.broker.wait_connected()
+        async with app.state.resources.engine.begin() as conn:
+            await conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS scratch"))
+            await conn.execute(
+                sa.text("CREATE TABLE IF NOT EXISTS scratch.thing (id uuid PRIMARY KEY, name text)")
+            )
+        yield app
+
+
+@pytest.fixture(autouse=True)
+async def clean(app: FastAPI) -> AsyncIterator[None]:
+    app.state.gates, app.state.slow_calls = [], 0
+    async with app.state.resources.engine.begin() as conn:
+        await conn.execute(sa.text("TRUNCATE billing.idempotency_key, scratch.thing"))
+    yield
+    for gate in app.state.gates:  # a failed test must not leave requests waiting forever
+        gate.release.set()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    # A route's unhandled error must reach us as the 500 a user sees, not as an exception.
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client
+
+
+def auth(key: str | None = None, *, token: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token or mint_user_token(AuthSettings(), uuid4())}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+async def scalar(app: FastAPI, sql: str) -> int:
+    async with app.state.resources.engine.connect() as conn:
+        return int(await conn.scalar(sa.text(sql)) or 0)
+
+
+async def things(app: FastAPI) -> int:
+    return await scalar(app, "SELECT count(*) FROM scratch.thing")
+
+
+async def stored_keys(app: FastAPI) -> int:
+    return await scalar(app, "SELECT count(*) FROM billing.idempotency_key")
+
+
+class TestReplay:
+    async def test_same_key_and_body_twice_runs_once_and_replays_the_first_response(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("order-1")
+        first = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        again = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        assert first.status_code == again.status_code == 201
+        assert again.content == first.content
+        assert again.headers["content-type"] == first.headers["content-type"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" not in first.headers
+        assert await things(app) == 1
+
+    async def test_same_key_with_another_body_is_rejected_without_running(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("order-1")
+        await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        response = await client.post("/api/v1/things", json={"name": "b"}, headers=headers)
+        assert response.status_code == 422
+        assert response.json()["error"] == "IdempotencyKeyReused"
+        assert await things(app) == 1
+
+    async def test_two_users_may_use_the_same_key_independently(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        alice = await client.post("/api/v1/things", json={"name": "a"}, headers=auth("k"))
+        bob = await client.post("/api/v1/things", json={"name": "b"}, headers=auth("k"))
+        assert alice.status_code == bob.status_code == 201
+        assert alice.json()["owner"] != bob.json()["owner"]
+        assert "Idempotent-Replayed" not in bob.headers
+        assert await things(app) == 2
+        assert await stored_keys(app) == 2
+
+    async def test_without_the_header_every_request_runs_and_nothing_is_stored(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth()
+        for _ in range(2):
+            response = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+            assert response.status_code == 201
+        assert await things(app) == 2
+        assert await stored_keys(app) == 0
+
+    @pytest.mark.parametrize("key", [b"", b"has space", "naïve".encode(), b"k" * 256])
+    async def test_a_malformed_key_is_rejected_without_running(
+        self, app: FastAPI, client: httpx.AsyncClient, key: bytes
+    ) -> None:
+        headers = [(name.encode(), value.encode()) for name, value in auth().items()]
+        headers.append((b"Idempotency-Key", key))
+        response = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        assert response.status_code == 422
+        assert response.json()["error"] == "InvalidIdempotencyKey"
+        assert await things(app) == 0
+
+
+class TestInProgress:
+    async def test_a_concurrent_request_with_the_key_in_progress_is_a_conflict(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers, body, gate = auth("slow-1"), {"name": "a"}, Gate()
+        app.state.gates = [gate]
+        first = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
+        await gate.wait_entered()
+        concurrent = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
+        gate.release.set()
+        assert concurrent.status_code == 409
+        assert concurrent.json()["error"] == "IdempotencyKeyInProgress"
+        assert (await first).status_code == 201
+        retry = await client.post(SLOW, json=body, headers=headers)
+        assert retry.content == (await first).content
+        assert await things(app) == 1
+
+    async def test_an_in_progress_key_older_than_the_timeout_is_taken_over_by_one_retry(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("crashed-1")
+        await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        # What a process that crashed while running the route leaves behind.
+        async with app.state.resources.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "UPDATE billing.idempotency_key SET status = 'in_progress', "
+                    "response_status = NULL, response_body = NULL, "
+                    "created_at = now() - interval '61 seconds'"
+                )
+            )
+        other = await client.post("/api/v1/things", json={"name": "b"}, headers=headers)
+        assert other.status_code == 422  # only the same request may take the key over
+        retries = await asyncio.gather(
+            *(client.post("/api/v1/things", json={"name": "a"}, headers=headers) for _ in range(5))
+        )
+        ran = [
+            r for r in retries if r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+        ]
+        assert len(ran) == 1
+        assert {r.status_code for r in retries} <= {201, 409}
+        assert await things(app) == 2
+
+    async def test_a_request_overtaken_after_the_timeout_does_not_release_the_new_claim(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers, body = auth("slow-2"), {"name": "a"}
+        stuck, taker = Gate(fail=True), Gate()
+        app.state.gates = [stuck, taker]
+        first = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
+        await stuck.wait_entered()
+        with clock.frozen(clock.now() + timedelta(seconds=61)):
+            second = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
+            await taker.wait_entered()
+        stuck.release.set()
+        assert (await first).status_code == 500
+        third = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
+        assert third.status_code == 409  # the taker's claim survived the overtaken failure
+        taker.release.set()
+        assert (await second).status_code == 201
+        replay = await client.post(SLOW, json=body, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.content == (await second).content
+        assert await things(app) == 1
+
+    async def test_a_cancelled_request_releases_its_key(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers, body, gate = auth("slow-3"), {"name": "a"}, Gate()
+        app.state.gates = [gate]
+        first = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
+        await gate.wait_entered()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert await stored_keys(app) == 0
+        retry = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
+        assert retry.status_code == 201
+        assert await things(app) == 1
+
+
+class TestNotStored:
+    async def test_a_server_error_is_not_stored_so_a_retry_runs_again(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("broken-1")
+        for _ in range(2):
+            response = await client.post(
+                "/api/v1/broken-things", json={"name": "a"}, headers=headers
+            )
+            assert response.status_code == 500
+            assert "Idempotent-Replayed" not in response.headers
+        assert await things(app) == 2
+        assert await stored_keys(app) == 0
+
+    async def test_an_unauthorized_answer_is_not_stored_so_a_retry_runs_again(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("revoked-1")
+        for _ in range(2):
+            response = await client.post(
+                "/api/v1/revoked-things", json={"name": "a"}, headers=headers
+            )
+            assert response.status_code == 401
+            assert response.json()["error"] == "Unauthorized"
+        assert await things(app) == 2
+        assert await stored_keys(app) == 0
+
+    async def test_a_request_without_a_valid_token_is_answered_401_and_not_stored(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("anon-1", token="not-a-jwt")
+        response = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        assert response.status_code == 401
+        assert await stored_keys(app) == 0
+
+
+class TestExpiry:
+    async def test_an_expired_key_runs_again(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        headers = auth("order-1")  # minted now: still valid for the real clock after the jump
+        await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        with clock.frozen(clock.now() + timedelta(hours=24, seconds=1)):
+            again = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+            replay = await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
+        assert again.status_code == 201
+        assert "Idempotent-Replayed" not in again.headers
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.content == again.content
+        assert await things(app) == 2
+
+    async def test_delete_expired_removes_only_expired_keys(self, app: FastAPI) -> None:
+        now = clock.now()
+        async with app.state.session_factory() as session, session.begin():
+            for key, expires_at in [
+                ("old", now - timedelta(hours=1)),
+                ("just-expired", now),
+                ("fresh", now + timedelta(seconds=1)),
+            ]:
+                await session.execute(
+                    sa.text(
+                        "INSERT INTO billing.idempotency_key (subject, key, method, path, "
+                        "request_hash, status, created_at, expires_at) VALUES "
+                        "('u', :key, 'POST', '/api/v1/things', 'h', 'done', :now, :expires_at)"
+                    ),
+                    {"key": key, "now": now - timedelta(days=1), "expires_at": expires_at},
+                )
+        async with app.state.session_factory() as session, session.begin():
+            deleted = await delete_expired(session, now)
+        assert deleted == 2
+        assert await scalar(app, "SELECT count(*) FROM billing.idempotency_key") == 1
+        async with app.state.resources.engine.connect() as conn:
+            left = await conn.scalar(sa.text("SELECT key FROM billing.idempotency_key"))
+        assert left == "fresh"

@@ -1,0 +1,104 @@
+"""The gateway with Stripe as its provider: a Stripe-signed webhook becomes payment.succeeded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import orjson
+import pytest
+import stripe
+
+from payment_gateway.app import create_app
+from payment_gateway.providers.stripe_provider import StripeProvider
+from shared.auth import AuthSettings, mint_service_token
+from shared.broker import Broker
+from shared.settings import ServiceSettings
+from tests import support
+from tests.payment_gateway.conftest import BASE_URL, gateway_settings, payment_body, truncate
+from tests.payment_gateway.stripe_standin import StripeStandin, sign_webhook, webhook_body
+from tests.shared.messaging import Probe
+
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
+SECRET = "whsec_gateway_test"
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeStandin]:
+    monkeypatch.setattr(stripe, "enable_telemetry", False)
+    with StripeStandin() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(
+    standin: StripeStandin, service_settings: ServiceSettings, broker: Broker
+) -> AsyncIterator[tuple[httpx.AsyncClient, Probe]]:
+    provider = StripeProvider(
+        standin.api_key, SECRET, api_base=standin.url, http_client=stripe.HTTPXClient()
+    )
+    settings = gateway_settings(service_settings, provider="stripe", sandbox_enabled=False)
+    app = create_app(settings, stripe=provider)
+    async with app.router.lifespan_context(app):
+        await app.state.resources.broker.wait_connected()
+        await truncate(app)
+        probe = await Probe.bind_many(broker, ("payment.*",))
+        token = mint_service_token(AuthSettings(), "billing_api")
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url=BASE_URL,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http, probe
+        await probe.close()
+    await provider.aclose()
+
+
+class TestStripeCheckout:
+    async def test_signed_checkout_completed_webhook_publishes_payment_succeeded(
+        self, client: tuple[httpx.AsyncClient, Probe], standin: StripeStandin
+    ) -> None:
+        http, probe = client
+        created = (await http.post("/internal/v1/payments", json=payment_body())).json()
+        assert created["provider"] == "stripe"
+        session_id = created["provider_ref"]
+        assert created["checkout_url"]
+        standin.complete_session(session_id)
+        session = standin.object(session_id)
+        body = webhook_body("checkout.session.completed", session, event_id="evt_completed_1")
+
+        response = await http.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": sign_webhook(body, SECRET, int(time.time()))},
+        )
+        assert response.status_code == 200
+        assert response.json()["outcome"] == "payment succeeded"
+
+        await support.outbox_published(http.app.state.resources.engine)  # type: ignore[attr-defined]
+        [event] = await probe.drain()
+        assert event.type == "payment.succeeded"
+        assert str(event.data.payment_id) == created["payment_id"]  # type: ignore[attr-defined]
+        assert event.data.payment_method_ref  # type: ignore[attr-defined]
+
+    async def test_webhook_signed_with_another_secret_is_refused(
+        self, client: tuple[httpx.AsyncClient, Probe]
+    ) -> None:
+        http, _ = client
+        body = orjson.dumps({"id": "evt_x", "type": "checkout.session.completed"})
+        response = await http.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": sign_webhook(body, "whsec_other", int(time.time()))},
+        )
+        assert response.status_code == 400
+
+    async def test_sandbox_is_not_served_when_stripe_is_the_provider(
+        self, client: tuple[httpx.AsyncClient, Probe]
+    ) -> None:
+        http, _ = client
+        response = await http.post("/sandbox/checkout/cs_sb_x/pay", json={"card_number": "4242"})
+        assert response.status_code == 404

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 async def consume(consumer: Consumer, started: asyncio.Event, *, retry_delay: float = 1.0) -> None:
     """Start consuming once the broker is connected; stop consuming when cancelled."""
-    await consumer.broker.wait_connected()
+    await consumer.broker.wait_connected(timeout=None)
     try:
         while True:
             try:

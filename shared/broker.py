@@ -63,18 +63,33 @@ class Broker:
         return self._connection is not None and not self._connection.is_closed
 
     async def connect(self, *, timeout: float = 10.0) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.url, timeout=timeout, client_properties={"connection_name": self.client_name}
-        )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
-        self._exchange = await declare_events_exchange(self._channel, self.prefix)
+        """Connect, open the publishing channel and declare the exchanges, all within ``timeout``.
+
+        A half-made connection is closed again, so a retry never leaves a stray robust
+        connection reconnecting in the background.
+        """
+        connection = None
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await aio_pika.connect_robust(
+                    self.url,
+                    timeout=timeout,
+                    client_properties={"connection_name": self.client_name},
+                )
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                exchange = await declare_events_exchange(channel, self.prefix)
+        except BaseException:
+            if connection is not None:
+                await connection.close()
+            raise
+        self._connection, self._channel, self._exchange = connection, channel, exchange
         self._connected.set()
 
-    async def wait_connected(self) -> None:
-        """Wait until the first connection is made (later drops are healed by aio-pika)."""
-        await self._connected.wait()
+    async def wait_connected(self, timeout: float | None = 30.0) -> None:
+        """Wait until the first connection is made (later drops are healed by aio-pika);
+        ``None`` waits as long as it takes."""
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -62,5 +62,6 @@ async def broker(broker_prefix: str) -> AsyncIterator[Broker]:
     except Exception as exc:
         pytest.fail(f"the tests need RabbitMQ at {support.AMQP_URL}: {exc}")
     yield broker
+    await support.delete_run_queues(broker)
     await support.delete_events_exchange(broker)
     await broker.close()

@@ -48,6 +48,21 @@ async def delete_consumer_queues(broker: Broker, queues: ConsumerQueues) -> None
     await channel.close()
 
 
+# The consumers the services' processes declare; the run's prefix makes their queues its own.
+SERVICE_CONSUMERS = ("billing", "access", "notifier")
+
+
+async def delete_run_queues(broker: Broker) -> None:
+    """Remove what the services' processes declared under this run's prefix, so test runs
+    leave no quorum queues behind on a shared RabbitMQ (deleting a missing queue is a no-op)."""
+    channel = await broker.channel()
+    for consumer in SERVICE_CONSUMERS:
+        queues = ConsumerQueues(broker.prefix, consumer, [0.0] * 10)
+        for name in (queues.main, queues.dead, *queues.retries):
+            await channel.queue_delete(name)
+    await channel.close()
+
+
 async def delete_events_exchange(broker: Broker) -> None:
     channel = await broker.channel()
     await channel.exchange_delete(broker.name("cinema.events"))

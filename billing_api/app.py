@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from billing_api.admin.movies import router as admin_movies_router
 from billing_api.catalog.api import router as catalog_router
 from billing_api.config import SCHEMA, SERVICE, BillingSettings
 from billing_api.gateway import GatewayClient
@@ -47,6 +48,7 @@ def create_app(
             refunds_router,
             wallet_router,
             checkout_pages,
+            admin_movies_router,
         ],
         on_startup=start,
         middleware=[IdempotencyMiddleware],

@@ -1,0 +1,170 @@
+"""Admin movie catalog: the bulk upsert the ETL loads through, and the listing its full pass reads.
+
+Ownership of a movie's fields is split on purpose: the movie admin database (through the ETL)
+owns ``title``, ``description`` and ``available``; billing's admins own the prices. The bulk
+upsert therefore writes only catalog fields and never touches a price, and a field left out of
+an item is left as it is on an existing movie.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api.deps import SettingsDep
+from billing_api.models import Movie
+from shared.auth import AdminOrServicePrincipal
+from shared.db import SessionDep
+from shared.errors import UnprocessableEntity
+from shared.money import Money
+
+router = APIRouter(prefix="/api/v1/admin/movies", tags=["admin: movies"])
+
+MAX_BULK = 1000
+CATALOG_FIELDS = ("title", "description", "available")
+
+
+class MovieCatalogIn(BaseModel):
+    """One movie as the movie admin knows it; omitted fields keep their current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    title: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(None, max_length=20_000)
+    available: bool | None = None
+
+
+class BulkUpsertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    movies: list[MovieCatalogIn] = Field(min_length=1, max_length=MAX_BULK)
+
+    @model_validator(mode="after")
+    def _ids_are_unique(self) -> BulkUpsertIn:
+        if len({movie.id for movie in self.movies}) != len(self.movies):
+            raise ValueError("each movie id may appear once per request")
+        return self
+
+
+class BulkUpsertOut(BaseModel):
+    received: int
+    created: int
+    updated: int
+    unchanged: int
+
+
+class AdminMovieOut(BaseModel):
+    id: UUID
+    title: str
+    description: str
+    available: bool
+    purchase_price: Money | None
+    rent_price: Money | None
+    rent_hours: int | None
+
+
+class MoviePage(BaseModel):
+    items: list[AdminMovieOut]
+    next_cursor: str | None = None
+
+
+def movie_out(movie: Movie) -> AdminMovieOut:
+    def price(amount: int | None) -> Money | None:
+        return None if amount is None else Money(amount=amount, currency=movie.currency)
+
+    return AdminMovieOut(
+        id=movie.id,
+        title=movie.title,
+        description=movie.description,
+        available=movie.available,
+        purchase_price=price(movie.purchase_amount),
+        rent_price=price(movie.rent_amount),
+        rent_hours=movie.rent_hours,
+    )
+
+
+async def bulk_upsert(
+    session: AsyncSession, movies: list[MovieCatalogIn], *, currency: str
+) -> BulkUpsertOut:
+    """Insert new movies and update changed ones, in one statement per shape of item.
+
+    Rows whose catalog fields already hold the sent values are not rewritten (no new
+    ``updated_at``), so a repeated batch after a crash is counted as unchanged.
+    """
+    created = updated = 0
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for movie in movies:
+        sent = movie.model_dump(exclude_none=True)
+        shapes.setdefault(tuple(sorted(sent)), []).append(sent)
+    for fields, rows in shapes.items():
+        values = insert(Movie).values([{"currency": currency, **row} for row in rows])
+        written = [field for field in fields if field in CATALOG_FIELDS]
+        excluded = values.excluded
+        statement = values.on_conflict_do_update(
+            index_elements=[Movie.id],
+            set_={field: excluded[field] for field in written} | {"updated_at": sa.func.now()},
+            where=sa.or_(
+                *(getattr(Movie, field).is_distinct_from(excluded[field]) for field in written)
+            ),
+        ).returning(sa.literal_column("xmax = 0", sa.Boolean).label("inserted"))
+        for inserted in (await session.scalars(statement)).all():
+            if inserted:
+                created += 1
+            else:
+                updated += 1
+    return BulkUpsertOut(
+        received=len(movies),
+        created=created,
+        updated=updated,
+        unchanged=len(movies) - created - updated,
+    )
+
+
+@router.post("/bulk", response_model=BulkUpsertOut)
+async def bulk_upsert_movies(
+    body: BulkUpsertIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: AdminOrServicePrincipal,
+) -> BulkUpsertOut:
+    """Insert or update up to 1,000 movies by id (the movie admin's UUID). Idempotent: the same
+    batch again changes nothing. New movies get no prices and the default currency."""
+    return await bulk_upsert(session, body.movies, currency=settings.default_currency)
+
+
+class BadMovieCursor(UnprocessableEntity):
+    default_detail = "the cursor is not one this API gave out"
+
+
+@router.get("", response_model=MoviePage)
+async def list_movies(
+    session: SessionDep,
+    principal: AdminOrServicePrincipal,
+    available: Annotated[bool | None, Query(description="Only (un)available movies.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> MoviePage:
+    """Every movie ordered by id (keyset pages; up to 1,000 per page for the ETL's full pass)."""
+    query = sa.select(Movie).order_by(Movie.id).limit(limit + 1)
+    if available is not None:
+        query = query.where(Movie.available.is_(available))
+    if cursor is not None:
+        try:
+            after = UUID(cursor)
+        except ValueError as exc:
+            raise BadMovieCursor from exc
+        query = query.where(Movie.id > after)
+    movies = list((await session.scalars(query)).all())
+    more = len(movies) > limit
+    movies = movies[:limit]
+    return MoviePage(
+        items=[movie_out(movie) for movie in movies],
+        next_cursor=str(movies[-1].id) if more else None,
+    )

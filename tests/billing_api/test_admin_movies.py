@@ -80,12 +80,13 @@ class TestBulkUpsert:
         self, suite: Suite
     ) -> None:
         movie_id = str(uuid4())
-        for body in (
+        bodies: list[dict[str, Any]] = [
             {"movies": [{"id": movie_id, "title": "A"}, {"id": movie_id, "title": "B"}]},
             {"movies": [{"id": str(uuid4()), "title": "x"} for _ in range(1001)]},
             {"movies": []},
             {"movies": [{"id": movie_id, "title": "A", "purchase_amount": 100}]},
-        ):
+        ]
+        for body in bodies:
             response = await suite.http.post(
                 "/api/v1/admin/movies/bulk", json=body, headers=service_headers()
             )

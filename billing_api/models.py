@@ -186,6 +186,14 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
             unique=True,
             postgresql_where=sa.text("status = 'pending'"),
         ),
+        # One trial per user and plan, ever (an abandoned trial checkout does not count).
+        sa.Index(
+            "uq_subscription_one_trial",
+            "user_id",
+            "plan_id",
+            unique=True,
+            postgresql_where=sa.text("trial AND status <> 'abandoned'"),
+        ),
         sa.CheckConstraint("months BETWEEN 1 AND 12", name="months_range"),
     )
 
@@ -209,6 +217,12 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     grace_until: Mapped[datetime | None] = when()
     # The period end a "your subscription ends soon" reminder was sent for (sent once).
     reminded_for: Mapped[datetime | None] = when()
+    # Trials: the first period is free, the card is saved at checkout, the first charge is the
+    # renewal at ``trial_end``.
+    trial: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    trial_end: Mapped[datetime | None] = when()
+    # A downgrade waits for the period end: the renewal then charges and switches to this plan.
+    pending_plan_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("plan.id"))
 
 
 class Purchase(UUIDPrimaryKey, Timestamps, Base):
@@ -239,6 +253,8 @@ class PaymentPurpose(StrEnum):
     RENEWAL = "renewal"
     PURCHASE = "purchase"
     TOP_UP = "top_up"
+    TRIAL = "trial"  # a zero-amount checkout that only saves the card
+    UPGRADE = "upgrade"  # a plan change paid now, less the unused part of the current period
 
 
 class Payment(UUIDPrimaryKey, Timestamps, Base):
@@ -256,6 +272,8 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     purpose: Mapped[str] = mapped_column(sa.String(15))
     subscription_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("subscription.id"))
     purchase_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("purchase.id"))
+    # The plan a subscription or upgrade payment buys (an upgrade's target plan).
+    plan_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("plan.id"))
     method: Mapped[str] = mapped_column(sa.String(10))  # card | wallet | free
     status: Mapped[str] = mapped_column(sa.String(20), default="pending")
     amount: Mapped[int] = mapped_column(sa.BigInteger)

@@ -44,7 +44,8 @@ class Payment(Timestamps, Base):
 
     __tablename__ = "payment"
     __table_args__ = (
-        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        # 0 is a checkout that only saves the card (a trial); refunds stay strictly positive.
+        sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
         sa.CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refunds_within_amount"
         ),

@@ -23,7 +23,8 @@ class PaymentIn(BaseModel):
 
     payment_id: UUID
     customer: CustomerIn
-    amount: PositiveAmount
+    # 0 only for a checkout that saves a card and charges nothing now (a trial's "setup").
+    amount: Amount
     currency: Currency
     description: str = Field(min_length=1, max_length=500)
     mode: Literal["checkout", "off_session"] = "checkout"
@@ -35,6 +36,10 @@ class PaymentIn(BaseModel):
 
     @model_validator(mode="after")
     def _mode_needs(self) -> PaymentIn:
+        if self.amount == 0 and not (self.mode == "checkout" and self.save_payment_method):
+            raise ValueError(
+                "amount 0 is only for a checkout that saves the card (save_payment_method=true)"
+            )
         if self.mode == "checkout" and not (self.success_url and self.cancel_url):
             raise ValueError("a checkout needs success_url and cancel_url")
         if self.mode == "off_session" and not self.payment_method_ref:

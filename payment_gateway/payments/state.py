@@ -44,11 +44,11 @@ def after_refunds(
         return current
     if disputed:
         return PaymentStatus.DISPUTED
+    if refunded <= 0:  # a zero-amount (card-saving) payment has nothing to refund
+        return PaymentStatus.SUCCEEDED
     if refunded >= amount:
         return PaymentStatus.REFUNDED
-    if refunded > 0:
-        return PaymentStatus.PARTIALLY_REFUNDED
-    return PaymentStatus.SUCCEEDED
+    return PaymentStatus.PARTIALLY_REFUNDED
 
 
 def is_refundable(status: PaymentStatus) -> bool:

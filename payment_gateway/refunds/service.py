@@ -60,11 +60,14 @@ async def create_refund(
         if (existing.payment_id, existing.amount) != (request.payment_id, request.amount):
             raise RefundIdReused(f"refund {existing.id} exists for another payment or amount")
         return to_out(existing, payment)
-    if not state.is_refundable(PaymentStatus(payment.status)) or not payment.charge_ref:
+    if not state.is_refundable(PaymentStatus(payment.status)):
         raise PaymentNotRefundable(f"payment {payment.id} is {payment.status}")
+    # Checked before the provider reference: a card-saving checkout (amount 0) has none.
     left = payment.amount - payment.refunded_amount
     if request.amount > left:
         raise RefundExceedsPayment(f"at most {left} {payment.currency} can still be refunded")
+    if not payment.charge_ref:
+        raise PaymentNotRefundable(f"payment {payment.id} has no captured charge")
 
     refund = Refund(
         id=request.refund_id,

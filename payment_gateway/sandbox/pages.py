@@ -79,23 +79,34 @@ button{margin-top:20px;width:100%;padding:12px;border:0;border-radius:6px;backgr
 color:#fff;font-size:16px;cursor:pointer}.error{background:#fdecec;color:#a11;padding:10px;
 border-radius:6px;margin-top:12px}.note{font-size:12px;color:#777;margin-top:16px}
 a{color:#4353ff}.badge{display:inline-block;font-size:11px;background:#ffe9a8;padding:2px 6px;
-border-radius:4px}
+border-radius:4px}.amount.setup{font-size:20px}
 """
 
 
+SAVE_CARD_WORDING = "Save card — nothing is charged today"
+
+
 def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
-    amount = f"{format_minor_units(checkout.amount, checkout.currency)} {checkout.currency}"
+    if checkout.amount == 0:  # a setup checkout: the card is saved for later charges only
+        title = headline = SAVE_CARD_WORDING
+        headline_class = "amount setup"
+        action, done = "Save card", "The card is saved; nothing was charged."
+    else:
+        amount = f"{format_minor_units(checkout.amount, checkout.currency)} {checkout.currency}"
+        title, headline, headline_class = f"Pay {amount}", amount, "amount"
+        action, done = f"Pay {amount}", "This payment is complete."
     head = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>Pay {escape(amount)}</title><style>{_STYLE}</style></head><body><main>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>"
         f"<span class='badge'>SANDBOX — no real money moves</span>"
-        f"<h1>{escape(checkout.description)}</h1><div class='amount'>{escape(amount)}</div>"
+        f"<h1>{escape(checkout.description)}</h1>"
+        f"<div class='{headline_class}'>{escape(headline)}</div>"
     )
     cancel = f"<p><a id='cancel' href='{escape(checkout.cancel_url)}'>Cancel and return</a></p>"
     if checkout.status == "succeeded":
         body = (
-            "<p id='status'>This payment is complete.</p>"
+            f"<p id='status'>{escape(done)}</p>"
             f"<p><a href='{escape(checkout.success_url)}'>Return to the cinema</a></p>"
         )
     elif checkout.status in ("failed", "expired"):
@@ -116,7 +127,7 @@ def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
             "<input id='expiry' name='expiry' placeholder='MM / YY' required></div>"
             "<div><label for='cvc'>CVC</label>"
             "<input id='cvc' name='cvc' inputmode='numeric' placeholder='123' required></div></div>"
-            f"<button type='submit' id='pay'>Pay {escape(amount)}</button>{problem}</form>"
+            f"<button type='submit' id='pay'>{escape(action)}</button>{problem}</form>"
             f"{cancel}<p class='note'>Test cards: 4242 4242 4242 4242 succeeds"
             " · 4000 0000 0000 0002 is declined · 4000 0000 0000 9995 has insufficient funds"
             " · 4000 0000 0000 0341 saves but later renewals fail.</p>"

@@ -92,3 +92,36 @@ class TestHostedPage:
             await page.wait_for_selector("#status")
             assert "declined" in (await page.inner_text("#status")).lower()
             await page.screenshot(path=support.ARTIFACTS / "sandbox-checkout-declined.png")
+
+    async def test_a_setup_checkout_says_nothing_is_charged_and_saves_the_card(
+        self, servers: tuple[str, str]
+    ) -> None:
+        gateway_url, site = servers
+        token = mint_service_token(AuthSettings(), "billing_api")
+        async with httpx.AsyncClient(
+            base_url=gateway_url, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            created = (
+                await client.post(
+                    "/internal/v1/payments",
+                    json=payment_body(
+                        amount=0, success_url=f"{site}/paid", cancel_url=f"{site}/cancelled"
+                    ),
+                )
+            ).json()
+
+            async with support.browser_page() as page:
+                await page.goto(created["checkout_url"])
+                assert await page.inner_text(".amount") == "Save card — nothing is charged today"
+                assert await page.inner_text("#pay") == "Save card"
+                assert "RUB" not in await page.inner_text("main")
+                await page.fill("#card_number", "4242 4242 4242 4242")
+                await page.fill("#expiry", "12 / 34")
+                await page.fill("#cvc", "123")
+                await page.screenshot(path=support.ARTIFACTS / "sandbox-setup-filled.png")
+                await page.click("#pay")
+                await page.wait_for_url(f"{site}/paid")
+
+            final = await wait_for_status(client, created["payment_id"], "succeeded")
+            assert final["amount"] == 0
+            assert str(final["payment_method_ref"]).startswith("pm_sb_")

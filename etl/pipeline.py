@@ -209,7 +209,7 @@ class Etl:
     async def _wait_after(self, exc: Unavailable) -> None:
         delay = self.backoff.failed()
         logger.warning(
-            "%s unreachable, retrying in %.1fs: %s",
+            "%s unreachable, retrying in %.2gs: %s",
             exc.side,
             delay,
             exc,

@@ -1,0 +1,160 @@
+"""The copy between a real movie admin database and the real billing app over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from etl.pipeline import PassReport
+from etl.worker import open_etl
+from tests import support
+from tests.etl.conftest import DEMO_MOVIES, World
+
+LARGE = 20_000
+
+
+async def sync_once(world: World, **overrides: object) -> PassReport:
+    async with open_etl(world.settings(**overrides)) as etl:
+        return await etl.run_once()
+
+
+class TestIncrementalLoad:
+    async def test_twenty_thousand_movies_then_exactly_the_updated_ones_are_loaded(
+        self, world: World
+    ) -> None:
+        await world.add_films(LARGE)
+        async with world.billing.up():
+            first = await sync_once(world, batch_size=1000)
+            print(
+                f"\netl: {first.loaded} movies in {first.seconds:.1f}s"
+                f" = {first.movies_per_second:.0f} movies/s (batches of 1000)"
+            )
+            assert (first.read, first.loaded, first.created) == (LARGE + DEMO_MOVIES,) * 3
+            assert first.batches == 21
+            assert await world.billing_titles() == {
+                movie_id: (title, True) for movie_id, title in (await world.source_titles()).items()
+            }
+
+            # 300 updates: 200 share one `modified` (a bulk update), so with batches of 128 the
+            # two batch boundaries fall between rows of equal timestamp; 100 more come after.
+            await world.source_execute(
+                "WITH picked AS (SELECT id FROM content.film_work WHERE title LIKE 'Film %'"
+                " ORDER BY id LIMIT 300),"
+                " numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM picked)"
+                " UPDATE content.film_work f SET title = f.title || ' (restored)',"
+                " modified = CASE WHEN numbered.n <= 200 THEN now() - interval '1 minute'"
+                " ELSE now() - interval '1 minute' + numbered.n * interval '1 microsecond' END"
+                " FROM numbered WHERE f.id = numbered.id"
+            )
+            second = await sync_once(world, batch_size=128)
+
+        assert (second.read, second.updated, second.created) == (300, 300, 0)
+        assert second.batches == 3
+        titles = await world.billing_titles()
+        assert sum(title.endswith(" (restored)") for title, _ in titles.values()) == 300
+        assert titles == {
+            movie_id: (title, True) for movie_id, title in (await world.source_titles()).items()
+        }
+
+    async def test_a_pass_with_no_changes_reads_nothing(self, world: World) -> None:
+        async with world.billing.up():
+            await sync_once(world)
+            again = await sync_once(world)
+        assert (again.read, again.loaded, again.batches) == (0, 0, 0)
+
+    async def test_rows_modified_within_the_settle_window_wait_for_a_later_pass(
+        self, world: World
+    ) -> None:
+        await world.source_execute(
+            "UPDATE content.film_work SET title = 'Paper Moons II', modified = now()"
+            " WHERE title = 'Paper Moons'"
+        )
+        async with world.billing.up():
+            report = await sync_once(world, settle_seconds=600)
+        assert report.loaded == DEMO_MOVIES - 1
+        assert "Paper Moons II" not in {
+            title for title, _ in (await world.billing_titles()).values()
+        }
+
+
+class TestOutages:
+    async def test_billing_down_for_a_while_is_retried_with_growing_waits_then_caught_up(
+        self, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await world.add_films(2_000)
+        caplog.set_level(logging.WARNING, logger="etl.pipeline")
+        async with open_etl(world.settings(batch_size=500)) as etl:
+            run = asyncio.create_task(etl.run_once())
+
+            async def retried_three_times() -> bool:
+                return sum("billing unreachable" in r.message for r in caplog.records) >= 3
+
+            await support.eventually(retried_three_times, timeout=10)
+            assert await world.scalar("SELECT count(*) FROM billing.movie") == 0
+            assert await world.scalar("SELECT count(*) FROM etl.sync_state") == 0
+            async with world.billing.up():
+                report = await asyncio.wait_for(run, timeout=60)
+        waits = [r.retry_in_seconds for r in caplog.records if hasattr(r, "retry_in_seconds")]
+        assert waits[:3] == [0.05, 0.1, 0.2]
+        assert report.loaded == 2_000 + DEMO_MOVIES
+        assert len(await world.billing_titles()) == 2_000 + DEMO_MOVIES
+
+    async def test_an_unreachable_source_is_retried_and_nothing_is_recorded(
+        self, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="etl.pipeline")
+        closed = f"postgresql+asyncpg://postgres@127.0.0.1:{support.free_port()}/movies_admin"
+        async with world.billing.up(), open_etl(world.settings(source_url=closed)) as etl:
+            run = asyncio.create_task(etl.run_once())
+
+            async def retried() -> bool:
+                return any(
+                    "the movie admin database unreachable" in r.message for r in caplog.records
+                )
+
+            await support.eventually(retried, timeout=15)
+            assert not run.done()
+            run.cancel()
+        assert await world.scalar("SELECT count(*) FROM etl.sync_state") == 0
+        assert await world.scalar("SELECT count(*) FROM billing.movie") == 0
+
+
+class TestFullPass:
+    async def test_movies_deleted_from_the_source_become_unavailable_and_come_back(
+        self, world: World
+    ) -> None:
+        await world.add_films(50)
+        async with world.billing.up():
+            await sync_once(world)
+            gone = {
+                str(movie_id)
+                for movie_id in await world.source_scalar(
+                    "SELECT array_agg(id) FROM (SELECT id FROM content.film_work"
+                    " WHERE title LIKE 'Film %' ORDER BY id LIMIT 3) AS picked"
+                )
+            }
+            await world.source_execute(
+                "DELETE FROM content.film_work WHERE id = ANY(CAST(:ids AS uuid[]))",
+                ids=sorted(gone),
+            )
+            async with open_etl(world.settings()) as etl:
+                changes_only = await etl.run_pass(full=False)
+                assert changes_only.marked_unavailable == 0
+                assert all(available for _, available in (await world.billing_titles()).values())
+                full = await etl.run_pass(full=True)
+            assert full.marked_unavailable == 3
+            titles = await world.billing_titles()
+            assert {movie_id for movie_id, (_, available) in titles.items() if not available} == (
+                gone
+            )
+
+            back = sorted(gone)[0]
+            await world.source_execute(
+                "INSERT INTO content.film_work (id, title, modified)"
+                " VALUES (:id, 'Back again', now() - interval '1 second')",
+                id=back,
+            )
+            await sync_once(world)
+        assert (await world.billing_titles())[back] == ("Back again", True)

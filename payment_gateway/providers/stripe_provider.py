@@ -1,5 +1,8 @@
 """Stripe behind the provider protocol: Checkout Sessions, off-session PaymentIntents, Refunds.
 
+A checkout of amount 0 (a trial that only saves the card) is a Checkout Session in ``setup`` mode;
+its SetupIntent, not a PaymentIntent, carries the saved payment method.
+
 Every call goes through one :class:`stripe.StripeClient` (no global ``stripe.api_key``) with the
 SDK's ``*_async`` methods, and every write carries an idempotency key derived from our ids, so a
 retry (the SDK's own, or ours after a timeout) cannot charge, refund or create a customer twice
@@ -19,7 +22,7 @@ import stripe
 from pydantic import BaseModel, ValidationError
 from stripe.checkout import Session
 from stripe.params import CustomerCreateParams, PaymentIntentCreateParams
-from stripe.params.checkout import SessionCreateParamsPaymentIntentData
+from stripe.params.checkout import SessionCreateParams, SessionCreateParamsPaymentIntentData
 
 from payment_gateway.providers.base import (
     CheckoutCreated,
@@ -107,34 +110,42 @@ class StripeProvider:
         await self._http_client.close_async()  # type: ignore[no-untyped-call]
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutCreated:
+        """A Checkout Session: ``mode=payment``, or ``mode=setup`` for amount 0 (save only)."""
         metadata = {**request.metadata, "payment_id": str(request.payment_id)}
-        intent_data: SessionCreateParamsPaymentIntentData = {"metadata": metadata}
-        if request.save_payment_method:
-            intent_data["setup_future_usage"] = "off_session"
         with _stripe_errors("create_checkout"):
             customer_ref = request.customer_ref or await self._create_customer(request)
+            params: SessionCreateParams = {
+                "customer": customer_ref,
+                "client_reference_id": str(request.payment_id),
+                "metadata": metadata,
+                "success_url": request.success_url,
+                "cancel_url": request.cancel_url,
+                "expires_at": int(request.expires_at.timestamp()),
+            }
+            if request.amount == 0:
+                # Setup mode saves the card through a SetupIntent and charges nothing; with
+                # dynamic payment methods Stripe needs the currency to pick the methods offered.
+                params["mode"] = "setup"
+                params["currency"] = request.currency.lower()
+                params["setup_intent_data"] = {"metadata": metadata}
+            else:
+                intent_data: SessionCreateParamsPaymentIntentData = {"metadata": metadata}
+                if request.save_payment_method:
+                    intent_data["setup_future_usage"] = "off_session"
+                params["mode"] = "payment"
+                params["line_items"] = [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": request.currency.lower(),
+                            "unit_amount": request.amount,
+                            "product_data": {"name": request.description},
+                        },
+                    }
+                ]
+                params["payment_intent_data"] = intent_data
             session = await self._client.v1.checkout.sessions.create_async(
-                {
-                    "mode": "payment",
-                    "line_items": [
-                        {
-                            "quantity": 1,
-                            "price_data": {
-                                "currency": request.currency.lower(),
-                                "unit_amount": request.amount,
-                                "product_data": {"name": request.description},
-                            },
-                        }
-                    ],
-                    "customer": customer_ref,
-                    "client_reference_id": str(request.payment_id),
-                    "metadata": metadata,
-                    "payment_intent_data": intent_data,
-                    "success_url": request.success_url,
-                    "cancel_url": request.cancel_url,
-                    "expires_at": int(request.expires_at.timestamp()),
-                },
-                {"idempotency_key": f"checkout-{request.payment_id}"},
+                params, {"idempotency_key": f"checkout-{request.payment_id}"}
             )
         if session.url is None:
             raise ProviderError(f"stripe returned checkout session {session.id} without a url")
@@ -231,6 +242,8 @@ class StripeProvider:
         session = await self._client.v1.checkout.sessions.retrieve_async(
             session_ref, {"expand": ["payment_intent", "payment_intent.latest_charge"]}
         )
+        if session.mode == "setup":
+            return await self._fetch_setup(session), None
         intent = session.payment_intent
         if isinstance(intent, stripe.PaymentIntent):
             return _intent_payment(session_ref, _session_status(session, intent), intent), intent
@@ -243,6 +256,24 @@ class StripeProvider:
             customer_ref=_ref(session.customer),
         )
         return payment, None
+
+    async def _fetch_setup(self, session: Session) -> ProviderPayment:
+        """A setup-mode session: nothing is charged; its SetupIntent holds the saved method."""
+        setup_ref = _ref(session.setup_intent)
+        setup = await self._client.v1.setup_intents.retrieve_async(setup_ref) if setup_ref else None
+        status = _setup_status(session, setup)
+        error = setup.last_setup_error if setup and status is not ProviderStatus.SUCCEEDED else None
+        saved = setup is not None and status is ProviderStatus.SUCCEEDED
+        return ProviderPayment(
+            provider_ref=session.id,
+            status=status,
+            amount=0,
+            currency=(session.currency or "").upper(),
+            payment_method_ref=_ref(setup.payment_method) if setup and saved else None,
+            customer_ref=_ref(session.customer) or (_ref(setup.customer) if setup else None),
+            failure_code=(error.decline_code or error.code) if error else None,
+            failure_message=error.message if error else None,
+        )
 
     async def _fetch_intent(self, intent_ref: str) -> tuple[ProviderPayment, stripe.PaymentIntent]:
         intent = await self._client.v1.payment_intents.retrieve_async(
@@ -319,6 +350,22 @@ def _session_status(session: Session, intent: stripe.PaymentIntent | None) -> Pr
         return ProviderStatus.EXPIRED
     # A declined attempt in an open session is not final: Checkout lets the customer retry.
     if session.status == "complete" and intent and _intent_status(intent) is ProviderStatus.FAILED:
+        return ProviderStatus.FAILED
+    return ProviderStatus.PENDING
+
+
+def _setup_status(session: Session, setup: stripe.SetupIntent | None) -> ProviderStatus:
+    if session.status == "complete" and setup is not None and setup.status == "succeeded":
+        return ProviderStatus.SUCCEEDED
+    if session.status == "expired":
+        return ProviderStatus.EXPIRED
+    # As with payments, a declined card leaves an open session for another try; a completed
+    # session whose (delayed) setup then needs a new method has failed.
+    failed = setup is not None and (
+        setup.status == "canceled"
+        or (setup.status == "requires_payment_method" and setup.last_setup_error is not None)
+    )
+    if session.status == "complete" and failed:
         return ProviderStatus.FAILED
     return ProviderStatus.PENDING
 

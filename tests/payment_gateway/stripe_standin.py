@@ -124,6 +124,7 @@ class StripeStandin:
             ("GET", re.compile(r"/v1/checkout/sessions/(?P<id>[^/]+)"), self._get),
             ("POST", re.compile(r"/v1/payment_intents"), self._create_intent),
             ("GET", re.compile(r"/v1/payment_intents/(?P<id>[^/]+)"), self._get),
+            ("GET", re.compile(r"/v1/setup_intents/(?P<id>[^/]+)"), self._get),
             ("POST", re.compile(r"/v1/refunds"), self._create_refund),
             ("GET", re.compile(r"/v1/refunds"), self._list_by_intent("refund")),
             ("GET", re.compile(r"/v1/disputes"), self._list_by_intent("dispute")),
@@ -172,6 +173,17 @@ class StripeStandin:
             self._succeed(intent)
             session.update(status="complete", payment_status="paid")
             return str(intent["id"])
+
+    def complete_setup_session(
+        self, session_id: str, *, payment_method: str = "pm_card_visa"
+    ) -> str:
+        """The customer saves a card in a setup-mode Checkout; answers the SetupIntent's id."""
+        with self._lock:
+            session = self._objects[session_id]
+            setup = self._objects[session["setup_intent"]]
+            setup.update(status="succeeded", payment_method=payment_method, last_setup_error=None)
+            session.update(status="complete", payment_status="no_payment_required")
+            return str(setup["id"])
 
     def decline_session_attempt(
         self, session_id: str, *, decline_code: str = "card_declined"
@@ -282,30 +294,63 @@ class StripeStandin:
             )
         if params.get("customer") and params["customer"] not in self._objects:
             raise invalid_request(404, "No such customer", code="resource_missing")
-        items = params["line_items"]
+        setup = params["mode"] == "setup"
+        if setup:
+            currency, amount_total = self._setup_session_currency(params), None
+        else:
+            items = params["line_items"]
+            currency = items[0]["price_data"]["currency"]
+            amount_total = sum(
+                int(i["price_data"]["unit_amount"]) * int(i.get("quantity", 1)) for i in items
+            )
         session = self._store(
             "cs_test",
             {
                 "object": "checkout.session",
                 "mode": params["mode"],
                 "status": "open",
-                "payment_status": "unpaid",
+                "payment_status": "no_payment_required" if setup else "unpaid",
                 "payment_intent": None,  # created when the customer pays, as Stripe does now
+                "setup_intent": None,
                 "customer": params.get("customer"),
                 "client_reference_id": params.get("client_reference_id"),
                 "metadata": params.get("metadata", {}),
-                "currency": items[0]["price_data"]["currency"],
-                "amount_total": sum(
-                    int(i["price_data"]["unit_amount"]) * int(i.get("quantity", 1)) for i in items
-                ),
+                "currency": currency,
+                "amount_total": amount_total,
                 "expires_at": expires_at,
                 "success_url": params["success_url"],
                 "cancel_url": params["cancel_url"],
             },
         )
         session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}"
+        if setup:  # a setup-mode session gets its SetupIntent when it is created
+            session["setup_intent"] = self._store(
+                "seti",
+                {
+                    "object": "setup_intent",
+                    "status": "requires_payment_method",
+                    "usage": "off_session",
+                    "customer": params.get("customer"),
+                    "payment_method": None,
+                    "last_setup_error": None,
+                    "metadata": params.get("setup_intent_data", {}).get("metadata", {}),
+                },
+            )["id"]
         self._intent_data[session["id"]] = params.get("payment_intent_data", {})
         return 200, copy.deepcopy(session)
+
+    @staticmethod
+    def _setup_session_currency(params: Json) -> str:
+        """Setup mode takes no line items or payment data, and (dynamic methods) a currency."""
+        for refused in ("line_items", "payment_intent_data"):
+            if refused in params:
+                raise invalid_request(
+                    400, f"You can not pass `{refused}` in `setup` mode.", param=refused
+                )
+        if not params.get("currency"):
+            message = "currency is required in setup mode when payment_method_types is not set"
+            raise invalid_request(400, message, param="currency")
+        return str(params["currency"])
 
     def _list_sessions(self, params: Json) -> tuple[int, Json]:
         sessions = [

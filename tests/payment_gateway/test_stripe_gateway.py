@@ -12,6 +12,7 @@ import stripe
 
 from payment_gateway.app import create_app
 from payment_gateway.providers.stripe_provider import StripeProvider
+from shared import events
 from shared.auth import AuthSettings, mint_service_token
 from shared.broker import Broker
 from shared.settings import ServiceSettings
@@ -83,6 +84,68 @@ class TestStripeCheckout:
         assert event.type == "payment.succeeded"
         assert str(event.data.payment_id) == created["payment_id"]  # type: ignore[attr-defined]
         assert event.data.payment_method_ref  # type: ignore[attr-defined]
+
+    async def test_setup_checkout_webhook_succeeds_with_the_setup_intents_method(
+        self, client: tuple[httpx.AsyncClient, Probe], standin: StripeStandin
+    ) -> None:
+        http, probe = client
+        body = payment_body(amount=0, currency="EUR")
+        created = (await http.post("/internal/v1/payments", json=body)).json()
+        assert (created["status"], created["amount"]) == ("pending", 0)
+        [session_call] = standin.requests_to("POST", "/v1/checkout/sessions")
+        assert session_call.params["mode"] == "setup"
+        assert (
+            session_call.params["setup_intent_data"]["metadata"]["payment_id"]
+            == (created["payment_id"])
+        )
+        session_id = created["provider_ref"]
+        standin.complete_setup_session(session_id, payment_method="pm_trial_visa")
+        event_body = webhook_body(
+            "checkout.session.completed", standin.object(session_id), event_id="evt_setup_1"
+        )
+
+        response = await http.post(
+            "/webhooks/stripe",
+            content=event_body,
+            headers={"Stripe-Signature": sign_webhook(event_body, SECRET, int(time.time()))},
+        )
+
+        assert response.json()["outcome"] == "payment succeeded"
+        await support.outbox_published(http.app.state.resources.engine)  # type: ignore[attr-defined]
+        [event] = await probe.drain()
+        assert event.type == "payment.succeeded"
+        data = event.data
+        assert isinstance(data, events.PaymentSucceeded)
+        assert (str(data.payment_id), data.amount.amount) == (created["payment_id"], 0)
+        assert data.payment_method_ref == "pm_trial_visa"
+
+        renewal = await http.post(
+            "/internal/v1/payments",
+            json=payment_body(
+                customer=body["customer"],
+                currency="EUR",
+                mode="off_session",
+                payment_method_ref="pm_trial_visa",
+            ),
+        )
+        assert renewal.json()["status"] == "succeeded"
+        [charge_call] = standin.requests_to("POST", "/v1/payment_intents")
+        assert charge_call.params["customer"] == standin.object(session_id)["customer"]
+
+    async def test_refresh_reads_a_completed_setup_session_without_its_webhook(
+        self, client: tuple[httpx.AsyncClient, Probe], standin: StripeStandin
+    ) -> None:
+        http, _ = client
+        created = (await http.post("/internal/v1/payments", json=payment_body(amount=0))).json()
+        standin.complete_setup_session(created["provider_ref"], payment_method="pm_trial_visa")
+
+        refreshed = await http.get(
+            f"/internal/v1/payments/{created['payment_id']}", params={"refresh": "true"}
+        )
+
+        body = refreshed.json()
+        assert (body["status"], body["amount"]) == ("succeeded", 0)
+        assert body["payment_method_ref"] == "pm_trial_visa"
 
     async def test_webhook_signed_with_another_secret_is_refused(
         self, client: tuple[httpx.AsyncClient, Probe]

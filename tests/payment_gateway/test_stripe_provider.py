@@ -132,6 +132,31 @@ class TestCreateCheckout:
         assert created.expires_at == request.expires_at
         assert created.customer_ref == standin.objects_of("customer")[0]["id"]
 
+    async def test_zero_amount_is_a_setup_session_that_saves_the_card_for_our_id(
+        self, provider: StripeProvider, standin: StripeStandin
+    ) -> None:
+        request = checkout_request(amount=0)
+
+        created = await provider.create_checkout(request)
+
+        [session_call] = standin.requests_to("POST", "/v1/checkout/sessions")
+        our_metadata = {"subscription_id": "sub-42", "payment_id": str(request.payment_id)}
+        assert session_call.params == {
+            "mode": "setup",
+            "currency": "eur",
+            "customer": created.customer_ref,
+            "client_reference_id": str(request.payment_id),
+            "metadata": our_metadata,
+            "setup_intent_data": {"metadata": our_metadata},
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": str(int(request.expires_at.timestamp())),
+        }
+        assert session_call.idempotency_key == f"checkout-{request.payment_id}"
+        session = standin.object(created.provider_ref)
+        assert (session["mode"], created.checkout_url) == ("setup", session["url"])
+        assert standin.object(session["setup_intent"])["metadata"] == our_metadata
+
     async def test_method_is_not_saved_unless_asked(
         self, provider: StripeProvider, standin: StripeStandin
     ) -> None:
@@ -445,6 +470,37 @@ class TestFetchPayment:
 def signed(body: bytes, *, secret: str = WEBHOOK_SECRET, age: int = 0) -> dict[str, str]:
     return {"Stripe-Signature": sign_webhook(body, secret, int(time.time()) - age)}
 
+    async def test_completed_setup_session_is_succeeded_with_the_setup_intents_method(
+        self, provider: StripeProvider, standin: StripeStandin
+    ) -> None:
+        created = await provider.create_checkout(checkout_request(amount=0))
+        setup_id = standin.complete_setup_session(
+            created.provider_ref, payment_method="pm_trial_visa"
+        )
+
+        payment = await provider.fetch_payment(created.provider_ref)
+
+        assert payment.status is ProviderStatus.SUCCEEDED
+        assert (payment.amount, payment.currency) == (0, "EUR")
+        assert payment.payment_method_ref == "pm_trial_visa"
+        assert payment.charge_ref is None  # nothing was charged, nothing to refund
+        assert payment.customer_ref == created.customer_ref
+        assert len(standin.requests_to("GET", f"/v1/setup_intents/{setup_id}")) == 1
+
+    @pytest.mark.parametrize(
+        ("expire", "status"), [(False, ProviderStatus.PENDING), (True, ProviderStatus.EXPIRED)]
+    )
+    async def test_setup_session_not_completed_is_pending_then_expired(
+        self, provider: StripeProvider, standin: StripeStandin, expire: bool, status: ProviderStatus
+    ) -> None:
+        created = await provider.create_checkout(checkout_request(amount=0))
+        if expire:
+            standin.expire_session(created.provider_ref)
+
+        payment = await provider.fetch_payment(created.provider_ref)
+
+        assert (payment.status, payment.amount, payment.payment_method_ref) == (status, 0, None)
+
 
 class TestParseWebhook:
     async def test_completed_checkout_gives_our_payment_id_and_the_session(
@@ -461,6 +517,22 @@ class TestParseWebhook:
 
         assert notice.event_id == "evt_1"
         assert notice.event_type == "checkout.session.completed"
+        assert notice.payment_id == request.payment_id
+        assert notice.provider_ref == created.provider_ref
+        assert notice.relevant is True
+
+    async def test_completed_setup_session_gives_our_payment_id_and_the_session(
+        self, provider: StripeProvider, standin: StripeStandin
+    ) -> None:
+        request = checkout_request(amount=0)
+        created = await provider.create_checkout(request)
+        standin.complete_setup_session(created.provider_ref)
+        session = standin.object(created.provider_ref)
+        assert session["setup_intent"] and session["payment_intent"] is None
+        body = webhook_body("checkout.session.completed", session, event_id="evt_setup")
+
+        notice = provider.parse_webhook(body, signed(body))
+
         assert notice.payment_id == request.payment_id
         assert notice.provider_ref == created.provider_ref
         assert notice.relevant is True

@@ -20,8 +20,9 @@ prepare: install  ## create the database if missing; check RabbitMQ
 migrate: prepare  ## apply every service's migrations
 	@for service in $(SERVICES); do $(RUN) alembic -n $$service upgrade head || exit 1; done
 
-demo-data: migrate  ## load the demo catalog (idempotent)
+demo-data: migrate  ## load the demo catalog and the movie admin's demo database (idempotent)
 	$(RUN) cinema billing seed-demo
+	$(RUN) cinema etl seed-source
 
 run: demo-data  ## start the whole suite (sandbox payments) on localhost
 	@echo "billing-api   http://127.0.0.1:8000/docs"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from billing_api.admin import api as admin_api
+from billing_api.admin.audit import router as admin_audit_router
+from billing_api.admin.customers_api import router as admin_customers_router
 from billing_api.admin.movies import router as admin_movies_router
 from billing_api.catalog.api import router as catalog_router
 from billing_api.config import SCHEMA, SERVICE, BillingSettings
@@ -49,6 +52,10 @@ def create_app(
             wallet_router,
             checkout_pages,
             admin_movies_router,
+            admin_api.plans,
+            admin_api.discounts_router,
+            admin_customers_router,
+            admin_audit_router,
         ],
         on_startup=start,
         middleware=[IdempotencyMiddleware],

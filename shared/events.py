@@ -185,6 +185,19 @@ class SubscriptionRenewed(UserNotice):
     current_period_end: AwareDatetime
 
 
+class SubscriptionPlanChanged(UserNotice):
+    """An upgrade took effect (paid now, less the credit for the unused part of the old period),
+    or a downgrade scheduled for the period end took effect at renewal."""
+
+    event_type = "subscription.plan_changed"
+    subscription_id: UUID
+    plan: PlanSummary
+    previous_plan: PlanSummary
+    amount: Money
+    credit: Money
+    current_period_end: AwareDatetime
+
+
 class SubscriptionRenewalFailed(UserNotice):
     event_type = "subscription.renewal_failed"
     subscription_id: UUID

@@ -47,6 +47,7 @@ async def complete_payment(
     if payment.method == "card":
         assert provider is not None
         payment.provider = provider
+    if payment.method == "card" and provider is not None and payment.amount > 0:
         destination = (
             ledger.wallet_account(payment.user_id)
             if payment.purpose == "top_up"
@@ -62,8 +63,10 @@ async def complete_payment(
             lines=ledger.transfer(ledger.clearing_account(provider), destination, payment.amount),
         )
     await _settle_promo(session, payment, "redeemed")
-    if payment.purpose == "subscription":
+    if payment.purpose in ("subscription", "trial"):
         await _activate_subscription(session, payment, now)
+    elif payment.purpose == "upgrade":
+        await _upgrade_subscription(session, payment, now)
     elif payment.purpose == "renewal":
         await _renew_subscription(session, payment)
     elif payment.purpose == "purchase":
@@ -93,9 +96,14 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
     assert plan is not None
     subscription.status = SubscriptionStatus.ACTIVE
     subscription.current_period_start = now
-    subscription.current_period_end = periods.period_end(
-        now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
-    )
+    if payment.purpose == "trial":
+        # The free first period; the renewal at its end is the first charge.
+        subscription.current_period_end = now + timedelta(days=plan.trial_days)
+        subscription.trial_end = subscription.current_period_end
+    else:
+        subscription.current_period_end = periods.period_end(
+            now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
+        )
     subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
     subscription.latest_payment_id = payment.id
     await entitlements.publish_snapshot(session, subscription.user_id)
@@ -109,6 +117,61 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
             plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
             amount=Money(amount=payment.amount, currency=payment.currency),
             current_period_end=subscription.current_period_end,
+            trial=payment.purpose == "trial",
+        ),
+    )
+
+
+async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    """An upgrade paid: the new plan runs from now; a credit larger than the price is kept in
+    the wallet (see :mod:`billing_api.subscriptions.plan_change`)."""
+    assert payment.subscription_id is not None and payment.plan_id is not None
+    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    assert subscription is not None
+    previous = await session.get(Plan, subscription.plan_id)
+    plan = await session.get(Plan, payment.plan_id)
+    assert previous is not None and plan is not None
+    credit = int(payment.quote.get("credit", 0))
+    excess = credit - int(payment.quote.get("credit_applied", 0))
+    if excess > 0:
+        await ledger.post(
+            session,
+            kind="plan_change_credit",
+            reference=str(payment.id),
+            user_id=payment.user_id,
+            description=f"{plan.name}: unused part of {previous.name} credited",
+            currency=payment.currency,
+            lines=ledger.transfer(ledger.REVENUE, ledger.wallet_account(payment.user_id), excess),
+        )
+    subscription.plan_id = plan.id
+    subscription.pending_plan_id = None
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.current_period_start = now
+    subscription.current_period_end = periods.period_end(
+        now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
+    )
+    subscription.renewal_attempts = 0
+    subscription.dunning_started_at = None
+    subscription.next_renewal_at = None
+    subscription.grace_until = None
+    subscription.reminded_for = None
+    subscription.latest_payment_id = payment.id
+    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+    await entitlements.publish_snapshot(session, subscription.user_id)
+    await outbox.add(
+        session,
+        events.SubscriptionPlanChanged(
+            user_id=subscription.user_id,
+            email=subscription.email,
+            locale=subscription.locale,
+            subscription_id=subscription.id,
+            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+            previous_plan=events.PlanSummary(
+                plan_id=previous.id, code=previous.code, name=previous.name
+            ),
+            amount=Money(amount=payment.amount, currency=payment.currency),
+            credit=Money(amount=credit, currency=payment.currency),
+            current_period_end=subscription.current_period_end,
         ),
     )
 
@@ -118,8 +181,12 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     assert payment.subscription_id is not None
     subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
     assert subscription is not None and subscription.current_period_end is not None
-    plan = await session.get(Plan, subscription.plan_id)
-    assert plan is not None
+    previous = await session.get(Plan, subscription.plan_id)
+    plan = await session.get(Plan, payment.plan_id or subscription.plan_id)
+    assert previous is not None and plan is not None
+    if plan.id != previous.id:  # the downgrade scheduled for this period end
+        subscription.plan_id = plan.id
+        subscription.pending_plan_id = None
     start = subscription.current_period_end
     subscription.current_period_start = start
     subscription.current_period_end = periods.period_end(
@@ -133,6 +200,23 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     subscription.latest_payment_id = payment.id
     subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
     await entitlements.publish_snapshot(session, subscription.user_id)
+    if plan.id != previous.id:
+        await outbox.add(
+            session,
+            events.SubscriptionPlanChanged(
+                user_id=subscription.user_id,
+                email=subscription.email,
+                locale=subscription.locale,
+                subscription_id=subscription.id,
+                plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
+                previous_plan=events.PlanSummary(
+                    plan_id=previous.id, code=previous.code, name=previous.name
+                ),
+                amount=Money(amount=payment.amount, currency=payment.currency),
+                credit=Money(amount=0, currency=payment.currency),
+                current_period_end=subscription.current_period_end,
+            ),
+        )
     await outbox.add(
         session,
         events.SubscriptionRenewed(

@@ -1,5 +1,9 @@
 """Admin movie catalog: the bulk upsert the ETL loads through, and the listing its full pass reads.
 
+Admins also add and edit single movies here (``POST``, ``GET``/``PATCH /{movie_id}``), prices
+included. Movies are never deleted (purchases point at them): ``available=false`` takes one off
+sale.
+
 Ownership of a movie's fields is split on purpose: the movie admin database (through the ETL)
 owns ``title``, ``description`` and ``available``; billing's admins own the prices. The bulk
 upsert therefore writes only catalog fields and never touches a price, and a field left out of
@@ -12,14 +16,17 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api.admin import audit
+from billing_api.admin import catalog as admin_catalog
+from billing_api.admin.schemas import MovieChangesIn, MovieIn
 from billing_api.deps import SettingsDep
 from billing_api.models import Movie
-from shared.auth import AdminOrServicePrincipal
+from shared.auth import AdminOrServicePrincipal, AdminPrincipal
 from shared.db import SessionDep
 from shared.errors import UnprocessableEntity
 from shared.money import Money
@@ -136,7 +143,17 @@ async def bulk_upsert_movies(
 ) -> BulkUpsertOut:
     """Insert or update up to 1,000 movies by id (the movie admin's UUID). Idempotent: the same
     batch again changes nothing. New movies get no prices and the default currency."""
-    return await bulk_upsert(session, body.movies, currency=settings.default_currency)
+    result = await bulk_upsert(session, body.movies, currency=settings.default_currency)
+    if result.created or result.updated:  # a repeated batch leaves no trace, like no change
+        await audit.record(
+            session,
+            audit.actor_of(principal),
+            "movie.bulk_upsert",
+            "movie",
+            "bulk",
+            after=result.model_dump() | {"ids": [str(movie.id) for movie in body.movies]},
+        )
+    return result
 
 
 class BadMovieCursor(UnprocessableEntity):
@@ -168,3 +185,34 @@ async def list_movies(
         items=[movie_out(movie) for movie in movies],
         next_cursor=str(movies[-1].id) if more else None,
     )
+
+
+# --- one movie at a time (admins) ----------------------------------------------------------
+
+
+@router.post("", response_model=AdminMovieOut, status_code=status.HTTP_201_CREATED)
+async def create_movie(
+    body: MovieIn, session: SessionDep, settings: SettingsDep, principal: AdminPrincipal
+) -> AdminMovieOut:
+    """Add one movie (usually the ETL does); prices are optional."""
+    movie = await admin_catalog.create_movie(
+        session, audit.actor_of(principal), body, default_currency=settings.default_currency
+    )
+    return movie_out(movie)
+
+
+@router.get("/{movie_id}", response_model=AdminMovieOut)
+async def get_movie(
+    movie_id: UUID, session: SessionDep, principal: AdminPrincipal
+) -> AdminMovieOut:
+    """One movie with its prices, available or not."""
+    return movie_out(await admin_catalog.get_movie(session, movie_id))
+
+
+@router.patch("/{movie_id}", response_model=AdminMovieOut)
+async def update_movie(
+    movie_id: UUID, body: MovieChangesIn, session: SessionDep, principal: AdminPrincipal
+) -> AdminMovieOut:
+    """Edit a movie: title, description, availability, buy and rent prices (null: not sold)."""
+    movie = await admin_catalog.update_movie(session, audit.actor_of(principal), movie_id, body)
+    return movie_out(movie)

@@ -114,7 +114,8 @@ async def _renewal_payment(
     )
     if pending is not None:
         return pending
-    plan = await session.get(Plan, subscription.plan_id)
+    # A scheduled downgrade takes effect here: the renewal buys the new plan.
+    plan = await session.get(Plan, subscription.pending_plan_id or subscription.plan_id)
     assert plan is not None
     tiers = await load_tiers(session, plan.id)
     quote = pricing.quote(
@@ -132,6 +133,7 @@ async def _renewal_payment(
         email=subscription.email,
         purpose="renewal",
         subscription_id=subscription.id,
+        plan_id=plan.id,
         method="card",
         status="pending",
         amount=quote.total,

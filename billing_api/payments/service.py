@@ -47,6 +47,7 @@ class Order:
     months: int = 1
     subscription_id: UUID | None = None
     purchase_id: UUID | None = None
+    plan_id: UUID | None = None
     save_payment_method: bool = False
 
 
@@ -67,7 +68,9 @@ async def start_payment(
         purpose=order.purpose,
         subscription_id=order.subscription_id,
         purchase_id=order.purchase_id,
-        method="free" if order.amount == 0 else method,
+        plan_id=order.plan_id,
+        # A zero total needs no money, except a trial's: its checkout saves the card.
+        method="free" if order.amount == 0 and order.purpose != "trial" else method,
         status="pending",
         amount=order.amount,
         currency=order.currency,

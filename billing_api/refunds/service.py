@@ -114,6 +114,8 @@ async def quote_payment(
         return RefundQuote(0, f"payment is {payment.status}")
     if payment.method not in ("card", "wallet") or payment.amount == 0:
         return RefundQuote(0, "nothing was paid")
+    if await credited_to_upgrade(session, payment):
+        return RefundQuote(0, "credited to a plan upgrade")
     terms = await payment_terms(session, payment)
     if terms is None:
         return RefundQuote(0, f"{payment.purpose} payments are not refundable")
@@ -145,7 +147,11 @@ async def _refund_in_progress(session: AsyncSession, payment: Payment) -> bool:
 async def payment_terms(session: AsyncSession, payment: Payment) -> Terms | None:
     if payment.purpose == PaymentPurpose.PURCHASE:
         return Terms("window_only", PURCHASE_REFUND_WINDOW_MINUTES)
-    if payment.purpose not in (PaymentPurpose.SUBSCRIPTION, PaymentPurpose.RENEWAL):
+    if payment.purpose not in (
+        PaymentPurpose.SUBSCRIPTION,
+        PaymentPurpose.RENEWAL,
+        PaymentPurpose.UPGRADE,
+    ):
         return None
     if payment.subscription_id is None:
         return None
@@ -428,3 +434,21 @@ async def _own_payment(
     if payment is None or payment.user_id != user_id:
         raise PaymentNotFound(f"payment {payment_id} not found")
     return payment
+
+
+async def credited_to_upgrade(session: AsyncSession, payment: Payment) -> bool:
+    """Whether the unused part of ``payment`` was credited to a later, paid upgrade."""
+    if payment.subscription_id is None or payment.paid_at is None:
+        return False
+    found = await session.scalar(
+        sa.select(Payment.id)
+        .where(
+            Payment.subscription_id == payment.subscription_id,
+            Payment.purpose == PaymentPurpose.UPGRADE,
+            Payment.status.in_(("succeeded", "partially_refunded", "refunded", "disputed")),
+            Payment.paid_at >= payment.paid_at,
+            Payment.id != payment.id,
+        )
+        .limit(1)
+    )
+    return found is not None

@@ -7,8 +7,16 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.subscriptions import service
-from billing_api.subscriptions.schemas import CancelIn, SubscriptionIn, SubscriptionOut
+from billing_api.payments import service as payments
+from billing_api.subscriptions import plan_change, service
+from billing_api.subscriptions.schemas import (
+    CancelIn,
+    ChangePlanIn,
+    PlanChangeOut,
+    SubscriptionIn,
+    SubscriptionOut,
+)
+from shared.money import Money
 from shared.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
@@ -72,3 +80,39 @@ async def resume(
     """Undo a scheduled cancel while the period still runs."""
     subscription = await service.resume(session, customer.id, subscription_id)
     return await service.subscription_out(session, subscription)
+
+
+@router.post("/{subscription_id}/change-plan", response_model=PlanChangeOut)
+async def change_plan(
+    subscription_id: UUID,
+    body: ChangePlanIn,
+    customer: CustomerDep,
+    session: SessionDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+) -> PlanChangeOut:
+    """Upgrade now (less the unused part of this period) or downgrade at the period end."""
+    change = await plan_change.change_plan(
+        session,
+        gateway,
+        settings,
+        customer,
+        subscription_id,
+        body.plan_id,
+        payment_method=body.payment_method,
+    )
+    subscription = change.subscription
+    payment = change.payment
+    if change.kind == "upgrade":
+        effective_at = payment.paid_at if payment is not None else None
+    elif change.kind == "downgrade":
+        effective_at = subscription.current_period_end
+    else:
+        effective_at = None
+    return PlanChangeOut(
+        change=change.kind,
+        subscription=await service.subscription_out(session, subscription),
+        payment=payments.brief(payment),
+        credit=Money(amount=change.credit, currency=change.currency),
+        effective_at=effective_at,
+    )

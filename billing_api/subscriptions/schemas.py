@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod
+from shared.money import Money
 
 
 class SubscriptionIn(BaseModel):
@@ -18,6 +20,11 @@ class SubscriptionIn(BaseModel):
     promo_code: str | None = Field(None, min_length=1, max_length=64)
     auto_renew: bool = True
     payment_method: PaymentMethod = "card"
+    trial: bool = Field(
+        False,
+        description="Start with the plan's free trial: the checkout only saves the card and "
+        "the first charge is made at the trial's end. One trial per user and plan; card only.",
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -31,9 +38,34 @@ class SubscriptionOut(BaseModel):
     auto_renew: bool
     latest_payment: PaymentBrief | None
     created_at: datetime
+    trial_end: datetime | None = None
+    pending_plan_id: UUID | None = Field(
+        None, description="The plan a scheduled downgrade switches to at the period end."
+    )
 
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     at_period_end: bool = True
+
+
+class ChangePlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: UUID
+    payment_method: PaymentMethod = Field(
+        "card", description="How an upgrade is paid (a downgrade charges nothing now)."
+    )
+
+
+class PlanChangeOut(BaseModel):
+    change: Literal["upgrade", "downgrade", "downgrade_canceled"]
+    subscription: SubscriptionOut
+    payment: PaymentBrief | None = Field(
+        None, description="The upgrade's payment: pay at its checkout_url when pending."
+    )
+    credit: Money = Field(description="The unused part of the current period, credited.")
+    effective_at: datetime | None = Field(
+        None, description="When the new plan starts: once paid (upgrade) or the period end."
+    )

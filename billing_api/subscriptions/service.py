@@ -19,7 +19,7 @@ from billing_api.pricing.inputs import price_plan
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions.schemas import SubscriptionIn, SubscriptionOut
 from shared import clock, events, outbox
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, UnprocessableEntity
 from shared.pagination import newest_first, page_of
 
 
@@ -44,6 +44,8 @@ async def subscription_out(session: AsyncSession, subscription: Subscription) ->
         auto_renew=subscription.auto_renew,
         latest_payment=payments.brief(latest),
         created_at=subscription.created_at,
+        trial_end=subscription.trial_end,
+        pending_plan_id=subscription.pending_plan_id,
     )
 
 
@@ -61,6 +63,8 @@ async def subscribe(
     one-pending-per-user-and-plan index: one inserts, the others wait and then find it.
     """
     plan = await catalog.load_plan(session, request.plan_id)
+    if request.trial:
+        await _check_trial(session, plan, customer.id, request)
     priced = await price_plan(
         session,
         plan,
@@ -80,11 +84,10 @@ async def subscribe(
             months=request.months,
             auto_renew=request.auto_renew,
             cancel_at_period_end=False,
+            trial=request.trial,
         )
-        .on_conflict_do_nothing(
-            index_elements=[Subscription.user_id, Subscription.plan_id],
-            index_where=Subscription.status == SubscriptionStatus.PENDING,
-        )
+        # Meets the one-pending-checkout index (and, for a racing trial, the one-trial index).
+        .on_conflict_do_nothing()
         .returning(Subscription.id)
     )
     if subscription_id is None:
@@ -111,12 +114,20 @@ async def subscribe(
         subscription = found
 
     quote = priced.quote
-    payment = await payments.start_payment(
-        session,
-        gateway,
-        settings,
-        customer,
-        payments.Order(
+    if subscription.trial:
+        order = payments.Order(
+            purpose="trial",
+            description=f"{plan.name}: {plan.trial_days}-day free trial",
+            amount=0,
+            base_amount=0,
+            currency=quote.currency,
+            months=request.months,
+            subscription_id=subscription.id,
+            plan_id=plan.id,
+            save_payment_method=True,
+        )
+    else:
+        order = payments.Order(
             purpose="subscription",
             description=describe(plan, request.months),
             amount=quote.total,
@@ -127,14 +138,54 @@ async def subscribe(
             promo_code_id=priced.promo_code_id,
             months=request.months,
             subscription_id=subscription.id,
+            plan_id=plan.id,
             save_payment_method=request.auto_renew,
-        ),
-        method=request.payment_method,
+        )
+    payment = await payments.start_payment(
+        session, gateway, settings, customer, order, method=request.payment_method
     )
     if subscription.status == SubscriptionStatus.PENDING:
         subscription.latest_payment_id = payment.id
     await session.flush()
     return await subscription_out(session, subscription), True
+
+
+class TrialNotOffered(UnprocessableEntity):
+    default_detail = "this plan has no free trial"
+
+
+class TrialNeedsCard(UnprocessableEntity):
+    default_detail = "a trial saves a card for its first charge; pay by card"
+
+
+class PromoCodeNotForTrial(UnprocessableEntity):
+    default_detail = "promo codes apply to paid checkouts, not to a free trial"
+
+
+class TrialAlreadyUsed(Conflict):
+    default_detail = "you have already had this plan's free trial"
+
+
+async def _check_trial(
+    session: AsyncSession, plan: Plan, user_id: UUID, request: SubscriptionIn
+) -> None:
+    """A trial is offered by the plan, paid by card, without a promo code, once per user."""
+    if plan.trial_days <= 0:
+        raise TrialNotOffered(f"plan {plan.code} has no free trial")
+    if request.payment_method != "card":
+        raise TrialNeedsCard()
+    if request.promo_code is not None:
+        raise PromoCodeNotForTrial()
+    used = await session.scalar(
+        sa.select(Subscription.id).where(
+            Subscription.user_id == user_id,
+            Subscription.plan_id == plan.id,
+            Subscription.trial,
+            Subscription.status.not_in((SubscriptionStatus.ABANDONED, SubscriptionStatus.PENDING)),
+        )
+    )
+    if used is not None:
+        raise TrialAlreadyUsed(f"you have already had the free trial of plan {plan.code}")
 
 
 def describe(plan: Plan, months: int) -> str:
@@ -174,7 +225,9 @@ class SubscriptionNotResumable(Conflict):
     default_detail = "only a subscription scheduled to end can be resumed, before its period ends"
 
 
-async def _owned(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:
+async def owned_subscription(
+    session: AsyncSession, user_id: UUID, subscription_id: UUID
+) -> Subscription:
     subscription = await session.get(Subscription, subscription_id, with_for_update=True)
     if subscription is None or subscription.user_id != user_id:
         raise SubscriptionNotFound(f"subscription {subscription_id} not found")
@@ -191,7 +244,7 @@ async def cancel(
 ) -> Subscription:
     """Stop renewing: at period end (access until then, no grace) or now (access ends now,
     with the refund the plan's policy allows for the payment of the current period)."""
-    subscription = await _owned(session, user_id, subscription_id)
+    subscription = await owned_subscription(session, user_id, subscription_id)
     if not at_period_end and subscription.latest_payment_id is not None:
         latest = await session.get(Payment, subscription.latest_payment_id)
         if latest is not None:
@@ -240,7 +293,7 @@ async def cancel(
 
 async def resume(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:
     """Undo a cancel at period end while the period still runs: renewals go on as before."""
-    subscription = await _owned(session, user_id, subscription_id)
+    subscription = await owned_subscription(session, user_id, subscription_id)
     end = subscription.current_period_end
     if (
         subscription.status != SubscriptionStatus.ACTIVE

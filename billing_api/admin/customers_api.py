@@ -1,0 +1,173 @@
+"""Admin routes for customers: who they are, what they have and paid, refunds and gifts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+
+from billing_api.admin import audit, customers
+from billing_api.admin.schemas import (
+    AdminRefundIn,
+    ComplimentaryIn,
+    ComplimentaryOut,
+    CustomerOut,
+    RevokeIn,
+)
+from billing_api.deps import GatewayDep, SettingsDep
+from billing_api.models import Payment
+from billing_api.payments import service as payments
+from billing_api.payments.schemas import PaymentOut
+from billing_api.purchases import service as purchases
+from billing_api.purchases.schemas import PurchaseOut
+from billing_api.refunds.schemas import RefundOut
+from billing_api.subscriptions import service as subscriptions
+from billing_api.subscriptions.schemas import SubscriptionOut
+from billing_api.wallet import service as wallet
+from billing_api.wallet.api import Since, Until
+from billing_api.wallet.schemas import StatementEntry, WalletOut
+from shared.auth import AdminPrincipal
+from shared.db import SessionDep
+from shared.pagination import Cursor, Limit, Page
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin: customers"])
+
+
+@router.get("/users", response_model=Page[CustomerOut])
+async def list_customers(
+    session: SessionDep,
+    principal: AdminPrincipal,
+    search: Annotated[str | None, Query(max_length=320, description="Email or id part.")] = None,
+    limit: Limit = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[CustomerOut]:
+    """Customers (users with subscriptions or payments), most recently seen first."""
+    items = await customers.list_customers(session, search=search, limit=limit, offset=offset)
+    return Page(items=items)
+
+
+@router.get("/users/{user_id}/subscriptions", response_model=Page[SubscriptionOut])
+async def user_subscriptions(
+    user_id: UUID,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[SubscriptionOut]:
+    """A user's subscriptions, newest first."""
+    items, next_cursor = await subscriptions.list_subscriptions(
+        session, user_id, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/users/{user_id}/purchases", response_model=Page[PurchaseOut])
+async def user_purchases(
+    user_id: UUID,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[PurchaseOut]:
+    """A user's movie purchases and rentals, newest first."""
+    items, next_cursor = await purchases.list_purchases(
+        session, user_id, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/users/{user_id}/payments", response_model=Page[PaymentOut])
+async def user_payments(
+    user_id: UUID,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[PaymentOut]:
+    """A user's payments, newest first, optionally within [from, to)."""
+    items, next_cursor = await payments.list_payments(
+        session, user_id, since=since, until=until, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/users/{user_id}/wallet", response_model=WalletOut)
+async def user_wallet(
+    user_id: UUID, session: SessionDep, settings: SettingsDep, principal: AdminPrincipal
+) -> WalletOut:
+    """A user's wallet balances (derived from the ledger)."""
+    return await wallet.wallet(session, user_id, settings.default_currency)
+
+
+@router.get("/users/{user_id}/statement", response_model=Page[StatementEntry])
+async def user_statement(
+    user_id: UUID,
+    session: SessionDep,
+    principal: AdminPrincipal,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[StatementEntry]:
+    """A user's ledger transactions with their balanced lines."""
+    items, next_cursor = await wallet.statement(
+        session, user_id, since=since, until=until, cursor=cursor, limit=limit
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/users/{user_id}/complimentary", response_model=Page[ComplimentaryOut])
+async def user_grants(
+    user_id: UUID, session: SessionDep, principal: AdminPrincipal
+) -> Page[ComplimentaryOut]:
+    """A user's complimentary grants, live or not."""
+    return Page(items=await customers.list_grants(session, user_id))
+
+
+@router.post(
+    "/users/{user_id}/complimentary",
+    response_model=ComplimentaryOut,
+    status_code=status.HTTP_201_CREATED,
+)
+async def grant_complimentary(
+    user_id: UUID, body: ComplimentaryIn, session: SessionDep, principal: AdminPrincipal
+) -> ComplimentaryOut:
+    """Give a user a plan's access for some days at no charge."""
+    return await customers.grant(session, audit.actor_of(principal), user_id, body)
+
+
+@router.post("/complimentary/{grant_id}/revoke", response_model=ComplimentaryOut)
+async def revoke_complimentary(
+    grant_id: UUID, body: RevokeIn, session: SessionDep, principal: AdminPrincipal
+) -> ComplimentaryOut:
+    """End a complimentary grant now."""
+    return await customers.revoke(session, audit.actor_of(principal), grant_id, body.reason)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut)
+async def get_any_payment(
+    payment_id: UUID, session: SessionDep, principal: AdminPrincipal
+) -> PaymentOut:
+    """Any user's payment."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        raise payments.PaymentNotFound(f"payment {payment_id} not found")
+    return payments.payment_out(payment)
+
+
+@router.post(
+    "/payments/{payment_id}/refund", response_model=RefundOut, status_code=status.HTTP_201_CREATED
+)
+async def refund_payment(
+    payment_id: UUID,
+    body: AdminRefundIn,
+    session: SessionDep,
+    gateway: GatewayDep,
+    principal: AdminPrincipal,
+) -> RefundOut:
+    """Refund a payment with the refund window overridden (everything left, or ``amount``)."""
+    actor = audit.actor_of(principal)
+    return await customers.refund(session, gateway, actor, payment_id, body)

@@ -14,7 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.models import EntitlementVersion, Plan, Purchase, Subscription
+from billing_api.models import (
+    ComplimentaryGrant,
+    EntitlementVersion,
+    Plan,
+    Purchase,
+    Subscription,
+)
 from shared import clock, events, outbox
 
 LIVE_SUBSCRIPTION = ("active", "grace")
@@ -65,6 +71,25 @@ async def publish_snapshot(session: AsyncSession, user_id: UUID) -> events.Entit
                 source_id=purchase.id,
                 movie_id=purchase.movie_id,
                 valid_until=purchase.valid_until,
+            )
+        )
+    gifts = await session.execute(
+        sa.select(ComplimentaryGrant, Plan)
+        .join(Plan, Plan.id == ComplimentaryGrant.plan_id)
+        .where(
+            ComplimentaryGrant.user_id == user_id,
+            ComplimentaryGrant.revoked_at.is_(None),
+            ComplimentaryGrant.valid_until > now,
+        )
+    )
+    for gift, plan in gifts:
+        grants.append(
+            events.Grant(
+                source="complimentary",
+                source_id=gift.id,
+                plan_id=plan.id,
+                role=plan.role,
+                valid_until=gift.valid_until,
             )
         )
     version = await session.scalar(

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog.schemas import MovieOffer, MovieOffersOut, PlanDetailOut, PlanOut
-from billing_api.models import Movie, Plan, PlanMovie
-from shared import events, outbox
+from billing_api.models import ComplimentaryGrant, Movie, Plan, PlanMovie, Subscription
+from shared import clock, events, outbox
 from shared.errors import NotFound
 from shared.money import Money
 
@@ -179,9 +179,33 @@ async def publish_plan(session: AsyncSession, plan: Plan, movie_ids: Iterable[UU
             all_movies=plan.all_movies,
             movie_ids=tuple(movie_ids),
             role=plan.role,
-            active=plan.active,
+            active=plan.active or await plan_grants_access(session, plan.id),
         ),
     )
+
+
+async def plan_grants_access(session: AsyncSession, plan_id: UUID) -> bool:
+    """Whether an archived plan must still grant access (``plan.changed.active=true``).
+
+    Archiving stops selling a plan; people already subscribed keep their access until their
+    subscription ends. access_api reads ``active=false`` as "this plan grants nothing", so the
+    snapshot stays active while the plan has subscriptions in ``active``/``grace`` or live
+    complimentary grants. Each grant still carries its own ``valid_until``, so once they end the
+    plan grants nothing even though the last snapshot said ``active=true``.
+    """
+    live = await session.scalar(
+        sa.select(
+            sa.exists().where(
+                Subscription.plan_id == plan_id, Subscription.status.in_(("active", "grace"))
+            )
+            | sa.exists().where(
+                ComplimentaryGrant.plan_id == plan_id,
+                ComplimentaryGrant.revoked_at.is_(None),
+                ComplimentaryGrant.valid_until > clock.now(),
+            )
+        )
+    )
+    return bool(live)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared import observability
+from shared import observability, openapi
 from shared.auth import AuthSettings, TokenVerifier
 from shared.errors import install_error_handlers
 from shared.resources import Resources, connect_broker_forever, open_resources
@@ -84,6 +84,7 @@ def create_service_app(
                 await on_startup(app, resources)
             yield
 
+    fastapi_kwargs.setdefault("generate_unique_id_function", openapi.operation_ids())
     app = FastAPI(title=title, description=description, lifespan=lifespan, **fastapi_kwargs)
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(auth_settings or AuthSettings())
@@ -95,4 +96,5 @@ def create_service_app(
     app.add_route("/metrics", observability.metrics_endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
+    openapi.document(app)
     return app

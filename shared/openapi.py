@@ -1,0 +1,160 @@
+"""What every service's OpenAPI document says beyond FastAPI's defaults.
+
+- Operation ids are the route functions' names (``subscribe``, ``list_plans``), so the clients
+  generated from the documents read like the code; a later route reusing a name keeps FastAPI's
+  long, unique id.
+- Errors are documented in the one shape :mod:`shared.errors` renders: every operation that takes
+  a token documents 401 and 403, every operation with a path parameter 404, every operation with
+  input 422 (with the list of problems), and ``default`` names the shape of any other error (a
+  domain conflict, an idempotency clash…).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.utils import generate_unique_id
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared import auth
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the error's name, a sentence for people, sometimes more fields."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"error": "NotFound", "detail": "no such plan"}]},
+    )
+
+    error: str = Field(description="The error's name, stable for programs to branch on.")
+    detail: str = Field(description="What went wrong, for people.")
+
+
+class Problem(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: body, query, path, header.")
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """The request did not match its schema (malformed JSON, wrong types) or a rule."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "ValidationError",
+                    "detail": "body.months: Input should be less than or equal to 12",
+                    "errors": [
+                        {
+                            "loc": ["body", "months"],
+                            "msg": "Input should be less than or equal to 12",
+                            "type": "less_than_equal",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    errors: list[Problem] = Field(
+        default_factory=list, description="Each problem found (schema validation only)."
+    )
+
+
+_AUTHENTICATED = {
+    auth.get_principal,
+    auth.get_optional_principal,
+    auth.require_admin,
+    auth.require_service,
+    auth.require_admin_or_service,
+}
+_REQUIRED = _AUTHENTICATED - {auth.get_optional_principal}
+
+_SCHEMAS = ("ErrorBody", "Problem", "ValidationErrorBody")
+
+
+def operation_ids() -> Callable[[APIRoute], str]:
+    """A ``generate_unique_id_function`` for one app: the route's name while it is unique."""
+    owners: dict[str, tuple[str, frozenset[str]]] = {}
+
+    def unique_id(route: APIRoute) -> str:
+        where = (route.path_format, frozenset(route.methods or ()))
+        if owners.setdefault(route.name, where) != where:
+            return generate_unique_id(route)
+        return route.name
+
+    return unique_id
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def _error(description: str, schema: str = "ErrorBody") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _document_operation(route: Any, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    calls = set(_calls(route.dependant))
+    if calls & _AUTHENTICATED:
+        responses.setdefault("401", _error("No valid bearer token (missing, malformed, expired)."))
+    if calls & _REQUIRED:
+        responses.setdefault("403", _error("The token's roles do not allow this."))
+    if route.dependant.path_params:
+        responses.setdefault("404", _error("Not found, or not yours."))
+    if "422" in responses or operation.get("parameters") or operation.get("requestBody"):
+        responses["422"] = _error(
+            "The request does not match its schema (malformed JSON, wrong types, bad values),"
+            " or a rule refuses it.",
+            "ValidationErrorBody",
+        )
+    for status, response in responses.items():
+        if status.startswith(("4", "5")) and "content" not in response and status != "503":
+            response["content"] = _error("")["content"]
+    responses.setdefault("default", _error("Any other error, in the same shape."))
+
+
+def document(app: FastAPI) -> None:
+    """Make ``app.openapi()`` document errors and operation ids as described above."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        definitions = ValidationErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        schemas.update(definitions.pop("$defs", {}))
+        schemas["ValidationErrorBody"] = definitions
+        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        for route in iter_route_contexts(app.routes):
+            if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+                continue
+            path = spec["paths"].get(route.path_format, {})
+            for method in route.methods or ():
+                if (operation := path.get(method.lower())) is not None:
+                    _document_operation(route, operation)
+        # FastAPI's own validation schemas are replaced by ours above.
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+__all__ = ["ErrorBody", "ValidationErrorBody", "document", "operation_ids"]

@@ -68,7 +68,9 @@ class TestUpgrade:
             await suite.pay(body["payment"]["checkout_url"])
 
             async def on_premium() -> bool:
-                return (await user.subscription(subscription["id"]))["plan_id"] == premium["id"]
+                return bool(
+                    (await user.subscription(subscription["id"]))["plan_id"] == premium["id"]
+                )
 
             await support.eventually(on_premium)
             upgraded = await user.subscription(subscription["id"])
@@ -92,7 +94,6 @@ class TestUpgrade:
         captured = [entry for entry in statement if entry["kind"] == "payment_captured"]
         amounts = sorted(line["amount"]["amount"] for e in captured for line in e["lines"])
         assert amounts == sorted([29900, 29900, 59900 - credit, 59900 - credit])
-
 
     async def test_asking_again_returns_the_same_payment_and_another_plan_waits(
         self, suite: Suite

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import httpx
 
-from etl.errors import BillingUnavailable
+from etl.errors import BillingRefused, BillingUnavailable
 from shared.auth import AuthSettings, mint_service_token
 
 SERVICE_NAME = "etl"
@@ -53,9 +53,9 @@ class BillingClient:
         except httpx.HTTPError as exc:
             raise BillingUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise BillingUnavailable(
-                f"{method} {path} answered {response.status_code}: {response.text[:300]}"
-            )
+            refused = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+            error = BillingRefused if refused else BillingUnavailable
+            raise error(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
         body: dict[str, Any] = response.json()
         return body
 

@@ -11,6 +11,7 @@ class Unavailable(Exception):
     """One side of the copy is unreachable or answered with an error; ``side`` says which."""
 
     side = "a dependency"
+    problem = "unreachable"
 
 
 class SourceUnavailable(Unavailable):
@@ -19,6 +20,13 @@ class SourceUnavailable(Unavailable):
 
 class BillingUnavailable(Unavailable):
     side = "billing"
+
+
+class BillingRefused(BillingUnavailable):
+    """billing answered but did not take the request (a 4xx): retried like an outage, since
+    skipping the batch would lose its movies, and logged with billing's answer."""
+
+    problem = "refused the request"
 
 
 class StateUnavailable(Unavailable):

@@ -209,8 +209,9 @@ class Etl:
     async def _wait_after(self, exc: Unavailable) -> None:
         delay = self.backoff.failed()
         logger.warning(
-            "%s unreachable, retrying in %.2gs: %s",
+            "%s %s, retrying in %.2gs: %s",
             exc.side,
+            exc.problem,
             delay,
             exc,
             extra={"side": exc.side, "retry_in_seconds": delay},

@@ -6,9 +6,11 @@ import asyncio
 import logging
 
 import pytest
+from pydantic import SecretStr
 
 from etl.pipeline import PassReport
 from etl.worker import open_etl
+from shared.auth import AuthSettings
 from tests import support
 from tests.etl.conftest import DEMO_MOVIES, World
 
@@ -117,6 +119,25 @@ class TestOutages:
             await support.eventually(retried, timeout=15)
             assert not run.done()
             run.cancel()
+        assert await world.scalar("SELECT count(*) FROM etl.sync_state") == 0
+        assert await world.scalar("SELECT count(*) FROM billing.movie") == 0
+
+    async def test_a_batch_billing_refuses_is_retried_and_the_watermark_stays(
+        self, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="etl.pipeline")
+        wrong_secret = AuthSettings(
+            internal_secret=SecretStr("a different internal secret of 32+ bytes")
+        )
+        async with world.billing.up(), open_etl(world.settings(), wrong_secret) as etl:
+            run = asyncio.create_task(etl.run_once())
+
+            async def refused() -> bool:
+                return any("billing refused the request" in r.message for r in caplog.records)
+
+            await support.eventually(refused, timeout=15)
+            run.cancel()
+        assert "answered 401" in caplog.text
         assert await world.scalar("SELECT count(*) FROM etl.sync_state") == 0
         assert await world.scalar("SELECT count(*) FROM billing.movie") == 0
 

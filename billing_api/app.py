@@ -8,6 +8,7 @@ from billing_api.admin import api as admin_api
 from billing_api.admin.audit import router as admin_audit_router
 from billing_api.admin.customers_api import router as admin_customers_router
 from billing_api.admin.movies import router as admin_movies_router
+from billing_api.admin.ui import AdminUISettings, mount_admin_ui
 from billing_api.catalog.api import router as catalog_router
 from billing_api.config import SCHEMA, SERVICE, BillingSettings
 from billing_api.gateway import GatewayClient
@@ -26,7 +27,9 @@ from shared.resources import Resources
 
 
 def create_app(
-    settings: BillingSettings | None = None, auth_settings: AuthSettings | None = None
+    settings: BillingSettings | None = None,
+    auth_settings: AuthSettings | None = None,
+    admin_ui_settings: AdminUISettings | None = None,
 ) -> FastAPI:
     settings = settings or BillingSettings()
     auth = auth_settings or AuthSettings()
@@ -34,8 +37,9 @@ def create_app(
     async def start(app: FastAPI, resources: Resources) -> None:
         http = await resources.exit_stack.enter_async_context(create_http_client())
         app.state.gateway = GatewayClient(http, settings.gateway_url, auth)
+        app.state.admin_ui_sessions.configure(**resources.session_factory.kw)
 
-    return create_service_app(
+    app = create_service_app(
         service=SERVICE,
         schema=SCHEMA,
         title="Cinema billing API",
@@ -60,3 +64,6 @@ def create_app(
         on_startup=start,
         middleware=[IdempotencyMiddleware],
     )
+    ui_settings = admin_ui_settings or AdminUISettings()
+    app.state.admin_ui_sessions = mount_admin_ui(app, ui_settings, app.state.token_verifier)
+    return app

@@ -1,0 +1,208 @@
+"""The back-office web UI at /admin: who gets in, what every page shows, and a session in a real
+browser that sells a new plan and a promo code and looks at a customer's payments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import uuid4
+
+import httpx
+from pydantic import SecretStr
+
+from billing_api.admin.ui import AdminUISettings
+from billing_api.app import create_app
+from billing_api.config import BillingSettings
+from shared.auth import AuthSettings, mint_user_token
+from tests import support
+from tests.billing_api.conftest import Suite
+
+ADMIN = uuid4()
+
+
+def admin_token() -> str:
+    return mint_user_token(AuthSettings(), ADMIN, email="staff@example.com", roles=["admin"])
+
+
+async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    return await http.post(
+        "/admin/login",
+        data={"username": username, "password": password},
+        headers={"Origin": str(http.base_url).rstrip("/")},
+    )
+
+
+class TestLogin:
+    async def test_only_admins_get_in_and_everyone_else_is_sent_to_the_login_page(
+        self, suite: Suite
+    ) -> None:
+        http = suite.http
+        first = await http.get("/admin/payment/list")
+        assert first.status_code == 302
+        assert first.headers["location"].endswith("/admin/login")
+        viewer = mint_user_token(AuthSettings(), uuid4(), roles=["subscriber"])
+        for username, password in (("", viewer), ("root", "guess"), ("", "not.a.token")):
+            refused = await login(http, username, password)
+            assert refused.status_code == 400
+            assert "Invalid credentials" in refused.text
+        assert (await http.get("/admin/plan/list")).status_code == 302
+
+        welcomed = await login(http, "", admin_token())
+        assert welcomed.status_code == 302
+        cookie = welcomed.headers["set-cookie"].lower()
+        assert "samesite=strict" in cookie
+        assert "httponly" in cookie
+        assert "path=/admin" in cookie
+        for page in (
+            "customer",
+            "subscription",
+            "payment",
+            "refund",
+            "ledger-transaction",
+            "ledger-entry",
+            "plan",
+            "movie",
+            "month-tier",
+            "personal-discount",
+            "promo-code",
+            "complimentary-grant",
+            "admin-audit",
+            "purchase",
+        ):
+            response = await http.get(f"/admin/{page}/list")
+            assert response.status_code == 200, (page, response.text[:500])
+        money = await http.get("/admin/payment/create")
+        assert money.status_code == 403
+
+        # A form posted from another site is refused even with the session cookie.
+        forged = await http.post(
+            "/admin/promo-code/create",
+            data={"code": "FREE100", "kind": "percent", "percent": "100"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert forged.status_code == 302
+        assert (
+            await suite.scalar("SELECT count(*) FROM billing.promo_code WHERE code = 'FREE100'")
+            == 0
+        )
+
+    async def test_configured_credentials_log_in_as_their_own_actor(self, suite: Suite) -> None:
+        settings = AdminUISettings(username="backoffice", password=SecretStr("s3cret-pass"))
+        app = create_app(
+            BillingSettings(**suite.billing.state.settings.model_dump()), admin_ui_settings=settings
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app), base_url="http://billing.test"
+            ) as http,
+        ):
+            assert (await login(http, "backoffice", "wrong")).status_code == 400
+            assert (await login(http, "backoffice", "s3cret-pass")).status_code == 302
+            created = await http.post(
+                "/admin/promo-code/create",
+                data={"code": "STAFF10", "kind": "percent", "percent": "10", "active": "y"},
+                headers={"Origin": "http://billing.test"},
+            )
+            assert created.status_code == 302, created.text[-2000:]
+        actor = await suite.scalar(
+            "SELECT actor FROM billing.admin_audit WHERE action = 'promo_code.create'"
+            " AND after->>'code' = 'STAFF10'"
+        )
+        assert actor == "ui:backoffice"
+
+
+async def test_a_back_office_session_in_a_browser(suite: Suite) -> None:
+    """Log in, sell a plan with two movies and a promo code, then read a customer's payments."""
+    shots = support.ARTIFACTS / "admin_ui"
+    shots.mkdir(parents=True, exist_ok=True)
+    customer = suite.as_user(email="browser.customer@example.com")
+    basic = await suite.plan("basic")
+    checkout = await customer.post("/api/v1/subscriptions", json={"plan_id": basic["id"]})
+    assert checkout.status_code == 201, checkout.text
+
+    async with (
+        support.served(_shared_lifespan(suite), support.free_port()) as base,
+        support.browser_page() as page,
+    ):
+        await page.goto(f"{base}/admin/plan/list")
+        assert page.url.endswith("/admin/login")
+        await page.fill("input[name=password]", admin_token())
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/admin/")
+        await page.screenshot(path=str(shots / "01_logged_in.png"))
+
+        await page.goto(f"{base}/admin/plan/create")
+        await page.fill("input[name=code]", "weekend-duo")
+        await page.fill("input[name=name]", "Weekend duo")
+        await page.fill("input[name=price_amount]", "14900")
+        await page.fill("input[name=currency]", "RUB")
+        await page.fill("input[name=period_unit]", "month")
+        await page.fill("input[name=max_months]", "3")
+        await page.fill("input[name=grace_days]", "2")
+        await page.fill("input[name=trial_days]", "0")
+        await page.fill("input[name=refund_window_minutes]", "60")
+        await page.fill("input[name=refund_policy]", "window_then_prorata")
+        await page.check("input[name=active]")
+        await page.select_option(
+            "select[name=movie_ids]", label=["The Long Night Train", "Paper Moons"]
+        )
+        await page.screenshot(path=str(shots / "02_new_plan.png"), full_page=True)
+        await page.click("input[type=submit][value=Save]")
+        await page.wait_for_url(re.compile(r".*/admin/plan/list.*"))
+        await page.screenshot(path=str(shots / "03_plans.png"), full_page=True)
+
+        public = await suite.http.get("/api/v1/plans")
+        plan = next(p for p in public.json()["items"] if p["code"] == "weekend-duo")
+        detail = (await suite.http.get(f"/api/v1/plans/{plan['id']}")).json()
+        assert plan["price"] == {"amount": 14900, "currency": "RUB"}
+        assert len(detail["movie_ids"]) == 2
+
+        await page.goto(f"{base}/admin/promo-code/create")
+        await page.fill("input[name=code]", "DUO30")
+        await page.fill("input[name=kind]", "percent")
+        await page.fill("input[name=percent]", "30")
+        await page.check("input[name=active]")
+        await page.click("input[type=submit][value=Save]")
+        await page.wait_for_url(re.compile(r".*/admin/promo-code/list.*"))
+        await page.screenshot(path=str(shots / "04_promo_codes.png"), full_page=True)
+
+        quote = await suite.http.get(
+            "/api/v1/quote", params={"plan_id": plan["id"], "promo_code": "duo30"}
+        )
+        assert quote.status_code == 200, quote.text
+        assert quote.json()["applied"]["source"] == "promo"
+        assert quote.json()["total"] == {"amount": 14900 - 4470, "currency": "RUB"}
+
+        await page.goto(f"{base}/admin/customer/list?search=browser.customer")
+        await page.screenshot(path=str(shots / "05_customers.png"), full_page=True)
+        await page.click('a[href^="/admin/payment/list?search="]')
+        await page.wait_for_url(re.compile(r".*/admin/payment/list\?search=.*"))
+        rows = page.locator("table tbody tr")
+        assert await rows.count() == 1
+        assert "Basic, 1 month" in (await rows.first.inner_text())
+        await page.screenshot(path=str(shots / "06_customer_payments.png"), full_page=True)
+
+    actions = await suite.scalar(
+        "SELECT string_agg(action, ',' ORDER BY created_at) FROM billing.admin_audit"
+        " WHERE actor = :actor",
+        actor=str(ADMIN),
+    )
+    assert actions == "plan.create,promo_code.create"
+
+
+def _shared_lifespan(suite: Suite) -> Any:
+    """The suite's running billing app, served without starting its lifespan a second time."""
+    app = suite.billing
+
+    async def asgi(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()  # type: ignore[operator]
+            assert message["type"] == "lifespan.startup"
+            await send({"type": "lifespan.startup.complete"})  # type: ignore[operator]
+            message = await receive()  # type: ignore[operator]
+            await send({"type": "lifespan.shutdown.complete"})  # type: ignore[operator]
+            return
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    return asgi

@@ -28,6 +28,7 @@ CONSUMER = "notifier"
 NOTICES: tuple[type[events.UserNotice], ...] = (
     events.SubscriptionActivated,
     events.SubscriptionRenewed,
+    events.SubscriptionPlanChanged,
     events.SubscriptionRenewalFailed,
     events.SubscriptionExpiring,
     events.SubscriptionGraceStarted,

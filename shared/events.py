@@ -186,8 +186,8 @@ class SubscriptionRenewed(UserNotice):
 
 
 class SubscriptionPlanChanged(UserNotice):
-    """An upgrade took effect (paid now, less the credit for the unused part of the old period),
-    or a downgrade scheduled for the period end took effect at renewal."""
+    """An upgrade took effect: paid now, less the credit for the unused part of the old period.
+    (A downgrade takes effect at renewal; ``subscription.renewed`` then names the new plan.)"""
 
     event_type = "subscription.plan_changed"
     subscription_id: UUID

@@ -200,23 +200,6 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     subscription.latest_payment_id = payment.id
     subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
     await entitlements.publish_snapshot(session, subscription.user_id)
-    if plan.id != previous.id:
-        await outbox.add(
-            session,
-            events.SubscriptionPlanChanged(
-                user_id=subscription.user_id,
-                email=subscription.email,
-                locale=subscription.locale,
-                subscription_id=subscription.id,
-                plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-                previous_plan=events.PlanSummary(
-                    plan_id=previous.id, code=previous.code, name=previous.name
-                ),
-                amount=Money(amount=payment.amount, currency=payment.currency),
-                credit=Money(amount=0, currency=payment.currency),
-                current_period_end=subscription.current_period_end,
-            ),
-        )
     await outbox.add(
         session,
         events.SubscriptionRenewed(

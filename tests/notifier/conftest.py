@@ -303,6 +303,14 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
         "subscription.renewed": lambda: events.SubscriptionRenewed(
             **who, **subscription, amount=RUB, current_period_end=MOMENT
         ),
+        "subscription.plan_changed": lambda: events.SubscriptionPlanChanged(
+            **who,
+            **subscription,
+            previous_plan=events.PlanSummary(plan_id=uuid4(), code="basic", name="Basic"),
+            amount=RUB,
+            credit=RUB,
+            current_period_end=MOMENT,
+        ),
         "subscription.renewal_failed": lambda: events.SubscriptionRenewalFailed(
             **who, **subscription, amount=RUB, next_attempt_at=MOMENT, reason="card declined"
         ),
@@ -339,6 +347,7 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
 EVENT_TYPES = (
     "subscription.activated",
     "subscription.renewed",
+    "subscription.plan_changed",
     "subscription.renewal_failed",
     "subscription.expiring",
     "subscription.grace_started",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from billing_api import demo
 from shared import clock
-from shared.auth import AuthSettings, mint_user_token
+from shared.auth import AuthSettings, mint_service_token, mint_user_token
 from tests.billing_api.conftest import Suite
 
 ADMIN_ID = uuid4()
@@ -213,6 +213,24 @@ class TestMovies:
         assert actions == ["movie.update", "movie.create"]
         missing = await admin(suite, "PATCH", f"/api/v1/admin/movies/{uuid4()}", json={})
         assert missing.status_code == 404
+
+    async def test_the_etl_bulk_upsert_is_audited_under_the_service_name(
+        self, suite: Suite
+    ) -> None:
+        token = mint_service_token(AuthSettings(), "etl")
+        batch = {"movies": [{"id": str(uuid4()), "title": "Fresh from the movie admin"}]}
+        for _ in range(2):  # the repeated batch changes nothing and leaves no row
+            response = await suite.http.post(
+                "/api/v1/admin/movies/bulk",
+                json=batch,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 200, response.text
+        rows = await audit_rows(suite, "movie", "bulk")  # other tests' batches are there too
+        [row] = [r for r in rows if r["after"]["ids"] == [batch["movies"][0]["id"]]]
+        assert (row["actor"], row["action"]) == ("etl", "movie.bulk_upsert")
+        assert row["after"]["created"] == 1
+        assert row["after"]["ids"] == [batch["movies"][0]["id"]]
 
 
 class TestDiscounts:

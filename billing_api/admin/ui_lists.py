@@ -1,0 +1,215 @@
+"""The admin UI's read-only views: customers, money and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup
+from sqladmin import ModelView
+from sqladmin.filters import AllUniqueStringValuesFilter, BooleanFilter
+from sqlalchemy.orm import DeclarativeBase
+
+from billing_api.admin.customers import customers_query
+from billing_api.models import (
+    AdminAudit,
+    ComplimentaryGrant,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    Purchase,
+    Refund,
+    Subscription,
+)
+
+
+class ReadOnlyView(ModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    page_size = 50
+
+
+class _ViewBase(DeclarativeBase):
+    """Mapped read-only selects (not tables): kept out of the migrations' metadata."""
+
+
+_customers = customers_query()
+
+
+class Customer(_ViewBase):
+    __table__ = _customers
+    __mapper_args__ = {"primary_key": [_customers.c.user_id]}
+
+
+def _payments_link(model: Any, attribute: Any) -> Markup:
+    return Markup('<a href="/admin/payment/list?search={0}">payments</a>').format(model.user_id)
+
+
+class CustomerView(ReadOnlyView, model=Customer):
+    name_plural = "Customers"
+    icon = "fa-solid fa-users"
+    column_list = [
+        "user_id",
+        "email",
+        "subscriptions",
+        "payments",
+        "last_seen_at",
+        "links",
+    ]
+    column_searchable_list = ["email", "user_id"]
+    column_sortable_list = ["last_seen_at", "email"]
+    column_default_sort = [("last_seen_at", True)]
+    column_formatters = {"links": _payments_link}
+    can_view_details = False
+
+
+class SubscriptionView(ReadOnlyView, model=Subscription):
+    name_plural = "Subscriptions"
+    icon = "fa-solid fa-repeat"
+    column_list = [
+        Subscription.id,
+        Subscription.user_id,
+        Subscription.email,
+        Subscription.plan_id,
+        Subscription.status,
+        Subscription.current_period_end,
+        Subscription.auto_renew,
+        Subscription.created_at,
+    ]
+    column_searchable_list = [Subscription.user_id, Subscription.email, Subscription.id]
+    column_filters = [
+        AllUniqueStringValuesFilter(Subscription.status),
+        BooleanFilter(Subscription.auto_renew),
+    ]
+    column_default_sort = [(Subscription.created_at, True)]
+
+
+class PaymentView(ReadOnlyView, model=Payment):
+    name_plural = "Payments"
+    icon = "fa-solid fa-credit-card"
+    column_list = [
+        Payment.created_at,
+        Payment.description,
+        Payment.amount,
+        Payment.currency,
+        Payment.status,
+        Payment.method,
+        Payment.refunded_amount,
+        Payment.email,
+        Payment.user_id,
+        Payment.id,
+    ]
+    column_searchable_list = [Payment.user_id, Payment.email, Payment.id, Payment.description]
+    column_filters = [
+        AllUniqueStringValuesFilter(Payment.status),
+        AllUniqueStringValuesFilter(Payment.method),
+        AllUniqueStringValuesFilter(Payment.purpose),
+    ]
+    column_default_sort = [(Payment.created_at, True)]
+
+
+class PurchaseView(ReadOnlyView, model=Purchase):
+    name_plural = "Purchases"
+    icon = "fa-solid fa-bag-shopping"
+    column_list = [
+        Purchase.id,
+        Purchase.user_id,
+        Purchase.movie_id,
+        Purchase.kind,
+        Purchase.status,
+        Purchase.valid_until,
+        Purchase.created_at,
+    ]
+    column_searchable_list = [Purchase.user_id, Purchase.email]
+    column_filters = [
+        AllUniqueStringValuesFilter(Purchase.status),
+        AllUniqueStringValuesFilter(Purchase.kind),
+    ]
+    column_default_sort = [(Purchase.created_at, True)]
+
+
+class RefundView(ReadOnlyView, model=Refund):
+    name_plural = "Refunds"
+    icon = "fa-solid fa-rotate-left"
+    column_list = [
+        Refund.id,
+        Refund.payment_id,
+        Refund.user_id,
+        Refund.amount,
+        Refund.currency,
+        Refund.status,
+        Refund.rule,
+        Refund.reason,
+        Refund.created_at,
+    ]
+    column_searchable_list = [Refund.user_id, Refund.payment_id, Refund.reason]
+    column_filters = [AllUniqueStringValuesFilter(Refund.status)]
+    column_default_sort = [(Refund.created_at, True)]
+
+
+class LedgerTransactionView(ReadOnlyView, model=LedgerTransaction):
+    name = "Ledger transaction"
+    name_plural = "Ledger"
+    icon = "fa-solid fa-book"
+    column_list = [
+        LedgerTransaction.created_at,
+        LedgerTransaction.kind,
+        LedgerTransaction.user_id,
+        LedgerTransaction.description,
+        LedgerTransaction.reference,
+    ]
+    column_searchable_list = [LedgerTransaction.user_id, LedgerTransaction.reference]
+    column_filters = [AllUniqueStringValuesFilter(LedgerTransaction.kind)]
+    column_default_sort = [(LedgerTransaction.created_at, True)]
+
+
+class LedgerEntryView(ReadOnlyView, model=LedgerEntry):
+    name_plural = "Ledger entries"
+    icon = "fa-solid fa-list"
+    column_list = [
+        LedgerEntry.id,
+        LedgerEntry.transaction_id,
+        LedgerEntry.account,
+        LedgerEntry.side,
+        LedgerEntry.amount,
+        LedgerEntry.currency,
+    ]
+    column_searchable_list = [LedgerEntry.account, LedgerEntry.transaction_id]
+    column_filters = [
+        AllUniqueStringValuesFilter(LedgerEntry.side),
+        AllUniqueStringValuesFilter(LedgerEntry.currency),
+    ]
+    column_default_sort = [(LedgerEntry.id, True)]
+
+
+class ComplimentaryGrantView(ReadOnlyView, model=ComplimentaryGrant):
+    name_plural = "Complimentary grants"
+    icon = "fa-solid fa-gift"
+    column_list = [
+        ComplimentaryGrant.user_id,
+        ComplimentaryGrant.plan_id,
+        ComplimentaryGrant.valid_until,
+        ComplimentaryGrant.revoked_at,
+        ComplimentaryGrant.reason,
+        ComplimentaryGrant.granted_by,
+    ]
+    column_searchable_list = [ComplimentaryGrant.user_id, ComplimentaryGrant.reason]
+    column_default_sort = [(ComplimentaryGrant.created_at, True)]
+
+
+class AuditView(ReadOnlyView, model=AdminAudit):
+    name = "Audit entry"
+    name_plural = "Audit trail"
+    icon = "fa-solid fa-clipboard-list"
+    column_list = [
+        AdminAudit.created_at,
+        AdminAudit.actor,
+        AdminAudit.action,
+        AdminAudit.entity,
+        AdminAudit.entity_id,
+        AdminAudit.reason,
+    ]
+    column_searchable_list = [AdminAudit.actor, AdminAudit.entity_id, AdminAudit.action]
+    column_filters = [AllUniqueStringValuesFilter(AdminAudit.entity)]
+    column_default_sort = [(AdminAudit.created_at, True)]

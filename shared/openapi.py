@@ -126,6 +126,20 @@ def _document_operation(route: Any, operation: dict[str, Any]) -> None:
     responses.setdefault("default", _error("Any other error, in the same shape."))
 
 
+def _consts_as_enums(node: Any) -> None:
+    """``{"const": "month"}`` inside ``anyOf`` becomes ``{"enum": ["month"]}`` (the same schema):
+    client generators handle one-value enums in unions, and some mis-parse consts there."""
+    if isinstance(node, dict):
+        for choice in node.get("anyOf", ()):
+            if isinstance(choice, dict) and "const" in choice and "enum" not in choice:
+                choice["enum"] = [choice.pop("const")]
+        for value in node.values():
+            _consts_as_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _consts_as_enums(value)
+
+
 def document(app: FastAPI) -> None:
     """Make ``app.openapi()`` document errors and operation ids as described above."""
     build = app.openapi
@@ -151,6 +165,7 @@ def document(app: FastAPI) -> None:
         # FastAPI's own validation schemas are replaced by ours above.
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        _consts_as_enums(spec)
         app.openapi_schema = spec
         return spec
 

@@ -1,0 +1,325 @@
+"""The purchase story, step by step, against a running suite.
+
+Everything goes through the clients generated from the services' OpenAPI documents
+(:mod:`demo.clients`). What differs between ``make demo`` and the e2e test is injected: how a
+checkout page is paid (a real browser or the sandbox's JSON twin), how the scheduled jobs are run
+at a moment in the future, and what extra witnesses exist (the test's SMTP server and auth
+stand-in); each step prints what it did and what the services answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from demo.clients import Api
+from shared.auth import AuthSettings, mint_service_token, mint_user_token
+
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+PROMO = "WELCOME15"
+
+Pay = Callable[[str, str], Awaitable[None]]
+"""Pay a checkout URL with a card number."""
+RunJobs = Callable[[datetime], Awaitable[None]]
+"""Run billing's scheduled jobs once, as if it were that moment."""
+
+
+class StoryFailed(AssertionError):
+    """The suite did not behave as the story says."""
+
+
+async def within(
+    seconds: float, check: Callable[[], Awaitable[bool]], what: str, interval: float = 0.2
+) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise StoryFailed(f"not within {seconds:.0f} s: {what}")
+        await asyncio.sleep(interval)
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise StoryFailed(what)
+
+
+@dataclass
+class Person:
+    name: str
+    id: uuid.UUID
+    email: str
+    token: str
+    billing: Api
+    access: Api
+
+
+@dataclass
+class Story:
+    urls: dict[str, str]
+    pay: Pay
+    run_jobs: RunJobs
+    say: Callable[[str], None] = print
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    wait_seconds: float = 20.0
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+
+    def __post_init__(self) -> None:
+        service = mint_service_token(self.auth, "demo", ttl_seconds=3600)
+        admin = mint_user_token(self.auth, uuid.uuid4(), roles=["admin"], ttl_seconds=3600)
+        self.public = Api("billing", self.urls["billing"])
+        self.gateway = Api("gateway", self.urls["gateway"])
+        self.notifier = Api("notifier", self.urls["notifier"], service)
+        self.admin_billing = Api("billing", self.urls["billing"], admin)
+
+    def step(self, title: str) -> None:
+        self.say(f"\n== {title}")
+
+    def person(self, name: str) -> Person:
+        user_id = uuid.uuid4()
+        email = f"{name.lower()}.{self.run}@example.com"
+        token = mint_user_token(self.auth, user_id, email=email, ttl_seconds=3600)
+        self.say(f"   {name}: user {user_id} <{email}>")
+        return Person(
+            name,
+            user_id,
+            email,
+            token,
+            Api("billing", self.urls["billing"], token),
+            Api("access", self.urls["access"], token),
+        )
+
+    # --- the catalog -----------------------------------------------------------------------
+
+    async def plans(self) -> dict[str, Any]:
+        self.step("GET /api/v1/plans")
+        page = await self.public.call("catalog.list_plans")
+        plans = {plan.code: plan for plan in page.items}
+        for plan in page.items:
+            self.say(
+                f"   {plan.code:10} {plan.name:14}"
+                f" {plan.price.amount / 100:>8.2f} {plan.price.currency}"
+            )
+        expect({"basic", "premium"} <= set(plans), f"the demo plans are listed: {sorted(plans)}")
+        return plans
+
+    async def plan_movies(self, plan_id: uuid.UUID) -> list[uuid.UUID]:
+        detail = await self.public.call("catalog.get_plan", plan_id)
+        return list(detail.movie_ids)
+
+    # --- access ----------------------------------------------------------------------------
+
+    async def allowed(self, who: Person, movie_id: uuid.UUID) -> bool:
+        answer = await who.access.call("access.check", who.id, movie_id)
+        return bool(answer.allowed)
+
+    async def access_becomes(self, who: Person, movie_id: uuid.UUID, allowed: bool) -> None:
+        async def now_so() -> bool:
+            return await self.allowed(who, movie_id) == allowed
+
+        started = time.monotonic()
+        await within(self.wait_seconds, now_so, f"access of {who.name} becomes {allowed}")
+        self.say(
+            f"   access {who.name} -> movie {movie_id}: {'YES' if allowed else 'no'}"
+            f" (after {time.monotonic() - started:.1f} s)"
+        )
+
+    # --- billing ---------------------------------------------------------------------------
+
+    async def subscribe(
+        self, who: Person, plan: Any, *, promo: str | None = None, months: int = 1
+    ) -> Any:
+        body = who.billing.model("SubscriptionIn")(plan_id=plan.id, months=months)
+        if promo is not None:
+            body.promo_code = promo
+        subscription = await who.billing.call("subscriptions.subscribe", body=body, expect=201)
+        payment = subscription.latest_payment
+        self.say(
+            f"   {who.name}: subscription {subscription.id} {subscription.status},"
+            f" {payment.amount.amount / 100:.2f} {payment.amount.currency} to pay"
+        )
+        self.say(f"   checkout URL: {payment.checkout_url}")
+        return subscription
+
+    async def subscription(self, who: Person, subscription_id: uuid.UUID) -> Any:
+        return await who.billing.call("subscriptions.get_subscription", subscription_id)
+
+    async def status_becomes(self, who: Person, subscription_id: uuid.UUID, status: str) -> Any:
+        found: list[Any] = []
+
+        async def reached() -> bool:
+            found[:] = [await self.subscription(who, subscription_id)]
+            return bool(found[0].status == status)
+
+        await within(self.wait_seconds, reached, f"subscription of {who.name} becomes {status}")
+        self.say(f"   {who.name}: subscription {status}, period ends {found[0].current_period_end}")
+        return found[0]
+
+    async def notifications(self, who: Person) -> list[Any]:
+        page = await self.notifier.call("notifications.list_notifications", user_id=who.id)
+        return list(page.items)
+
+    async def notified(self, who: Person, event_type: str) -> Any:
+        found: list[Any] = []
+
+        async def sent() -> bool:
+            found[:] = [
+                n
+                for n in await self.notifications(who)
+                if n.event_type == event_type and n.status == "sent"
+            ]
+            return bool(found)
+
+        await within(self.wait_seconds, sent, f"{who.name} is sent {event_type}")
+        self.say(f"   notifier: sent {event_type} to {found[0].recipient}: {found[0].subject!r}")
+        return found[0]
+
+    # --- the story -------------------------------------------------------------------------
+
+    async def tell(self) -> dict[str, Any]:
+        """Every step in order; what the e2e test checks further is returned."""
+        plans = await self.plans()
+        basic = plans["basic"]
+        basic_movies = await self.plan_movies(basic.id)
+        movie = basic_movies[0]
+        self.say(f"   basic covers {len(basic_movies)} movies")
+
+        self.step("Ann: a token, and no access yet to a movie of the basic plan")
+        ann = self.person("Ann")
+        await self.access_becomes(ann, movie, False)
+
+        self.step(f"Ann subscribes to basic with the promo code {PROMO}")
+        quote = await ann.billing.call(
+            "pricing.get_quote", plan_id=basic.id, months=1, promo_code=PROMO
+        )
+        self.say(
+            f"   quote: base {quote.base.amount / 100:.2f}, total {quote.total.amount / 100:.2f}"
+            f" {quote.total.currency}"
+        )
+        subscription = await self.subscribe(ann, basic, promo=PROMO)
+        payment = subscription.latest_payment
+        expect(
+            payment.amount.amount == quote.total.amount < basic.price.amount,
+            "checkout charges the discounted quote",
+        )
+
+        self.step(f"Ann pays the checkout page with {GOOD_CARD}")
+        await self.pay(payment.checkout_url, GOOD_CARD)
+        await self.status_becomes(ann, subscription.id, "active")
+        await self.access_becomes(ann, movie, True)
+        grants = await ann.access.call("access.grants", ann.id)
+        self.say(f"   access grants: plans {grants.plan_codes}, roles {grants.roles}")
+        expect(basic.code in grants.plan_codes, "the grant names the plan")
+        outside = [m for m in await self.admin_movies() if m not in basic_movies]
+        if outside:
+            expect(not await self.allowed(ann, outside[0]), "basic does not open other movies")
+            self.say(f"   a movie outside basic ({outside[0]}): no")
+        await self.notified(ann, "subscription.activated")
+
+        self.step("Ann asks for her money back within the refund window")
+        refund_quote = await ann.billing.call("refunds.get_refund_quote", payment.id)
+        self.say(
+            f"   refund quote: {refund_quote.refundable_amount.amount / 100:.2f}"
+            f" ({refund_quote.rule})"
+        )
+        expect(refund_quote.refundable_amount.amount == payment.amount.amount, "a full refund")
+        refund = await ann.billing.call(
+            "refunds.refund_payment",
+            payment.id,
+            body=ann.billing.model("RefundIn")(reason="changed my mind"),
+            expect=201,
+        )
+        self.say(f"   refund {refund.id}: {refund.status}, {refund.amount.amount / 100:.2f}")
+        await self.access_becomes(ann, movie, False)
+        await self.notified(ann, "refund.completed")
+        statement = await ann.billing.call("wallet.get_statement")
+        kinds = [entry.kind for entry in statement.items]
+        self.say(f"   statement: {kinds}")
+        for entry in statement.items:
+            debit = sum(line.amount.amount for line in entry.lines if line.side == "debit")
+            credit = sum(line.amount.amount for line in entry.lines if line.side == "credit")
+            expect(debit == credit, f"ledger transaction {entry.id} balances")
+        self.say("   every ledger transaction balances (debits = credits)")
+
+        self.step(f"Bob pays with a declined card ({DECLINED_CARD})")
+        bob = self.person("Bob")
+        declined = await self.subscribe(bob, basic)
+        await self.pay(declined.latest_payment.checkout_url, DECLINED_CARD)
+
+        async def payment_failed() -> bool:
+            current = await self.subscription(bob, declined.id)
+            return bool(current.latest_payment.status == "failed")
+
+        await within(self.wait_seconds, payment_failed, "Bob's payment is failed")
+        expect(not await self.allowed(bob, movie), "a declined card opens nothing")
+        self.say("   payment failed; access: no")
+
+        self.step("Cat buys one movie")
+        cat = self.person("Cat")
+        bought, other = basic_movies[1], basic_movies[2]
+        purchase = await cat.billing.call(
+            "purchases.buy",
+            body=cat.billing.model("PurchaseIn")(movie_id=bought),
+            expect=201,
+        )
+        self.say(f"   purchase {purchase.id}: checkout URL {purchase.latest_payment.checkout_url}")
+        await self.pay(purchase.latest_payment.checkout_url, GOOD_CARD)
+        await self.access_becomes(cat, bought, True)
+        expect(not await self.allowed(cat, other), "a purchase opens that movie only")
+        self.say(f"   another movie ({other}): no")
+
+        self.step("Dan subscribes; the renewal and the end happen when the jobs run later")
+        dan = self.person("Dan")
+        renewing = await self.subscribe(dan, basic)
+        await self.pay(renewing.latest_payment.checkout_url, GOOD_CARD)
+        active = await self.status_becomes(dan, renewing.id, "active")
+        first_end = active.current_period_end
+        await self.jobs_at(first_end - timedelta(minutes=10))
+
+        async def renewed() -> bool:
+            current = await self.subscription(dan, renewing.id)
+            return bool(current.current_period_end > first_end)
+
+        await within(self.wait_seconds, renewed, "Dan's subscription is renewed")
+        current = await self.subscription(dan, renewing.id)
+        self.say(f"   renewed off-session: period now ends {current.current_period_end}")
+        await dan.billing.call(
+            "subscriptions.cancel",
+            renewing.id,
+            body=dan.billing.model("CancelIn")(at_period_end=True),
+        )
+        self.say("   Dan cancels at the period end")
+        await self.jobs_at(current.current_period_end + timedelta(minutes=1))
+        await self.status_becomes(dan, renewing.id, "expired")
+        await self.access_becomes(dan, movie, False)
+
+        return {"ann": ann, "bob": bob, "cat": cat, "dan": dan, "roles": list(grants.roles)}
+
+    async def jobs_at(self, moment: datetime) -> None:
+        self.say(f"   cinema billing run-jobs --now {moment.isoformat()}")
+        await self.run_jobs(moment)
+
+    async def admin_movies(self) -> list[uuid.UUID]:
+        page = await self.admin_billing.call("admin_movies.list_movies", limit=100)
+        return [movie.id for movie in page.items]
+
+
+def session_id(checkout_url: str) -> str:
+    return urlsplit(checkout_url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def pay_with_json(gateway: Api, say: Callable[[str], None] = print) -> Pay:
+    """Pay through the sandbox's JSON twin of its checkout page."""
+
+    async def pay(checkout_url: str, card_number: str) -> None:
+        body = gateway.model("PayIn")(card_number=card_number)
+        answer = await gateway.call("sandbox.pay_json", session_id(checkout_url), body=body)
+        say(f"   sandbox: {answer.status} {answer.failure_code or ''}")
+
+    return pay

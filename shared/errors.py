@@ -16,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,54 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected_error(request, exc)
 
 
+# A dependency that is down or just dropped our connection is not a bug: the client is told so
+# with a 503 and may retry (every POST takes an Idempotency-Key, so a retry never doubles).
+# SQLSTATE class 08 is "connection exception"; 57P01-03 are the server shutting down or
+# terminating the backend; 53300 is "too many connections".
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """``"database"`` or ``"broker"`` when ``exc`` (or what caused it) says that one is down."""
+    from shared.broker import BrokerNotConnected
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BrokerNotConnected):
+            return "broker"
+        if isinstance(current, DBAPIError):
+            sqlstate = str(getattr(current.orig, "sqlstate", "") or "")
+            if (
+                current.connection_invalidated
+                or isinstance(current, InterfaceError | OperationalError)
+                or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+            ):
+                return "database"
+        if isinstance(current, PoolTimeout | ConnectionError | TimeoutError):
+            return "database"
+        if str(getattr(current, "sqlstate", "") or "").startswith(_UNAVAILABLE_SQLSTATES):
+            return "database"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _unavailable(dependency: str) -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "ServiceUnavailable", f"the {dependency} is unavailable; retry the same request"
+        ),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        logger.warning("%s unavailable: %s", dependency, exc)
+        return _unavailable(dependency)
     logger.exception("unhandled error", exc_info=exc)
     return JSONResponse(error_body("InternalError", "internal error"), status_code=500)
 

@@ -5,6 +5,7 @@ RUN := $(UV) run --frozen
 SERVICES := billing_api payment_gateway access_api notifier etl
 
 .PHONY: help install prepare migrate demo-data run test lint format typecheck imports ci clean
+.PHONY: demo clients
 .PHONY: bench bench-access
 
 help:  ## list the targets
@@ -30,6 +31,12 @@ run: demo-data  ## start the whole suite (sandbox payments) on localhost
 	@echo "access-api    http://127.0.0.1:8002/docs"
 	@echo "notifier      http://127.0.0.1:8003/docs"
 	$(RUN) honcho start -f Procfile
+
+demo: install  ## the purchase story against the suite `make run` started (run it first)
+	$(RUN) python -m demo
+
+clients: install  ## generate the API clients from the running suite's OpenAPI into clients/
+	$(RUN) python -m demo.clients clients
 
 test: install  ## the test suite, against the real PostgreSQL and RabbitMQ
 	$(RUN) pytest

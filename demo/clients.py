@@ -91,3 +91,23 @@ class Api:
                 f" {response.content.decode(errors='replace')[:500]}"
             )
         return response.parsed
+
+
+def main() -> None:
+    """``make clients``: generate every client from the running suite into ``clients/``."""
+    urls = {
+        service: f"http://127.0.0.1:{port}"
+        for service, port in (
+            ("billing", 8000),
+            ("gateway", 8001),
+            ("access", 8002),
+            ("notifier", 8003),
+        )
+    }
+    into = Path(sys.argv[1] if len(sys.argv) > 1 else "clients")
+    generate_from_live(urls, into)
+    print(f"generated {', '.join(f'{s}_client' for s in urls)} into {into}/")
+
+
+if __name__ == "__main__":
+    main()

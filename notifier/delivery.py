@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from notifier.config import NotifierSettings
 from notifier.models import ChannelName, Notification, NotificationStatus
 from shared import clock
+from shared.errors import unavailable_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -263,16 +264,29 @@ class Sender:
             outcome = "retry"
             delay = timedelta(seconds=self.settings.retry_delay(notification.attempts))
             values = {"next_attempt_at": now + delay, "last_error": error}
-        async with self.sessions.begin() as session:
-            await session.execute(
-                sa.update(Notification)
-                .where(
-                    Notification.id == notification.id,
-                    Notification.status == NotificationStatus.PENDING,
-                    Notification.next_attempt_at == lease,  # still our claim
-                )
-                .values(updated_at=now, **values)
-            )
+        # The channel has already answered: losing the outcome to a database hiccup would send
+        # the notification again when the lease runs out, so recording is retried meanwhile.
+        deadline = time.monotonic() + self.settings.sender_lease_seconds / 2
+        pause = 0.2
+        while True:
+            try:
+                async with self.sessions.begin() as session:
+                    await session.execute(
+                        sa.update(Notification)
+                        .where(
+                            Notification.id == notification.id,
+                            Notification.status == NotificationStatus.PENDING,
+                            Notification.next_attempt_at == lease,  # still our claim
+                        )
+                        .values(updated_at=now, **values)
+                    )
+                break
+            except Exception as exc:
+                if unavailable_dependency(exc) is None or time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("recording a delivery outcome failed; retrying: %s", exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         NOTIFICATIONS.labels(self.channel.name.value, outcome).inc()
         log = logger.info if error is None else logger.warning
         log(

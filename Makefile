@@ -6,7 +6,7 @@ SERVICES := billing_api payment_gateway access_api notifier etl
 
 .PHONY: help install prepare migrate demo-data run test lint format typecheck imports ci clean
 .PHONY: demo clients
-.PHONY: bench bench-access
+.PHONY: bench bench-access bench-pipeline bench-renewals bench-checkout bench-etl
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,13 +59,25 @@ ci: install lint typecheck imports test  ## what CI runs
 
 # Benchmarks (bench/, see BENCHMARKS.md): each prints a table and merges its section into
 # bench/results.json. `bench` runs them all: add each new bench/<name>.py to BENCHMARKS.
-BENCHMARKS := access
+BENCHMARKS := access pipeline renewals checkout etl
 
 bench: install  ## every benchmark (loopback, bounded; BENCH_SECONDS per run)
 	@for b in $(BENCHMARKS); do $(RUN) python -m bench.$$b || exit 1; done
 
 bench-access: install  ## the access check against a bare endpoint (wrk)
 	$(RUN) python -m bench.access
+
+bench-pipeline: install  ## sandbox payments until the access API allows them
+	$(RUN) python -m bench.pipeline
+
+bench-renewals: install  ## 20,000 due subscriptions renewed by run-jobs, 1 and 2 workers
+	$(RUN) python -m bench.renewals
+
+bench-checkout: install  ## POST /api/v1/subscriptions latency (wrk)
+	$(RUN) python -m bench.checkout
+
+bench-etl: install  ## one ETL pass over 20,000 source movies
+	$(RUN) python -m bench.etl
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -334,10 +334,15 @@ class Server:
         self.name = name
         self.workers = workers
         self.base_url = f"http://127.0.0.1:{port}"
-        self.log_path = Path(tempfile.gettempdir()) / f"bench-{name}-{port}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"bench-{name}-{port or os.getpid()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, ready_path: str = "/health/ready", timeout_s: float = 60.0) -> None:
+        self.spawn()
+        self.wait_ready(ready_path, timeout_s=timeout_s)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (a worker has no HTTP endpoint)."""
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.args,
@@ -348,7 +353,6 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.wait_ready(ready_path, timeout_s=timeout_s)
 
     def wait_ready(self, path: str, *, timeout_s: float) -> None:
         """Until ``path`` answers 200 and every worker process is up."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from demo import clients
 from demo.story import Story, StoryFailed, pay_with_json
+from etl.config import EtlSettings
 
 URLS = {
     "billing": os.environ.get("DEMO_BILLING_URL", "http://127.0.0.1:8000"),
@@ -44,7 +45,10 @@ async def main() -> int:
             print(f"the suite is not reachable ({exc}); start it with `make run` first")
             return 1
         story = Story(
-            urls=URLS, pay=pay_with_json(clients.Api("gateway", URLS["gateway"])), run_jobs=run_jobs
+            urls=URLS,
+            pay=pay_with_json(clients.Api("gateway", URLS["gateway"])),
+            run_jobs=run_jobs,
+            source_url=EtlSettings().source_url,
         )
         try:
             await story.tell()

@@ -18,6 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from demo.clients import Api
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 
@@ -68,6 +71,8 @@ class Story:
     say: Callable[[str], None] = print
     auth: AuthSettings = field(default_factory=AuthSettings)
     wait_seconds: float = 20.0
+    source_url: str | None = None
+    """The movie admin's database the ETL reads; its films must reach billing's catalog."""
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
 
     def __post_init__(self) -> None:
@@ -182,8 +187,29 @@ class Story:
 
     # --- the story -------------------------------------------------------------------------
 
+    async def etl_loaded(self) -> None:
+        if self.source_url is None:
+            return
+        self.step("The ETL copies the movie admin's films into billing's catalog")
+        engine = create_async_engine(self.source_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.text("SELECT id, title FROM content.film_work WHERE type = 'movie'")
+                )
+                films = {row.id: row.title for row in rows}
+        finally:
+            await engine.dispose()
+
+        async def all_there() -> bool:
+            return set(films) <= set(await self.admin_movies())
+
+        await within(self.wait_seconds, all_there, "the ETL loads every film into billing")
+        self.say(f"   {len(films)} films of the movie admin are in billing's catalog")
+
     async def tell(self) -> dict[str, Any]:
         """Every step in order; what the e2e test checks further is returned."""
+        await self.etl_loaded()
         plans = await self.plans()
         basic = plans["basic"]
         basic_movies = await self.plan_movies(basic.id)
@@ -306,7 +332,7 @@ class Story:
         await self.run_jobs(moment)
 
     async def admin_movies(self) -> list[uuid.UUID]:
-        page = await self.admin_billing.call("admin_movies.list_movies", limit=100)
+        page = await self.admin_billing.call("admin_movies.list_movies", limit=1000)
         return [movie.id for movie in page.items]
 
 

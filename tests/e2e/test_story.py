@@ -41,6 +41,7 @@ HTTP = {
 class Suite:
     urls: dict[str, str]
     env: dict[str, str]
+    source_url: str
     logs: Path
     mailbox: Mailbox
     auth: AuthStandIn
@@ -88,6 +89,7 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
     await dbadmin.ensure_database(database_url)
     for service in support.SERVICES:
         await asyncio.to_thread(support.migrate, database_url, service)
+    source_url = support.fresh_database_url()  # the movie admin's database, for the ETL
     prefix = support.unique_prefix()
     logs = support.ARTIFACTS / "e2e-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -109,13 +111,17 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
         "NOTIFIER_EMAIL_ENABLED": "true",
         "NOTIFIER_SENDER_INTERVAL_SECONDS": "0.3",
         "ACCESS_ROLE_SYNC_INTERVAL_SECONDS": "0.3",
+        "ETL_SOURCE_URL": source_url,
+        "ETL_BILLING_URL": urls["billing"],
         "LOG_LEVEL": "INFO",
     }
+    # seven processes share the machine's PostgreSQL with other test runs: small pools
+    env |= {f"{service}_DB_POOL_SIZE": "3" for service in support.ENV_PREFIXES}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     controller.start()
     try:
         async with support.served(auth.app(), auth_port):
-            await cinema(env, "billing", "seed-demo")
+            await cinema(env, "etl", "seed-source")
             for name, argv in support.procfile().items():
                 argv = [CINEMA if part == "cinema" else part for part in argv]
                 if "--port" in argv:
@@ -127,7 +133,7 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
             broker = Broker(support.AMQP_URL, prefix=prefix, client_name="tests-e2e")
             await broker.connect()
             try:
-                # events published before a consumer's queue exists would be lost to the story
+                # an event published before a consumer's queue exists never reaches it
                 for consumer in support.SERVICE_CONSUMERS:
                     queue = f"{prefix}{consumer}"
                     await support.eventually(
@@ -135,10 +141,12 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
                     )
             finally:
                 await broker.close()
+            # only now: the catalog's events find every consumer's queue in place
+            await cinema(env, "billing", "seed-demo")
             await asyncio.to_thread(
                 clients.generate_from_live, urls, tmp_path_factory.mktemp("clients")
             )
-            yield Suite(urls, env, logs, mailbox, auth)
+            yield Suite(urls, env, source_url, logs, mailbox, auth)
     finally:
         for process in processes.values():
             process.terminate()
@@ -155,6 +163,7 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
         await support.delete_events_exchange(broker)
         await broker.close()
         await dbadmin.drop_database(database_url)
+        await dbadmin.drop_database(source_url)
 
 
 def pay_in_the_browser(page: Any, billing_url: str) -> Any:
@@ -192,6 +201,7 @@ async def test_the_whole_story(suite: Suite) -> None:
             pay=pay_in_the_browser(page, suite.urls["billing"]),
             run_jobs=run_jobs,
             say=lines.append,
+            source_url=suite.source_url,
         )
         try:
             people = await story.tell()

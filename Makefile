@@ -4,7 +4,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 SERVICES := billing_api payment_gateway access_api notifier etl
 
-.PHONY: help install prepare migrate demo-data run test lint format typecheck imports ci clean
+.PHONY: help install prepare migrate demo-data run test test-faults lint format typecheck imports ci clean
 .PHONY: demo clients
 .PHONY: bench bench-access bench-pipeline bench-renewals bench-checkout bench-etl
 
@@ -39,7 +39,10 @@ clients: install  ## generate the API clients from the running suite's OpenAPI i
 	$(RUN) python -m demo.clients clients
 
 test: install  ## the test suite, against the real PostgreSQL and RabbitMQ
-	$(RUN) pytest
+	$(RUN) pytest --ignore=tests/faults
+
+test-faults: install  ## faults injected into the running suite: nothing lost, nothing doubled
+	$(RUN) pytest tests/faults
 
 lint:  ## ruff lint and format check
 	$(RUN) ruff check .

@@ -1,0 +1,357 @@
+"""What must hold after a fault run, read from every service's own tables and APIs.
+
+Each check adds to ``lost`` (something that happened is missing somewhere) or ``doubled``
+(something happened twice, or was applied without being paid for); both must stay empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing_api.periods import add_months
+from notifier.handlers import NOTICES
+from shared.broker import Broker
+from tests.faults.harness import System
+from tests.faults.workload import Client, Customer
+
+PAID = ("succeeded", "partially_refunded", "refunded")
+CONSUMERS = ("billing", "access", "notifier")
+BUSINESS_EVENTS = [notice.event_type for notice in NOTICES]
+
+
+@dataclass
+class Findings:
+    lost: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    checked: Counter[str] = field(default_factory=Counter)
+
+
+async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(sa.text(sql), params))
+
+
+async def _queue_depths(broker: Broker) -> dict[str, int]:
+    channel = await broker.channel()
+    depths = {}
+    try:
+        for consumer in CONSUMERS:
+            for suffix in ("", ".dead", ".retry.0", ".retry.1", ".retry.2", ".retry.3"):
+                name = broker.name(consumer + suffix)
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except Exception:
+                    channel = await broker.channel()
+                    continue
+                depths[consumer + suffix] = int(queue.declaration_result.message_count or 0)
+    finally:
+        await channel.close()
+    return depths
+
+
+async def settled(system: System, engine: AsyncEngine, broker: Broker, timeout: float) -> None:
+    """Wait (bounded) until every outbox, queue, webhook and notification has been worked off."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    last: dict[str, Any] = {}
+    while quiet < 2:
+        await system.relay.idle()
+        (counts,) = await _rows(
+            engine,
+            """
+            SELECT (SELECT count(*) FROM billing.outbox WHERE published_at IS NULL),
+                   (SELECT count(*) FROM gateway.outbox WHERE published_at IS NULL),
+                   (SELECT count(*) FROM gateway.webhook_event WHERE processed_at IS NULL),
+                   (SELECT count(*) FROM gateway.sandbox_webhook WHERE delivered_at IS NULL),
+                   (SELECT count(*) FROM notifier.notification WHERE status = 'pending')
+            """,
+        )
+        depths = await _queue_depths(broker)
+        busy = {k: v for k, v in depths.items() if v and not k.endswith(".dead")}
+        last = {"tables": tuple(counts), "queues": busy}
+        quiet = quiet + 1 if not any(counts) and not busy else 0
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the system did not settle within {timeout:.0f}s: {last}")
+        await asyncio.sleep(1.0)
+
+
+async def check(
+    system: System, engine: AsyncEngine, broker: Broker, client: Client, customers: list[Customer]
+) -> Findings:
+    found = Findings()
+    users = [c.id for c in customers]
+    await _payments(engine, users, found)
+    await _ledger(engine, users, found)
+    await _refunds(engine, users, found)
+    await _subscriptions(engine, customers, found)
+    await _entitlements(engine, client, customers, found)
+    await _plumbing(engine, broker, found)
+    await _notifications(engine, system, users, found)
+    return found
+
+
+async def webhooks_stored(engine: AsyncEngine) -> int:
+    (row,) = await _rows(engine, "SELECT count(*) FROM gateway.webhook_event")
+    return int(row[0])
+
+
+async def _payments(engine: AsyncEngine, users: list[Any], found: Findings) -> None:
+    rows = await _rows(
+        engine,
+        """
+        SELECT g.id, g.status AS gateway, b.status AS billing
+        FROM gateway.payment g FULL JOIN billing.payment b ON b.id = g.id
+        WHERE coalesce(g.customer_id, b.user_id) = ANY(:users)
+          AND coalesce(b.method, 'card') = 'card'
+        """,
+        users=users,
+    )
+    for row in rows:
+        found.checked["payments"] += 1
+        if row.gateway in PAID and row.billing not in PAID:
+            found.lost.append(f"payment {row.id} paid at the gateway, {row.billing} in billing")
+        if row.billing in PAID and row.gateway not in PAID:
+            found.doubled.append(f"payment {row.id} paid in billing, {row.gateway} at the gateway")
+    renewals = await _rows(
+        engine,
+        """
+        SELECT subscription_id, count(*) AS n FROM billing.payment
+        WHERE user_id = ANY(:users) AND purpose = 'renewal' AND status IN ('succeeded')
+        GROUP BY subscription_id HAVING count(*) > 1
+        """,
+        users=users,
+    )
+    found.doubled += [
+        f"subscription {r.subscription_id} renewed {r.n} times in one pass" for r in renewals
+    ]
+    charges = await _rows(
+        engine,
+        """
+        SELECT payment_id, count(*) AS n FROM gateway.sandbox_charge
+        WHERE customer_id = ANY(:users) GROUP BY payment_id HAVING count(*) > 1
+        """,
+        users=users,
+    )
+    found.doubled += [
+        f"payment {r.payment_id} charged {r.n} times by the provider" for r in charges
+    ]
+
+
+async def _ledger(engine: AsyncEngine, users: list[Any], found: Findings) -> None:
+    rows = await _rows(
+        engine,
+        """
+        SELECT p.id, count(t.id) AS n FROM billing.payment p
+        LEFT JOIN billing.ledger_transaction t
+               ON t.kind = 'payment_captured' AND t.reference = p.id::text
+        WHERE p.user_id = ANY(:users) AND p.status IN ('succeeded','partially_refunded','refunded')
+          AND p.method = 'card' AND p.amount > 0
+        GROUP BY p.id
+        """,
+        users=users,
+    )
+    for row in rows:
+        found.checked["ledger postings"] += 1
+        if row.n == 0:
+            found.lost.append(f"payment {row.id} is not in the ledger")
+        elif row.n > 1:
+            found.doubled.append(f"payment {row.id} is {row.n} times in the ledger")
+    unbalanced = await _rows(
+        engine,
+        """
+        SELECT transaction_id FROM billing.ledger_entry GROUP BY transaction_id, currency
+        HAVING sum(CASE WHEN side = 'debit' THEN amount ELSE -amount END) <> 0
+        """,
+    )
+    found.doubled += [f"ledger transaction {r.transaction_id} does not balance" for r in unbalanced]
+
+
+async def _refunds(engine: AsyncEngine, users: list[Any], found: Findings) -> None:
+    rows = await _rows(
+        engine,
+        """
+        SELECT g.id, g.status AS gateway, b.status AS billing,
+               (SELECT count(*) FROM billing.ledger_transaction t
+                 WHERE t.kind = 'refund' AND t.reference = g.id::text) AS postings
+        FROM gateway.refund g JOIN gateway.payment gp ON gp.id = g.payment_id
+        LEFT JOIN billing.refund b ON b.id = g.id
+        WHERE gp.customer_id = ANY(:users)
+        """,
+        users=users,
+    )
+    for row in rows:
+        found.checked["refunds"] += 1
+        if row.gateway == "succeeded" and (row.billing != "succeeded" or row.postings == 0):
+            found.lost.append(f"refund {row.id}: {row.billing} in billing, {row.postings} postings")
+        if row.postings > 1 or (row.billing == "succeeded" and row.gateway != "succeeded"):
+            found.doubled.append(f"refund {row.id}: {row.gateway} at the gateway, {row.postings}")
+    over = await _rows(
+        engine,
+        """
+        SELECT p.id, p.amount, p.refunded_amount,
+               coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0) AS refunded
+        FROM billing.payment p LEFT JOIN billing.refund r ON r.payment_id = p.id
+        WHERE p.user_id = ANY(:users) GROUP BY p.id
+        HAVING coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0) > p.amount
+            OR coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)
+               <> p.refunded_amount
+        """,
+        users=users,
+    )
+    found.doubled += [f"payment {r.id}: refunds {r.refunded} of {r.amount}" for r in over]
+
+
+EXPECTED_CHARGES = {"keep": 2, "cancel": 1, "fails_later": 1, "refund": 1}
+
+
+async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: Findings) -> None:
+    subscribed = [c for c in customers if c.first_period_end is not None]
+    rows = {
+        str(r.id): r
+        for r in await _rows(
+            engine,
+            """
+            SELECT s.id, s.status, s.current_period_end,
+                   (SELECT count(*) FROM billing.payment p WHERE p.subscription_id = s.id
+                      AND p.status IN ('succeeded','partially_refunded','refunded')) AS charges
+            FROM billing.subscription s WHERE s.id = ANY(:ids)
+            """,
+            ids=[c.subscription_id for c in subscribed],
+        )
+    }
+    for customer in subscribed:
+        found.checked["subscriptions"] += 1
+        assert customer.subscription_id is not None and customer.first_period_end is not None
+        row = rows[customer.subscription_id]
+        expected = EXPECTED_CHARGES[customer.story]
+        if row.charges < expected:
+            found.lost.append(f"subscription {row.id}: {row.charges} charges, {expected} expected")
+        elif row.charges > expected:
+            found.doubled.append(f"subscription {row.id}: {row.charges} charges for {expected}")
+        want_status = "canceled" if customer.story == "refund" else "active"
+        if row.status != want_status:
+            found.lost.append(f"subscription {row.id} is {row.status}, not {want_status}")
+        if customer.story != "refund":
+            periods = add_months(customer.first_period_end, int(row.charges) - 1)
+            if row.current_period_end != periods:
+                found.doubled.append(
+                    f"subscription {row.id} ends {row.current_period_end}, "
+                    f"{row.charges} charges mean {periods}"
+                )
+
+
+def _expected_sources(customer: Customer) -> set[str]:
+    if customer.story == "buy_movie" and customer.purchase_movie is not None:
+        return {"purchase"}
+    if customer.first_period_end is not None and customer.story != "refund":
+        return {"subscription"}
+    return set()
+
+
+async def _entitlements(
+    engine: AsyncEngine, client: Client, customers: list[Customer], found: Findings
+) -> None:
+    rows = {
+        r.user_id: r.grants
+        for r in await _rows(
+            engine,
+            "SELECT user_id, grants FROM access.user_grants WHERE user_id = ANY(:users)",
+            users=[c.id for c in customers],
+        )
+    }
+    movies = [str(r.id) for r in await _rows(engine, "SELECT id FROM billing.movie ORDER BY id")]
+    basic = {
+        str(r.movie_id)
+        for r in await _rows(
+            engine,
+            "SELECT movie_id FROM billing.plan_movie JOIN billing.plan p ON p.id = plan_id"
+            " WHERE p.code = 'basic'",
+        )
+    }
+    gate = asyncio.Semaphore(16)
+
+    async def one(customer: Customer) -> None:
+        found.checked["entitlements"] += 1
+        grants = rows.get(customer.id, [])
+        sources = Counter(g["source_id"] for g in grants)
+        kinds = {g["source"] for g in grants}
+        if any(n > 1 for n in sources.values()):
+            found.doubled.append(f"user {customer.id}: a grant twice in access: {grants}")
+        want = _expected_sources(customer)
+        if want - kinds:
+            found.lost.append(f"user {customer.id}: no {want - kinds} grant in access")
+        if kinds - want:
+            found.doubled.append(f"user {customer.id}: unpaid {kinds - want} grant in access")
+        allowed = (
+            basic
+            if "subscription" in want
+            else {customer.purchase_movie}
+            if "purchase" in want
+            else set()
+        )
+        async with gate:
+            answer = await client.call(
+                "access",
+                "POST",
+                f"/api/v1/access/{customer.id}/movies",
+                headers=client.service_headers,
+                json={"movie_ids": movies},
+            )
+        results = answer.json()["results"]
+        says = {movie for movie, result in results.items() if result["allowed"]}
+        if allowed - says:
+            found.lost.append(f"user {customer.id}: access API denies {allowed - says}")
+        if says - allowed:
+            found.doubled.append(f"user {customer.id}: access API allows {says - allowed}")
+
+    await asyncio.gather(*(one(c) for c in customers))
+
+
+async def _plumbing(engine: AsyncEngine, broker: Broker, found: Findings) -> None:
+    schemas = await _rows(
+        engine,
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'",
+    )
+    for (schema,) in schemas:
+        (left,) = await _rows(
+            engine, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"
+        )
+        found.checked["outboxes"] += 1
+        if left[0]:
+            found.lost.append(f"{left[0]} {schema} outbox rows never published")
+    for queue, depth in (await _queue_depths(broker)).items():
+        if queue.endswith(".dead") and depth:
+            found.lost.append(f"{depth} messages in dead-letter queue {queue}")
+
+
+async def _notifications(
+    engine: AsyncEngine, system: System, users: list[Any], found: Findings
+) -> None:
+    rows = await _rows(
+        engine,
+        """
+        SELECT o.id, o.event_type,
+               array_remove(array_agg(n.id::text), NULL) AS notifications,
+               array_remove(array_agg(n.status), NULL) AS statuses
+        FROM billing.outbox o
+        LEFT JOIN notifier.notification n ON n.event_id = o.id AND n.channel = 'email'
+        WHERE o.event_type = ANY(:types) AND (o.body -> 'data' ->> 'user_id')::uuid = ANY(:users)
+        GROUP BY o.id, o.event_type
+        """,
+        types=BUSINESS_EVENTS,
+        users=users,
+    )
+    for row in rows:
+        found.checked["emails"] += 1
+        sent = sum(system.mail.message_ids[n] for n in row.notifications)
+        if sent == 0 or "sent" not in row.statuses:
+            found.lost.append(f"{row.event_type} {row.id}: no email ({row.statuses})")
+        elif sent > 1 or len(row.notifications) > 1:
+            found.doubled.append(f"{row.event_type} {row.id}: {sent} emails")

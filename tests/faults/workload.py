@@ -1,0 +1,247 @@
+"""What the users do during a fault run, through the public APIs of the real processes.
+
+Every user buys something (a monthly subscription or a film), pays on the sandbox's JSON twin,
+and then maybe refunds or cancels; renewals run as ``cinema billing run-jobs --now`` processes,
+two at once. A client retries a failed call the way a real one would: the same
+``Idempotency-Key``, another replica, until a bounded deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from shared.auth import AuthSettings, mint_service_token, mint_user_token
+from tests.faults.harness import System
+
+GOOD = "4242424242424242"
+DECLINED = "4000000000000002"
+FAILS_LATER = "4000000000000341"
+CALL_DEADLINE = 90.0  # a user gives up on one operation after this long
+RETRIED = {409, 500, 502, 503, 504}
+
+
+class GaveUp(Exception):
+    pass
+
+
+@dataclass
+class Stats:
+    attempted: Counter[str] = field(default_factory=Counter)
+    succeeded: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    replays: int = 0
+    server_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Customer:
+    id: uuid.UUID
+    email: str
+    headers: dict[str, str]
+    story: str
+    subscription_id: str | None = None
+    first_period_end: datetime | None = None
+    purchase_movie: str | None = None
+    payment_ids: list[str] = field(default_factory=list)
+    refunded: bool = False
+    cancelled: bool = False
+
+
+class Client:
+    def __init__(self, system: System, stats: Stats) -> None:
+        self.system = system
+        self.stats = stats
+        self.http = httpx.AsyncClient(timeout=15.0)
+        self._billing = itertools.cycle(system.urls("billing-api"))
+        self._gateway = itertools.cycle(system.urls("gateway-api"))
+        self._access = itertools.cycle(system.urls("access-api"))
+        self.service_headers = {
+            "Authorization": f"Bearer {mint_service_token(AuthSettings(), 'fault-suite')}"
+        }
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        json: Any = None,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> httpx.Response:
+        """One logical call: retried on 5xx/409/transport errors with the same key."""
+        replicas = {"billing": self._billing, "gateway": self._gateway, "access": self._access}
+        if method == "POST" and service == "billing":
+            headers = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+        deadline = time.monotonic() + CALL_DEADLINE
+        delay = 0.2
+        while True:
+            base = next(replicas[service])
+            try:
+                response = await self.http.request(method, base + path, headers=headers, json=json)
+            except httpx.TransportError as exc:
+                status, text = 0, f"{type(exc).__name__}"
+            else:
+                status, text = response.status_code, response.text[:300]
+                self.stats.statuses[status] += 1
+                if response.headers.get("Idempotent-Replayed") == "true":
+                    self.stats.replays += 1
+                if status == 500:
+                    self.stats.server_errors.append(f"{method} {base}{path}: {text}")
+                if status in ok or status not in RETRIED:
+                    return response
+            if time.monotonic() > deadline:
+                raise GaveUp(f"{method} {path}: last answer {status} {text}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+
+def new_customer(rng: random.Random) -> Customer:
+    user_id = uuid.uuid4()
+    email = f"fault-{user_id.hex[:12]}@example.com"
+    token = mint_user_token(AuthSettings(), user_id, email=email)
+    story = rng.choices(
+        ["keep", "refund", "cancel", "fails_later", "declined", "buy_movie"],
+        weights=[35, 15, 15, 10, 10, 15],
+    )[0]
+    return Customer(user_id, email, {"Authorization": f"Bearer {token}"}, story)
+
+
+async def _pay(client: Client, checkout_url: str, card: str) -> None:
+    session_id = checkout_url.rsplit("/", 1)[1]
+    await client.call(
+        "gateway",
+        "POST",
+        f"/sandbox/checkout/{session_id}/pay",
+        headers={},
+        json={"card_number": card},
+    )
+
+
+async def _wait(
+    client: Client, customer: Customer, path: str, statuses: set[str], timeout: float = 90.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.call("billing", "GET", path, headers=customer.headers)
+        body: dict[str, Any] = response.json()
+        if body.get("status") in statuses:
+            return body
+        if time.monotonic() > deadline:
+            raise GaveUp(f"{path} stayed {body.get('status')}, wanted {statuses}")
+        await asyncio.sleep(0.5)
+
+
+async def act(client: Client, customer: Customer, plan_id: str, movies: list[str]) -> None:
+    """One user's story; counts what was attempted and what succeeded."""
+    stats = client.stats
+    if customer.story == "buy_movie":
+        stats.attempted["purchase"] += 1
+        customer.purchase_movie = random.choice(movies)
+        created = (
+            await client.call(
+                "billing",
+                "POST",
+                "/api/v1/purchases",
+                headers=customer.headers,
+                json={"movie_id": customer.purchase_movie, "kind": "buy"},
+            )
+        ).json()
+        payment = created["latest_payment"]
+        customer.payment_ids.append(payment["id"])
+        await _pay(client, payment["checkout_url"], GOOD)
+        await _wait(client, customer, f"/api/v1/payments/{payment['id']}", {"succeeded"})
+        stats.succeeded["purchase"] += 1
+        return
+
+    stats.attempted["subscribe"] += 1
+    created = (
+        await client.call(
+            "billing",
+            "POST",
+            "/api/v1/subscriptions",
+            headers=customer.headers,
+            json={"plan_id": plan_id},
+        )
+    ).json()
+    customer.subscription_id = created["id"]
+    payment = created["latest_payment"]
+    customer.payment_ids.append(payment["id"])
+    card = {"declined": DECLINED, "fails_later": FAILS_LATER}.get(customer.story, GOOD)
+    await _pay(client, payment["checkout_url"], card)
+    if customer.story == "declined":
+        await _wait(client, customer, f"/api/v1/payments/{payment['id']}", {"failed"})
+        stats.succeeded["subscribe"] += 1  # declined as the card says: the expected outcome
+        return
+    active = await _wait(client, customer, f"/api/v1/subscriptions/{created['id']}", {"active"})
+    customer.first_period_end = datetime.fromisoformat(active["current_period_end"])
+    stats.succeeded["subscribe"] += 1
+
+    if customer.story == "refund":
+        stats.attempted["refund"] += 1
+        await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/payments/{payment['id']}/refund",
+            headers=customer.headers,
+            json={},
+        )
+        await _wait(client, customer, f"/api/v1/subscriptions/{created['id']}", {"canceled"})
+        customer.refunded = True
+        stats.succeeded["refund"] += 1
+    elif customer.story == "cancel":
+        stats.attempted["cancel"] += 1
+        await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/subscriptions/{created['id']}/cancel",
+            headers=customer.headers,
+            json={},
+        )
+        customer.cancelled = True
+        stats.succeeded["cancel"] += 1
+
+
+async def renew(system: System, stats: Stats, customers: list[Customer]) -> None:
+    """Two ``run-jobs`` processes at once, at a moment every new subscription is due."""
+    ends = [c.first_period_end for c in customers if c.first_period_end is not None]
+    if not ends:
+        return
+    at = max(ends) - timedelta(minutes=30)
+    stats.attempted["renewal pass"] += 2
+    await asyncio.gather(
+        *(system.cinema("billing", "run-jobs", "--now", at.isoformat()) for _ in range(2))
+    )
+    stats.succeeded["renewal pass"] += 2
+
+
+async def run_users(
+    client: Client, customers: list[Customer], *, concurrency: int = 24
+) -> list[str]:
+    """Every customer's story; returns the stories that gave up (each a failure to explain)."""
+    catalog = (await client.call("billing", "GET", "/api/v1/plans", headers={})).json()["items"]
+    plan_id = next(p["id"] for p in catalog if p["code"] == "basic")
+    detail = (await client.call("billing", "GET", f"/api/v1/plans/{plan_id}", headers={})).json()
+    basic_movies = [str(m) for m in detail["movie_ids"]]
+    gate = asyncio.Semaphore(concurrency)
+    failures: list[str] = []
+
+    async def one(customer: Customer) -> None:
+        async with gate:
+            try:
+                await act(client, customer, plan_id, basic_movies)
+            except GaveUp as exc:
+                failures.append(f"{customer.id} ({customer.story}): {exc}")
+
+    await asyncio.gather(*(one(c) for c in customers))
+    return failures

@@ -18,8 +18,9 @@ install:  ## create .venv from uv.lock
 prepare: install  ## create the database if missing; check RabbitMQ
 	$(RUN) cinema prepare
 
-migrate: prepare  ## apply every service's migrations
+migrate: prepare  ## apply every service's migrations; declare the consumers' queues
 	@for service in $(SERVICES); do $(RUN) alembic -n $$service upgrade head || exit 1; done
+	@for consumer in billing access notifier; do $(RUN) cinema $$consumer declare-queues || exit 1; done
 
 demo-data: migrate  ## load the demo catalog and the movie admin's demo database (idempotent)
 	$(RUN) cinema billing seed-demo

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from access_api.config import AccessSettings
+from shared.consumer import add_declare_command
 from shared.serve import add_api_command
 
 
@@ -21,9 +22,18 @@ def register(subparsers: Any) -> None:
         help_text="serve the access-check API",
         settings_type=AccessSettings,
     )
+    add_declare_command(
+        group, consumer="access", event_types=_access_event_types, settings_type=AccessSettings
+    )
     group.add_parser("worker", help="run the projection consumer and role sync").set_defaults(
         handler=_worker
     )
+
+
+def _access_event_types() -> list[Any]:
+    from access_api.projection import HANDLERS
+
+    return list(HANDLERS)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billing_api.config import BillingSettings
+from shared.consumer import add_declare_command
 from shared.serve import add_api_command
 
 
@@ -23,6 +24,12 @@ def register(subparsers: Any) -> None:
         help_text="serve the billing HTTP API",
         settings_type=BillingSettings,
     )
+    add_declare_command(
+        group,
+        consumer="billing",
+        event_types=_billing_event_types,
+        settings_type=BillingSettings,
+    )
     worker = group.add_parser("worker", help="run consumers, scheduled jobs and the outbox relay")
     worker.set_defaults(handler=_worker)
     demo = group.add_parser("seed-demo", help="load the demo catalog (idempotent)")
@@ -32,6 +39,12 @@ def register(subparsers: Any) -> None:
         "--now", type=_moment, default=None, help="ISO 8601 time to run the jobs at (UTC if naive)"
     )
     run_jobs.set_defaults(handler=_run_jobs)
+
+
+def _billing_event_types() -> list[Any]:
+    from billing_api.activation.handlers import HANDLERS
+
+    return list(HANDLERS)
 
 
 def _moment(value: str) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from notifier.config import NotifierSettings
+from shared.consumer import add_declare_command
 from shared.serve import add_api_command
 
 
@@ -20,3 +21,12 @@ def register(subparsers: Any) -> None:
         help_text="serve the notifier's ops API (and its event consumer)",
         settings_type=NotifierSettings,
     )
+    add_declare_command(
+        group, consumer="notifier", event_types=_notices, settings_type=NotifierSettings
+    )
+
+
+def _notices() -> list[Any]:
+    from notifier.handlers import NOTICES
+
+    return list(NOTICES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import events, observability
 from shared.broker import Broker, ConsumerQueues, declare_consumer_queues, make_message
+from shared.settings import ServiceSettings
 from shared.tables import inbox
 
 logger = logging.getLogger(__name__)
@@ -180,3 +181,51 @@ class Consumer:
             routing_key=queue,
         )
         await message.ack()
+
+
+async def declare_consumer(
+    settings: ServiceSettings,
+    name: str,
+    event_types: Iterable[type[events.EventPayload]],
+    *,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+) -> ConsumerQueues:
+    """Declare one consumer's queues and bindings without consuming (deploy step).
+
+    Run before any service publishes, so an event published before the consumer's process
+    first starts (the demo catalog's ``plan.changed``, say) waits in its queue instead of being
+    routed nowhere.
+    """
+    broker = Broker(settings.amqp_url, prefix=settings.broker_prefix, client_name=f"{name}-setup")
+    await broker.connect()
+    try:
+        channel = await broker.channel()
+        exchange = await channel.get_exchange(broker.name("cinema.events"), ensure=True)
+        queues = ConsumerQueues(broker.prefix, name, retry_delays)
+        await declare_consumer_queues(
+            channel, exchange, queues, [event.event_type for event in event_types]
+        )
+        await channel.close()
+    finally:
+        await broker.close()
+    return queues
+
+
+def add_declare_command(
+    group: Any,
+    *,
+    consumer: str,
+    event_types: Callable[[], Iterable[type[events.EventPayload]]],
+    settings_type: type[ServiceSettings],
+) -> None:
+    """Add ``declare-queues`` to a service's command group (run by ``make migrate``)."""
+    parser = group.add_parser(
+        "declare-queues", help=f"declare the {consumer} consumer's queues and bindings"
+    )
+
+    def run(args: Any) -> int:
+        queues = asyncio.run(declare_consumer(settings_type(), consumer, event_types()))
+        print(f"declared {queues.main} (+ retry and dead-letter queues)")
+        return 0
+
+    parser.set_defaults(handler=run)

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import events
 from shared.broker import Broker
-from shared.consumer import Consumer
+from shared.consumer import Consumer, declare_consumer
 from shared.dead_letters import list_dead_letters, replay_dead_letters
+from shared.settings import ServiceSettings
 from tests import support
 from tests.shared.messaging import effects, record_effect, reset_tables, topped_up
 
@@ -178,3 +179,22 @@ class TestFailures:
 
 async def _count_at_least(engine: AsyncEngine, n: int) -> bool:
     return len(await effects(engine)) >= n
+
+
+class TestDeclaredAhead:
+    async def test_an_event_published_before_the_consumer_first_starts_still_reaches_it(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        await declare_consumer(service_settings, "ahead", [events.WalletToppedUp])
+        early = envelope(700)
+        await publish(broker, early)
+
+        consumer = make_consumer("ahead", broker, sessions, {events.WalletToppedUp: record_effect})
+        await consumer.start()
+        await support.eventually(lambda: _count_at_least(engine, 1))
+        assert [row[0] for row in await effects(engine)] == [early.id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -15,6 +16,7 @@ from shared.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 WorkerMain = Callable[[Resources], Coroutine[Any, Any, None]]
+SHUTDOWN_SECONDS = 10.0
 
 
 async def serve_worker(
@@ -34,6 +36,11 @@ async def serve_worker(
             task.cancel()
         if work in done and not work.cancelled() and work.exception() is not None:
             raise work.exception()  # type: ignore[misc]
+        # Let the work's own cleanup (stopping its consumer, say) finish while the broker and
+        # the database are still open; bounded, so a stuck cleanup cannot hold the process.
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                await work
         logger.info("worker stopped")
 
 

@@ -124,3 +124,4 @@ class TestStop:
         for name in suite.processes:
             farewell = "Application shutdown complete" if name in suite.ports else "worker stopped"
             assert farewell in suite.log(name), f"{name} did not shut down gracefully"
+            assert "exception was never retrieved" not in suite.log(name), f"{name} left a task"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from fastapi import FastAPI
 
@@ -14,6 +15,23 @@ from shared import db
 from shared.app import create_service_app
 from shared.auth import AuthSettings
 from shared.resources import Resources
+
+# Young collections every 50,000 allocations instead of 700: a request allocates a few hundred
+# short-lived objects, and each collection of the older generations walks every cached grant.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Keep the collector's pauses out of the access check's tail latency.
+
+    What exists once the app has started (modules, routes, models, settings) lives as long as the
+    process: ``gc.freeze()`` moves it out of every future collection, and larger thresholds make
+    collections rarer. Memory is still reclaimed by reference counting as before; only cycles
+    wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def create_app(
@@ -38,6 +56,7 @@ def create_app(
         )
         app.state.access_cache = cache
         resources.tasks.append(asyncio.create_task(cache.listen(), name="access-listen"))
+        tune_garbage_collector()
 
     return create_service_app(
         service=SERVICE,

@@ -408,6 +408,8 @@ def run() -> int:
             "ACCESS_AMQP_URL": amqp_url,
             "ACCESS_BROKER_PREFIX": prefix,
             "ACCESS_LOG_LEVEL": "WARNING",
+            # PostgreSQL is shared: two workers keep at most 2 x 2 x (4 + 4) connections.
+            "ACCESS_DB_POOL_SIZE": "4",
             "LOG_LEVEL": "WARNING",
         }
         server = common.Server(

@@ -60,7 +60,10 @@ class Broker:
 
     @property
     def is_connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # A robust connection that lost the broker is not "closed" while it reconnects; its
+        # ``connected`` event is what says whether the broker is reachable right now.
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def connect(self, *, timeout: float = 10.0) -> None:
         """Connect, open the publishing channel and declare the exchanges, all within ``timeout``.

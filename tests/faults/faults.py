@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from shared.auth import AuthSettings, mint_user_token
 from tests import support
 from tests.faults.harness import System
 
-Fault = Callable[[System, AsyncEngine], Awaitable[dict[str, Any]]]
+Fault = Callable[[System, AsyncEngine], Coroutine[Any, Any, dict[str, Any]]]
 OUR_SERVICES = ["billing_api", "payment_gateway", "access_api", "notifier", "etl"]
 RECOVER_WITHIN = 90.0
 

@@ -106,6 +106,10 @@ class WebhookRelay:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+class CommandFailed(Exception):
+    pass
+
+
 @dataclass
 class System:
     database_url: str
@@ -165,6 +169,8 @@ class System:
             for port in self.ports.values():
 
                 async def up(port: int = port) -> bool:
+                    for key, process in self.processes.items():
+                        assert process.poll() is None, f"{key} exited:\n{self.log_tail(key)}"
                     try:
                         response = await client.get(f"http://127.0.0.1:{port}/health/ready")
                     except httpx.TransportError:
@@ -191,7 +197,8 @@ class System:
             await process.wait()
             raise
         text = output.decode(errors="replace")
-        assert process.returncode == 0, f"cinema {' '.join(args)} failed:\n{text}"
+        if process.returncode != 0:
+            raise CommandFailed(f"cinema {' '.join(args)} failed:\n{text[-2000:]}")
         return text
 
     def log_tail(self, key: str, lines: int = 20) -> str:

@@ -71,6 +71,25 @@ async def delete_events_exchange(broker: Broker) -> None:
     await channel.close()
 
 
+async def truncate(engine: Any, tables: str, *, attempts: int = 10) -> None:
+    """``TRUNCATE tables`` while the app's own background tasks (relay, sweeps, senders) may hold
+    row locks on them: wait a bounded time for the lock and retry on a deadlock, so a test's
+    clean slate never fails (or hangs) because a background task was mid-transaction."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+                await conn.exec_driver_sql(f"TRUNCATE {tables}")
+            return
+        except DBAPIError as exc:
+            retryable = "deadlock detected" in str(exc) or "lock timeout" in str(exc)
+            if not retryable or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.05
 ) -> None:

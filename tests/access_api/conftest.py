@@ -114,8 +114,7 @@ class Access:
 
 
 async def truncate(app: FastAPI) -> None:
-    async with app.state.resources.engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {', '.join(ACCESS_TABLES)}"))
+    await support.truncate(app.state.resources.engine, ", ".join(ACCESS_TABLES))
 
 
 @pytest.fixture

@@ -122,8 +122,7 @@ class User:
 
 
 async def truncate_billing(app: FastAPI) -> None:
-    async with app.state.resources.engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {', '.join(BILLING_TABLES)} CASCADE"))
+    await support.truncate(app.state.resources.engine, f"{', '.join(BILLING_TABLES)} CASCADE")
 
 
 @pytest.fixture

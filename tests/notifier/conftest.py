@@ -236,8 +236,7 @@ def notifier_settings(
 
 
 async def truncate(app: FastAPI) -> None:
-    async with app.state.resources.engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {', '.join(NOTIFIER_TABLES)}"))
+    await support.truncate(app.state.resources.engine, ", ".join(NOTIFIER_TABLES))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from uuid import uuid4
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from fastapi import FastAPI
 
 from payment_gateway.app import create_app
@@ -89,8 +88,7 @@ def gateway_settings(service_settings: ServiceSettings, **overrides: object) -> 
 
 
 async def truncate(app: FastAPI) -> None:
-    async with app.state.resources.engine.begin() as conn:
-        await conn.execute(sa.text(f"TRUNCATE {', '.join(GATEWAY_TABLES)} CASCADE"))
+    await support.truncate(app.state.resources.engine, f"{', '.join(GATEWAY_TABLES)} CASCADE")
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ class TestCompose:
         assert "alembic -n" in script
         for service in SERVICES:
             assert service in script
+        assert "declare-queues" in script, "consumers' queues exist before anything publishes"
         for name in procfile():
             depends = services[name]["depends_on"]
             assert depends["migrate"]["condition"] == "service_completed_successfully", name

@@ -68,9 +68,13 @@ async def test_nothing_is_lost_or_doubled_under(
             injected.cancel()
             await asyncio.gather(injected, return_exceptions=True)
     bought = time.monotonic()
-    await workload.renew(system, stats, customers)
+    await workload.renew(
+        system, stats, customers, kill_midway=engine if fault.startswith("SIGKILL") else None
+    )
     renewed = time.monotonic()
     await invariants.settled(system, engine, broker, SETTLE_WITHIN)
+    observed |= stats.notes
+    observed["503 answers seen by clients"] = stats.statuses[503]
     observed["seconds (users, renewals, settling)"] = (
         round(bought - started),
         round(renewed - bought),

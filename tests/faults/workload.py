@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import signal
 import time
 import uuid
 from collections import Counter
@@ -19,9 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing_api.lifecycle.service import LEASE as RENEWAL_LEASE
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
-from tests.faults.harness import CommandFailed, System
+from tests.faults.harness import CINEMA, CommandFailed, System
 
 GOOD = "4242424242424242"
 DECLINED = "4000000000000002"
@@ -41,6 +45,7 @@ class Stats:
     statuses: Counter[int] = field(default_factory=Counter)
     replays: int = 0
     server_errors: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,14 +217,26 @@ async def act(client: Client, customer: Customer, plan_id: str, movies: list[str
         stats.succeeded["cancel"] += 1
 
 
-async def renew(system: System, stats: Stats, customers: list[Customer]) -> None:
-    """Two ``run-jobs`` processes at once, at a moment every new subscription is due."""
+async def renew(
+    system: System,
+    stats: Stats,
+    customers: list[Customer],
+    *,
+    kill_midway: AsyncEngine | None = None,
+) -> None:
+    """Two ``run-jobs`` processes at once, at a moment every new subscription is due, then the
+    worker's next tick after the renewal lease; with ``kill_midway`` a first pass is SIGKILLed
+    as soon as it has committed renewal payments, before it could charge them all."""
     ends = [c.first_period_end for c in customers if c.first_period_end is not None]
     if not ends:
         return
     at = max(ends) - timedelta(minutes=30)
+    if kill_midway is not None:
+        stats.notes["renewal pass SIGKILLed with (payments, charged)"] = await _killed_midway(
+            system, kill_midway, customers, at
+        )
 
-    async def one_pass() -> None:
+    async def one_pass(at: datetime = at) -> None:
         # A pass whose job failed (the database refused a connection…) is run again, as the
         # worker's next tick would: every job is safe to run twice.
         stats.attempted["renewal pass"] += 1
@@ -235,6 +252,47 @@ async def renew(system: System, stats: Stats, customers: list[Customer]) -> None
                 return
 
     await asyncio.gather(one_pass(), one_pass())
+    await one_pass(at + RENEWAL_LEASE + timedelta(minutes=1))
+
+
+async def _killed_midway(
+    system: System, engine: AsyncEngine, customers: list[Customer], at: datetime
+) -> tuple[int, int]:
+    process = await asyncio.create_subprocess_exec(
+        CINEMA,
+        "billing",
+        "run-jobs",
+        "--now",
+        at.isoformat(),
+        env=system.environment("billing-worker", "a"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    query = sa.text(
+        "SELECT count(*) FROM billing.payment WHERE purpose = 'renewal' AND user_id = ANY(:users)"
+    )
+    try:
+        async with asyncio.timeout(90):
+            while process.returncode is None:
+                async with engine.connect() as conn:
+                    started = await conn.scalar(query, {"users": [c.id for c in customers]})
+                if started:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+        await process.wait()
+    async with engine.connect() as conn:
+        payments = await conn.scalar(query, {"users": [c.id for c in customers]})
+        charged = await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM gateway.payment"
+                " WHERE mode = 'off_session' AND customer_id = ANY(:users)"
+            ),
+            {"users": [c.id for c in customers]},
+        )
+    return int(payments or 0), int(charged or 0)
 
 
 async def run_users(

@@ -184,11 +184,12 @@ async def test_the_subscription_lifecycle_follows_its_model(suite: Suite) -> Non
     steps: Counter[str] = Counter()
     machine = lifecycle_machine(suite, asyncio.get_running_loop(), steps)
     options = settings(
-        max_examples=20,
-        stateful_step_count=8,
+        max_examples=25,
+        stateful_step_count=10,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         database=None,
+        derandomize=True,  # the same sequences every run: CI never flakes on coverage
     )
     await asyncio.to_thread(run_state_machine_as_test, machine, settings=options)
     # The sequences did reach every corner of the lifecycle, not only the first purchase.

@@ -77,7 +77,7 @@ class WebhookSender:
                 headers={SIGNATURE_HEADER: header, "Content-Type": "application/json"},
                 timeout=10.0,
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any failure to deliver is retried with backoff
             return f"{type(exc).__name__}: {exc}"
         if response.is_success:
             return None

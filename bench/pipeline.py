@@ -110,7 +110,15 @@ async def pay_and_wait(
 
     async def pay(client: httpx.AsyncClient, url: str) -> None:
         async with pay_limit:
-            answer = await client.post(url + "/pay", json={"card_number": CARD})
+            for attempt in range(3):
+                try:
+                    answer = await client.post(url + "/pay", json={"card_number": CARD})
+                    break
+                except httpx.TransportError:
+                    # a kept-alive connection the server had just closed: paying a session
+                    # again is idempotent, so the person's retry is safe
+                    if attempt == 2:
+                        raise
         if answer.status_code >= 300:
             raise common.BenchFailed(f"pay: {answer.status_code} {answer.text[:300]}")
 

@@ -17,8 +17,19 @@ SERVICE_NAME = "billing_api"
 
 
 class GatewayUnavailable(AppError):
-    status_code = 502
+    """The gateway is down or failing: a dependency outage, so 503 and "retry the same
+    request" (with the same ``Idempotency-Key`` nothing is charged twice)."""
+
+    status_code = 503
     default_detail = "the payment gateway could not be reached; retry the same request"
+
+
+class GatewayRefused(GatewayUnavailable):
+    """The gateway answered our request with a 4xx: billing and the gateway disagree (a bug,
+    not an outage), so 502."""
+
+    status_code = 502
+    default_detail = "the payment gateway refused the request"
 
 
 @dataclass(frozen=True)
@@ -97,12 +108,16 @@ class GatewayClient:
                 **kwargs,
             )
         except httpx.HTTPError as exc:
-            raise GatewayUnavailable(f"payment gateway unreachable: {exc}") from exc
+            raise GatewayUnavailable(
+                f"the payment gateway could not be reached ({exc}); retry the same request"
+            ) from exc
         if response.status_code >= 500 or response.status_code in (401, 403):
-            raise GatewayUnavailable(f"payment gateway answered {response.status_code}")
+            raise GatewayUnavailable(
+                f"the payment gateway answered {response.status_code}; retry the same request"
+            )
         if response.is_error:
             body = response.json()
-            raise GatewayUnavailable(f"payment gateway refused: {body.get('detail', body)}")
+            raise GatewayRefused(f"payment gateway refused: {body.get('detail', body)}")
         result: dict[str, Any] = response.json()
         return result
 

@@ -84,7 +84,11 @@ def error_body(name: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = None
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif exc.status_code == 503:  # a dependency is down: say when to try again
+        headers = {"Retry-After": "1"}
     return JSONResponse(
         error_body(exc.name, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
     )

@@ -4,11 +4,14 @@ import asyncio
 from datetime import timedelta
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from billing_api.activation.service import abandon_expired_checkouts
+from billing_api.gateway import GatewayClient
 from billing_api.periods import add_months
 from shared import clock
+from shared.auth import AuthSettings
 from tests import support
 from tests.billing_api.conftest import Suite
 
@@ -212,3 +215,28 @@ class TestBadInput:
     async def test_no_token_is_401(self, suite: Suite) -> None:
         response = await suite.http.get("/api/v1/subscriptions")
         assert response.status_code == 401
+
+
+class TestGatewayDown:
+    async def test_a_checkout_while_the_gateway_is_down_is_a_503_that_changes_nothing(
+        self, suite: Suite
+    ) -> None:
+        down = f"http://127.0.0.1:{support.free_port()}"  # nothing listens there
+        working = suite.billing.state.gateway
+        async with httpx.AsyncClient() as http:
+            suite.billing.state.gateway = GatewayClient(http, down, AuthSettings())
+            try:
+                user = suite.as_user()
+                plan = await suite.plan("basic")
+                answer = await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
+            finally:
+                suite.billing.state.gateway = working
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json()["error"] == "GatewayUnavailable"
+        assert "retry the same request" in answer.json()["detail"]
+        assert (await user.get("/api/v1/subscriptions")).json()["items"] == []
+        assert (await user.get("/api/v1/payments")).json()["items"] == []
+
+        retried = await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
+        assert retried.status_code == 201, "works again once the gateway is back"

@@ -16,7 +16,19 @@ class AccessOut(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "movie_ids": [
+                        "69e72d00-f547-5b77-b4d7-9d6c849f8479",
+                        "e75a1ceb-7bb7-5518-9db5-1222f5d41c7d",
+                    ]
+                }
+            ]
+        },
+    )
 
     movie_ids: list[UUID] = Field(min_length=1, max_length=500)
 

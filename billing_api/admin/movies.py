@@ -49,7 +49,23 @@ class MovieCatalogIn(BaseModel):
 
 
 class BulkUpsertIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "movies": [
+                        {
+                            "id": "69e72d00-f547-5b77-b4d7-9d6c849f8479",
+                            "title": "Brother",
+                            "description": "St Petersburg, 1997.",
+                            "available": True,
+                        }
+                    ]
+                }
+            ]
+        },
+    )
 
     movies: list[MovieCatalogIn] = Field(min_length=1, max_length=MAX_BULK)
 

@@ -28,6 +28,17 @@ class _In(BaseModel):
 class PlanChangesIn(_In):
     """The editable fields of a plan; on an update, fields left out keep their value."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "price": {"amount": 69900, "currency": "RUB"},
+                    "description": "Every film; new price from the next period.",
+                }
+            ]
+        }
+    )
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=5000)
     price: Money | None = None
@@ -44,6 +55,24 @@ class PlanChangesIn(_In):
 
 class PlanIn(PlanChangesIn):
     """A new plan: ``code``, ``name`` and ``price`` are required, the rest has defaults."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "family",
+                    "name": "Family",
+                    "description": "Every film, for the whole family.",
+                    "price": {"amount": 79900, "currency": "RUB"},
+                    "period": "month",
+                    "max_months": 12,
+                    "all_movies": True,
+                    "role": "subscriber_family",
+                    "trial_days": 7,
+                }
+            ]
+        }
+    )
 
     code: Slug
     name: str = Field(min_length=1, max_length=200)
@@ -62,6 +91,12 @@ class AdminPlanOut(PlanDetailOut):
 class MovieChangesIn(_In):
     """Editable movie fields; ``null`` for a price takes that offer off sale."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"rent_price": {"amount": 9900, "currency": "RUB"}, "rent_hours": 72}]
+        }
+    )
+
     title: str | None = Field(None, min_length=1, max_length=500)
     description: str | None = Field(None, max_length=20_000)
     available: bool | None = None
@@ -71,6 +106,20 @@ class MovieChangesIn(_In):
 
 
 class MovieIn(MovieChangesIn):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "69e72d00-f547-5b77-b4d7-9d6c849f8479",
+                    "title": "Brother",
+                    "purchase_price": {"amount": 39900, "currency": "RUB"},
+                    "rent_price": {"amount": 14900, "currency": "RUB"},
+                    "rent_hours": 48,
+                }
+            ]
+        }
+    )
+
     id: UUID
     title: str = Field(min_length=1, max_length=500)
 
@@ -79,12 +128,18 @@ class MovieIn(MovieChangesIn):
 
 
 class MonthTierIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"plan_id": None, "min_months": 6, "percent": 10}]}
+    )
+
     plan_id: UUID | None = None  # None: a global tier
     min_months: Annotated[int, Strict(), Field(ge=1, le=12)]
     percent: Percent
 
 
 class MonthTierChangesIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"percent": 12}]})
+
     percent: Percent
 
 
@@ -96,6 +151,10 @@ class MonthTierOut(BaseModel):
 
 
 class PersonalDiscountIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"percent": 20, "reason": "loyal customer since 2019"}]}
+    )
+
     percent: Percent
     reason: str = Field("", max_length=500)
 
@@ -108,6 +167,20 @@ class PersonalDiscountOut(BaseModel):
 
 
 class PromoCodeIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "SPRING10",
+                    "kind": "percent",
+                    "percent": 10,
+                    "valid_until": "2027-05-31T23:59:59Z",
+                    "max_redemptions": 500,
+                }
+            ]
+        }
+    )
+
     code: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     kind: Literal["percent", "fixed"]
     percent: Percent | None = None
@@ -131,6 +204,12 @@ class PromoCodeIn(_In):
 
 
 class PromoCodeChangesIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"valid_until": "2027-06-30T23:59:59Z", "max_redemptions": 1000}]
+        }
+    )
+
     valid_until: AwareDatetime | None = None
     max_redemptions: Annotated[int, Strict(), Field(ge=1)] | None = None
 
@@ -165,11 +244,29 @@ class CustomerOut(BaseModel):
 
 
 class AdminRefundIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"reason": "double charge reported by phone", "amount": 29900}]
+        }
+    )
+
     reason: str = Field(min_length=1, max_length=500)
     amount: Annotated[int, Strict(), Field(gt=0)] | None = None  # default: all that is left
 
 
 class ComplimentaryIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_id": "7f0c6c2e-5b7a-4c1e-9f33-2d1b9b0c4a11",
+                    "days": 30,
+                    "reason": "apology for the outage of 12 May",
+                }
+            ]
+        }
+    )
+
     plan_id: UUID
     days: Annotated[int, Strict(), Field(ge=1, le=3650)]
     reason: str = Field(min_length=1, max_length=500)
@@ -187,4 +284,6 @@ class ComplimentaryOut(BaseModel):
 
 
 class RevokeIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "granted by mistake"}]})
+
     reason: str = Field(min_length=1, max_length=500)

@@ -12,7 +12,18 @@ from billing_api.payments.schemas import PaymentBrief, PaymentMethod
 
 
 class PurchaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "movie_id": "69e72d00-f547-5b77-b4d7-9d6c849f8479",
+                    "kind": "rent",
+                    "payment_method": "card",
+                }
+            ]
+        },
+    )
 
     movie_id: UUID
     kind: Literal["buy", "rent"] = "buy"

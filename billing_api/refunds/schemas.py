@@ -11,7 +11,9 @@ from shared.money import Money
 
 
 class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "changed my mind"}]}
+    )
 
     reason: str | None = Field(None, max_length=500)
 

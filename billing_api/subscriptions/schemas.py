@@ -13,7 +13,20 @@ from shared.money import Money
 
 
 class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_id": "7f0c6c2e-5b7a-4c1e-9f33-2d1b9b0c4a11",
+                    "months": 3,
+                    "promo_code": "WELCOME15",
+                    "auto_renew": True,
+                    "payment_method": "card",
+                }
+            ]
+        },
+    )
 
     plan_id: UUID
     months: int = Field(1, ge=1, le=12, strict=True)
@@ -45,13 +58,22 @@ class SubscriptionOut(BaseModel):
 
 
 class CancelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"at_period_end": True}]}
+    )
 
     at_period_end: bool = True
 
 
 class ChangePlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"plan_id": "7f0c6c2e-5b7a-4c1e-9f33-2d1b9b0c4a11", "payment_method": "card"}
+            ]
+        },
+    )
 
     plan_id: UUID
     payment_method: PaymentMethod = Field(

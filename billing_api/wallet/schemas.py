@@ -16,7 +16,9 @@ class WalletOut(BaseModel):
 
 
 class TopUpIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"amount": 100000, "currency": "RUB"}]}
+    )
 
     amount: Amount = Field(gt=0)
     currency: Currency | None = None

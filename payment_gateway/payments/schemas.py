@@ -19,7 +19,28 @@ class CustomerIn(BaseModel):
 
 
 class PaymentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "payment_id": "0b8f3c1a-2c4d-4e5f-8a9b-1c2d3e4f5a6b",
+                    "customer": {
+                        "id": "3f2a9b1e-6c7d-4e8f-9a0b-1c2d3e4f5a6b",
+                        "email": "ann@example.com",
+                    },
+                    "amount": 29900,
+                    "currency": "RUB",
+                    "description": "Basic, 1 month",
+                    "mode": "checkout",
+                    "save_payment_method": True,
+                    "success_url": "https://cinema.example/checkout/success",
+                    "cancel_url": "https://cinema.example/checkout/cancel",
+                    "metadata": {"purpose": "subscription"},
+                }
+            ]
+        },
+    )
 
     payment_id: UUID
     customer: CustomerIn

@@ -10,7 +10,19 @@ from payment_gateway.payments.schemas import PositiveAmount
 
 
 class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "refund_id": "5d6e7f80-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
+                    "payment_id": "0b8f3c1a-2c4d-4e5f-8a9b-1c2d3e4f5a6b",
+                    "amount": 29900,
+                    "reason": "cancelled by the user",
+                }
+            ]
+        },
+    )
 
     refund_id: UUID
     payment_id: UUID

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from payment_gateway.sandbox.models import SandboxSession
 from payment_gateway.sandbox.provider import PayResult, SandboxProvider, UnknownTestCard
@@ -22,6 +22,10 @@ router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
 
 class PayIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"card_number": "4242 4242 4242 4242"}]}
+    )
+
     card_number: str = Field(min_length=12, max_length=30)
 
 

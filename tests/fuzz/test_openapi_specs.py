@@ -43,3 +43,32 @@ def test_every_operation_has_a_summary_a_tag_and_documented_errors(service: str)
                 problems.append(f"{where}: no 404 documented")
     assert not problems, problems
     assert len(ids) == len(set(ids)), "operation ids must be unique"
+
+
+@pytest.mark.parametrize("service", sorted(FACTORIES))
+def test_every_request_body_has_an_example_that_the_service_accepts(service: str) -> None:
+    from fastapi.routing import APIRoute
+    from pydantic import BaseModel
+
+    factory, settings_class = FACTORIES[service]
+    app = factory(settings_class())
+    missing, invalid = [], []
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        model = route.body_field.field_info.annotation
+        models = [m for m in getattr(model, "__args__", (model,)) if isinstance(m, type)]
+        body = next((m for m in models if issubclass(m, BaseModel)), None)
+        assert body is not None, route.path
+        extra = body.model_config.get("json_schema_extra")
+        found = extra.get("examples") if isinstance(extra, dict) else None
+        examples = found if isinstance(found, list) else []
+        if not examples:
+            missing.append(f"{route.path} {body.__name__}")
+        for example in examples:
+            try:
+                body.model_validate(example)
+            except ValueError as exc:
+                invalid.append(f"{route.path} {body.__name__}: {exc}")
+    assert not missing, f"request bodies without an example: {missing}"
+    assert not invalid, invalid

@@ -124,4 +124,5 @@ class TestStop:
         for name in suite.processes:
             farewell = "Application shutdown complete" if name in suite.ports else "worker stopped"
             assert farewell in suite.log(name), f"{name} did not shut down gracefully"
-            assert "exception was never retrieved" not in suite.log(name), f"{name} left a task"
+            # a task of ours cancelled but never awaited (its cleanup ran after the broker closed)
+            assert "Task exception was never retrieved" not in suite.log(name), name

@@ -479,16 +479,7 @@ def cleanup(server: common.Server | None, database_url: str, amqp_url: str, pref
 
 
 def main() -> None:
-    common.stop_on_sigterm()
-    try:
-        code = run()
-    except (common.BenchFailed, dbadmin.DependencyMissing) as exc:
-        print(f"bench-access: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("bench-access: interrupted (server stopped, bench database dropped)", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    common.run_main("access", run)
 
 
 if __name__ == "__main__":

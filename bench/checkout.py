@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -25,7 +24,6 @@ import httpx
 
 from bench import common
 from bench.suite import PLAN_ID, PLAN_SQL, Suite
-from shared import dbadmin
 from shared.auth import AuthSettings, mint_user_token
 
 CONNECTIONS = 8
@@ -187,16 +185,7 @@ def run() -> int:
 
 
 def main() -> None:
-    common.stop_on_sigterm()
-    try:
-        code = run()
-    except (common.BenchFailed, dbadmin.DependencyMissing) as exc:
-        print(f"bench-checkout: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("bench-checkout: interrupted", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    common.run_main("checkout", run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -108,6 +108,23 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def run_main(name: str, run: Callable[[], int]) -> NoReturn:
+    """A benchmark's entry point: exit 1 with one line when it cannot run, 130 when stopped
+    (its ``finally`` blocks have stopped its processes and dropped its database by then)."""
+    from shared import dbadmin
+
+    stop_on_sigterm()
+    try:
+        code = run()
+    except (BenchFailed, dbadmin.DependencyMissing) as exc:
+        print(f"bench-{name}: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print(f"bench-{name}: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 # --- results.json -------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 
 import asyncpg
@@ -106,16 +105,7 @@ def run() -> int:
 
 
 def main() -> None:
-    common.stop_on_sigterm()
-    try:
-        code = run()
-    except (common.BenchFailed, dbadmin.DependencyMissing) as exc:
-        print(f"bench-etl: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("bench-etl: interrupted", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    common.run_main("etl", run)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
 from typing import Any
@@ -32,7 +31,6 @@ import httpx
 
 from bench import common
 from bench.suite import PLAN_ID, PLAN_SQL, Suite
-from shared import dbadmin
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 
 TARGET_PER_S = 300.0
@@ -254,16 +252,7 @@ def run() -> int:
 
 
 def main() -> None:
-    common.stop_on_sigterm()
-    try:
-        code = run()
-    except (common.BenchFailed, dbadmin.DependencyMissing) as exc:
-        print(f"bench-pipeline: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("bench-pipeline: interrupted", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    common.run_main("pipeline", run)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,6 @@ import asyncpg
 
 from bench import common
 from bench.suite import PLAN_ID, PLAN_SQL, Suite
-from shared import dbadmin
 
 TARGET_PER_S = 500.0
 
@@ -164,16 +162,7 @@ def run() -> int:
 
 
 def main() -> None:
-    common.stop_on_sigterm()
-    try:
-        code = run()
-    except (common.BenchFailed, dbadmin.DependencyMissing) as exc:
-        print(f"bench-renewals: {exc}", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        print("bench-renewals: interrupted", file=sys.stderr)
-        code = 130
-    sys.exit(code)
+    common.run_main("renewals", run)
 
 
 if __name__ == "__main__":

@@ -437,7 +437,9 @@ async def _own_payment(
 
 
 async def credited_to_upgrade(session: AsyncSession, payment: Payment) -> bool:
-    """Whether the unused part of ``payment`` was credited to a later, paid upgrade."""
+    """Whether the unused part of ``payment`` was credited to a later upgrade, paid or still
+    waiting for payment (the credit is held until that checkout is paid or expires), so the
+    same money is never both refunded and credited."""
     if payment.subscription_id is None or payment.paid_at is None:
         return False
     found = await session.scalar(
@@ -445,8 +447,10 @@ async def credited_to_upgrade(session: AsyncSession, payment: Payment) -> bool:
         .where(
             Payment.subscription_id == payment.subscription_id,
             Payment.purpose == PaymentPurpose.UPGRADE,
-            Payment.status.in_(("succeeded", "partially_refunded", "refunded", "disputed")),
-            Payment.paid_at >= payment.paid_at,
+            Payment.status.in_(
+                ("pending", "succeeded", "partially_refunded", "refunded", "disputed")
+            ),
+            Payment.created_at >= payment.paid_at,
             Payment.id != payment.id,
         )
         .limit(1)

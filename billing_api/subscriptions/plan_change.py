@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
@@ -114,7 +113,7 @@ async def change_plan(
         subscription.pending_plan_id = new.id
         return PlanChange(subscription, "downgrade", currency=current.currency)
 
-    waiting = await _waiting_upgrade(session, subscription)
+    waiting = await subscriptions.waiting_upgrade(session, subscription)
     if waiting is not None:
         if waiting.plan_id != new.id:
             raise UpgradeAwaitingPayment(
@@ -169,20 +168,6 @@ def _check_changeable(subscription: Subscription, current: Plan, new: Plan) -> N
         raise PlanChangeNotAllowed(
             f"plan {new.code} is sold in {new.currency}, this subscription in {current.currency}"
         )
-
-
-async def _waiting_upgrade(session: AsyncSession, subscription: Subscription) -> Payment | None:
-    payment: Payment | None = await session.scalar(
-        sa.select(Payment)
-        .where(
-            Payment.subscription_id == subscription.id,
-            Payment.purpose == PaymentPurpose.UPGRADE,
-            Payment.status == "pending",
-        )
-        .order_by(Payment.created_at.desc())
-        .limit(1)
-    )
-    return payment
 
 
 async def _credit_for_current_period(

@@ -245,6 +245,10 @@ async def cancel(
     """Stop renewing: at period end (access until then, no grace) or now (access ends now,
     with the refund the plan's policy allows for the payment of the current period)."""
     subscription = await owned_subscription(session, user_id, subscription_id)
+    if not at_period_end and await waiting_upgrade(session, subscription) is not None:
+        raise SubscriptionNotCancelable(
+            "an upgrade is waiting for payment; pay it or let its checkout expire first"
+        )
     if not at_period_end and subscription.latest_payment_id is not None:
         latest = await session.get(Payment, subscription.latest_payment_id)
         if latest is not None:
@@ -289,6 +293,21 @@ async def cancel(
         ),
     )
     return subscription
+
+
+async def waiting_upgrade(session: AsyncSession, subscription: Subscription) -> Payment | None:
+    """The upgrade payment of ``subscription`` still waiting to be paid, if any."""
+    payment: Payment | None = await session.scalar(
+        sa.select(Payment)
+        .where(
+            Payment.subscription_id == subscription.id,
+            Payment.purpose == "upgrade",
+            Payment.status == "pending",
+        )
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+    )
+    return payment
 
 
 async def resume(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:

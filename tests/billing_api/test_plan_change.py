@@ -108,6 +108,28 @@ class TestUpgrade:
         assert other.status_code == 409
         assert other.json()["error"] == "UpgradeAwaitingPayment"
 
+    async def test_a_credit_held_by_a_waiting_upgrade_cannot_also_be_refunded(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription = await subscribed(suite, user, plan="basic")
+        paid = subscription["latest_payment"]["id"]
+        await change(user, subscription["id"], premium["id"])
+
+        quote = (await user.get(f"/api/v1/payments/{paid}/refund-quote")).json()
+        assert (quote["refundable_amount"]["amount"], quote["rule"]) == (
+            0,
+            "credited to a plan upgrade",
+        )
+        cancel = await user.post(
+            f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False}
+        )
+        assert (cancel.status_code, cancel.json()["error"]) == (409, "SubscriptionNotCancelable")
+        assert (await user.subscription(subscription["id"]))["status"] == "active"
+        refunds = await suite.scalar("SELECT count(*) FROM billing.refund")
+        assert refunds == 0
+
 
 class TestDowngrade:
     async def test_downgrade_waits_for_the_period_end_and_the_renewal_charges_the_new_plan(

@@ -18,6 +18,7 @@ from billing_api import idempotency
 from billing_api.activation.service import abandon_expired_checkouts
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
+from billing_api.lifecycle import renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
 from shared import clock
@@ -52,7 +53,7 @@ def _until_done(job: Job) -> Job:
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
-    "renew_due_subscriptions": lifecycle.renew_due,
+    "renew_due_subscriptions": renewals.renew_due,
     "end_periods": _until_done(lifecycle.end_periods),
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),

@@ -1,23 +1,17 @@
-"""The subscription lifecycle over time: renewals, dunning, grace, expiry, reminders, and the
-reconciliation of payments whose outcome never arrived.
+"""The subscription lifecycle over time: dunning, grace, expiry, reminders, and the
+reconciliation of payments whose outcome never arrived (renewal charges are in
+:mod:`billing_api.lifecycle.renewals`).
 
 Every job is a function of ``now`` that claims its rows with ``FOR UPDATE SKIP LOCKED``, so two
 workers never process the same subscription, and running a job twice changes nothing twice.
-
-A renewal charge is made in two steps so that no crash can charge twice: the renewal payment row
-is committed first (its id is the gateway's idempotency key), then the gateway is asked to
-charge it. A worker that dies in between leaves a pending payment that the next run charges with
-the same id (or that reconciliation settles) instead of a new one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,18 +21,14 @@ from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient, GatewayPayment, GatewayUnavailable
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
-from billing_api.pricing import service as pricing
-from billing_api.pricing.inputs import load_tiers
 from shared import events, outbox
 from shared.money import Money
 
 logger = logging.getLogger(__name__)
 
+# How long a claimed renewal is left to the run that claimed it before another may retry it.
 LEASE = timedelta(minutes=5)
 BATCH = 200
-# Renewal charges in flight at once per job run; each holds at most one pooled connection, so
-# this stays under the smallest sensible pool (DB_POOL_SIZE, default 10).
-CHARGE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -53,145 +43,7 @@ def summary(plan: Plan) -> events.PlanSummary:
     return events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name)
 
 
-# --- renewals -------------------------------------------------------------------------------
-
-
-async def renew_due(ctx: JobContext) -> int:
-    """Charge every subscription whose renewal (or next dunning retry) is due, batch by batch.
-
-    The charges of a batch run ``CHARGE_CONCURRENCY`` at a time: each one waits mostly on the
-    gateway, and they are independent (own payment, own transactions, idempotency key = payment
-    id), so overlapping them changes nothing but the wall time.
-    """
-    renewed = 0
-    limit = asyncio.Semaphore(CHARGE_CONCURRENCY)
-
-    async def charge(payment_id: UUID) -> int:
-        async with limit:
-            return await _charge(ctx, payment_id)
-
-    while batch := await _claim_renewals(ctx):
-        async with asyncio.TaskGroup() as group:
-            charges = [group.create_task(charge(payment_id)) for payment_id in batch]
-        renewed += sum(task.result() for task in charges)
-    return renewed
-
-
-async def _claim_renewals(ctx: JobContext) -> list[UUID]:
-    """Claim a batch of due subscriptions and commit their renewal payments (not yet charged)."""
-    lead = timedelta(minutes=ctx.settings.renewal_lead_minutes)
-    async with ctx.sessions() as session, session.begin():
-        due = list(
-            await session.scalars(
-                sa.select(Subscription)
-                .where(
-                    Subscription.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)),
-                    Subscription.auto_renew,
-                    ~Subscription.cancel_at_period_end,
-                    Subscription.payment_method_ref.is_not(None),
-                    sa.or_(
-                        sa.and_(
-                            Subscription.renewal_attempts == 0,
-                            Subscription.current_period_end <= ctx.now + lead,
-                            sa.or_(
-                                Subscription.next_renewal_at.is_(None),
-                                Subscription.next_renewal_at <= ctx.now,
-                            ),
-                        ),
-                        sa.and_(
-                            Subscription.renewal_attempts > 0,
-                            Subscription.next_renewal_at <= ctx.now,
-                        ),
-                    ),
-                )
-                .order_by(Subscription.current_period_end)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        charges = []
-        for subscription in due:
-            payment = await _renewal_payment(session, subscription, ctx)
-            subscription.next_renewal_at = ctx.now + LEASE  # others skip it while we charge
-            charges.append(payment.id)
-    return charges
-
-
-async def _renewal_payment(
-    session: AsyncSession, subscription: Subscription, ctx: JobContext
-) -> Payment:
-    """The pending renewal payment of this subscription, or a new one at today's price."""
-    pending = await session.scalar(
-        sa.select(Payment).where(
-            Payment.subscription_id == subscription.id,
-            Payment.purpose == "renewal",
-            Payment.status == "pending",
-        )
-    )
-    if pending is not None:
-        return pending
-    # A scheduled downgrade takes effect here: the renewal buys the new plan.
-    plan = await session.get(Plan, subscription.pending_plan_id or subscription.plan_id)
-    assert plan is not None
-    tiers = await load_tiers(session, plan.id)
-    quote = pricing.quote(
-        pricing.PlanPrice(
-            plan.id, plan.price_amount, plan.currency, max(plan.max_months, subscription.months)
-        ),
-        subscription.months,
-        now=ctx.now,
-        tiers=tiers,
-        max_total_percent=ctx.settings.max_total_discount_percent,
-    )
-    payment = Payment(
-        id=uuid4(),
-        user_id=subscription.user_id,
-        email=subscription.email,
-        purpose="renewal",
-        subscription_id=subscription.id,
-        plan_id=plan.id,
-        method="card",
-        status="pending",
-        amount=quote.total,
-        currency=quote.currency,
-        base_amount=quote.base_amount,
-        discount_amount=quote.discount_amount,
-        quote=quote.to_json(),
-        months=subscription.months,
-        description=f"{plan.name}: renewal",
-        payment_method_ref=subscription.payment_method_ref,
-        refunded_amount=0,
-    )
-    session.add(payment)
-    await session.flush()
-    return payment
-
-
-async def _charge(ctx: JobContext, payment_id: UUID) -> int:
-    async with ctx.sessions() as session:
-        payment = await session.get(Payment, payment_id)
-        assert payment is not None and payment.payment_method_ref is not None
-        request = {
-            "payment_id": payment.id,
-            "user_id": payment.user_id,
-            "email": payment.email,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "description": payment.description,
-            "payment_method_ref": payment.payment_method_ref,
-            "metadata": {"purpose": "renewal", "subscription_id": str(payment.subscription_id)},
-        }
-    try:
-        result = await ctx.gateway.charge_off_session(**request)  # type: ignore[arg-type]
-    except GatewayUnavailable as exc:
-        logger.warning("renewal charge not made; retried on the next run: %s", exc)
-        return 0
-    async with ctx.sessions() as session, session.begin():
-        payment = await session.get(Payment, payment_id, with_for_update=True)
-        assert payment is not None
-        await apply_gateway_result(session, payment, result, dunning=ctx.settings.dunning_offsets)
-    # Counted by the charge, not by who applied it: the gateway's event may have got there first.
-    return int(result.status == "succeeded")
+# --- gateway answers ------------------------------------------------------------------------
 
 
 async def apply_gateway_result(

@@ -56,9 +56,12 @@ async def create_payment(
     The row is inserted first: a concurrent request with the same id waits on it and then finds
     the committed payment instead of creating a second provider object. Returns ``(payment,
     created)``.
+
+    A new row comes back from the insert itself (``RETURNING``), already ours until the commit;
+    only a repeated ``payment_id`` reads (and locks) the existing one.
     """
     provider = providers.for_new_payments
-    inserted = await session.scalar(
+    payment = await session.scalar(
         insert(Payment)
         .values(
             id=request.payment_id,
@@ -78,13 +81,13 @@ async def create_payment(
             refunded_amount=0,
         )
         .on_conflict_do_nothing(index_elements=[Payment.id])
-        .returning(Payment.id)
+        .returning(Payment)
     )
-    payment = await session.get(Payment, request.payment_id, with_for_update=True)
-    assert payment is not None
-    if inserted is None:
-        _ensure_same(payment, request)
-        return to_out(payment), False
+    if payment is None:
+        existing = await session.get(Payment, request.payment_id, with_for_update=True)
+        assert existing is not None
+        _ensure_same(existing, request)
+        return to_out(existing), False
 
     customer = base.Customer(id=request.customer.id, email=request.customer.email)
     customer_ref = await _customer_ref(session, provider.name, request.customer.id)

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payment_gateway.providers import base, signatures
@@ -147,19 +148,22 @@ class SandboxProvider:
         )
 
     async def charge_off_session(self, request: base.OffSessionRequest) -> base.ProviderPayment:
+        """Charge a saved card once per ``payment_id``; asked again, answer with that charge.
+
+        The charge is inserted with ``ON CONFLICT DO NOTHING`` on its unique ``payment_id``, so a
+        new charge costs three statements (card, charge, webhook) and a repeat reads the first.
+        """
         async with self.sessions() as db, db.begin():
+            method = await db.get(SandboxPaymentMethod, request.payment_method_ref)
+            if method is None or method.customer_id != request.customer.id:
+                status, code = "failed", "payment_method_not_found"
+            elif method.fails_off_session:
+                status, code = "failed", "card_declined"
+            else:
+                status, code = "succeeded", None
             charge = await db.scalar(
-                sa.select(SandboxCharge).where(SandboxCharge.payment_id == request.payment_id)
-            )
-            if charge is None:
-                method = await db.get(SandboxPaymentMethod, request.payment_method_ref)
-                if method is None or method.customer_id != request.customer.id:
-                    status, code = "failed", "payment_method_not_found"
-                elif method.fails_off_session:
-                    status, code = "failed", "card_declined"
-                else:
-                    status, code = "succeeded", None
-                charge = SandboxCharge(
+                insert(SandboxCharge)
+                .values(
                     id=_new_id("pi"),
                     payment_id=request.payment_id,
                     customer_id=request.customer.id,
@@ -169,9 +173,18 @@ class SandboxProvider:
                     status=status,
                     failure_code=code,
                 )
-                db.add(charge)
+                .on_conflict_do_nothing(index_elements=[SandboxCharge.payment_id])
+                .returning(SandboxCharge)
+            )
+            if charge is None:
+                charge = await db.scalar(
+                    sa.select(SandboxCharge).where(SandboxCharge.payment_id == request.payment_id)
+                )
+                assert charge is not None
+                snapshot = await self._charge_snapshot(db, charge)
+            else:
                 await self._enqueue(db, f"charge.{status}", charge.id, charge.payment_id)
-            snapshot = await self._charge_snapshot(db, charge)
+                snapshot = _charge_snapshot(charge, refunds=())
         self.webhooks_waiting.set()
         return snapshot
 
@@ -414,19 +427,25 @@ class SandboxProvider:
     async def _charge_snapshot(
         self, db: AsyncSession, charge: SandboxCharge
     ) -> base.ProviderPayment:
-        succeeded = charge.status == "succeeded"
-        return base.ProviderPayment(
-            provider_ref=charge.id,
-            status=base.ProviderStatus.SUCCEEDED if succeeded else base.ProviderStatus.FAILED,
-            amount=charge.amount,
-            currency=charge.currency,
-            charge_ref=charge.id if succeeded else None,
-            payment_method_ref=charge.payment_method_id,
-            customer_ref=f"cus_sb_{charge.customer_id.hex}",
-            failure_code=charge.failure_code,
-            failure_message="the saved card was declined" if charge.failure_code else None,
-            refunds=await self._refunds(db, charge.id),
-        )
+        return _charge_snapshot(charge, refunds=await self._refunds(db, charge.id))
+
+
+def _charge_snapshot(
+    charge: SandboxCharge, *, refunds: tuple[base.ProviderRefund, ...]
+) -> base.ProviderPayment:
+    succeeded = charge.status == "succeeded"
+    return base.ProviderPayment(
+        provider_ref=charge.id,
+        status=base.ProviderStatus.SUCCEEDED if succeeded else base.ProviderStatus.FAILED,
+        amount=charge.amount,
+        currency=charge.currency,
+        charge_ref=charge.id if succeeded else None,
+        payment_method_ref=charge.payment_method_id,
+        customer_ref=f"cus_sb_{charge.customer_id.hex}",
+        failure_code=charge.failure_code,
+        failure_message="the saved card was declined" if charge.failure_code else None,
+        refunds=refunds,
+    )
 
 
 def _refund_snapshot(refund: SandboxRefund) -> base.ProviderRefund:

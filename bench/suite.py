@@ -64,8 +64,8 @@ class Suite:
             env[f"{prefix}_AMQP_URL"] = self.amqp_url
             env[f"{prefix}_BROKER_PREFIX"] = self.prefix
             env[f"{prefix}_LOG_LEVEL"] = "WARNING"
-            # PostgreSQL is shared (max_connections): up to 2 x 5 connections per process.
-            env[f"{prefix}_DB_POOL_SIZE"] = os.environ.get("BENCH_DB_POOL_SIZE", "5")
+            # PostgreSQL is shared (max_connections 100): at most 10 connections per pool.
+            env[f"{prefix}_DB_POOL_SIZE"] = os.environ.get("BENCH_DB_POOL_SIZE", "10")
         gateway = self.url("gateway-api")
         env["BILLING_GATEWAY_URL"] = gateway
         env["BILLING_PUBLIC_URL"] = self.url("billing-api")

@@ -24,7 +24,8 @@ async def work(resources: Resources, settings: BillingSettings) -> None:
     try:
         async with create_http_client() as http, asyncio.TaskGroup() as group:
             gateway = GatewayClient(http, settings.gateway_url, AuthSettings())
-            group.create_task(OutboxRelay(resources.engine, resources.broker, schema=SCHEMA).run())
+            relay = OutboxRelay(resources.relay_engine, resources.broker, schema=SCHEMA)
+            group.create_task(relay.run())
             group.create_task(jobs.run_forever(resources.session_factory, gateway, settings))
     finally:
         await asyncio.shield(consumer.stop())

@@ -12,6 +12,6 @@ from shared.resources import Resources
 
 async def start_outbox_relay(app: FastAPI, resources: Resources) -> None:
     """An ``on_startup`` hook: run this service's relay for as long as the app lives."""
-    relay = OutboxRelay(resources.engine, resources.broker, schema=resources.schema)
+    relay = OutboxRelay(resources.relay_engine, resources.broker, schema=resources.schema)
     app.state.outbox_relay = relay
     resources.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))

@@ -29,6 +29,7 @@ class Resources:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     broker: Broker
+    relay_engine: AsyncEngine
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Anything else opened at start (HTTP clients…) registers its closing here.
     exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
@@ -72,8 +73,13 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Open the engine and the broker; close both (and any tasks started) on the way out."""
     engine, factory = make_database(settings, service=service, schema=schema)
+    # The outbox relay's own two connections (its LISTEN and its batches): requests or
+    # handlers filling the main pool in a burst must not hold published events back.
+    relay_engine = db.create_engine(
+        settings.database_url, schema=schema, application_name=f"{service}-relay", pool_size=2
+    )
     broker = Broker(settings.amqp_url, prefix=settings.broker_prefix, client_name=service)
-    resources = Resources(service, schema, engine, factory, broker)
+    resources = Resources(service, schema, engine, factory, broker, relay_engine)
     try:
         if wait_for_broker:
             await connect_broker_forever(broker)
@@ -86,4 +92,5 @@ async def open_resources(
                 await task
         await resources.exit_stack.aclose()
         await broker.close()
+        await relay_engine.dispose()
         await engine.dispose()

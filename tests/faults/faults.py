@@ -23,7 +23,14 @@ from tests import support
 from tests.faults.harness import System
 
 Fault = Callable[[System, AsyncEngine], Coroutine[Any, Any, dict[str, Any]]]
-OUR_SERVICES = ["billing_api", "payment_gateway", "access_api", "notifier", "etl"]
+SERVICES = ["billing_api", "payment_gateway", "access_api", "notifier", "etl"]
+# Every pool of ours: the services' own, their outbox relays', the sandbox's, the access cache's.
+OUR_SERVICES = [
+    *SERVICES,
+    *(f"{service}-relay" for service in SERVICES),
+    "sandbox",
+    "access_api-cache",
+]
 RECOVER_WITHIN = 90.0
 
 

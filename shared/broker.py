@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractExchange,
     AbstractQueue,
@@ -126,10 +127,27 @@ class Broker:
         )
 
     async def publish_many(self, messages: Sequence[tuple[str, str, bytes, str | None]]) -> None:
-        """Publish ``(routing_key, message_id, body, correlation_id)`` tuples; confirms overlap."""
+        """Publish ``(routing_key, message_id, body, correlation_id)`` tuples; confirms overlap.
+
+        The whole batch is queued for writing at once and then its confirms are awaited together
+        (aio-pika's ``Exchange.publish`` would wait for each message to be written out before the
+        next, one event-loop turn apiece, which in a busy process made a batch of 200 take
+        seconds). Order on the channel is kept; a nack or a return raises as with ``publish``.
+        """
+        if self._channel is None or self._exchange is None or self._channel.is_closed:
+            raise BrokerNotConnected("the broker is not connected")
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        exchange = self._exchange.name
         await asyncio.gather(
             *(
-                self.publish(body, routing_key=key, message_id=mid, correlation_id=cid)
+                channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=key,
+                    properties=make_message(body, key, mid, cid).properties,
+                    mandatory=True,
+                    wait=False,
+                )
                 for key, mid, body, cid in messages
             )
         )

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, events.Envelope[Any]], Awaitable[None]]
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+# Handlers in flight at once: somewhat more than the connection pool, so a connection given back
+# is taken at once; many more would only wait on the pool.
+PREFETCH = 16
 ATTEMPT_HEADER = "x-attempt"
 ERROR_HEADER = "x-last-error"
 
@@ -69,7 +72,7 @@ class Consumer:
         handlers: Mapping[type[events.EventPayload], Handler],
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
-        prefetch: int = 32,
+        prefetch: int = PREFETCH,
     ) -> None:
         self.name = name
         self.broker = broker

@@ -58,7 +58,9 @@ def create_app(
             )
             providers.by_name["sandbox"] = sandbox
             app.state.sandbox = sandbox
-            http = await resources.exit_stack.enter_async_context(create_http_client())
+            http = await resources.exit_stack.enter_async_context(
+                create_http_client(limits=WebhookSender.limits())
+            )
             sender = WebhookSender(
                 sandbox,
                 http,

@@ -169,11 +169,16 @@ async def _find_refund(
 
 
 async def settle_status(session: AsyncSession, payment: Payment) -> None:
-    refunded = await session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.status == RefundState.SUCCEEDED
+    refunded = 0
+    if payment.refunded_amount:  # reserved for every refund ever asked for: 0 means none
+        refunded = (
+            await session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(Refund.amount), 0)).where(
+                    Refund.payment_id == payment.id, Refund.status == RefundState.SUCCEEDED
+                )
+            )
+            or 0
         )
-    )
     payment.status = state.after_refunds(
         PaymentStatus(payment.status),
         amount=payment.amount,

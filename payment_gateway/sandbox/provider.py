@@ -230,10 +230,13 @@ class SandboxProvider:
                 if charge is None:
                     raise base.ProviderError(f"no such charge {provider_ref}")
                 return await self._charge_snapshot(db, charge)
-            checkout = await db.get(SandboxSession, provider_ref, with_for_update=True)
+            checkout = await db.get(SandboxSession, provider_ref)
             if checkout is None:
                 raise base.ProviderError(f"no such checkout session {provider_ref}")
-            await self._expire_if_due(db, checkout)
+            if checkout.status == "open" and checkout.expires_at <= clock.now():
+                # lock only to expire it: the expiry is reported by webhook once
+                await db.refresh(checkout, with_for_update=True)
+                await self._expire_if_due(db, checkout)
             return await self._session_snapshot(db, checkout)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> base.WebhookNotice:
@@ -421,7 +424,8 @@ class SandboxProvider:
             customer_ref=f"cus_sb_{checkout.customer_id.hex}",
             failure_code=checkout.failure_code,
             failure_message="the card was declined" if checkout.failure_code else None,
-            refunds=await self._refunds(db, checkout.id),
+            # only a paid session can have been refunded
+            refunds=await self._refunds(db, checkout.id) if checkout.status == "succeeded" else (),
         )
 
     async def _charge_snapshot(

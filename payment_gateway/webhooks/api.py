@@ -19,20 +19,24 @@ router = APIRouter(tags=["webhooks"])
     responses={400: {"description": "bad or missing signature; nothing stored"}},
 )
 async def receive_webhook(provider: str, request: Request) -> dict[str, object]:
-    """Verify the signature over the raw body, store the event once, then process it."""
+    """Verify the signature over the raw body, store the event once and process it."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     providers = request.app.state.providers
     body = await request.body()
     async with sessions() as session, session.begin():
         stored, notice = await service.receive(session, providers, provider, body, request.headers)
-    if stored is None:
-        return {"received": True, "duplicate": True}
-    outcome = None
-    if notice.relevant:
-        try:
-            async with sessions() as session, session.begin():
-                outcome = await service.process(session, providers, stored)
-        except Exception:
-            # Stored already: the sweep retries it. The provider must not resend it for this.
-            logger.exception("webhook processing failed; left for the sweep", extra={"row": stored})
+        if stored is None:
+            return {"received": True, "duplicate": True}
+        outcome = None
+        if notice.relevant:
+            try:
+                async with session.begin_nested():
+                    outcome = await service.process_received(
+                        session, providers, provider, stored, notice
+                    )
+            except Exception:
+                # Stored all the same: the sweep retries it. The provider need not resend it.
+                logger.exception(
+                    "webhook processing failed; left for the sweep", extra={"row": stored}
+                )
     return {"received": True, "duplicate": False, "outcome": outcome}

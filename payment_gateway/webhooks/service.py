@@ -1,10 +1,11 @@
 """Webhook ingestion: verify, store once, then process by re-reading the provider.
 
-Storing and processing are separate transactions. The store is ``INSERT … ON CONFLICT DO
-NOTHING`` on ``(provider, provider_event_id)``, so a redelivered event is recorded once; the
-processing claims the stored row with ``FOR UPDATE SKIP LOCKED``, so ten concurrent deliveries
-of one event are processed by exactly one of them. A row whose processing failed stays
-unprocessed and is picked up again by :func:`process_pending`.
+The store is ``INSERT … ON CONFLICT DO NOTHING`` on ``(provider, provider_event_id)``, so a
+redelivered event is recorded once (a concurrent duplicate waits on the unique index and then
+does nothing). The delivery that stored the row processes it in the same transaction, inside a
+savepoint: one commit per webhook, and a processing failure rolls back to the savepoint and
+still commits the stored row, unprocessed, for :func:`process_pending` to retry. The sweep claims
+such rows with ``FOR UPDATE SKIP LOCKED``, so they are processed by exactly one process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
+from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
@@ -77,34 +79,71 @@ async def process(session: AsyncSession, providers: Providers, event_id: int) ->
     ).first()
     if event is None:
         return None
-    payment = await _find_payment(session, event)
-    if payment is None:
-        outcome = "unknown payment"
-        logger.warning(
-            "webhook for a payment we do not know",
-            extra={"provider": event.provider, "event_id": event.provider_event_id},
-        )
-    else:
-        assert payment.provider_ref is not None
-        snapshot = await providers.get(payment.provider).fetch_payment(payment.provider_ref)
-        await apply_snapshot(session, payment, snapshot)
-        outcome = f"payment {payment.status}"
+    outcome = await _apply(
+        session,
+        providers,
+        event.provider,
+        event.provider_event_id,
+        event.payment_id,
+        event.provider_ref,
+    )
     event.processed_at = clock.now()
     event.outcome = outcome
     await session.flush()
     return outcome
 
 
-async def _find_payment(session: AsyncSession, event: WebhookEvent) -> Payment | None:
+async def process_received(
+    session: AsyncSession, providers: Providers, provider: str, row: int, notice: WebhookNotice
+) -> str:
+    """Process an event stored by :func:`receive` in this same transaction.
+
+    Nobody else can see the row before the commit, so it needs no claim; the caller runs this
+    in a savepoint, so a processing failure still commits the stored row for the sweep.
+    """
+    outcome = await _apply(
+        session, providers, provider, notice.event_id, notice.payment_id, notice.provider_ref
+    )
+    await session.execute(
+        sa.update(WebhookEvent)
+        .where(WebhookEvent.id == row)
+        .values(processed_at=clock.now(), outcome=outcome)
+    )
+    return outcome
+
+
+async def _apply(
+    session: AsyncSession,
+    providers: Providers,
+    provider: str,
+    provider_event_id: str,
+    payment_id: UUID | None,
+    provider_ref: str | None,
+) -> str:
+    """Re-read the payment at the provider and apply what it says; returns the outcome."""
+    payment = await _find_payment(session, provider, payment_id, provider_ref)
+    if payment is None:
+        logger.warning(
+            "webhook for a payment we do not know",
+            extra={"provider": provider, "event_id": provider_event_id},
+        )
+        return "unknown payment"
+    assert payment.provider_ref is not None
+    snapshot = await providers.get(payment.provider).fetch_payment(payment.provider_ref)
+    await apply_snapshot(session, payment, snapshot)
+    return f"payment {payment.status}"
+
+
+async def _find_payment(
+    session: AsyncSession, provider: str, payment_id: UUID | None, provider_ref: str | None
+) -> Payment | None:
     query = sa.select(Payment).with_for_update()
-    if event.payment_id is not None:
-        query = query.where(Payment.id == event.payment_id)
-    elif event.provider_ref is not None:
+    if payment_id is not None:
+        query = query.where(Payment.id == payment_id)
+    elif provider_ref is not None:
         query = query.where(
-            Payment.provider == event.provider,
-            sa.or_(
-                Payment.provider_ref == event.provider_ref, Payment.charge_ref == event.provider_ref
-            ),
+            Payment.provider == provider,
+            sa.or_(Payment.provider_ref == provider_ref, Payment.charge_ref == provider_ref),
         )
     else:
         return None

@@ -76,6 +76,36 @@ class TestBulkUpsert:
         )
         assert [movie["id"] for movie in page.json()["items"]] == [movie_id]
 
+    async def test_one_batch_mixes_items_that_send_or_leave_out_a_field(self, suite: Suite) -> None:
+        kept, changed, new = str(uuid4()), str(uuid4()), str(uuid4())
+        await bulk(
+            suite,
+            [
+                {"id": kept, "title": "Kept", "description": "Old cut"},
+                {"id": changed, "title": "Changed", "description": "Old cut"},
+            ],
+        )
+        result = await bulk(
+            suite,
+            [
+                {"id": kept, "title": "Kept"},  # description left out: kept as it is
+                {"id": changed, "title": "Changed", "description": "", "available": False},
+                {"id": new, "title": "New"},
+            ],
+        )
+        assert result == {"received": 3, "created": 1, "updated": 1, "unchanged": 1}
+        movies = {
+            movie["id"]: (movie["description"], movie["available"])
+            for movie in (
+                await suite.http.get(
+                    "/api/v1/admin/movies", params={"limit": 1000}, headers=service_headers()
+                )
+            ).json()["items"]
+        }
+        assert movies[kept] == ("Old cut", True)
+        assert movies[changed] == ("", False)
+        assert movies[new] == ("", True)
+
     async def test_duplicate_ids_oversized_batches_and_price_fields_are_refused(
         self, suite: Suite
     ) -> None:

@@ -7,12 +7,13 @@ tried again later and the watermark stays where it was.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import httpx
+import orjson
 
 from etl.errors import BillingRefused, BillingUnavailable
 from shared.auth import AuthSettings, mint_service_token
@@ -42,13 +43,16 @@ class BillingClient:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_service_token(self.auth, SERVICE_NAME)}"}
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        token = mint_service_token(self.auth, SERVICE_NAME)
+        return {"Authorization": f"Bearer {token}", **(extra or {})}
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             response = await self.http.request(
-                method, f"{self.base_url}{path}", headers=self._headers(), **kwargs
+                method, f"{self.base_url}{path}", headers=self._headers(headers), **kwargs
             )
         except httpx.HTTPError as exc:
             raise BillingUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -56,14 +60,20 @@ class BillingClient:
             refused = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
             error = BillingRefused if refused else BillingUnavailable
             raise error(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = orjson.loads(response.content)
         return body
 
     async def upsert(self, movies: list[dict[str, Any]]) -> Loaded:
-        body = await self._call("POST", BULK_PATH, json={"movies": movies})
+        body = await self._call(
+            "POST",
+            BULK_PATH,
+            # orjson: a thousand movies encode several times faster than with the json module
+            content=orjson.dumps({"movies": movies}),
+            headers={"Content-Type": "application/json"},
+        )
         return Loaded(body["received"], body["created"], body["updated"], body["unchanged"])
 
-    async def available_movies(self, *, page_size: int) -> AsyncIterator[list[BillingMovie]]:
+    async def available_movies(self, *, page_size: int) -> AsyncGenerator[list[BillingMovie], None]:
         """Every movie billing offers as available, in pages ordered by id."""
         cursor: str | None = None
         while True:

@@ -10,6 +10,7 @@ longer has as unavailable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from etl import transform
-from etl.billing import BillingClient
+from etl.billing import BillingClient, BillingMovie, Loaded
 from etl.config import EtlSettings
 from etl.errors import Unavailable
 from etl.source import Source, Watermark
@@ -78,67 +79,108 @@ async def sync_changes(
     report: PassReport,
     backoff: Backoff | None = None,
 ) -> None:
-    """Load every source row changed since the watermark, one batch at a time."""
+    """Load every source row changed since the watermark, one batch at a time.
+
+    The next batch is read from the source while billing loads the current one (reading
+    changes nothing), but batches are loaded one after the other and the watermark is saved
+    after each, so a crash still repeats at most the batch in flight.
+    """
     state = await store.load()
     watermark = state.watermark
     newest = await source.newest_modified()
-    while True:
-        films = await source.changed_after(watermark, limit=batch_size)
-        if not films:
-            return
-        loaded = await billing.upsert([transform.movie(film) for film in films])
-        watermark = films[-1].watermark
-        await store.save_watermark(watermark, loaded=loaded.received)
+    films = await source.changed_after(watermark, limit=batch_size)
+    while films:
+        ahead = None
+        if len(films) == batch_size:
+            ahead = asyncio.create_task(source.changed_after(films[-1].watermark, limit=batch_size))
+        try:
+            loaded = await billing.upsert([transform.movie(film) for film in films])
+            watermark = films[-1].watermark
+            await store.save_watermark(watermark, loaded=loaded.received)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead
+            raise
         if backoff is not None:
             backoff.progressed()
-        report.batches += 1
-        report.read += len(films)
-        report.loaded += loaded.received
-        report.created += loaded.created
-        report.updated += loaded.updated
-        report.unchanged += loaded.unchanged
-        lag = _lag_seconds(newest, watermark)
-        logger.info(
-            "film_work batch: read %d, loaded %d (created %d, updated %d, unchanged %d);"
-            " pass total %d; watermark lag %.1fs",
-            len(films),
-            loaded.received,
-            loaded.created,
-            loaded.updated,
-            loaded.unchanged,
-            report.loaded,
-            lag,
-            extra={
-                "table": "film_work",
-                "rows_read": len(films),
-                "rows_loaded": loaded.received,
-                "pass_total": report.loaded,
-                "watermark_modified": watermark.modified.isoformat(),
-                "watermark_id": str(watermark.id),
-                "lag_seconds": round(lag, 3),
-            },
-        )
-        if len(films) < batch_size:
-            return
+        _count(report, len(films), loaded, newest, watermark)
+        films = await ahead if ahead is not None else []
+
+
+def _count(
+    report: PassReport, read: int, loaded: Loaded, newest: datetime | None, watermark: Watermark
+) -> None:
+    report.batches += 1
+    report.read += read
+    report.loaded += loaded.received
+    report.created += loaded.created
+    report.updated += loaded.updated
+    report.unchanged += loaded.unchanged
+    lag = _lag_seconds(newest, watermark)
+    logger.info(
+        "film_work batch: read %d, loaded %d (created %d, updated %d, unchanged %d);"
+        " pass total %d; watermark lag %.1fs",
+        read,
+        loaded.received,
+        loaded.created,
+        loaded.updated,
+        loaded.unchanged,
+        report.loaded,
+        lag,
+        extra={
+            "table": "film_work",
+            "rows_read": read,
+            "rows_loaded": loaded.received,
+            "pass_total": report.loaded,
+            "watermark_modified": watermark.modified.isoformat(),
+            "watermark_id": str(watermark.id),
+            "lag_seconds": round(lag, 3),
+        },
+    )
 
 
 async def mark_vanished(
     source: Source, billing: BillingClient, *, report: PassReport, page_size: int = FULL_PASS_PAGE
 ) -> None:
-    """Mark every movie billing offers that the source no longer has as unavailable."""
-    async for page in billing.available_movies(page_size=page_size):
-        present = await source.existing_ids([movie.id for movie in page])
-        gone = [movie for movie in page if movie.id not in present]
-        if gone:
-            await billing.upsert(
-                [{"id": str(movie.id), "title": movie.title, "available": False} for movie in gone]
-            )
-            report.marked_unavailable += len(gone)
-            logger.info(
-                "full pass: %d movies gone from the source marked unavailable",
-                len(gone),
-                extra={"table": "film_work", "marked_unavailable": len(gone)},
-            )
+    """Mark every movie billing offers that the source no longer has as unavailable.
+
+    Billing's next page is fetched while the source is asked about the current one: pages are
+    keyset by id, so marking movies of one page changes nothing on the next.
+    """
+    pages = billing.available_movies(page_size=page_size)
+    try:
+        page = await anext(pages, None)
+        while page is not None:
+            following = asyncio.ensure_future(anext(pages, None))
+            try:
+                await _mark_gone(source, billing, page, report)
+            except BaseException:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await following
+                raise
+            page = await following
+    finally:
+        await pages.aclose()
+
+
+async def _mark_gone(
+    source: Source, billing: BillingClient, page: list[BillingMovie], report: PassReport
+) -> None:
+    present = await source.existing_ids([movie.id for movie in page])
+    gone = [movie for movie in page if movie.id not in present]
+    if gone:
+        await billing.upsert(
+            [{"id": str(movie.id), "title": movie.title, "available": False} for movie in gone]
+        )
+        report.marked_unavailable += len(gone)
+        logger.info(
+            "full pass: %d movies gone from the source marked unavailable",
+            len(gone),
+            extra={"table": "film_work", "marked_unavailable": len(gone)},
+        )
 
 
 class Etl:

@@ -8,7 +8,9 @@ import logging
 import pytest
 from pydantic import SecretStr
 
-from etl.pipeline import PassReport
+from etl.errors import SourceUnavailable
+from etl.pipeline import PassReport, sync_changes
+from etl.source import FilmWork, Source, Watermark
 from etl.worker import open_etl
 from shared.auth import AuthSettings
 from tests import support
@@ -140,6 +142,37 @@ class TestOutages:
         assert "answered 401" in caplog.text
         assert await world.scalar("SELECT count(*) FROM etl.sync_state") == 0
         assert await world.scalar("SELECT count(*) FROM billing.movie") == 0
+
+
+class TestReadAhead:
+    async def test_a_source_lost_while_the_next_batch_is_read_keeps_the_loaded_one(
+        self, world: World
+    ) -> None:
+        await world.add_films(2_490)  # 2,500 with the demo movies: three batches of 1,000
+
+        class LostAfterFirstRead(Source):
+            reads = 0
+
+            async def changed_after(
+                self, watermark: Watermark | None, *, limit: int
+            ) -> list[FilmWork]:
+                self.reads += 1
+                if self.reads > 1:
+                    raise SourceUnavailable("connection lost")
+                return await super().changed_after(watermark, limit=limit)
+
+        async with world.billing.up(), open_etl(world.settings(batch_size=1000)) as etl:
+            lost = LostAfterFirstRead(etl.source.engine, settle_seconds=0)
+            with pytest.raises(SourceUnavailable):
+                await sync_changes(
+                    lost, etl.billing, etl.store, batch_size=1000, report=PassReport()
+                )
+            assert await world.scalar("SELECT count(*) FROM billing.movie") == 1000
+            assert await world.scalar("SELECT rows_loaded FROM etl.sync_state") == 1000
+
+            report = await etl.run_once()
+        assert (report.read, report.created) == (1500, 1500)
+        assert len(await world.billing_titles()) == 2_500
 
 
 class TestFullPass:

@@ -33,8 +33,12 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def broker_prefix() -> str:
-    return support.unique_prefix()
+def broker_prefix() -> Iterator[str]:
+    """This run's prefix; at the very end everything declared under it is deleted (whether or
+    not the ``broker`` fixture was used: apps started by the tests declare names too)."""
+    prefix = support.unique_prefix()
+    yield prefix
+    asyncio.run(support.delete_broker_names(prefix))
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +66,4 @@ async def broker(broker_prefix: str) -> AsyncIterator[Broker]:
     except Exception as exc:
         pytest.fail(f"the tests need RabbitMQ at {support.AMQP_URL}: {exc}")
     yield broker
-    await support.delete_run_queues(broker)
-    await support.delete_events_exchange(broker)
     await broker.close()

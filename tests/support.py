@@ -71,6 +71,17 @@ async def delete_events_exchange(broker: Broker) -> None:
     await channel.close()
 
 
+async def delete_broker_names(prefix: str) -> None:
+    """Delete every queue and exchange the suite declares under ``prefix``."""
+    broker = Broker(AMQP_URL, prefix=prefix, client_name="tests-cleanup")
+    await broker.connect()
+    try:
+        await delete_run_queues(broker)
+        await delete_events_exchange(broker)
+    finally:
+        await broker.close()
+
+
 async def truncate(engine: Any, tables: str, *, attempts: int = 10) -> None:
     """``TRUNCATE tables`` while the app's own background tasks (relay, sweeps, senders) may hold
     row locks on them: wait a bounded time for the lock and retry on a deadlock, so a test's

@@ -7,6 +7,11 @@ off-session charges. Measured: wall time of one ``run-jobs`` process renewing al
 of two processes started together on another 20,000 (they split the work with SKIP LOCKED).
 Target ≥ 500 subscriptions/s.
 
+run-jobs renews a subscription from the gateway's answer to the charge; the charge.succeeded
+webhook the sandbox then sends (and the payment.succeeded event it becomes) are not waited for,
+but they load the same gateway while it runs. Whatever is left of them when run-jobs finishes is
+reported and delivered before the next measurement starts, so none measures the other's work.
+
     python -m bench.renewals        # BENCH_RENEWALS=20000 by default
 """
 
@@ -58,6 +63,9 @@ SELECT count(*) FROM billing.subscription
 WHERE current_period_end > $1::timestamptz + interval '20 days'
 """
 
+# The sandbox's webhooks (one charge.succeeded per renewal) not yet delivered to the gateway.
+WEBHOOKS_DUE_SQL = "SELECT count(*) FROM gateway.sandbox_webhook WHERE delivered_at IS NULL"
+
 
 async def seed(database_url: str, first: int, count: int, now: datetime) -> None:
     conn = await asyncpg.connect(common.asyncpg_dsn(database_url), command_timeout=300)
@@ -78,6 +86,24 @@ async def renewed(database_url: str, now: datetime) -> int:
     try:
         count: int = await conn.fetchval(RENEWED_SQL, now)
         return count
+    finally:
+        await conn.close()
+
+
+async def drain_webhooks(database_url: str, *, timeout_s: float = 600.0) -> tuple[int, float]:
+    """Wait until the gateway has received every sandbox webhook; returns (how many were still
+    to deliver when run-jobs finished, seconds it took). The renewals are counted without them
+    (billing settles each charge from the gateway's answer), but a measurement must not leave
+    its webhooks to be processed during the next one."""
+    conn = await asyncpg.connect(common.asyncpg_dsn(database_url))
+    try:
+        started = time.monotonic()
+        backlog: int = await conn.fetchval(WEBHOOKS_DUE_SQL)
+        while await conn.fetchval(WEBHOOKS_DUE_SQL):
+            if time.monotonic() - started > timeout_s:
+                raise common.BenchFailed(f"sandbox webhooks still undelivered after {timeout_s}s")
+            await asyncio.sleep(0.5)
+        return backlog, time.monotonic() - started
     finally:
         await conn.close()
 
@@ -113,7 +139,14 @@ def measure(suite: Suite, count: int, processes: int, first: int) -> dict[str, A
     suite.check_alive()
     if done != count:
         raise common.BenchFailed(f"{done} of {count} subscriptions renewed")
-    return {"seconds": seconds, "per_s": count / seconds, "background": meter.background_cpus}
+    backlog, drained = asyncio.run(drain_webhooks(suite.database_url))
+    print(f"  {backlog:,} sandbox webhooks were still to deliver: {drained:.1f}s", flush=True)
+    return {
+        "seconds": seconds,
+        "per_s": count / seconds,
+        "background": meter.background_cpus,
+        "webhook_backlog": backlog,
+    }
 
 
 def run() -> int:
@@ -129,6 +162,8 @@ def run() -> int:
         "per_s_two_workers": round(two["per_s"], 1),
         "seconds": round(one["seconds"], 2),
         "seconds_two_workers": round(two["seconds"], 2),
+        "webhook_backlog": one["webhook_backlog"],
+        "webhook_backlog_two_workers": two["webhook_backlog"],
         "load_before": [round(x, 2) for x in load],
     }
     best = max(one["per_s"], two["per_s"])

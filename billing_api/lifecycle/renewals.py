@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -347,7 +347,7 @@ async def _settle_group(ctx: JobContext, group: Sequence[Outcome]) -> None:
         del plans
 
 
-async def _plans_of(session: AsyncSession, payments: Iterable[Payment]) -> list[Plan]:
+async def _plans_of(session: AsyncSession, payments: Collection[Payment]) -> list[Plan]:
     """The plans the payments buy and the plans their subscriptions are on now."""
     plan_ids = {payment.plan_id for payment in payments if payment.plan_id is not None}
     subscription_ids = [p.subscription_id for p in payments if p.subscription_id is not None]

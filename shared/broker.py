@@ -26,6 +26,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +73,19 @@ class Broker:
         A half-made connection is closed again, so a retry never leaves a stray robust
         connection reconnecting in the background.
         """
-        connection = None
+        # Made before connecting (rather than by ``connect_robust``) so that a connect
+        # cancelled half-way, by a process stopping say, still has a connection to close:
+        # otherwise its reconnecting task outlives the process's event loop.
+        connection = aio_pika.RobustConnection(
+            make_url(self.url), client_properties={"connection_name": self.client_name}
+        )
         try:
             async with asyncio.timeout(timeout):
-                connection = await aio_pika.connect_robust(
-                    self.url,
-                    timeout=timeout,
-                    client_properties={"connection_name": self.client_name},
-                )
+                await connection.connect(timeout=timeout)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 exchange = await declare_events_exchange(channel, self.prefix)
         except BaseException:
-            if connection is not None:
-                await connection.close()
+            await connection.close()
             raise
         self._connection, self._channel, self._exchange = connection, channel, exchange
         self._connected.set()

@@ -81,10 +81,11 @@ class TestHealth:
         assert response.status_code == 503
         assert response.json()["checks"] == {"database": True, "broker": False}
 
-    async def test_not_ready_when_the_database_is_unreachable(self) -> None:
+    async def test_not_ready_when_the_database_is_unreachable(self, broker_prefix: str) -> None:
         settings = ServiceSettings(
             database_url="postgresql+asyncpg://postgres@127.0.0.1:1/cinema",
             amqp_url=support.AMQP_URL,
+            broker_prefix=broker_prefix,
         )
         app = build(settings)
         async with app.router.lifespan_context(app):

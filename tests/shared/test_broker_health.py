@@ -35,4 +35,5 @@ class TestIsConnected:
 
                 await support.eventually(up, timeout=30)
             finally:
+                await support.delete_events_exchange(broker)
                 await broker.close()

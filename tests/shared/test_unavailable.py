@@ -23,14 +23,18 @@ async def count(session: SessionDep) -> dict[str, int]:
 
 
 class TestDatabaseDown:
-    async def test_a_request_needing_the_database_answers_503_and_ready_says_so(self) -> None:
+    async def test_a_request_needing_the_database_answers_503_and_ready_says_so(
+        self, broker_prefix: str
+    ) -> None:
         down = f"postgresql+asyncpg://postgres@127.0.0.1:{support.free_port()}/nowhere"
         app = create_service_app(
             service="billing_api",
             schema="billing",
             title="t",
             description="d",
-            settings=ServiceSettings(database_url=down, amqp_url=support.AMQP_URL),
+            settings=ServiceSettings(
+                database_url=down, amqp_url=support.AMQP_URL, broker_prefix=broker_prefix
+            ),
             routers=[router],
         )
         async with app.router.lifespan_context(app):

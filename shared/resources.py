@@ -40,13 +40,14 @@ def _json_dumps(value: object) -> str:
 
 
 def make_database(
-    settings: ServiceSettings, *, service: str, schema: str
+    settings: ServiceSettings, *, service: str, schema: str, pool_size: int | None = None
 ) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """The engine (``pool_size`` connections, ``DB_POOL_SIZE`` when not given) and sessions."""
     engine = db.create_engine(
         settings.database_url,
         schema=schema,
         application_name=service,
-        pool_size=settings.db_pool_size,
+        pool_size=pool_size or settings.db_pool_size,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
@@ -75,8 +76,8 @@ async def open_resources(
     engine, factory = make_database(settings, service=service, schema=schema)
     # The outbox relay's own two connections (its LISTEN and its batches): requests or
     # handlers filling the main pool in a burst must not hold published events back.
-    relay_engine = db.create_engine(
-        settings.database_url, schema=schema, application_name=f"{service}-relay", pool_size=2
+    relay_engine, _ = make_database(
+        settings, service=f"{service}-relay", schema=schema, pool_size=2
     )
     broker = Broker(settings.amqp_url, prefix=settings.broker_prefix, client_name=service)
     resources = Resources(service, schema, engine, factory, broker, relay_engine)

@@ -13,7 +13,7 @@ from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.deps import Customer
 from billing_api.gateway import GatewayClient
-from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
+from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
 from billing_api.payments import service as payments
 from billing_api.pricing.inputs import price_plan
 from billing_api.refunds import service as refunds
@@ -301,7 +301,7 @@ async def waiting_upgrade(session: AsyncSession, subscription: Subscription) -> 
         sa.select(Payment)
         .where(
             Payment.subscription_id == subscription.id,
-            Payment.purpose == "upgrade",
+            Payment.purpose == PaymentPurpose.UPGRADE,
             Payment.status == "pending",
         )
         .order_by(Payment.created_at.desc())

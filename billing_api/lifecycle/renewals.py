@@ -16,11 +16,14 @@ Design decisions, for throughput (``make bench-renewals``) without giving up any
 * A batch costs a handful of statements to claim (one query for the due rows, one for pending
   payments, one multi-row insert, one lease update) instead of several per subscription.
 * Answers are settled ``SETTLE_GROUP`` to a transaction: the payments of a group are locked in
-  one statement, in id order (the same payment-then-subscription order as the event consumer, so
-  no new deadlock); if the group fails, each payment is settled on its own so one bad payment
-  cannot hold back the others. A payment left unsettled by a crash stays pending: the next run
-  after the lease charges it again with the same id (the gateway answers with the first charge)
-  and settles it, and so would the gateway's event or reconciliation.
+  one statement, in id order (payment before subscription, as the event consumer does; two runs
+  settling groups of the same users can still deadlock, and PostgreSQL's abort then sends the
+  losing group down the one-at-a-time path); if a group fails, each of its payments is settled on
+  its own, and every later group is settled all the same, so one bad payment holds back no other.
+  The failures are raised together once the whole run is done. A payment left unsettled by a
+  crash stays pending: the next run after the lease charges it again with the same id (the
+  gateway answers with the first charge) and settles it, and so would the gateway's event or
+  reconciliation.
 * While one batch is settled the next one is claimed and charged: the gateway is never idle
   waiting for our commits. At most one settlement is in flight, so memory and connections stay
   bounded (a run holds at most two pooled connections).
@@ -39,7 +42,7 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.gateway import GatewayPayment, GatewayUnavailable
+from billing_api.gateway import GatewayPayment, GatewayRefused, GatewayUnavailable
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext, apply_gateway_result
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
 from billing_api.pricing import service as pricing
@@ -67,21 +70,23 @@ class RenewalCharge:
     payment_method_ref: str
 
 
-Outcome = tuple[UUID, GatewayPayment]
-
-
 async def renew_due(ctx: JobContext) -> int:
     """Charge every subscription whose renewal (or next dunning retry) is due, batch by batch;
     returns how many charges succeeded (counted by the charge, not by who applied it: the
     gateway's event may have got there first)."""
-    settled: list[asyncio.Task[int]] = []
+    succeeded = 0
+    settlements: list[asyncio.Task[list[Exception]]] = []
     async with asyncio.TaskGroup() as group:
         while batch := await claim_renewals(ctx):
-            outcomes = await charge_all(ctx, batch)
-            if settled:
-                await settled[-1]  # one settlement in flight at a time
-            settled.append(group.create_task(settle(ctx, outcomes)))
-    return sum(task.result() for task in settled)
+            results = await charge_all(ctx, batch)
+            succeeded += sum(result.status == "succeeded" for result in results)
+            if settlements:
+                await settlements[-1]  # one settlement in flight at a time
+            settlements.append(group.create_task(settle(ctx, results)))
+    failures = [failure for task in settlements for failure in task.result()]
+    if failures:
+        raise ExceptionGroup("renewals charged but not settled by this run", failures)
+    return succeeded
 
 
 # --- 1. claim -----------------------------------------------------------------------------------
@@ -263,12 +268,12 @@ def _charge_of(payment: dict[str, Any]) -> RenewalCharge:
 # --- 2. charge ----------------------------------------------------------------------------------
 
 
-async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[Outcome]:
+async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[GatewayPayment]:
     """The gateway's answer for each charge it could be asked about (others wait for the next
     run, after the lease)."""
     limit = asyncio.Semaphore(CHARGE_CONCURRENCY)
 
-    async def charge(renewal: RenewalCharge) -> Outcome | None:
+    async def charge(renewal: RenewalCharge) -> GatewayPayment | None:
         async with limit:
             return await _charge(ctx, renewal)
 
@@ -277,7 +282,7 @@ async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[Ou
     return [outcome for task in tasks if (outcome := task.result()) is not None]
 
 
-async def _charge(ctx: JobContext, renewal: RenewalCharge) -> Outcome | None:
+async def _charge(ctx: JobContext, renewal: RenewalCharge) -> GatewayPayment | None:
     try:
         result = await ctx.gateway.charge_off_session(
             payment_id=renewal.payment_id,
@@ -289,50 +294,47 @@ async def _charge(ctx: JobContext, renewal: RenewalCharge) -> Outcome | None:
             payment_method_ref=renewal.payment_method_ref,
             metadata={"purpose": "renewal", "subscription_id": str(renewal.subscription_id)},
         )
+    except GatewayRefused as exc:  # billing and the gateway disagree: a bug, not an outage
+        logger.error("renewal charge refused by the gateway; retried on the next run: %s", exc)
+        return None
     except GatewayUnavailable as exc:
         logger.warning("renewal charge not made; retried on the next run: %s", exc)
         return None
-    return renewal.payment_id, result
+    return result
 
 
 # --- 3. settle ----------------------------------------------------------------------------------
 
 
-async def settle(ctx: JobContext, outcomes: Sequence[Outcome]) -> int:
-    """Apply the gateway's answers, ``SETTLE_GROUP`` per transaction; returns the successes."""
-    ordered = sorted(outcomes, key=lambda outcome: outcome[0])
+async def settle(ctx: JobContext, results: Sequence[GatewayPayment]) -> list[Exception]:
+    """Apply the gateway's answers, ``SETTLE_GROUP`` per transaction; returns what failed (each
+    such payment stays pending for the gateway's event, or the next run after the lease)."""
+    failures: list[Exception] = []
+    ordered = sorted(results, key=lambda result: result.payment_id)
     for start in range(0, len(ordered), SETTLE_GROUP):
         group = ordered[start : start + SETTLE_GROUP]
         try:
             await _settle_group(ctx, group)
-        except Exception:
+        except Exception as failure:
             if len(group) == 1:
-                raise
+                failures.append(failure)
+                continue
             logger.exception("settling %d renewals together failed; one at a time", len(group))
-            await _settle_one_by_one(ctx, group)
-    return sum(result.status == "succeeded" for _, result in outcomes)
+            for result in group:
+                try:
+                    await _settle_group(ctx, [result])
+                except Exception as single:
+                    failures.append(single)
+    return failures
 
 
-async def _settle_one_by_one(ctx: JobContext, group: Sequence[Outcome]) -> None:
-    """Settle each payment on its own; the first failure is raised once the others are done
-    (the run reports it; the payment stays pending for the next run, or the gateway's event)."""
-    failures: list[Exception] = []
-    for outcome in group:
-        try:
-            await _settle_group(ctx, [outcome])
-        except Exception as exc:
-            failures.append(exc)
-    if failures:
-        raise failures[0]
-
-
-async def _settle_group(ctx: JobContext, group: Sequence[Outcome]) -> None:
+async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> None:
     async with ctx.sessions() as session, session.begin():
         payments = {
             payment.id: payment
             for payment in await session.scalars(
                 sa.select(Payment)
-                .where(Payment.id.in_([payment_id for payment_id, _ in group]))
+                .where(Payment.id.in_([result.payment_id for result in group]))
                 .order_by(Payment.id)
                 .with_for_update()
             )
@@ -340,9 +342,9 @@ async def _settle_group(ctx: JobContext, group: Sequence[Outcome]) -> None:
         # The session holds unchanged objects weakly: kept referenced here, the plans are
         # loaded once for the group instead of once per payment by each settlement.
         plans = await _plans_of(session, payments.values())
-        for payment_id, result in group:
+        for result in group:
             await apply_gateway_result(
-                session, payments[payment_id], result, dunning=ctx.settings.dunning_offsets
+                session, payments[result.payment_id], result, dunning=ctx.settings.dunning_offsets
             )
         del plans
 

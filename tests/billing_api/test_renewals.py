@@ -125,7 +125,9 @@ class TestSettlement:
         subscriptions, at = await due_subscriptions(suite, 4)
         with clock.frozen(at):
             claimed = await renewals.claim_renewals(context(suite, at))
-        broken = claimed[1].payment_id
+        # Groups of two, the broken payment in the first: the second group is settled all the same.
+        monkeypatch.setattr(renewals, "SETTLE_GROUP", 2)
+        broken = min(charge.payment_id for charge in claimed)
         settle = lifecycle.apply_gateway_result
 
         async def failing_for_one(
@@ -137,8 +139,9 @@ class TestSettlement:
 
         monkeypatch.setattr(renewals, "apply_gateway_result", failing_for_one)
         after_lease = at + LEASE
-        with clock.frozen(after_lease), pytest.raises(ExceptionGroup):
+        with clock.frozen(after_lease), pytest.raises(ExceptionGroup) as failed:
             await renewals.renew_due(context(suite, after_lease))
+        assert failed.group_contains(RuntimeError, match="a bug in settling one payment")
 
         statuses = {p.id: p.status for p in (await renewal_payments(suite)).values()}
         del statuses[broken]

@@ -63,6 +63,15 @@ class Plan(UUIDPrimaryKey, Timestamps, Base):
 
 
 class Movie(Timestamps, Base):
+    """A movie billing can sell.
+
+    Two flags, each with one owner: ``in_source`` is whether the movie admin still has the movie
+    (written only by the ETL's bulk upsert and its full pass), ``available`` is whether staff sell
+    it (written only by admins). A movie is on sale when both hold, so a source edit never puts
+    back on sale a film staff took off, and staff's choice survives the film leaving the source
+    and coming back.
+    """
+
     __tablename__ = "movie"
     __table_args__ = (
         sa.CheckConstraint(
@@ -82,6 +91,11 @@ class Movie(Timestamps, Base):
     rent_hours: Mapped[int | None]
     currency: Mapped[str] = mapped_column(sa.String(3))
     available: Mapped[bool] = mapped_column(default=True)
+    in_source: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+
+    @property
+    def on_sale(self) -> bool:
+        return self.available and self.in_source
 
 
 class PlanMovie(Base):

@@ -1,4 +1,4 @@
-"""billing's admin movie API as the ETL uses it: bulk upserts and the listing of available movies.
+"""billing's admin movie API as the ETL uses it: bulk upserts and the listing of movies in source.
 
 Every call carries a fresh internal service token (they are short-lived). Anything but a 200 —
 billing down, restarting, overloaded or refusing — is :class:`BillingUnavailable`: the batch is
@@ -73,11 +73,11 @@ class BillingClient:
         )
         return Loaded(body["received"], body["created"], body["updated"], body["unchanged"])
 
-    async def available_movies(self, *, page_size: int) -> AsyncGenerator[list[BillingMovie], None]:
-        """Every movie billing offers as available, in pages ordered by id."""
+    async def movies_in_source(self, *, page_size: int) -> AsyncGenerator[list[BillingMovie], None]:
+        """Every movie billing holds as still in the source, in pages ordered by id."""
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"available": "true", "limit": page_size}
+            params: dict[str, Any] = {"in_source": "true", "limit": page_size}
             if cursor is not None:
                 params["cursor"] = cursor
             page = await self._call("GET", LIST_PATH, params=params)

@@ -32,7 +32,7 @@ class EtlSettings(ServiceSettings):
     full_pass_interval_seconds: float = Field(
         3600.0,
         ge=0,
-        description="How often the full pass marks movies gone from the source as unavailable.",
+        description="How often the full pass marks movies gone from the source (off sale).",
     )
     settle_seconds: float = Field(
         5.0,

@@ -3,8 +3,9 @@
 A pass reads ``content.film_work`` by keyset on ``(modified, id)`` from the saved watermark, loads
 each batch through billing's bulk upsert and only then saves the batch's last row as the new
 watermark. A crash or outage therefore repeats at most the batch in flight, which the idempotent
-upsert absorbs. The full pass then walks billing's available movies and marks those the source no
-longer has as unavailable.
+upsert absorbs. The full pass then walks billing's movies held as in the source and marks those
+the source no longer has (``in_source: false``), which takes them off sale; whether staff sell a
+movie (``available``) is never touched here.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class PassReport:
     updated: int = 0
     unchanged: int = 0
     batches: int = 0
-    marked_unavailable: int = 0
+    marked_gone: int = 0
     seconds: float = 0.0
 
     @property
@@ -144,12 +145,12 @@ def _count(
 async def mark_vanished(
     source: Source, billing: BillingClient, *, report: PassReport, page_size: int = FULL_PASS_PAGE
 ) -> None:
-    """Mark every movie billing offers that the source no longer has as unavailable.
+    """Mark every movie billing holds as in the source that the source no longer has.
 
     Billing's next page is fetched while the source is asked about the current one: pages are
     keyset by id, so marking movies of one page changes nothing on the next.
     """
-    pages = billing.available_movies(page_size=page_size)
+    pages = billing.movies_in_source(page_size=page_size)
     try:
         page = await anext(pages, None)
         while page is not None:
@@ -173,13 +174,13 @@ async def _mark_gone(
     gone = [movie for movie in page if movie.id not in present]
     if gone:
         await billing.upsert(
-            [{"id": str(movie.id), "title": movie.title, "available": False} for movie in gone]
+            [{"id": str(movie.id), "title": movie.title, "in_source": False} for movie in gone]
         )
-        report.marked_unavailable += len(gone)
+        report.marked_gone += len(gone)
         logger.info(
-            "full pass: %d movies gone from the source marked unavailable",
+            "full pass: %d movies gone from the source marked so (off sale)",
             len(gone),
-            extra={"table": "film_work", "marked_unavailable": len(gone)},
+            extra={"table": "film_work", "marked_gone": len(gone)},
         )
 
 
@@ -232,7 +233,7 @@ class Etl:
             report.batches,
             report.seconds,
             report.movies_per_second,
-            f"; full pass marked {report.marked_unavailable} unavailable" if full else "",
+            f"; full pass marked {report.marked_gone} gone from the source" if full else "",
             extra={
                 "table": "film_work",
                 "rows_read": report.read,

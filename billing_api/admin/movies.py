@@ -5,9 +5,11 @@ included. Movies are never deleted (purchases point at them): ``available=false`
 sale.
 
 Ownership of a movie's fields is split on purpose: the movie admin database (through the ETL)
-owns ``title``, ``description`` and ``available``; billing's admins own the prices. The bulk
-upsert therefore writes only catalog fields and never touches a price, and a field left out of
-an item is left as it is on an existing movie.
+owns ``title``, ``description`` and ``in_source`` (the source still has the film); billing's
+admins own the prices and ``available`` (staff sell it). A movie is on sale when it is both
+``in_source`` and ``available``. The bulk upsert therefore writes only the source's fields —
+never a price, never ``available`` — so a source edit or a film coming back to the source keeps
+staff's choice; a field left out of an item is left as it is on an existing movie.
 """
 
 from __future__ import annotations
@@ -36,26 +38,32 @@ from shared.money import Money
 router = APIRouter(prefix="/api/v1/admin/movies", tags=["admin: movies"])
 
 MAX_BULK = 1000
-CATALOG_FIELDS = ("title", "description", "available")
+CATALOG_FIELDS = ("title", "description", "in_source")
 BULK_FIELDS = ("id", *CATALOG_FIELDS)
 MOVIE_TABLE = cast(sa.Table, Movie.__table__)
 BULK_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "id": sa.Uuid(),
     "title": sa.String(500),
     "description": sa.Text(),
-    "available": sa.Boolean(),
+    "in_source": sa.Boolean(),
 }
 
 
 class MovieCatalogIn(BaseModel):
-    """One movie as the movie admin knows it; omitted fields keep their current value."""
+    """One movie as the movie admin knows it; omitted fields keep their current value.
+
+    ``available`` is not taken here: whether a film is sold is staff's decision
+    (``PATCH /api/v1/admin/movies/{id}``), not the source's.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     id: UUID
     title: str = Field(min_length=1, max_length=500)
     description: str | None = Field(None, max_length=20_000)
-    available: bool | None = None
+    in_source: bool | None = Field(
+        None, description="Whether the movie admin still has the film (new movies: true)."
+    )
 
 
 class BulkUpsertIn(BaseModel):
@@ -69,7 +77,7 @@ class BulkUpsertIn(BaseModel):
                             "id": "69e72d00-f547-5b77-b4d7-9d6c849f8479",
                             "title": "Brother",
                             "description": "St Petersburg, 1997.",
-                            "available": True,
+                            "in_source": True,
                         }
                     ]
                 }
@@ -97,7 +105,9 @@ class AdminMovieOut(BaseModel):
     id: UUID
     title: str
     description: str
-    available: bool
+    available: bool = Field(description="Staff sell the movie.")
+    in_source: bool = Field(description="The movie admin still has the movie.")
+    on_sale: bool = Field(description="Both: the movie can be bought or rented.")
     purchase_price: Money | None
     rent_price: Money | None
     rent_hours: int | None
@@ -119,6 +129,8 @@ def _movie_fields(movie: Any) -> dict[str, Any]:
         "title": movie.title,
         "description": movie.description,
         "available": movie.available,
+        "in_source": movie.in_source,
+        "on_sale": movie.available and movie.in_source,
         "purchase_price": price(movie.purchase_amount),
         "rent_price": price(movie.rent_amount),
         "rent_hours": movie.rent_hours,
@@ -216,7 +228,12 @@ class BadMovieCursor(UnprocessableEntity):
 async def list_movies(
     session: SessionDep,
     principal: AdminOrServicePrincipal,
-    available: Annotated[bool | None, Query(description="Only (un)available movies.")] = None,
+    available: Annotated[
+        bool | None, Query(description="Only movies staff do (or do not) sell.")
+    ] = None,
+    in_source: Annotated[
+        bool | None, Query(description="Only movies the source still has (or has lost).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> MoviePage:
@@ -226,6 +243,8 @@ async def list_movies(
     query = sa.select(*MOVIE_TABLE.c).order_by(Movie.id).limit(limit + 1)
     if available is not None:
         query = query.where(Movie.available.is_(available))
+    if in_source is not None:
+        query = query.where(Movie.in_source.is_(in_source))
     if cursor is not None:
         try:
             after = UUID(cursor)

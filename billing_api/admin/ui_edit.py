@@ -185,13 +185,15 @@ class MovieView(ServiceBackedView, model=Movie):
     column_list = [
         Movie.title,
         Movie.available,
+        Movie.in_source,
         Movie.purchase_amount,
         Movie.rent_amount,
         Movie.rent_hours,
         Movie.currency,
     ]
+    column_labels = {"available": "Sold by staff", "in_source": "In the movie admin"}
     column_searchable_list = [Movie.title, Movie.id]
-    column_filters = [BooleanFilter(Movie.available)]
+    column_filters = [BooleanFilter(Movie.available), BooleanFilter(Movie.in_source)]
     form_columns = [
         Movie.title,
         Movie.description,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.money import Money
 
@@ -39,6 +39,6 @@ class MovieOffer(BaseModel):
 class MovieOffersOut(BaseModel):
     movie_id: UUID
     title: str
-    available: bool
+    available: bool = Field(description="On sale: staff sell it and the movie admin still has it.")
     plans: list[PlanOut]
     offers: list[MovieOffer]

@@ -88,13 +88,13 @@ async def movie_offers(session: AsyncSession, movie_id: UUID) -> MovieOffersOut:
         .order_by(Plan.price_amount, Plan.code)
     )
     offers = []
-    if movie.available and movie.purchase_amount:
+    if movie.on_sale and movie.purchase_amount:
         offers.append(
             MovieOffer(
                 kind="buy", price=Money(amount=movie.purchase_amount, currency=movie.currency)
             )
         )
-    if movie.available and movie.rent_amount:
+    if movie.on_sale and movie.rent_amount:
         offers.append(
             MovieOffer(
                 kind="rent",
@@ -105,7 +105,7 @@ async def movie_offers(session: AsyncSession, movie_id: UUID) -> MovieOffersOut:
     return MovieOffersOut(
         movie_id=movie.id,
         title=movie.title,
-        available=movie.available,
+        available=movie.on_sale,
         plans=[plan_out(plan) for plan in plans],
         offers=offers,
     )

@@ -51,7 +51,7 @@ async def buy(
     if movie is None:
         raise MovieNotFound(f"movie {request.movie_id} not found")
     price = movie.purchase_amount if request.kind == "buy" else movie.rent_amount
-    if not movie.available or price is None:
+    if not movie.on_sale or price is None:
         raise MovieNotForSale(
             f"{movie.title!r} cannot be {'bought' if request.kind == 'buy' else 'rented'}"
         )

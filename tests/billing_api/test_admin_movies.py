@@ -65,16 +65,48 @@ class TestBulkUpsert:
             "rent_hours": None,
         } in offers["offers"]
 
-    async def test_marking_a_movie_unavailable(self, suite: Suite) -> None:
+    async def test_a_movie_gone_from_the_source_is_off_sale(self, suite: Suite) -> None:
         movie_id = str(uuid4())
         await bulk(suite, [{"id": movie_id, "title": "Gone"}])
-        assert (await bulk(suite, [{"id": movie_id, "title": "Gone", "available": False}]))[
+        assert (await bulk(suite, [{"id": movie_id, "title": "Gone", "in_source": False}]))[
             "updated"
         ] == 1
         page = await suite.http.get(
-            "/api/v1/admin/movies", params={"available": "false"}, headers=admin_headers()
+            "/api/v1/admin/movies", params={"in_source": "false"}, headers=admin_headers()
         )
-        assert [movie["id"] for movie in page.json()["items"]] == [movie_id]
+        [movie] = [movie for movie in page.json()["items"] if movie["id"] == movie_id]
+        assert (movie["available"], movie["in_source"], movie["on_sale"]) == (True, False, False)
+        offers = await suite.http.get(f"/api/v1/movies/{movie_id}/offers")
+        assert offers.json()["available"] is False
+
+    async def test_a_source_update_keeps_a_movie_staff_took_off_sale_off_sale(
+        self, suite: Suite
+    ) -> None:
+        movie_id = str(uuid4())
+        await bulk(suite, [{"id": movie_id, "title": "Withdrawn"}])
+        taken_off = await suite.http.patch(
+            f"/api/v1/admin/movies/{movie_id}",
+            json={"available": False, "purchase_price": {"amount": 39900, "currency": "RUB"}},
+            headers=admin_headers(),
+        )
+        assert taken_off.status_code == 200, taken_off.text
+        await bulk(suite, [{"id": movie_id, "title": "Withdrawn (restored)", "in_source": True}])
+        offers = (await suite.http.get(f"/api/v1/movies/{movie_id}/offers")).json()
+        assert (offers["title"], offers["available"], offers["offers"]) == (
+            "Withdrawn (restored)",
+            False,
+            [],
+        )
+
+    async def test_whether_staff_sell_a_movie_is_not_the_bulk_upsert_s_to_say(
+        self, suite: Suite
+    ) -> None:
+        response = await suite.http.post(
+            "/api/v1/admin/movies/bulk",
+            json={"movies": [{"id": str(uuid4()), "title": "x", "available": True}]},
+            headers=service_headers(),
+        )
+        assert response.status_code == 422, response.text
 
     async def test_one_batch_mixes_items_that_send_or_leave_out_a_field(self, suite: Suite) -> None:
         kept, changed, new = str(uuid4()), str(uuid4()), str(uuid4())
@@ -89,13 +121,13 @@ class TestBulkUpsert:
             suite,
             [
                 {"id": kept, "title": "Kept"},  # description left out: kept as it is
-                {"id": changed, "title": "Changed", "description": "", "available": False},
+                {"id": changed, "title": "Changed", "description": "", "in_source": False},
                 {"id": new, "title": "New"},
             ],
         )
         assert result == {"received": 3, "created": 1, "updated": 1, "unchanged": 1}
         movies = {
-            movie["id"]: (movie["description"], movie["available"])
+            movie["id"]: (movie["description"], movie["in_source"])
             for movie in (
                 await suite.http.get(
                     "/api/v1/admin/movies", params={"limit": 1000}, headers=service_headers()

@@ -90,9 +90,12 @@ class World:
         )
 
     async def billing_titles(self) -> dict[str, tuple[str, bool]]:
+        """Billing's movies: title and whether the movie is on sale."""
         async with self.database.connect() as conn:
-            rows = await conn.execute(sa.text("SELECT id, title, available FROM billing.movie"))
-            return {str(row.id): (row.title, row.available) for row in rows}
+            rows = await conn.execute(
+                sa.text("SELECT id, title, available AND in_source AS on_sale FROM billing.movie")
+            )
+            return {str(row.id): (row.title, row.on_sale) for row in rows}
 
     async def source_titles(self) -> dict[str, str]:
         async with self.source.connect() as conn:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
+from uuid import uuid4
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -12,7 +15,7 @@ from etl.errors import SourceUnavailable
 from etl.pipeline import PassReport, sync_changes
 from etl.source import FilmWork, Source, Watermark
 from etl.worker import open_etl
-from shared.auth import AuthSettings
+from shared.auth import AuthSettings, mint_user_token
 from tests import support
 from tests.etl.conftest import DEMO_MOVIES, World
 
@@ -195,10 +198,10 @@ class TestFullPass:
             )
             async with open_etl(world.settings()) as etl:
                 changes_only = await etl.run_pass(full=False)
-                assert changes_only.marked_unavailable == 0
+                assert changes_only.marked_gone == 0
                 assert all(available for _, available in (await world.billing_titles()).values())
                 full = await etl.run_pass(full=True)
-            assert full.marked_unavailable == 3
+            assert full.marked_gone == 3
             titles = await world.billing_titles()
             assert {movie_id for movie_id, (_, available) in titles.items() if not available} == (
                 gone
@@ -212,3 +215,104 @@ class TestFullPass:
             )
             await sync_once(world)
         assert (await world.billing_titles())[back] == ("Back again", True)
+
+
+class TestStaffChoice:
+    """Whether a film is sold is staff's decision; the source only says whether it still has it."""
+
+    @staticmethod
+    async def staff(world: World, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        token = mint_user_token(AuthSettings(), uuid4(), email="staff@example.com", roles=["admin"])
+        async with httpx.AsyncClient(base_url=world.billing.url) as http:
+            response = await http.request(
+                method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs
+            )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    @staticmethod
+    async def offers(world: World, movie_id: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=world.billing.url) as http:
+            response = await http.get(f"/api/v1/movies/{movie_id}/offers")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def film_id(self, world: World, title: str) -> str:
+        return str(
+            await world.source_scalar(
+                "SELECT id FROM content.film_work WHERE title = :title", title=title
+            )
+        )
+
+    async def sell(self, world: World, movie_id: str, *, available: bool) -> None:
+        await self.staff(
+            world,
+            "PATCH",
+            f"/api/v1/admin/movies/{movie_id}",
+            json={"available": available, "purchase_price": {"amount": 39900, "currency": "RUB"}},
+        )
+
+    async def test_a_film_staff_took_off_sale_stays_off_sale_when_the_source_edits_it(
+        self, world: World
+    ) -> None:
+        async with world.billing.up():
+            await sync_once(world)
+            withdrawn = await self.film_id(world, "Paper Moons")
+            await self.sell(world, withdrawn, available=False)
+            await world.source_execute(
+                "UPDATE content.film_work SET title = 'Paper Moons (restored)',"
+                " modified = now() - interval '1 minute' WHERE id = :id",
+                id=withdrawn,
+            )
+            report = await sync_once(world)
+            offers = await self.offers(world, withdrawn)
+        assert report.updated == 1
+        assert (offers["title"], offers["available"], offers["offers"]) == (
+            "Paper Moons (restored)",
+            False,
+            [],
+        )
+
+    async def test_a_film_the_source_deletes_goes_off_sale(self, world: World) -> None:
+        async with world.billing.up():
+            await sync_once(world)
+            deleted = await self.film_id(world, "Paper Moons")
+            await self.sell(world, deleted, available=True)
+            assert (await self.offers(world, deleted))["available"] is True
+            await world.source_execute("DELETE FROM content.film_work WHERE id = :id", id=deleted)
+            report = await sync_once(world)
+            offers = await self.offers(world, deleted)
+        assert report.marked_gone == 1
+        assert (offers["available"], offers["offers"]) == (False, [])
+
+    async def test_a_film_back_in_the_source_keeps_staff_s_choice(self, world: World) -> None:
+        async with world.billing.up():
+            await sync_once(world)
+            sold = await self.film_id(world, "Paper Moons")
+            withdrawn = await self.film_id(world, "The Long Night Train")
+            await self.sell(world, sold, available=True)
+            await self.sell(world, withdrawn, available=False)
+            await world.source_execute(
+                "DELETE FROM content.film_work WHERE id IN (:sold, :withdrawn)",
+                sold=sold,
+                withdrawn=withdrawn,
+            )
+            await sync_once(world)
+            assert (await self.offers(world, sold))["available"] is False
+            await world.source_execute(
+                "INSERT INTO content.film_work (id, title, modified) VALUES"
+                " (:sold, 'Paper Moons', now() - interval '1 second'),"
+                " (:withdrawn, 'The Long Night Train', now() - interval '1 second')",
+                sold=sold,
+                withdrawn=withdrawn,
+            )
+            await sync_once(world)
+            back_on_sale = await self.offers(world, sold)
+            still_withdrawn = await self.offers(world, withdrawn)
+        assert (back_on_sale["available"], [o["kind"] for o in back_on_sale["offers"]]) == (
+            True,
+            ["buy"],
+        )
+        assert (still_withdrawn["available"], still_withdrawn["offers"]) == (False, [])

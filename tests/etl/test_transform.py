@@ -18,14 +18,17 @@ def film(title: str, description: str | None = "About it") -> FilmWork:
 
 
 class TestMovie:
-    def test_catalog_fields_are_sent_and_the_movie_is_available(self) -> None:
+    def test_catalog_fields_are_sent_and_the_movie_is_in_the_source(self) -> None:
         source = film("  Northern Lights ", "Auroras")
         assert transform.movie(source) == {
             "id": str(source.id),
             "title": "Northern Lights",
             "description": "Auroras",
-            "available": True,
+            "in_source": True,
         }
+
+    def test_whether_the_movie_is_sold_is_left_to_staff(self) -> None:
+        assert "available" not in transform.movie(film("Paper Moons"))
 
     @pytest.mark.parametrize(
         ("title", "expected"),

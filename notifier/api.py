@@ -25,7 +25,7 @@ async def list_notifications(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[NotificationOut]:
-    """Notifications newest first, by user and/or status."""
+    """Notifications newest first, by user and/or status (skipped ones say why)."""
     items, next_cursor = await service.list_notifications(
         session, user_id=user_id, status=status, cursor=cursor, limit=limit
     )
@@ -38,7 +38,10 @@ async def list_notifications(
     "/{notification_id}/resend",
     response_model=NotificationOut,
     status_code=202,
-    responses={404: {"description": "no such notification"}, 409: {"description": "pending"}},
+    responses={
+        404: {"description": "no such notification"},
+        409: {"description": "pending, skipped or its channel is off"},
+    },
 )
 async def resend(
     notification_id: UUID, request: Request, principal: AdminOrServicePrincipal, session: SessionDep

@@ -22,26 +22,37 @@ class Base(DeclarativeBase):
 class ChannelName(StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
+    # Not a way to send: the row of an event that arrived while no channel was enabled, kept
+    # (skipped) so support can see why the person heard nothing.
+    NONE = "none"
 
 
 class NotificationStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    # Nothing to send to (no email address, no channel): recorded with ``skip_reason``, never sent.
+    SKIPPED = "skipped"
 
 
 class Notification(Timestamps, Base):
     """One event told through one channel; ``UNIQUE(event_id, channel)`` makes it happen once.
 
-    ``recipient`` is the email address or the webhook URL at the time the event arrived. Rows are
-    rendered when the event arrives, so a later template change does not alter what is resent.
+    ``recipient`` is the email address or the webhook URL at the time the event arrived (empty
+    for a skipped row). Rows are rendered when the event arrives, so a later template change does
+    not alter what is resent.
     """
 
     __tablename__ = "notification"
     __table_args__ = (
         sa.UniqueConstraint("event_id", "channel"),
-        sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status_known"),
-        sa.CheckConstraint("channel IN ('email', 'webhook')", name="channel_known"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sent', 'failed', 'skipped')", name="status_known"
+        ),
+        sa.CheckConstraint("channel IN ('email', 'webhook', 'none')", name="channel_known"),
+        sa.CheckConstraint(
+            "(status = 'skipped') = (skip_reason IS NOT NULL)", name="skipped_has_reason"
+        ),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # The senders' queue: only pending rows, in the order they fall due.
         sa.Index(
@@ -73,3 +84,4 @@ class Notification(Timestamps, Base):
     next_attempt_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
     sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    skip_reason: Mapped[str | None] = mapped_column(sa.String(200))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class NotificationOut(BaseModel):
@@ -24,5 +24,8 @@ class NotificationOut(BaseModel):
     next_attempt_at: datetime
     last_error: str | None
     sent_at: datetime | None
+    skip_reason: str | None = Field(
+        None, description="Why a skipped notification was never sent (status skipped)."
+    )
     created_at: datetime
     updated_at: datetime

@@ -22,6 +22,10 @@ class NotificationPending(Conflict):
     default_detail = "the notification is still pending: it will be sent at next_attempt_at"
 
 
+class NotificationSkipped(Conflict):
+    default_detail = "the notification was skipped: there is nowhere to send it"
+
+
 class ChannelDisabled(Conflict):
     default_detail = "the notification's channel is not enabled in this notifier"
 
@@ -51,12 +55,17 @@ async def list_notifications(
 async def resend(
     session: AsyncSession, notification_id: UUID, *, channels: Set[str]
 ) -> Notification:
-    """Put a sent or failed notification back in the queue with a fresh set of attempts."""
+    """Put a sent or failed notification back in the queue with a fresh set of attempts.
+
+    A skipped one is refused: the event had nowhere to go, and resending would not change that.
+    """
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
         raise NotificationNotFound
     if notification.status == NotificationStatus.PENDING:
         raise NotificationPending
+    if notification.status == NotificationStatus.SKIPPED:
+        raise NotificationSkipped(f"the notification was skipped: {notification.skip_reason}")
     if notification.channel not in channels:
         raise ChannelDisabled(f"the {notification.channel} channel is not enabled")
     now = clock.now()

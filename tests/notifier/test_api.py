@@ -104,6 +104,51 @@ class TestList:
         assert response.status_code == 422
 
 
+class TestSkipped:
+    @pytest.mark.parametrize("notifier_overrides", [{"webhook_enabled": False}])
+    async def test_a_person_without_an_email_address_and_no_webhook_is_listed_as_skipped(
+        self, notifier: Notifier
+    ) -> None:
+        user_id = uuid4()
+        event_id = await notifier.publish(notice("purchase.completed", user_id=user_id, email=None))
+        await notifier.wait_for(event_id, email="skipped")
+
+        page = await listed(notifier, user_id=str(user_id))
+        [item] = page["items"]
+        assert (item["event_type"], item["channel"], item["status"]) == (
+            "purchase.completed",
+            "email",
+            "skipped",
+        )
+        assert item["skip_reason"] == "the person has no email address"
+        assert item["attempts"] == 0
+        assert [i["id"] for i in (await listed(notifier, status="skipped"))["items"]] == [
+            item["id"]
+        ]
+        resend = await notifier.http.post(
+            f"/api/v1/notifications/{item['id']}/resend", headers=service_headers()
+        )
+        assert resend.status_code == 409
+        assert resend.json()["error"] == "NotificationSkipped"
+        assert notifier.smtp.mailbox.messages == []
+
+    @pytest.mark.parametrize(
+        "notifier_overrides", [{"email_enabled": False, "webhook_enabled": False}]
+    )
+    async def test_an_event_while_no_channel_is_enabled_is_listed_as_skipped(
+        self, notifier: Notifier
+    ) -> None:
+        user_id = uuid4()
+        event_id = await notifier.publish(notice("refund.completed", user_id=user_id), times=2)
+        await notifier.wait_for(event_id, none="skipped")
+        [item] = (await listed(notifier, user_id=str(user_id)))["items"]
+        assert (item["channel"], item["status"], item["skip_reason"]) == (
+            "none",
+            "skipped",
+            "no notification channel is enabled (email off, no webhook)",
+        )
+
+
 class TestResend:
     async def test_a_sent_notification_is_sent_again(self, notifier: Notifier) -> None:
         user_id = uuid4()

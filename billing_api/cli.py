@@ -58,12 +58,13 @@ def _run_jobs(args: argparse.Namespace) -> int:
     from billing_api import jobs
     from billing_api.config import SCHEMA, SERVICE, BillingSettings
     from billing_api.gateway import GatewayClient
-    from shared import clock, observability
+    from shared import clock, observability, production
     from shared.auth import AuthSettings
     from shared.observability import create_http_client
     from shared.resources import make_database
 
     settings = BillingSettings()
+    production.check(settings, AuthSettings())
     observability.configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
 
     async def run() -> dict[str, int]:

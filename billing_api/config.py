@@ -41,6 +41,13 @@ class BillingSettings(ServiceSettings):
         50, ge=0, le=100, description="Cap of months-tier + personal discounts together."
     )
 
+    def production_problems(self) -> list[str]:
+        # The admin UI's settings have their own prefix; every billing process checks them, so a
+        # deployment cannot start any of them while the UI's cookie secret is the repository's.
+        from billing_api.admin.ui import AdminUISettings
+
+        return AdminUISettings().production_problems()
+
     @property
     def dunning_offsets(self) -> tuple[timedelta, ...]:
         return tuple(

@@ -16,7 +16,7 @@ from etl.config import SCHEMA, SERVICE, EtlSettings
 from etl.pipeline import Etl, PassReport
 from etl.source import Source
 from etl.state import StateStore
-from shared import observability
+from shared import observability, production
 from shared.auth import AuthSettings
 from shared.resources import make_database
 
@@ -58,6 +58,7 @@ async def serve(settings: EtlSettings, *, once: bool) -> PassReport | None:
 
 def main(*, once: bool) -> int:
     settings = EtlSettings()
+    production.check(settings, AuthSettings())
     observability.configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
     report = asyncio.run(serve(settings, once=once))
     return 0 if report is not None or not once else 1

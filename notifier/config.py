@@ -7,6 +7,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared import production
 from shared.settings import ServiceSettings
 
 SERVICE = "notifier"
@@ -76,6 +77,15 @@ class NotifierSettings(ServiceSettings):
         if self.webhook_enabled and not self.webhook_url:
             raise ValueError("NOTIFIER_WEBHOOK_ENABLED needs NOTIFIER_WEBHOOK_URL")
         return self
+
+    def production_problems(self) -> list[str]:
+        """The webhook's signing secret, when the webhook is on (email needs no secret)."""
+        if not self.webhook_on:
+            return []
+        problem = production.secret_problem(
+            "NOTIFIER_WEBHOOK_SECRET", self.webhook_secret, development_value=DEV_WEBHOOK_SECRET
+        )
+        return [] if problem is None else [problem]
 
     @property
     def webhook_on(self) -> bool:

@@ -7,10 +7,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared import production
 from shared.settings import ServiceSettings
 
 SERVICE = "payment_gateway"
 SCHEMA = "gateway"
+
+DEV_SANDBOX_WEBHOOK_SECRET = "whsec_sandbox_dev_only_change_me"
 
 
 class GatewaySettings(ServiceSettings):
@@ -33,10 +36,14 @@ class GatewaySettings(ServiceSettings):
     stripe_webhook_secret: SecretStr | None = Field(None, description="Stripe endpoint secret.")
     stripe_api_base: str | None = Field(None, description="Override of Stripe's API address.")
     sandbox_enabled: bool | None = Field(
-        None, description="Serve the sandbox provider; by default only when Stripe is not in use."
+        None,
+        description=(
+            "Serve the sandbox provider (test cards, no real money). By default only in"
+            " development (CINEMA_ENV=development) and only when Stripe is not in use."
+        ),
     )
     sandbox_webhook_secret: SecretStr = Field(
-        SecretStr("whsec_sandbox_dev_only_change_me"), description="Signs sandbox webhooks."
+        SecretStr(DEV_SANDBOX_WEBHOOK_SECRET), description="Signs sandbox webhooks."
     )
     sandbox_webhook_url: str | None = Field(
         None,
@@ -51,6 +58,37 @@ class GatewaySettings(ServiceSettings):
 
     @property
     def sandbox_on(self) -> bool:
+        """Whether the sandbox serves: as set, else in development when Stripe is not in use.
+
+        Outside development it is off unless ``GATEWAY_SANDBOX_ENABLED=true``: anyone could
+        otherwise "pay" with a test card on a deployment that forgot its Stripe key.
+        """
         if self.sandbox_enabled is not None:
             return self.sandbox_enabled
-        return self.default_provider == "sandbox"
+        return production.is_development() and self.default_provider == "sandbox"
+
+    def production_problems(self) -> list[str]:
+        """A provider to take payments with, and the secret of every webhook it accepts."""
+        problems: list[str | None] = []
+        if self.default_provider == "stripe" and self.stripe_api_key is None:
+            problems.append("GATEWAY_STRIPE_API_KEY is not set (GATEWAY_PROVIDER is stripe)")
+        if self.default_provider == "sandbox" and not self.sandbox_on:
+            problems.append(
+                "GATEWAY_STRIPE_API_KEY is not set and the sandbox is off outside development"
+                " (set GATEWAY_SANDBOX_ENABLED=true to take test payments only)"
+            )
+        if self.stripe_api_key is not None:
+            problems.append(
+                production.secret_problem(
+                    "GATEWAY_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret
+                )
+            )
+        if self.sandbox_on:
+            problems.append(
+                production.secret_problem(
+                    "GATEWAY_SANDBOX_WEBHOOK_SECRET",
+                    self.sandbox_webhook_secret,
+                    development_value=DEV_SANDBOX_WEBHOOK_SECRET,
+                )
+            )
+        return [problem for problem in problems if problem is not None]

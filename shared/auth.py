@@ -42,6 +42,7 @@ from jwt.types import Options
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import production
 from shared.errors import AppError, Forbidden, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ INTERNAL_ISSUER = "cinema-internal"
 """``iss`` and ``aud`` of the tokens our services mint for each other."""
 ADMIN_ROLE = "admin"
 SERVICE_ROLE = "service"
-_PRIVILEGED_ROLES = frozenset({ADMIN_ROLE, SERVICE_ROLE})
+PRIVILEGED_ROLES = frozenset({ADMIN_ROLE, SERVICE_ROLE})
+"""Roles that open something here; nothing billing sells may ever grant them."""
+MAX_EMAIL_LENGTH = 320
+"""The longest ``email`` claim taken (64 + "@" + 255, what every email column here holds)."""
+MAX_SUBJECT_LENGTH = 255
+"""The longest ``sub`` taken (the width of the columns that record who acted)."""
 
 
 class AuthSettings(BaseSettings):
@@ -89,6 +95,18 @@ class AuthSettings(BaseSettings):
             raise ValueError(f"issuer {INTERNAL_ISSUER!r} is reserved for internal tokens")
         return self
 
+    def production_problems(self) -> list[str]:
+        """The secrets every process that verifies or mints tokens needs outside development."""
+        defaults = type(self).model_fields
+        checks = [("AUTH_INTERNAL_SECRET", self.internal_secret, "internal_secret")]
+        if self.jwt_algorithm == "HS256":
+            checks.insert(0, ("AUTH_JWT_SECRET", self.jwt_secret, "jwt_secret"))
+        problems = (
+            production.secret_problem(variable, value, development_value=defaults[field].default)
+            for variable, value, field in checks
+        )
+        return [problem for problem in problems if problem is not None]
+
 
 class SigningKeysUnavailable(AppError):
     """The auth service's JWKS cannot be fetched: our outage, not the caller's fault."""
@@ -106,6 +124,9 @@ class Principal:
     """The ``sub`` as a UUID when it is one (always, for plain users)."""
     email: str | None
     roles: frozenset[str]
+    internal: bool = False
+    """Minted by one of our own services with the internal secret (issuer ``cinema-internal``),
+    not by the auth service."""
 
     @property
     def is_admin(self) -> bool:
@@ -113,7 +134,13 @@ class Principal:
 
     @property
     def is_service(self) -> bool:
+        """A service: ours, or a partner of the cinema whose auth-service token has the role."""
         return SERVICE_ROLE in self.roles
+
+    @property
+    def is_internal_service(self) -> bool:
+        """One of our own services: the only callers of endpoints that move money."""
+        return self.internal and self.is_service
 
     def can_act_for(self, user_id: UUID) -> bool:
         """Whether the caller may use ``user_id``'s data: that user, an admin or a service."""
@@ -282,8 +309,11 @@ def _principal(claims: dict[str, Any], *, internal: bool) -> Principal:
     subject, email, roles = claims["sub"], claims.get("email"), claims.get("roles", [])
     if not subject:
         raise Unauthorized("missing sub")
-    if email is not None and not isinstance(email, str):
-        raise Unauthorized("malformed email claim")
+    if email is not None and not _storable(email, MAX_EMAIL_LENGTH):
+        # Longer than any address (and than the columns that keep it), or not text at all.
+        raise Unauthorized(f"malformed email claim: text of at most {MAX_EMAIL_LENGTH} characters")
+    if not _storable(subject, MAX_SUBJECT_LENGTH):
+        raise Unauthorized(f"malformed sub: text of at most {MAX_SUBJECT_LENGTH} characters")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise Unauthorized("malformed roles claim")
     role_set = frozenset(roles)
@@ -293,9 +323,18 @@ def _principal(claims: dict[str, Any], *, internal: bool) -> Principal:
         user_id: UUID | None = UUID(subject)
     except ValueError:
         user_id = None
-    if user_id is None and role_set.isdisjoint(_PRIVILEGED_ROLES):
+    if user_id is None and role_set.isdisjoint(PRIVILEGED_ROLES):
         raise Unauthorized("sub is not a user id")
-    return Principal(subject, user_id, email, role_set)
+    return Principal(subject, user_id, email, role_set, internal)
+
+
+def _storable(value: object, max_length: int) -> bool:
+    """Text PostgreSQL can keep in a ``varchar(max_length)``: no NUL, no other control character."""
+    return (
+        isinstance(value, str)
+        and len(value) <= max_length
+        and not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    )
 
 
 def mint_service_token(
@@ -400,6 +439,23 @@ async def require_admin_or_service(principal: CurrentPrincipal) -> Principal:
     return principal
 
 
+async def require_internal_service(principal: CurrentPrincipal) -> Principal:
+    """Our own services only (internal tokens): endpoints that move money. A partner's
+    auth-service token with the role ``service`` is refused like any other caller."""
+    if not principal.is_internal_service:
+        raise Forbidden("an internal service token is required")
+    return principal
+
+
+async def require_admin_or_internal_service(principal: CurrentPrincipal) -> Principal:
+    """Admins or our own services (internal tokens); 403 for anyone else."""
+    if not (principal.is_admin or principal.is_internal_service):
+        raise Forbidden("admin role or an internal service token required")
+    return principal
+
+
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 ServicePrincipal = Annotated[Principal, Depends(require_service)]
 AdminOrServicePrincipal = Annotated[Principal, Depends(require_admin_or_service)]
+InternalServicePrincipal = Annotated[Principal, Depends(require_internal_service)]
+AdminOrInternalServicePrincipal = Annotated[Principal, Depends(require_admin_or_internal_service)]

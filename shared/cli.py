@@ -12,7 +12,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from shared import cli_token, dbadmin, dead_letters
+from shared import cli_token, dbadmin, dead_letters, production
 from shared.settings import CommandLineSettings
 
 
@@ -43,7 +43,13 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except production.NotReadyForProduction as exc:
+        # Outside development a process with missing or development secrets does not start.
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return production.EXIT_NOT_READY
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
+from shared import production
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 
 DESCRIPTION = "Mint a bearer token for local development and print it alone on standard output."
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = AuthSettings()
+        # Outside development a token signed with a secret from the repository is refused too.
+        production.check(settings)
         if args.service:
             token = mint_service_token(settings, SERVICE_SUBJECT, ttl_seconds=args.ttl)
         else:
@@ -78,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # also pydantic's ValidationError: AUTH_* misconfigured
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except production.NotReadyForProduction as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return production.EXIT_NOT_READY
     print(token)
     return 0
 

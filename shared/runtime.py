@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from shared import observability
+from shared import observability, production
+from shared.auth import AuthSettings
 from shared.resources import Resources, open_resources
 from shared.settings import ServiceSettings
 
@@ -45,5 +46,6 @@ async def serve_worker(
 
 
 def run_worker(settings: ServiceSettings, *, service: str, schema: str, main: WorkerMain) -> None:
+    production.check(settings, AuthSettings())
     observability.configure_logging(service, level=settings.log_level, json=settings.log_json)
     asyncio.run(serve_worker(settings, service=service, schema=schema, main=main))

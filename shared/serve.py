@@ -8,7 +8,8 @@ from typing import Any
 
 import uvicorn
 
-from shared import observability
+from shared import observability, production
+from shared.auth import AuthSettings
 from shared.settings import ServiceSettings
 
 
@@ -29,6 +30,7 @@ def add_api_command(
 
     def run(args: argparse.Namespace) -> int:
         settings = settings_type()
+        production.check(settings, AuthSettings())
         observability.configure_logging(service, level=settings.log_level, json=settings.log_json)
         serve(factory, host=args.host, port=args.port, workers=args.workers)
         return 0

@@ -31,6 +31,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="Write logs as one JSON object per line.")
 
+    def production_problems(self) -> list[str]:
+        """What keeps this service from starting outside development (see
+        :mod:`shared.production`); a service with secrets of its own lists them here."""
+        return []
+
 
 class CommandLineSettings(ServiceSettings):
     """Settings of the operator commands (``cinema prepare``, ``cinema dlq``); prefix CINEMA_."""

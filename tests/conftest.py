@@ -7,16 +7,21 @@ prefix on the broker per run; both are removed at the end.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared import dbadmin
+from shared import dbadmin, production
 from shared.broker import Broker
 from shared.resources import make_database
 from shared.settings import ServiceSettings
 from tests import support
+
+# The tests run in development mode (the repository's secrets, the sandbox provider), whatever the
+# shell says; set before any settings are read, and inherited by every process the tests start.
+os.environ[production.ENVIRONMENT_VARIABLE] = production.DEVELOPMENT
 
 
 @pytest.fixture(scope="session")

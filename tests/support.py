@@ -116,6 +116,7 @@ ENV_PREFIXES = ("BILLING", "GATEWAY", "ACCESS", "NOTIFIER", "ETL", "CINEMA")
 def suite_environment(database_url: str, broker_prefix: str) -> dict[str, str]:
     """Environment variables that point every service at the test database and broker prefix."""
     env = dict(os.environ)
+    env["CINEMA_ENV"] = "development"  # the suite's own secrets and the sandbox provider
     for prefix in ENV_PREFIXES:
         env[f"{prefix}_DATABASE_URL"] = database_url
         env[f"{prefix}_AMQP_URL"] = AMQP_URL

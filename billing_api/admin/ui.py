@@ -46,6 +46,7 @@ from billing_api.admin.ui_lists import (
     RefundView,
     SubscriptionView,
 )
+from shared import production
 from shared.auth import TokenVerifier
 from shared.errors import AppError
 
@@ -67,6 +68,15 @@ class AdminUISettings(BaseSettings):
     """How long a UI login lasts."""
     secure_cookie: bool = False
     """Send the session cookie over HTTPS only (turn on behind TLS)."""
+
+    def production_problems(self) -> list[str]:
+        """Outside development the cookie must be signed with a secret of this deployment."""
+        problem = production.secret_problem(
+            "BILLING_ADMIN_SESSION_SECRET",
+            self.session_secret,
+            development_value=type(self).model_fields["session_secret"].default,
+        )
+        return [] if problem is None else [problem]
 
 
 class AdminLogin(AuthenticationBackend):

@@ -73,6 +73,8 @@ _AUTHENTICATED = {
     auth.require_admin,
     auth.require_service,
     auth.require_admin_or_service,
+    auth.require_internal_service,
+    auth.require_admin_or_internal_service,
 }
 _REQUIRED = _AUTHENTICATED - {auth.get_optional_principal}
 

@@ -1,4 +1,4 @@
-"""Internal payments API (service tokens only)."""
+"""Internal payments API (our own services only: internal tokens)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from payment_gateway.config import GatewaySettings
 from payment_gateway.payments import service
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
-from shared.auth import ServicePrincipal
+from shared.auth import InternalServicePrincipal
 from shared.db import SessionDep
 
 router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
@@ -21,7 +21,7 @@ async def create_payment(
     body: PaymentIn,
     request: Request,
     response: Response,
-    principal: ServicePrincipal,
+    principal: InternalServicePrincipal,
     session: SessionDep,
 ) -> PaymentOut:
     """Create a checkout or charge a saved method; idempotent on payment_id."""
@@ -41,7 +41,7 @@ async def create_payment(
 async def get_payment(
     payment_id: UUID,
     request: Request,
-    principal: ServicePrincipal,
+    principal: InternalServicePrincipal,
     session: SessionDep,
     refresh: bool = False,
 ) -> PaymentOut:

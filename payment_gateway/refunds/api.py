@@ -1,4 +1,4 @@
-"""Internal refunds API (service tokens only)."""
+"""Internal refunds API (our own services only: internal tokens)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 
 from payment_gateway.refunds import service
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
-from shared.auth import ServicePrincipal
+from shared.auth import InternalServicePrincipal
 from shared.db import SessionDep
 
 router = APIRouter(prefix="/internal/v1/refunds", tags=["refunds"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/internal/v1/refunds", tags=["refunds"])
 
 @router.post("", response_model=RefundOut, status_code=status.HTTP_201_CREATED)
 async def create_refund(
-    body: RefundIn, request: Request, principal: ServicePrincipal, session: SessionDep
+    body: RefundIn, request: Request, principal: InternalServicePrincipal, session: SessionDep
 ) -> RefundOut:
     """Refund (part of) a captured payment; idempotent on refund_id."""
     return await service.create_refund(session, request.app.state.providers, body)
@@ -24,7 +24,7 @@ async def create_refund(
 
 @router.get("/{refund_id}", response_model=RefundOut)
 async def get_refund(
-    refund_id: UUID, principal: ServicePrincipal, session: SessionDep
+    refund_id: UUID, principal: InternalServicePrincipal, session: SessionDep
 ) -> RefundOut:
     """A refund's state."""
     return await service.get_refund(session, refund_id)

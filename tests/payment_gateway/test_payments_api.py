@@ -7,6 +7,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from shared.auth import AuthSettings, mint_user_token
 from tests import support
 from tests.payment_gateway.conftest import Gateway, payment_body, user_token
 
@@ -122,6 +123,42 @@ class TestAuthorization:
         assert anonymous.status_code == 401
         assert as_user.status_code == 403
         assert as_user.json()["error"] == "Forbidden"
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/internal/v1/payments"),
+            ("GET", "/internal/v1/payments/00000000-0000-0000-0000-000000000001"),
+            ("POST", "/internal/v1/refunds"),
+            ("GET", "/internal/v1/refunds/00000000-0000-0000-0000-000000000001"),
+        ],
+    )
+    async def test_a_partner_token_with_the_service_role_is_refused(
+        self, gateway: Gateway, method: str, path: str
+    ) -> None:
+        # Signed by the auth service, not with our internal secret: it may ask the access API,
+        # never move money.
+        partner = mint_user_token(AuthSettings(), "partner-recommendations", roles=["service"])
+        response = await gateway.anonymous.request(
+            method, path, json={}, headers={"Authorization": f"Bearer {partner}"}
+        )
+        assert response.status_code == 403
+        assert response.json()["error"] == "Forbidden"
+
+    async def test_a_partner_token_creates_no_payment_and_an_internal_token_does(
+        self, gateway: Gateway
+    ) -> None:
+        partner = mint_user_token(AuthSettings(), "partner-recommendations", roles=["service"])
+        body = payment_body()
+        refused = await gateway.anonymous.post(
+            "/internal/v1/payments", json=body, headers={"Authorization": f"Bearer {partner}"}
+        )
+        assert refused.status_code == 403
+        assert await count(gateway, "payment") == 0
+
+        accepted = await gateway.client.post("/internal/v1/payments", json=body)
+        assert accepted.status_code == 201
+        assert await count(gateway, "payment") == 1
 
 
 class TestSandboxCheckout:

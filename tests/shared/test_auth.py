@@ -168,6 +168,32 @@ class TestVerifyUserToken:
     def test_garbage_is_rejected_as_malformed(self, verifier: TokenVerifier) -> None:
         assert rejection(verifier, "not-a-jwt") == "malformed token"
 
+    def test_email_longer_than_any_address_is_rejected(self, verifier: TokenVerifier) -> None:
+        email = "a" * 4988 + "@example.com"  # 5,000 characters: no column here keeps it
+        token = jwt.encode(user_claims(email=email), USER_SECRET, algorithm="HS256")
+
+        assert rejection(verifier, token).startswith("malformed email claim")
+
+    def test_email_of_320_characters_is_accepted(self, verifier: TokenVerifier) -> None:
+        email = "a" * 64 + "@" + "b" * 251 + ".com"
+        token = jwt.encode(user_claims(email=email), USER_SECRET, algorithm="HS256")
+
+        assert verifier.verify(token).email == email
+
+    def test_email_with_a_nul_character_is_rejected(self, verifier: TokenVerifier) -> None:
+        token = jwt.encode(user_claims(email="ann\x00@example.com"), USER_SECRET, algorithm="HS256")
+
+        assert rejection(verifier, token).startswith("malformed email claim")
+
+    def test_admin_sub_longer_than_255_characters_is_rejected(
+        self, verifier: TokenVerifier
+    ) -> None:
+        token = jwt.encode(
+            user_claims(sub="o" * 256, roles=["admin"]), USER_SECRET, algorithm="HS256"
+        )
+
+        assert rejection(verifier, token).startswith("malformed sub")
+
 
 class TestRememberedTokens:
     def test_a_remembered_token_is_refused_once_it_expires(self) -> None:
@@ -415,9 +441,26 @@ class TestVerifyInternalToken:
         principal = verifier.verify(token)
 
         assert principal == Principal(
-            subject="billing-api", user_id=None, email=None, roles=frozenset({"service"})
+            subject="billing-api",
+            user_id=None,
+            email=None,
+            roles=frozenset({"service"}),
+            internal=True,
         )
         assert principal.is_service
+        assert principal.is_internal_service
+
+    def test_auth_service_token_with_the_service_role_is_not_internal(
+        self, verifier: TokenVerifier
+    ) -> None:
+        token = jwt.encode(
+            user_claims(sub="partner", roles=["service"]), USER_SECRET, algorithm="HS256"
+        )
+
+        principal = verifier.verify(token)
+
+        assert principal.is_service
+        assert not principal.is_internal_service
 
     def test_service_token_is_accepted_when_user_tokens_are_rs256(
         self, rsa_key: rsa.RSAPrivateKey

@@ -216,6 +216,23 @@ class TestBadInput:
         response = await suite.http.get("/api/v1/subscriptions")
         assert response.status_code == 401
 
+    @pytest.mark.parametrize(
+        "email",
+        ["a" * 4988 + "@example.com", "ann\x00@example.com"],
+        ids=["5000-characters", "nul-character"],
+    )
+    async def test_an_email_claim_no_column_can_keep_is_401_and_writes_nothing(
+        self, suite: Suite, email: str
+    ) -> None:
+        user = suite.as_user(email=email)
+        plan = await suite.plan("basic")
+        response = await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "Unauthorized"
+        assert response.json()["detail"].startswith("malformed email claim")
+        assert await suite.scalar("SELECT count(*) FROM subscription") == 0
+        assert await suite.scalar("SELECT count(*) FROM payment") == 0
+
 
 class TestGatewayDown:
     async def test_a_checkout_while_the_gateway_is_down_is_a_503_that_changes_nothing(

@@ -21,6 +21,7 @@ from billing_api.gateway import GatewayClient
 from billing_api.lifecycle import renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
+from billing_api.refunds import service as refunds
 from shared import clock
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,15 @@ def _until_done(job: Job) -> Job:
     return run
 
 
+async def _send_queued_refunds(ctx: JobContext) -> int:
+    return await refunds.send_queued_refunds(ctx.sessions, ctx.gateway)
+
+
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
     "renew_due_subscriptions": renewals.renew_due,
+    "send_queued_refunds": _send_queued_refunds,
     "end_periods": _until_done(lifecycle.end_periods),
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),

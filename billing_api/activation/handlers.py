@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api import locks
 from billing_api.activation import service
 from billing_api.config import BillingSettings
 from billing_api.models import Payment
@@ -21,7 +22,8 @@ CONSUMER = "billing"
 
 
 async def _payment(session: AsyncSession, event: events.PaymentEvent) -> Payment | None:
-    payment = await session.get(Payment, event.payment_id, with_for_update=True)
+    # billing's lock order: what the payment paid for first, then the payment
+    payment = await locks.lock_payment(session, event.payment_id)
     if payment is None:
         logger.warning(
             "event for a payment billing does not know", extra={"payment_id": str(event.payment_id)}

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api import entitlements, periods
+from billing_api import entitlements, locks, periods
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     Movie,
@@ -25,12 +25,14 @@ from billing_api.models import (
     Subscription,
     SubscriptionStatus,
 )
+from billing_api.refunds import service as refunds
 from shared import clock, events, outbox
 from shared.money import Money
 
 logger = logging.getLogger(__name__)
 
 CLOSED = ("succeeded", "refunded", "partially_refunded", "disputed")
+LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
 
 
 async def complete_payment(
@@ -124,10 +126,22 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
 
 async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
     """An upgrade paid: the new plan runs from now; a credit larger than the price is kept in
-    the wallet (see :mod:`billing_api.subscriptions.plan_change`)."""
+    the wallet (see :mod:`billing_api.subscriptions.plan_change`).
+
+    An upgrade paid after its subscription stopped being live (canceled, expired) revives
+    nothing: the payment is refunded at once through the normal refund path.
+    """
     assert payment.subscription_id is not None and payment.plan_id is not None
-    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
+    if subscription.status not in LIVE:
+        await refunds.queue_refund(
+            session,
+            payment,
+            rule=f"full refund: the subscription was {subscription.status} when it was paid",
+            reason="upgrade paid after the subscription ended",
+        )
+        return
     previous = await session.get(Plan, subscription.plan_id)
     plan = await session.get(Plan, payment.plan_id)
     assert previous is not None and plan is not None

@@ -13,9 +13,15 @@ Which payments are refundable here:
   (a movie has no period to prorate, and a bought film can be watched at once);
 * never wallet top-ups: the balance they added may already be spent.
 
-The payment row is locked while a refund is quoted and created, so concurrent requests line up
-and the second one finds nothing left; ``refunded_amount`` reserves the money of pending refunds
-and the database refuses refunds above what was paid.
+What the payment paid for and then the payment row are locked while a refund is quoted and
+created (billing's lock order, :mod:`billing_api.locks`), so concurrent requests line up and the
+second one finds nothing left — a second refund, a cancel-now or an upgrade of the same
+subscription (whose waiting payment then holds the credit); ``refunded_amount`` reserves the
+money of pending refunds and the database refuses refunds above what was paid.
+
+Refunding an upgrade payment gives its plan-change credit back too: the same share of the
+credit as of the payment goes to the wallet (``credit_applied * refunded // amount``, rounded
+down). The payment the credit came from stays non-refundable: its unused part is that credit.
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from datetime import datetime
 from uuid import UUID, uuid5
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_api import entitlements
-from billing_api.gateway import GatewayClient
+from billing_api import entitlements, locks
+from billing_api.gateway import GatewayClient, GatewayUnavailable
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     Payment,
@@ -40,7 +46,7 @@ from billing_api.models import (
     Subscription,
     SubscriptionStatus,
 )
-from billing_api.payments.service import PaymentNotFound
+from billing_api.payments import service as payments
 from billing_api.refunds import policy
 from billing_api.refunds.policy import RefundQuote
 from billing_api.refunds.schemas import RefundOut, RefundQuoteOut
@@ -52,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 PURCHASE_REFUND_WINDOW_MINUTES = 60
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
+# A refund billing decided on its own (a payment that came for something no longer sold) is
+# ``queued`` until a job has asked the gateway for it; then it is ``pending`` like any other.
+IN_PROGRESS = ("queued", "pending")
 CANCELABLE_SUBSCRIPTION = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.GRACE,
@@ -138,7 +147,7 @@ async def quote_payment(
 async def _refund_in_progress(session: AsyncSession, payment: Payment) -> bool:
     pending = await session.scalar(
         sa.select(Refund.id)
-        .where(Refund.payment_id == payment.id, Refund.status == "pending")
+        .where(Refund.payment_id == payment.id, Refund.status.in_(IN_PROGRESS))
         .limit(1)
     )
     return pending is not None
@@ -222,9 +231,10 @@ async def refund_payment(
 ) -> Refund:
     """Give ``amount`` of ``payment`` back, to the card or the wallet it came from.
 
-    The amount is checked again under the payment's row lock, so of two concurrent requests the
-    second finds nothing left and is refused. A card refund the provider has not settled yet
-    stays ``pending``; the ``refund.*`` consumer finishes it.
+    The amount is checked again under the locks of what the payment paid for and of the
+    payment, so of two concurrent requests the second finds nothing left (or the upgrade that
+    took the credit) and is refused. A card refund the provider has not settled yet stays
+    ``pending``; the ``refund.*`` consumer finishes it.
     """
     payment = await _lock_payment(session, payment.id)
     quote = await quote_payment(session, payment, now=clock.now(), override_window=override_window)
@@ -279,6 +289,9 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
     if refund.status == "succeeded":
         return False
     payment = await _lock_payment(session, refund.payment_id)
+    refund = await _relock_refund(session, refund)
+    if refund.status == "succeeded":
+        return False
     if refund.status == "failed":  # the provider reported success after a failure: money left
         logger.warning("refund succeeded after it had failed", extra={"refund_id": str(refund.id)})
         payment.refunded_amount += refund.amount
@@ -299,6 +312,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         currency=refund.currency,
         lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
     )
+    await _release_upgrade_credit(session, payment, refund)
     if payment.status in (*REFUNDABLE_STATUSES, "refunded"):
         payment.status = (
             "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
@@ -327,6 +341,9 @@ async def fail_refund(session: AsyncSession, refund: Refund, message: str | None
     if refund.status != "pending":
         return False
     payment = await _lock_payment(session, refund.payment_id)
+    refund = await _relock_refund(session, refund)
+    if refund.status != "pending":
+        return False
     refund.status = "failed"
     payment.refunded_amount -= refund.amount
     logger.warning(
@@ -355,6 +372,113 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
         extra={"payment_id": str(payment.id), "user_id": str(payment.user_id), "reason": reason},
     )
     return True
+
+
+# --- refunds billing decides on its own --------------------------------------------------------
+
+
+async def queue_refund(
+    session: AsyncSession, payment: Payment, *, rule: str, reason: str
+) -> Refund | None:
+    """Give back everything of a payment that has just succeeded for something billing no
+    longer delivers (an upgrade paid after its subscription ended), through the normal refund
+    path: the money is reserved now and a job asks the gateway (:func:`send_queued_refunds`);
+    a wallet payment is refunded at once. The caller holds the locks of what the payment paid
+    for and of the payment."""
+    amount = payment.amount - payment.refunded_amount
+    if amount <= 0 or payment.method not in ("card", "wallet"):
+        return None
+    refund = Refund(
+        id=await _next_refund_id(session, payment),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        amount=amount,
+        currency=payment.currency,
+        status="queued" if payment.method == "card" else "pending",
+        rule=rule,
+        reason=reason,
+    )
+    session.add(refund)
+    payment.refunded_amount += amount
+    await session.flush()
+    if payment.method != "card":
+        await complete_refund(session, refund)
+    logger.warning(
+        "payment refunded: what it paid for is no longer live",
+        extra={"payment_id": str(payment.id), "refund_id": str(refund.id), "rule": rule},
+    )
+    return refund
+
+
+async def send_queued_refunds(
+    sessions: async_sessionmaker[AsyncSession], gateway: GatewayClient, *, limit: int = 100
+) -> int:
+    """Ask the gateway for each queued refund (one transaction each, in billing's lock order);
+    one the gateway cannot take now stays queued for the next run."""
+    async with sessions() as session:
+        queued = list(
+            await session.scalars(
+                sa.select(Refund.id)
+                .where(Refund.status == "queued")
+                .order_by(Refund.created_at)
+                .limit(limit)
+            )
+        )
+    sent = 0
+    for refund_id in queued:
+        try:
+            async with sessions() as session, session.begin():
+                sent += await _send_queued(session, gateway, refund_id)
+        except GatewayUnavailable as exc:
+            logger.warning("queued refund not sent; retried on the next run: %s", exc)
+    return sent
+
+
+async def _send_queued(session: AsyncSession, gateway: GatewayClient, refund_id: UUID) -> bool:
+    found = await session.get(Refund, refund_id)
+    assert found is not None
+    await _lock_payment(session, found.payment_id)
+    refund = await _relock_refund(session, found)
+    if refund.status != "queued":  # another worker sent it meanwhile
+        return False
+    refund.status = "pending"
+    answer = await gateway.create_refund(refund.id, refund.payment_id, refund.amount, refund.reason)
+    if answer.status == "succeeded":
+        await complete_refund(session, refund)
+    elif answer.status == "failed":
+        await fail_refund(session, refund, answer.failure_message)
+    return True
+
+
+async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refund: Refund) -> None:
+    """Refunding (part of) an upgrade payment gives the same share of its plan-change credit
+    back, into the wallet: the credited payment's unused part is not lost with the upgrade."""
+    credit = upgrade_credit(payment)
+    if credit <= 0 or payment.amount <= 0:
+        return
+    source = payment.quote.get("credit_payment_id")
+    credited = await session.get(Payment, UUID(source)) if source else None
+    if credited is not None and credited.status == "disputed":
+        return  # that money is going back through the dispute already
+    released = credit * refund.amount // payment.amount
+    if released <= 0:
+        return
+    await ledger.post(
+        session,
+        kind="plan_credit_released",
+        reference=str(refund.id),
+        user_id=payment.user_id,
+        description=f"Refund: plan-change credit of {payment.description}",
+        currency=payment.currency,
+        lines=ledger.transfer(ledger.REFUNDS, ledger.wallet_account(payment.user_id), released),
+    )
+
+
+def upgrade_credit(payment: Payment) -> int:
+    """The plan-change credit an upgrade payment used (0 for any other payment)."""
+    if payment.purpose != PaymentPurpose.UPGRADE:
+        return 0
+    return int(payment.quote.get("credit_applied", 0))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -418,11 +542,19 @@ async def _announce_cancel(
 
 
 async def _lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
-    """The payment row, locked and re-read (another transaction may have just changed it)."""
-    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    """What the payment paid for and then the payment row, locked and re-read (another
+    transaction may have just changed them)."""
+    payment = await locks.lock_payment(session, payment_id)
     if payment is None:
-        raise PaymentNotFound(f"payment {payment_id} not found")
+        raise payments.PaymentNotFound(f"payment {payment_id} not found")
     return payment
+
+
+async def _relock_refund(session: AsyncSession, refund: Refund) -> Refund:
+    """The refund row, locked and re-read after its payment's locks (the order's third)."""
+    found = await session.get(Refund, refund.id, with_for_update=True, populate_existing=True)
+    assert found is not None
+    return found
 
 
 async def _own_payment(
@@ -432,7 +564,7 @@ async def _own_payment(
         await _lock_payment(session, payment_id) if lock else await session.get(Payment, payment_id)
     )
     if payment is None or payment.user_id != user_id:
-        raise PaymentNotFound(f"payment {payment_id} not found")
+        raise payments.PaymentNotFound(f"payment {payment_id} not found")
     return payment
 
 

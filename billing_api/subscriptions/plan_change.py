@@ -4,17 +4,26 @@ Rules (DESIGN section 3, "Plan change"):
 
 * **Upgrade** (the new plan costs more per day): takes effect as soon as it is paid. The new
   plan's price for the subscription's number of periods is charged, less a credit for the unused
-  part of the current period: ``paid * unused_days // total_days``, the day of the change counted
-  as used and rounded down, exactly like a pro-rata refund. A new period starts at the payment.
-  If the credit is larger than the price, nothing is charged and the rest goes to the wallet.
-  The payment that was credited can no longer be refunded (its money moved to the new period).
+  part of the current period: ``value * unused_days // total_days``, the day of the change counted
+  as used and rounded down, exactly like a pro-rata refund. ``value`` is what the current period
+  was bought for: its payment plus the credit that payment used (an upgraded period is worth the
+  new plan's price, not the difference charged), less what was refunded of it. A period an
+  upgrade started has its first day counted as used under the plan it replaced already, so it
+  is not counted twice: two upgrades in a row cost what one upgrade to the last plan costs.
+  A new period starts at the payment. If the credit is larger than the price, nothing is
+  charged and the rest goes to the wallet. The payment that was credited can no longer be
+  refunded (its money moved to the new period); refunding the upgrade gives the credit back to
+  the wallet (:mod:`billing_api.refunds.service`).
 * **Downgrade** (the same price per day or less): nothing is charged now; the plan is switched
   at the period end by the renewal, which charges the new plan's price.
 * Asking for the current plan while a downgrade is scheduled takes the downgrade back.
 
-Only an ``active`` subscription that is not ending at its period end can change plan, and only
-to an active plan in the same currency. One upgrade payment waits at a time: asking again for
-the same plan returns the same checkout; another plan answers 409 until it is paid or expires.
+Only an ``active`` subscription that is not ending at its period end and has no refund in
+progress can change plan, and only to an active plan in the same currency. The subscription row
+is locked first, so a refund or cancel of the same subscription at the same moment either sees
+the waiting upgrade (and is refused) or has canceled it (and the change is refused). One
+upgrade payment waits at a time: asking again for the same plan returns the same checkout;
+another plan answers 409 until it is paid or expires.
 """
 
 from __future__ import annotations
@@ -24,16 +33,25 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.deps import Customer
 from billing_api.gateway import GatewayClient
-from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
+from billing_api.models import (
+    Payment,
+    PaymentPurpose,
+    Plan,
+    Refund,
+    Subscription,
+    SubscriptionStatus,
+)
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
 from billing_api.pricing.inputs import price_plan
+from billing_api.refunds import service as refunds
 from billing_api.subscriptions import service as subscriptions
 from shared import clock
 from shared.errors import Conflict
@@ -66,13 +84,17 @@ def is_upgrade(new: Plan, current: Plan) -> bool:
     return new.price_amount * period_days(current) > current.price_amount * period_days(new)
 
 
-def unused_credit(paid: int, *, start: datetime, end: datetime, now: datetime) -> int:
+def unused_credit(
+    paid: int, *, start: datetime, end: datetime, now: datetime, first_day_used: bool = True
+) -> int:
     """What is left of ``paid`` for the whole days of ``[start, end)`` not yet used at ``now``
-    (today counts as used; rounded down)."""
+    (today counts as used; rounded down). ``first_day_used=False`` for a period whose first day
+    was counted as used under the plan before it (a period an upgrade started)."""
     total_days = (end - start).days
     if paid <= 0 or total_days <= 0:
         return 0
-    used_days = min(total_days, max(0, (now - start).days + 1))
+    elapsed = (now - start).days + (1 if first_day_used else 0)
+    used_days = min(total_days, max(0, elapsed))
     return prorata_floor(paid, total_days - used_days, total_days)
 
 
@@ -109,6 +131,7 @@ async def change_plan(
         return PlanChange(subscription, "downgrade_canceled", currency=current.currency)
     new = await catalog.load_plan(session, plan_id)
     _check_changeable(subscription, current, new)
+    await _check_no_refund_in_progress(session, subscription)
     if not is_upgrade(new, current):
         subscription.pending_plan_id = new.id
         return PlanChange(subscription, "downgrade", currency=current.currency)
@@ -123,7 +146,7 @@ async def change_plan(
         return PlanChange(subscription, "upgrade", waiting, credit, current.currency)
 
     now = clock.now()
-    credit = await _credit_for_current_period(session, subscription, now)
+    credit, credited = await _credit_for_current_period(session, subscription, now)
     priced = await price_plan(
         session,
         new,
@@ -146,7 +169,12 @@ async def change_plan(
             base_amount=quote.base_amount,
             currency=quote.currency,
             discount_amount=quote.discount_amount + applied,
-            quote={**quote.to_json(), "credit": credit, "credit_applied": applied},
+            quote={
+                **quote.to_json(),
+                "credit": credit,
+                "credit_applied": applied,
+                "credit_payment_id": str(credited.id) if credited else None,
+            },
             months=subscription.months,
             subscription_id=subscription.id,
             plan_id=new.id,
@@ -170,14 +198,36 @@ def _check_changeable(subscription: Subscription, current: Plan, new: Plan) -> N
         )
 
 
+async def _check_no_refund_in_progress(session: AsyncSession, subscription: Subscription) -> None:
+    """A refund the provider has not confirmed yet will cancel the subscription: no plan
+    change meanwhile (it would be paid for a subscription about to end)."""
+    refunding = await session.scalar(
+        sa.select(Refund.id)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(Payment.subscription_id == subscription.id, Refund.status.in_(refunds.IN_PROGRESS))
+        .limit(1)
+    )
+    if refunding is not None:
+        raise PlanChangeNotAllowed("a refund of this subscription is in progress")
+
+
 async def _credit_for_current_period(
     session: AsyncSession, subscription: Subscription, now: datetime
-) -> int:
-    """The unused part of what was paid for the running period (nothing for a free trial)."""
+) -> tuple[int, Payment | None]:
+    """The unused part of what the running period was bought for, and the payment that bought
+    it (nothing for a free trial)."""
     start, end = subscription.current_period_start, subscription.current_period_end
     if subscription.latest_payment_id is None or start is None or end is None:
-        return 0
+        return 0, None
     paid = await session.get(Payment, subscription.latest_payment_id)
     if paid is None or paid.status not in ("succeeded", "partially_refunded"):
-        return 0
-    return unused_credit(paid.amount - paid.refunded_amount, start=start, end=end, now=now)
+        return 0, None
+    value = paid.amount + refunds.upgrade_credit(paid) - paid.refunded_amount
+    credit = unused_credit(
+        value,
+        start=start,
+        end=end,
+        now=now,
+        first_day_used=paid.purpose != PaymentPurpose.UPGRADE,
+    )
+    return credit, paid if credit > 0 else None

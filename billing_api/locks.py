@@ -1,0 +1,42 @@
+"""Row locks in billing's one order: what was bought, then its payments, then their refunds.
+
+Every path that changes a payment and what it paid for takes the locks in this order (after
+them come the wallet's advisory lock and, last, the entitlement snapshot), so two such paths
+wait for each other instead of deadlocking. A path that starts from a payment reads it without
+a lock to learn what it paid for, locks that, and only then locks the payment and re-reads it:
+another transaction may have changed it in between.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api.models import Payment, Purchase, Subscription
+
+
+async def lock_subscription(session: AsyncSession, subscription_id: UUID) -> Subscription | None:
+    """The subscription row, locked and re-read."""
+    return await session.get(
+        Subscription, subscription_id, with_for_update=True, populate_existing=True
+    )
+
+
+async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
+    """Lock the subscription or purchase ``payment`` paid for (the first lock of the order)."""
+    if payment.subscription_id is not None:
+        await lock_subscription(session, payment.subscription_id)
+    if payment.purchase_id is not None:
+        await session.get(
+            Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
+        )
+
+
+async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:
+    """What the payment paid for, then the payment itself, both locked and re-read."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        return None
+    await lock_paid_for(session, payment)
+    return await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)

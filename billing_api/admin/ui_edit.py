@@ -14,6 +14,7 @@ from sqladmin.filters import AllUniqueStringValuesFilter, BooleanFilter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from wtforms import Form, SelectMultipleField  # type: ignore[import-untyped]
+from wtforms.validators import InputRequired  # type: ignore[import-untyped]
 
 from billing_api.admin import catalog as admin_catalog
 from billing_api.admin import discounts
@@ -30,7 +31,7 @@ from billing_api.admin.schemas import (
 )
 from billing_api.catalog import service as catalog_service
 from billing_api.models import MonthTier, Movie, PersonalDiscount, Plan, PromoCode
-from shared.errors import AppError
+from shared.errors import AppError, Conflict
 
 T = TypeVar("T")
 
@@ -255,6 +256,10 @@ class MonthTierView(ServiceBackedView, model=MonthTier):
         await self._run(lambda s: discounts.delete_tier(s, actor(request), UUID(str(pk))))
 
 
+class PersonalDiscountExists(Conflict):
+    default_detail = "the user already has a personal discount"
+
+
 class PersonalDiscountView(ServiceBackedView, model=PersonalDiscount):
     name_plural = "Personal discounts"
     icon = "fa-solid fa-user-tag"
@@ -267,24 +272,44 @@ class PersonalDiscountView(ServiceBackedView, model=PersonalDiscount):
     ]
     column_searchable_list = [PersonalDiscount.user_id, PersonalDiscount.reason]
     form_columns = [PersonalDiscount.user_id, PersonalDiscount.percent, PersonalDiscount.reason]
+    # The user id is the row's primary key, which sqladmin leaves out of forms unless asked: it
+    # is asked for when the discount is created (checked as a UUID by the field) and fixed after.
+    form_include_pk = True
+    form_create_rules = ["user_id", "percent", "reason"]
+    form_edit_rules = ["percent", "reason"]
+    form_args = {
+        "user_id": {
+            "label": "User id",
+            "description": "The customer's user id (UUID): the sub of their token.",
+            "validators": [InputRequired()],
+        }
+    }
 
-    async def _set(self, request: Request, user_id: Any, data: dict[str, Any]) -> Any:
+    async def _set(
+        self, request: Request, user_id: UUID, data: dict[str, Any], *, new: bool
+    ) -> Any:
         body = PersonalDiscountIn.model_validate(
             {"percent": data.get("percent"), "reason": data.get("reason") or ""}
         )
 
         async def work(session: AsyncSession) -> PersonalDiscount:
-            uid = UUID(str(user_id))
-            await discounts.set_personal(session, actor(request), uid, body)
-            return await _get(session, PersonalDiscount, uid)
+            if new and await session.get(PersonalDiscount, user_id) is not None:
+                raise PersonalDiscountExists(
+                    f"user {user_id} already has a personal discount: edit that one"
+                )
+            await discounts.set_personal(session, actor(request), user_id, body)
+            return await _get(session, PersonalDiscount, user_id)
 
         return await self._run(work)
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
-        return await self._set(request, data.get("user_id"), data)
+        user_id = data.get("user_id")
+        if not isinstance(user_id, UUID):  # the form's field checks it; never trust a default
+            raise ValueError("user_id: a user id (UUID) is required")
+        return await self._set(request, user_id, data, new=True)
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
-        return await self._set(request, pk, data)
+        return await self._set(request, UUID(pk), data, new=False)
 
     async def delete_model(self, request: Request, pk: Any) -> None:
         await self._run(lambda s: discounts.delete_personal(s, actor(request), UUID(str(pk))))

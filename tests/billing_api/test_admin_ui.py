@@ -112,6 +112,57 @@ class TestLogin:
         assert actor == "ui:backoffice"
 
 
+class TestPersonalDiscounts:
+    async def test_staff_give_a_user_a_discount_and_the_user_s_quote_applies_it(
+        self, suite: Suite
+    ) -> None:
+        http = suite.http
+        assert (await login(http, "", admin_token())).status_code == 302
+        basic = await suite.plan("basic")
+        user = suite.as_user()
+        form = await http.get("/admin/personal-discount/create")
+        assert form.status_code == 200
+        assert 'name="user_id"' in form.text
+
+        created = await http.post(
+            "/admin/personal-discount/create",
+            data={"user_id": str(user.id), "percent": "20", "reason": "loyal since 2019"},
+            headers={"Origin": str(http.base_url).rstrip("/")},
+        )
+        assert created.status_code == 302, created.text[-2000:]
+        quote = await user.get("/api/v1/quote", params={"plan_id": basic["id"]})
+        assert quote.status_code == 200, quote.text
+        assert quote.json()["applied"]["percent"] == 20
+        edit = await http.get(f"/admin/personal-discount/edit/{user.id}")
+        assert edit.status_code == 200
+        assert 'name="user_id"' not in edit.text  # whose discount it is never changes
+
+    async def test_a_missing_bad_or_taken_user_id_is_shown_on_the_form(self, suite: Suite) -> None:
+        http = suite.http
+        assert (await login(http, "", admin_token())).status_code == 302
+        taken = uuid4()
+        await suite.execute(
+            "INSERT INTO billing.personal_discount (user_id, percent, reason)"
+            " VALUES (:user_id, 5, 'first')",
+            user_id=taken,
+        )
+        for user_id, problem in (
+            ("", "This field is required."),
+            ("not-a-user", "Invalid UUID format."),
+            (str(taken), f"user {taken} already has a personal discount"),
+        ):
+            response = await http.post(
+                "/admin/personal-discount/create",
+                data={"user_id": user_id, "percent": "20", "reason": ""},
+                headers={"Origin": str(http.base_url).rstrip("/")},
+            )
+            # The form comes back with the problem on it (sqladmin's status for a refused form).
+            assert response.status_code == 400, (user_id, response.text[-2000:])
+            assert 'name="user_id"' in response.text
+            assert problem in response.text, user_id
+        assert await suite.scalar("SELECT percent FROM billing.personal_discount") == 5
+
+
 async def test_a_back_office_session_in_a_browser(suite: Suite) -> None:
     """Log in, sell a plan with two movies and a promo code, then read a customer's payments."""
     shots = support.ARTIFACTS / "admin_ui"

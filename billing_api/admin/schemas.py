@@ -6,9 +6,18 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 from billing_api.catalog.schemas import PlanDetailOut
+from shared.auth import PRIVILEGED_ROLES
 from shared.money import Money
 
 Count = Annotated[int, Strict()]
@@ -46,11 +55,25 @@ class PlanChangesIn(_In):
     max_months: Annotated[int, Strict(), Field(ge=1, le=12)] | None = None
     all_movies: bool | None = None
     movie_ids: list[UUID] | None = Field(None, max_length=10_000)
-    role: str | None = Field(None, min_length=1, max_length=100)
+    role: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Role the auth service gives subscribers; never admin or service.",
+    )
     grace_days: Annotated[int, Strict(), Field(ge=0, le=60)] | None = None
     trial_days: Annotated[int, Strict(), Field(ge=0, le=365)] | None = None
     refund_window_minutes: Annotated[int, Strict(), Field(ge=0, le=525_600)] | None = None
     refund_policy: RefundPolicy | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _role_opens_nothing(cls, role: str | None) -> str | None:
+        # Anyone who buys the plan gets its role: one that opens the admin API or the machine
+        # endpoints here would be privilege for sale.
+        if role is not None and role.strip().lower() in PRIVILEGED_ROLES:
+            raise ValueError(f"a plan never grants the role {role!r} (admin and service are ours)")
+        return role
 
 
 class PlanIn(PlanChangesIn):

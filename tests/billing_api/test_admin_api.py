@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import orjson
+import pytest
 import sqlalchemy as sa
 
 from billing_api import demo
@@ -122,6 +123,27 @@ class TestPlans:
             )
         plans = await ok(await admin(suite, "GET", "/api/v1/admin/plans"))
         assert sorted(p["code"] for p in plans["items"]) == ["basic", "pass-30", "premium"]
+
+    @pytest.mark.parametrize("role", ["admin", "service", " Admin "])
+    async def test_a_plan_never_sells_a_privileged_role(self, suite: Suite, role: str) -> None:
+        created = await admin(suite, "POST", "/api/v1/admin/plans", json=new_plan("vip", role=role))
+        assert created.status_code == 422, created.text
+        body = created.json()
+        assert body["error"] == "ValidationError"
+        assert [error["loc"] for error in body["errors"]] == [["body", "role"]]
+        plans = await ok(await admin(suite, "GET", "/api/v1/admin/plans"))
+        assert "vip" not in [p["code"] for p in plans["items"]]
+
+        basic = await suite.plan("basic")
+        updated = await admin(
+            suite, "PATCH", f"/api/v1/admin/plans/{basic['id']}", json={"role": role}
+        )
+        assert updated.status_code == 422, updated.text
+        assert updated.json()["error"] == "ValidationError"
+        plan = await ok(await admin(suite, "GET", f"/api/v1/admin/plans/{basic['id']}"))
+        assert plan["role"] == "subscriber_basic"
+        assert await audit_rows(suite, "plan", basic["id"]) == []
+        assert [e["version"] for e in await plan_events(suite, basic["id"])] in ([], [1])
 
     async def test_an_update_changes_price_and_movies_and_keeps_the_before(
         self, suite: Suite

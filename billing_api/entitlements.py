@@ -3,10 +3,29 @@
 A snapshot lists every grant that is still valid, with ``valid_until`` already including grace,
 so access ends on time even when a later event is late. Versions grow per user; access_api keeps
 only the newest it has seen, so snapshots may arrive in any order or twice.
+
+**Lock, then read.** Two transactions often change one user's grants at once: six purchases paid
+together, a refund while another payment settles, a renewal against a cancel, a complimentary
+grant against a purchase. Since access keeps only the newest snapshot, that one must contain the
+other transaction's change. So :func:`publish_snapshot` first takes the user's lock, the upsert
+that bumps the user's ``entitlement_version`` row (held until commit), and only then reads the
+grants. The other transaction, if it got there first, has committed by the time the lock is
+ours, and under READ COMMITTED every statement after the lock sees what it committed; the one
+that commits last builds the higher version from everything. The grants are read as columns,
+never through objects the session already holds (those show the rows as this transaction
+first loaded them, before the lock).
+
+The lock is the last one a transaction takes (after what was bought, payments, refunds and the
+wallet), so waiting for it never closes a cycle. A transaction that changes several users'
+grants wraps its work in :func:`deferred_snapshots`: their snapshots are published together at
+the end, the users locked in sorted id order, so two such transactions cannot deadlock on each
+other's users.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -24,74 +43,59 @@ from billing_api.models import (
 from shared import clock, events, outbox
 
 LIVE_SUBSCRIPTION = ("active", "grace")
+# ``session.info`` key: the users whose snapshots wait for the end of a deferred block.
+_DEFERRED = "entitlements.deferred"
 
 
-def subscription_valid_until(subscription: Subscription, plan: Plan) -> datetime | None:
+def subscription_valid_until(
+    period_end: datetime | None, *, stops: bool, grace_days: int
+) -> datetime | None:
     """End of access: period end, plus grace unless the user chose to stop."""
-    end = subscription.current_period_end
-    if end is None:
+    if period_end is None:
         return None
-    if subscription.cancel_at_period_end or not subscription.auto_renew:
-        return end
-    return end + timedelta(days=plan.grace_days)
+    return period_end if stops else period_end + timedelta(days=grace_days)
 
 
-async def publish_snapshot(session: AsyncSession, user_id: UUID) -> events.EntitlementsChanged:
-    await session.flush()  # the snapshot must see the changes made in this transaction
-    now = clock.now()
-    grants: list[events.Grant] = []
-    rows = await session.execute(
-        sa.select(Subscription, Plan)
-        .join(Plan, Plan.id == Subscription.plan_id)
-        .where(Subscription.user_id == user_id, Subscription.status.in_(LIVE_SUBSCRIPTION))
+@asynccontextmanager
+async def deferred_snapshots(session: AsyncSession) -> AsyncIterator[None]:
+    """Publish the snapshots asked for inside the block once it is done, in user-id order.
+
+    For a transaction that settles changes of several users (a batch of renewals, periods
+    ending): each user is locked once, at the end, and always in the same order.
+    """
+    if _DEFERRED in session.info:  # already inside a deferred block: it publishes them
+        yield
+        return
+    users: set[UUID] = set()
+    session.info[_DEFERRED] = users
+    try:
+        yield
+    finally:
+        del session.info[_DEFERRED]
+    for user_id in sorted(users):
+        await publish_snapshot(session, user_id)
+
+
+async def publish_snapshot(
+    session: AsyncSession, user_id: UUID
+) -> events.EntitlementsChanged | None:
+    """Lock the user, read their grants, stage the snapshot in the outbox (None when deferred
+    to the end of a :func:`deferred_snapshots` block)."""
+    deferred: set[UUID] | None = session.info.get(_DEFERRED)
+    if deferred is not None:
+        deferred.add(user_id)
+        return None
+    await session.flush()  # this transaction's own changes, written before the lock is taken
+    version = await _lock_user(session, user_id)
+    snapshot = events.EntitlementsChanged(
+        user_id=user_id, version=version, grants=tuple(await _grants(session, user_id))
     )
-    for subscription, plan in rows:
-        valid_until = subscription_valid_until(subscription, plan)
-        if valid_until is not None and valid_until > now:
-            grants.append(
-                events.Grant(
-                    source="subscription",
-                    source_id=subscription.id,
-                    plan_id=plan.id,
-                    role=plan.role,
-                    valid_until=valid_until,
-                )
-            )
-    purchases = await session.scalars(
-        sa.select(Purchase).where(
-            Purchase.user_id == user_id,
-            Purchase.status == "completed",
-            sa.or_(Purchase.valid_until.is_(None), Purchase.valid_until > now),
-        )
-    )
-    for purchase in purchases:
-        grants.append(
-            events.Grant(
-                source="purchase",
-                source_id=purchase.id,
-                movie_id=purchase.movie_id,
-                valid_until=purchase.valid_until,
-            )
-        )
-    gifts = await session.execute(
-        sa.select(ComplimentaryGrant, Plan)
-        .join(Plan, Plan.id == ComplimentaryGrant.plan_id)
-        .where(
-            ComplimentaryGrant.user_id == user_id,
-            ComplimentaryGrant.revoked_at.is_(None),
-            ComplimentaryGrant.valid_until > now,
-        )
-    )
-    for gift, plan in gifts:
-        grants.append(
-            events.Grant(
-                source="complimentary",
-                source_id=gift.id,
-                plan_id=plan.id,
-                role=plan.role,
-                valid_until=gift.valid_until,
-            )
-        )
+    await outbox.add(session, snapshot)
+    return snapshot
+
+
+async def _lock_user(session: AsyncSession, user_id: UUID) -> int:
+    """Bump the user's snapshot version; the row stays locked until this transaction ends."""
     version = await session.scalar(
         insert(EntitlementVersion)
         .values(user_id=user_id, version=1)
@@ -101,8 +105,79 @@ async def publish_snapshot(session: AsyncSession, user_id: UUID) -> events.Entit
         )
         .returning(EntitlementVersion.version)
     )
-    snapshot = events.EntitlementsChanged(
-        user_id=user_id, version=int(version or 1), grants=tuple(grants)
+    return int(version or 1)
+
+
+async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
+    """Every grant of the user valid now, read from the rows as committed (columns, not the
+    session's objects)."""
+    now = clock.now()
+    grants: list[events.Grant] = []
+    subscriptions = await session.execute(
+        sa.select(
+            Subscription.id,
+            Subscription.current_period_end,
+            (Subscription.cancel_at_period_end | ~Subscription.auto_renew).label("stops"),
+            Plan.id.label("plan_id"),
+            Plan.role,
+            Plan.grace_days,
+        )
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.user_id == user_id, Subscription.status.in_(LIVE_SUBSCRIPTION))
+        .order_by(Subscription.id)
     )
-    await outbox.add(session, snapshot)
-    return snapshot
+    for row in subscriptions:
+        valid_until = subscription_valid_until(
+            row.current_period_end, stops=row.stops, grace_days=row.grace_days
+        )
+        if valid_until is not None and valid_until > now:
+            grants.append(
+                events.Grant(
+                    source="subscription",
+                    source_id=row.id,
+                    plan_id=row.plan_id,
+                    role=row.role,
+                    valid_until=valid_until,
+                )
+            )
+    purchases = await session.execute(
+        sa.select(Purchase.id, Purchase.movie_id, Purchase.valid_until)
+        .where(
+            Purchase.user_id == user_id,
+            Purchase.status == "completed",
+            sa.or_(Purchase.valid_until.is_(None), Purchase.valid_until > now),
+        )
+        .order_by(Purchase.id)
+    )
+    grants += [
+        events.Grant(
+            source="purchase", source_id=row.id, movie_id=row.movie_id, valid_until=row.valid_until
+        )
+        for row in purchases
+    ]
+    gifts = await session.execute(
+        sa.select(
+            ComplimentaryGrant.id,
+            ComplimentaryGrant.valid_until,
+            Plan.id.label("plan_id"),
+            Plan.role,
+        )
+        .join(Plan, Plan.id == ComplimentaryGrant.plan_id)
+        .where(
+            ComplimentaryGrant.user_id == user_id,
+            ComplimentaryGrant.revoked_at.is_(None),
+            ComplimentaryGrant.valid_until > now,
+        )
+        .order_by(ComplimentaryGrant.id)
+    )
+    grants += [
+        events.Grant(
+            source="complimentary",
+            source_id=row.id,
+            plan_id=row.plan_id,
+            role=row.role,
+            valid_until=row.valid_until,
+        )
+        for row in gifts
+    ]
+    return grants

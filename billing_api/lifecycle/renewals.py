@@ -42,6 +42,7 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api import entitlements
 from billing_api.gateway import GatewayPayment, GatewayRefused, GatewayUnavailable
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext, apply_gateway_result
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
@@ -342,10 +343,15 @@ async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> Non
         # The session holds unchanged objects weakly: kept referenced here, the plans are
         # loaded once for the group instead of once per payment by each settlement.
         plans = await _plans_of(session, payments.values())
-        for result in group:
-            await apply_gateway_result(
-                session, payments[result.payment_id], result, dunning=ctx.settings.dunning_offsets
-            )
+        # Each user's entitlement lock is taken last, all of them in user-id order.
+        async with entitlements.deferred_snapshots(session):
+            for result in group:
+                await apply_gateway_result(
+                    session,
+                    payments[result.payment_id],
+                    result,
+                    dunning=ctx.settings.dunning_offsets,
+                )
         del plans
 
 

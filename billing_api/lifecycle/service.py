@@ -75,7 +75,12 @@ async def apply_gateway_result(
 
 async def end_periods(ctx: JobContext) -> int:
     """Periods that ended unpaid: into grace (still renewing) or expired (the user stopped it)."""
-    async with ctx.sessions() as session, session.begin():
+    # Several users at once: their entitlement locks are taken last, in user-id order.
+    async with (
+        ctx.sessions() as session,
+        session.begin(),
+        entitlements.deferred_snapshots(session),
+    ):
         ended = list(
             await session.scalars(
                 sa.select(Subscription)
@@ -116,7 +121,12 @@ async def end_periods(ctx: JobContext) -> int:
 
 
 async def end_graces(ctx: JobContext) -> int:
-    async with ctx.sessions() as session, session.begin():
+    # Several users at once: their entitlement locks are taken last, in user-id order.
+    async with (
+        ctx.sessions() as session,
+        session.begin(),
+        entitlements.deferred_snapshots(session),
+    ):
         over = list(
             await session.scalars(
                 sa.select(Subscription)

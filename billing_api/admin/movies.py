@@ -30,7 +30,7 @@ from billing_api.admin import catalog as admin_catalog
 from billing_api.admin.schemas import MovieChangesIn, MovieIn
 from billing_api.deps import SettingsDep
 from billing_api.models import Movie
-from shared.auth import AdminOrServicePrincipal, AdminPrincipal
+from shared.auth import AdminOrInternalServicePrincipal, AdminPrincipal
 from shared.db import SessionDep
 from shared.errors import UnprocessableEntity
 from shared.money import Money
@@ -203,7 +203,7 @@ async def bulk_upsert_movies(
     body: BulkUpsertIn,
     session: SessionDep,
     settings: SettingsDep,
-    principal: AdminOrServicePrincipal,
+    principal: AdminOrInternalServicePrincipal,
 ) -> BulkUpsertOut:
     """Insert or update up to 1,000 movies by id (the movie admin's UUID). Idempotent: the same
     batch again changes nothing. New movies get no prices and the default currency."""
@@ -227,7 +227,7 @@ class BadMovieCursor(UnprocessableEntity):
 @router.get("", response_model=MoviePage)
 async def list_movies(
     session: SessionDep,
-    principal: AdminOrServicePrincipal,
+    principal: AdminOrInternalServicePrincipal,
     available: Annotated[
         bool | None, Query(description="Only movies staff do (or do not) sell.")
     ] = None,

@@ -254,6 +254,24 @@ class TestMovies:
         assert row["after"]["created"] == 1
         assert row["after"]["ids"] == [batch["movies"][0]["id"]]
 
+    async def test_a_partner_token_with_the_service_role_cannot_load_movies(
+        self, suite: Suite
+    ) -> None:
+        # Only our own ETL (an internal token) loads the catalog; an auth-service token that
+        # carries the role service is a partner's, good for the access API only.
+        partner = mint_user_token(AuthSettings(), "partner-feed", roles=["service"])
+        movie_id = str(uuid4())
+        batch = {"movies": [{"id": movie_id, "title": "Smuggled in"}]}
+        response = await suite.http.post(
+            "/api/v1/admin/movies/bulk",
+            json=batch,
+            headers={"Authorization": f"Bearer {partner}"},
+        )
+        assert response.status_code == 403
+        assert response.json()["error"] == "Forbidden"
+        missing = await admin(suite, "GET", f"/api/v1/admin/movies/{movie_id}")
+        assert missing.status_code == 404
+
 
 class TestDiscounts:
     async def test_tiers_and_personal_discounts_show_in_the_quote(self, suite: Suite) -> None:

@@ -4,6 +4,11 @@ UV ?= uv
 RUN := $(UV) run --frozen
 SERVICES := billing_api payment_gateway access_api notifier etl
 
+# Everything started from here is a developer's: the repository's development secrets and the
+# sandbox provider. Every process refuses those outside CINEMA_ENV=development (README:
+# Production checklist), so this file says development once, for every target.
+export CINEMA_ENV := development
+
 .PHONY: help install prepare migrate demo-data run test test-faults lint format typecheck imports ci clean
 .PHONY: demo clients
 .PHONY: bench bench-access bench-pipeline bench-renewals bench-checkout bench-etl
@@ -15,8 +20,8 @@ install:  ## create .venv from uv.lock
 	@command -v $(UV) >/dev/null || pip install --quiet uv
 	$(UV) sync --frozen
 
-prepare: install  ## create the database if missing; check RabbitMQ
-	$(RUN) cinema prepare
+prepare: install  ## create the database if missing; start PostgreSQL/RabbitMQ with docker compose if absent
+	$(RUN) cinema prepare --start-services
 
 migrate: prepare  ## apply every service's migrations; declare the consumers' queues
 	@for service in $(SERVICES); do $(RUN) alembic -n $$service upgrade head || exit 1; done

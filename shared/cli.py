@@ -12,7 +12,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from shared import cli_token, dbadmin, dead_letters, production
+from shared import cli_token, dbadmin, dead_letters, local_services, production
 from shared.settings import CommandLineSettings
 
 
@@ -24,6 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = subparsers.add_parser(
         "prepare", help="create the database if missing and check that RabbitMQ answers"
     )
+    prepare.add_argument(
+        "--start-services",
+        action="store_true",
+        help="on a developer machine, start PostgreSQL/RabbitMQ with docker compose when nothing"
+        " answers at their local addresses (what `make run` does)",
+    )
+    prepare.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long services started with docker compose may take to answer",
+    )
     prepare.set_defaults(handler=_prepare)
     for entry in sorted(entry_points(group="cinema.commands"), key=lambda e: e.name):
         entry.load()(subparsers)
@@ -33,12 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> int:
     settings = CommandLineSettings()
     try:
+        if args.start_services:
+            local_services.start(
+                settings.database_url, settings.amqp_url, wait_seconds=args.wait, say=_say
+            )
         created = dbadmin.prepare(settings.database_url, settings.amqp_url)
     except dbadmin.DependencyMissing as exc:
         print(f"cinema: {exc}", file=sys.stderr)
         return 1
     print("database created" if created else "database present", "· broker reachable")
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

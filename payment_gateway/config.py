@@ -79,6 +79,9 @@ class GatewaySettings(ServiceSettings):
             )
         if self.stripe_api_key is not None:
             problems.append(
+                production.secret_problem("GATEWAY_STRIPE_API_KEY", self.stripe_api_key)
+            )
+            problems.append(
                 production.secret_problem(
                     "GATEWAY_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret
                 )

@@ -94,6 +94,14 @@ class TestCompose:
             assert services["nginx"]["depends_on"][name]["condition"] == "service_healthy"
             assert services[name]["command"][-1] == str(port)
 
+    def test_the_local_setup_says_it_runs_in_development(self) -> None:
+        compose = ROOT / "docker-compose.yml"
+        for name in procfile():
+            assert load_compose()["services"][name]["environment"]["CINEMA_ENV"] == "development"
+        assert re.search(
+            r"#.*development mode.*\n(.*#.*\n)*\s*CINEMA_ENV: development", compose.read_text()
+        )
+
     def test_service_ports_stay_behind_nginx(self) -> None:
         services = load_compose()["services"]
         for name in procfile():
@@ -225,3 +233,32 @@ class TestKubernetes:
         assert "ETL_BILLING_URL" in config
         kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
         assert "secret.example.yaml" not in kustomization["resources"]
+
+    def test_secret_template_lists_every_secret_and_the_processes_run_in_production(
+        self,
+    ) -> None:
+        from pydantic import SecretStr
+        from pydantic_settings import BaseSettings
+
+        from access_api.config import AccessSettings
+        from billing_api.admin.ui import AdminUISettings
+        from notifier.config import NotifierSettings
+        from payment_gateway.config import GatewaySettings
+        from shared.auth import AuthSettings
+
+        classes: list[type[BaseSettings]] = [
+            AuthSettings,
+            AdminUISettings,
+            GatewaySettings,
+            NotifierSettings,
+            AccessSettings,
+        ]
+        template = (K8S / "secret.example.yaml").read_text()
+        for settings in classes:
+            prefix = str(settings.model_config.get("env_prefix", ""))
+            for name, field in settings.model_fields.items():
+                if SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                    variable = f"{prefix}{name}".upper()
+                    assert re.search(rf"^\s*#?\s*{variable}:", template, re.M), variable
+        config = by_kind("ConfigMap")["cinema-billing-config"]["data"]
+        assert config["CINEMA_ENV"] == "production"

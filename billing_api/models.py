@@ -60,6 +60,9 @@ class Plan(UUIDPrimaryKey, Timestamps, Base):
     refund_policy: Mapped[str] = mapped_column(sa.String(30), default="window_then_prorata")
     active: Mapped[bool] = mapped_column(default=True)
     version: Mapped[int] = mapped_column(default=1)
+    # The ``active`` the last ``plan.changed`` said (access_api grants nothing for a plan it
+    # was told is inactive): a renewal that would charge for such a plan republishes it first.
+    published_active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
 
 class Movie(Timestamps, Base):
@@ -279,6 +282,14 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
         sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
         sa.CheckConstraint("refunded_amount BETWEEN 0 AND amount", name="refunds_within_amount"),
         sa.Index("ix_payment_user_created", "user_id", "created_at"),
+        # Reconciliation takes the card payments whose next ask is due, the longest-due first.
+        sa.Index(
+            "ix_payment_reconcile_due",
+            sa.text("coalesce(reconcile_next_at, created_at)"),
+            postgresql_where=sa.text(
+                "status = 'pending' AND method = 'card' AND reconcile_parked_at IS NULL"
+            ),
+        ),
     )
 
     user_id: Mapped[UUID]
@@ -305,6 +316,12 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     paid_at: Mapped[datetime | None] = when()
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    # Reconciliation of a payment still pending: how many times the gateway was asked without
+    # settling it, when it may be asked next (NULL: never asked), and when asking was given up
+    # (the gateway's own event still settles a parked payment).
+    reconcile_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    reconcile_next_at: Mapped[datetime | None] = when()
+    reconcile_parked_at: Mapped[datetime | None] = when()
 
 
 class Refund(UUIDPrimaryKey, Timestamps, Base):

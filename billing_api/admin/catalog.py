@@ -4,9 +4,11 @@ publishes ``plan.changed``) and leaves an audit row.
 Plans are archived, never deleted. **Archiving stops selling the plan; people already subscribed
 keep their access until their subscription ends.** The plan leaves ``GET /api/v1/plans`` and
 cannot be checked out, but while it still has subscriptions in status ``active``/``grace`` (or
-live complimentary grants) the ``plan.changed`` snapshot says ``active=true``, because access_api
-reads ``active=false`` as "this plan grants nothing"; see
-:func:`billing_api.catalog.service.plan_grants_access`.
+live complimentary grants, or live subscriptions with a downgrade to it scheduled) the
+``plan.changed`` snapshot says ``active=true``, because access_api reads ``active=false`` as
+"this plan grants nothing"; see :func:`billing_api.catalog.service.plan_grants_access`. Archiving
+never cancels a scheduled downgrade: the user chose the cheaper plan, and renewals never charge
+for a plan published as granting nothing (:mod:`billing_api.lifecycle.renewals`).
 """
 
 from __future__ import annotations

@@ -170,6 +170,8 @@ async def save_plan(session: AsyncSession, spec: PlanSpec) -> tuple[Plan, bool]:
 
 
 async def publish_plan(session: AsyncSession, plan: Plan, movie_ids: Iterable[UUID]) -> None:
+    active = plan.active or await plan_grants_access(session, plan.id)
+    plan.published_active = active
     await outbox.add(
         session,
         events.PlanChanged(
@@ -179,7 +181,7 @@ async def publish_plan(session: AsyncSession, plan: Plan, movie_ids: Iterable[UU
             all_movies=plan.all_movies,
             movie_ids=tuple(movie_ids),
             role=plan.role,
-            active=plan.active or await plan_grants_access(session, plan.id),
+            active=active,
         ),
     )
 
@@ -192,11 +194,16 @@ async def plan_grants_access(session: AsyncSession, plan_id: UUID) -> bool:
     snapshot stays active while the plan has subscriptions in ``active``/``grace`` or live
     complimentary grants. Each grant still carries its own ``valid_until``, so once they end the
     plan grants nothing even though the last snapshot said ``active=true``.
+
+    A plan that live subscriptions will switch to at their next renewal (a scheduled downgrade,
+    ``pending_plan_id``) counts as one they are on: the downgrade the user chose goes ahead and
+    the plan it charges for grants access.
     """
     live = await session.scalar(
         sa.select(
             sa.exists().where(
-                Subscription.plan_id == plan_id, Subscription.status.in_(("active", "grace"))
+                sa.or_(Subscription.plan_id == plan_id, Subscription.pending_plan_id == plan_id),
+                Subscription.status.in_(("active", "grace")),
             )
             | sa.exists().where(
                 ComplimentaryGrant.plan_id == plan_id,

@@ -12,14 +12,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import sqlalchemy as sa
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
-from billing_api.gateway import GatewayClient, GatewayPayment, GatewayUnavailable
+from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused, GatewayUnavailable
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
 from shared import events, outbox
 from shared.money import Money
@@ -202,34 +204,98 @@ async def remind_expiring(ctx: JobContext) -> int:
 
 # --- reconciliation ---------------------------------------------------------------------------
 
+# A payment the gateway was asked about without settling it is asked again after a growing
+# pause (5 min, 10, 20 … at most 6 h), and after RECONCILE_MAX_ATTEMPTS asks (about a day) it is
+# parked: reconciliation stops asking (the gateway's own event still settles it) and the
+# ``billing_reconcile_parked_total`` counter says so. Each pass takes the payments whose next ask
+# is the longest due, so payments the gateway refuses or keeps pending never hold back the
+# others (a lost webhook is repaired within a pass or two however many such rows there are).
+RECONCILE_FIRST_RETRY = timedelta(minutes=5)
+RECONCILE_MAX_PAUSE = timedelta(hours=6)
+RECONCILE_MAX_ATTEMPTS = 10
+
+RECONCILE_UNSETTLED = Counter(
+    "billing_reconcile_unsettled_total",
+    "Reconciliation asks that left a pending payment pending, by why "
+    "(pending: the provider has no outcome yet; refused: the gateway refused the question; "
+    "unavailable: it could not be reached).",
+    ["reason"],
+)
+RECONCILE_PARKED = Counter(
+    "billing_reconcile_parked_total",
+    "Pending card payments reconciliation stopped asking about after too many tries, "
+    "by the reason of the last try.",
+    ["reason"],
+)
+
+
+def reconcile_pause(attempts: int) -> timedelta:
+    """The pause before the next ask of a payment asked ``attempts`` times (1 or more)."""
+    return min(RECONCILE_FIRST_RETRY * (1 << min(attempts - 1, 16)), RECONCILE_MAX_PAUSE)
+
 
 async def reconcile_pending(ctx: JobContext) -> int:
     """Card payments pending for too long are asked of the gateway (which asks the provider)."""
     cutoff = ctx.now - timedelta(minutes=ctx.settings.reconcile_after_minutes)
+    due_at = sa.func.coalesce(Payment.reconcile_next_at, Payment.created_at)
     async with ctx.sessions() as session:
-        stale = list(
-            await session.scalars(
+        stale = (
+            await session.execute(
                 sa.select(Payment.id)
                 .where(
                     Payment.status == "pending",
                     Payment.method == "card",
+                    Payment.reconcile_parked_at.is_(None),
+                    due_at <= ctx.now,
                     Payment.created_at < cutoff,
                 )
-                .order_by(Payment.created_at)
+                .order_by(due_at)
                 .limit(BATCH)
             )
-        )
+        ).all()
     settled = 0
-    for payment_id in stale:
+    for (payment_id,) in stale:
         try:
             result = await ctx.gateway.get_payment(payment_id, refresh=True)
+        except GatewayRefused as exc:
+            logger.error("reconciliation: the gateway refused to say about %s: %s", payment_id, exc)
+            await _ask_later(ctx, payment_id, "refused")
+            continue
         except GatewayUnavailable as exc:
             logger.warning("reconciliation could not settle %s: %s", payment_id, exc)
+            await _ask_later(ctx, payment_id, "unavailable")
             continue
         async with ctx.sessions() as session, session.begin():
             payment = await session.get(Payment, payment_id, with_for_update=True)
             if payment is not None and payment.status == "pending":
-                settled += await apply_gateway_result(
+                done = await apply_gateway_result(
                     session, payment, result, dunning=ctx.settings.dunning_offsets
                 )
+                settled += done
+                if not done:
+                    _back_off(payment, ctx.now, "pending")
     return settled
+
+
+async def _ask_later(ctx: JobContext, payment_id: UUID, reason: str) -> None:
+    async with ctx.sessions() as session, session.begin():
+        payment = await session.get(Payment, payment_id, with_for_update=True)
+        if payment is not None and payment.status == "pending":
+            _back_off(payment, ctx.now, reason)
+
+
+def _back_off(payment: Payment, now: datetime, reason: str) -> None:
+    """One more ask that settled nothing: ask again later, or park the payment."""
+    RECONCILE_UNSETTLED.labels(reason).inc()
+    payment.reconcile_attempts += 1
+    if payment.reconcile_attempts >= RECONCILE_MAX_ATTEMPTS:
+        payment.reconcile_parked_at = now
+        RECONCILE_PARKED.labels(reason).inc()
+        logger.error(
+            "reconciliation parked payment %s after %d tries (last: %s)",
+            payment.id,
+            payment.reconcile_attempts,
+            reason,
+        )
+        return
+    payment.reconcile_next_at = now + reconcile_pause(payment.reconcile_attempts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -88,12 +89,35 @@ async def price_plan(
 
 async def load_tiers(session: AsyncSession, plan_id: UUID) -> list[pricing.Tier]:
     """The plan's own tiers when it has any, otherwise the global ones."""
+    return (await load_tiers_of(session, [plan_id]))[plan_id]
+
+
+async def load_tiers_of(
+    session: AsyncSession, plan_ids: Collection[UUID]
+) -> dict[UUID, list[pricing.Tier]]:
+    """:func:`load_tiers` for several plans in one query."""
     rows = (
         await session.execute(
             sa.select(MonthTier.plan_id, MonthTier.min_months, MonthTier.percent).where(
-                sa.or_(MonthTier.plan_id == plan_id, MonthTier.plan_id.is_(None))
+                sa.or_(MonthTier.plan_id.in_(plan_ids), MonthTier.plan_id.is_(None))
             )
         )
     ).all()
-    own = [pricing.Tier(r.min_months, r.percent) for r in rows if r.plan_id is not None]
-    return own or [pricing.Tier(r.min_months, r.percent) for r in rows if r.plan_id is None]
+    shared = [pricing.Tier(r.min_months, r.percent) for r in rows if r.plan_id is None]
+    own: dict[UUID, list[pricing.Tier]] = {}
+    for r in rows:
+        if r.plan_id is not None:
+            own.setdefault(r.plan_id, []).append(pricing.Tier(r.min_months, r.percent))
+    return {plan_id: own.get(plan_id) or shared for plan_id in plan_ids}
+
+
+async def load_personal_discounts(
+    session: AsyncSession, user_ids: Collection[UUID]
+) -> dict[UUID, int]:
+    """The personal discount percent of each of these users that has one, in one query."""
+    rows = await session.execute(
+        sa.select(PersonalDiscount.user_id, PersonalDiscount.percent).where(
+            PersonalDiscount.user_id.in_(user_ids)
+        )
+    )
+    return {row.user_id: row.percent for row in rows}

@@ -13,6 +13,7 @@ from payment_gateway.providers.base import PaymentProvider
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.api import router as refunds_router
 from payment_gateway.sandbox.delivery import WebhookSender
+from payment_gateway.sandbox.dashboard import router as sandbox_dashboard_router
 from payment_gateway.sandbox.pages import router as sandbox_router
 from payment_gateway.sandbox.provider import SandboxProvider
 from payment_gateway.webhooks.api import router as webhooks_router
@@ -79,7 +80,7 @@ def create_app(
 
     routers = [payments_router, refunds_router, webhooks_router]
     if settings.sandbox_on:
-        routers.append(sandbox_router)
+        routers.extend([sandbox_router, sandbox_dashboard_router])
     return create_service_app(
         service=SERVICE,
         schema=SCHEMA,

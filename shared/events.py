@@ -152,8 +152,12 @@ class PaymentExpired(PaymentEvent):
 
 
 class PaymentDisputed(PaymentEvent):
+    """The payer disputed the charge at their bank; the provider holds ``disputed_amount`` back."""
+
     event_type = "payment.disputed"
     reason: str | None = None
+    disputed_amount: Money | None = None  # None from older producers: the whole amount
+    dispute_ref: str | None = None  # the provider's dispute
 
 
 class RefundSucceeded(RefundEvent):

@@ -74,9 +74,21 @@ async def apply_snapshot(
                 events.PaymentDisputed(
                     **_common(payment),  # type: ignore[arg-type]
                     reason=snapshot.dispute_reason,
+                    disputed_amount=Money(
+                        amount=_disputed_amount(payment, snapshot), currency=payment.currency
+                    ),
+                    dispute_ref=snapshot.dispute_ref,
                 ),
             )
         await settle_status(session, payment)
+
+
+def _disputed_amount(payment: Payment, snapshot: ProviderPayment) -> int:
+    """What the provider holds back: its own figure, else what was not refunded (never more)."""
+    left = max(payment.amount - payment.refunded_amount, 0)
+    if snapshot.dispute_amount is None:
+        return left
+    return min(max(snapshot.dispute_amount, 0), payment.amount)
 
 
 async def _succeed(session: AsyncSession, payment: Payment, snapshot: ProviderPayment) -> None:

@@ -115,6 +115,8 @@ class ProviderPayment:
     refunds: tuple[ProviderRefund, ...] = ()
     disputed: bool = False
     dispute_reason: str | None = None
+    dispute_amount: int | None = None  # what the provider holds back; None when it does not say
+    dispute_ref: str | None = None
 
 
 @dataclass(frozen=True)

@@ -207,8 +207,15 @@ class StripeProvider:
             refunds = await self._list_refunds(intent.id)
             charge = intent.latest_charge
             disputed = isinstance(charge, stripe.Charge) and charge.disputed
-            reason = await self._dispute_reason(intent.id) if disputed else None
-        return replace(payment, refunds=refunds, disputed=disputed, dispute_reason=reason)
+            dispute = await self._dispute(intent.id) if disputed else None
+        return replace(
+            payment,
+            refunds=refunds,
+            disputed=disputed,
+            dispute_reason=dispute.reason if dispute else None,
+            dispute_amount=dispute.amount if dispute else None,
+            dispute_ref=dispute.id if dispute else None,
+        )
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
         signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
@@ -304,11 +311,11 @@ class StripeProvider:
         )
         return tuple([_provider_refund(refund) async for refund in listing.auto_paging_iter()])
 
-    async def _dispute_reason(self, intent_ref: str) -> str | None:
+    async def _dispute(self, intent_ref: str) -> stripe.Dispute | None:
         disputes = await self._client.v1.disputes.list_async(
             {"payment_intent": intent_ref, "limit": 1}
         )
-        return disputes.data[0].reason if disputes.data else None
+        return disputes.data[0] if disputes.data else None
 
 
 @contextmanager

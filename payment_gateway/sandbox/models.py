@@ -63,16 +63,31 @@ class SandboxCharge(Timestamps, Base):
 
 
 class SandboxRefund(Timestamps, Base):
-    """A refund against a session or a charge (idempotent on our ``refund_id``)."""
+    """A refund against a session or a charge (idempotent on our ``refund_id``).
+
+    A refund made in the sandbox's dashboard (as staff would in Stripe's) has no ``refund_id``.
+    """
 
     __tablename__ = "sandbox_refund"
     __table_args__ = (sa.CheckConstraint("amount > 0", name="amount_positive"),)
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    refund_id: Mapped[UUID] = mapped_column(unique=True)
+    refund_id: Mapped[UUID | None] = mapped_column(unique=True)
     payment_ref: Mapped[str] = mapped_column(sa.String(64), index=True)
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     status: Mapped[str] = mapped_column(sa.String(20))
+
+
+class SandboxDispute(Timestamps, Base):
+    """A chargeback the payer's bank opened against a session or a charge (one per payment)."""
+
+    __tablename__ = "sandbox_dispute"
+    __table_args__ = (sa.CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    payment_ref: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.String(64))
 
 
 class SandboxWebhook(Base):

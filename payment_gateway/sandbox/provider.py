@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payment_gateway.providers import base, signatures
 from payment_gateway.sandbox.models import (
     SandboxCharge,
+    SandboxDispute,
     SandboxPaymentMethod,
     SandboxRefund,
     SandboxSession,
@@ -56,6 +57,7 @@ RELEVANT_EVENTS = frozenset(
         "charge.failed",
         "refund.succeeded",
         "refund.failed",
+        "charge.dispute.created",
     }
 )
 
@@ -79,6 +81,18 @@ class UnknownTestCard(UnprocessableEntity):
         " (declined), 4000000000009995 (insufficient funds), 4000000000000341 (saves, later"
         " off-session charges fail)"
     )
+
+
+class PaymentNotCaptured(NotFound):
+    default_detail = "the sandbox captured no money for this payment"
+
+
+class NothingLeftToRefund(Conflict):
+    default_detail = "the amount is more than is left to refund"
+
+
+class AlreadyDisputed(Conflict):
+    default_detail = "this payment is already disputed"
 
 
 @dataclass(frozen=True)
@@ -201,7 +215,9 @@ class SandboxProvider:
                         SandboxRefund.status == "succeeded",
                     )
                 )
-                status = "succeeded" if request.amount <= paid - int(already or 0) else "failed"
+                disputed = await self._dispute(db, request.payment_provider_ref)
+                fits = request.amount <= paid - int(already or 0)
+                status = "succeeded" if fits and not disputed else "failed"
                 refund = SandboxRefund(
                     id=_new_id("re"),
                     refund_id=request.refund_id,
@@ -343,6 +359,91 @@ class SandboxProvider:
             self.webhooks_waiting.set()
         return len(due)
 
+    # --- the dashboard's side: money moved by staff or the payer's bank, not by the gateway --
+
+    async def dashboard_refund(
+        self, payment: str, *, amount: int | None = None, reason: str | None = None
+    ) -> SandboxRefund:
+        """Refund from the dashboard, as staff would in Stripe's: no ``refund_id`` of ours.
+
+        ``payment`` is the sandbox's reference or the gateway's payment id; ``amount`` defaults
+        to everything not refunded yet. Reported to the gateway by ``refund.succeeded``.
+        """
+        async with self.sessions() as db, db.begin():
+            ref, payment_id, left = await self._refundable(db, payment)
+            if await self._dispute(db, ref):  # as Stripe: a disputed charge is not refunded
+                raise AlreadyDisputed(f"payment {ref} is disputed; it cannot be refunded")
+            amount = left if amount is None else amount
+            if not 0 < amount <= left:
+                raise NothingLeftToRefund(f"at most {left} can be refunded")
+            refund = SandboxRefund(
+                id=_new_id("re"),
+                refund_id=None,
+                payment_ref=ref,
+                amount=amount,
+                status="succeeded",
+            )
+            db.add(refund)
+            await self._enqueue(
+                db,
+                "refund.succeeded",
+                refund.id,
+                payment_id,
+                extra={"payment_ref": ref, "refund_id": None, "reason": reason},
+            )
+        self.webhooks_waiting.set()
+        return refund
+
+    async def open_dispute(self, payment: str, *, reason: str = "fraudulent") -> SandboxDispute:
+        """The payer's bank disputes the charge: what was not refunded is held back.
+
+        Reported to the gateway by ``charge.dispute.created``; one dispute per payment.
+        """
+        async with self.sessions() as db, db.begin():
+            ref, payment_id, left = await self._refundable(db, payment)
+            if await db.scalar(
+                sa.select(SandboxDispute.id).where(SandboxDispute.payment_ref == ref)
+            ):
+                raise AlreadyDisputed(f"payment {ref} is already disputed")
+            if left <= 0:
+                raise NothingLeftToRefund("everything was refunded; there is nothing to dispute")
+            dispute = SandboxDispute(id=_new_id("dp"), payment_ref=ref, amount=left, reason=reason)
+            db.add(dispute)
+            await self._enqueue(
+                db,
+                "charge.dispute.created",
+                dispute.id,
+                payment_id,
+                extra={"payment_ref": ref, "amount": left, "reason": reason},
+            )
+        self.webhooks_waiting.set()
+        return dispute
+
+    async def _refundable(self, db: AsyncSession, payment: str) -> tuple[str, UUID | None, int]:
+        """The captured payment's reference and id, and what is left of it, locked."""
+        try:
+            by_id: UUID | None = UUID(payment)
+        except ValueError:
+            by_id = None
+        found: SandboxSession | SandboxCharge | None
+        if by_id is not None:
+            found = await db.scalar(
+                sa.select(SandboxSession).where(SandboxSession.payment_id == by_id)
+            ) or await db.scalar(sa.select(SandboxCharge).where(SandboxCharge.payment_id == by_id))
+        elif payment.startswith("pi_sb_"):
+            found = await db.get(SandboxCharge, payment)
+        else:
+            found = await db.get(SandboxSession, payment)
+        if found is None or found.status != "succeeded" or found.amount <= 0:
+            raise PaymentNotCaptured(f"no captured sandbox payment {payment}")
+        await db.refresh(found, with_for_update=True)  # refunds of one payment line up
+        refunded = await db.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(SandboxRefund.amount), 0)).where(
+                SandboxRefund.payment_ref == found.id, SandboxRefund.status == "succeeded"
+            )
+        )
+        return found.id, found.payment_id, found.amount - int(refunded or 0)
+
     # --- internals ----------------------------------------------------------------------------
 
     async def _expire_if_due(
@@ -424,14 +525,30 @@ class SandboxProvider:
             customer_ref=f"cus_sb_{checkout.customer_id.hex}",
             failure_code=checkout.failure_code,
             failure_message="the card was declined" if checkout.failure_code else None,
-            # only a paid session can have been refunded
+            # only a paid session can have been refunded or disputed
             refunds=await self._refunds(db, checkout.id) if checkout.status == "succeeded" else (),
+            **(await self._dispute(db, checkout.id) if checkout.status == "succeeded" else {}),
         )
 
     async def _charge_snapshot(
         self, db: AsyncSession, charge: SandboxCharge
     ) -> base.ProviderPayment:
-        return _charge_snapshot(charge, refunds=await self._refunds(db, charge.id))
+        snapshot = _charge_snapshot(charge, refunds=await self._refunds(db, charge.id))
+        return replace(snapshot, **await self._dispute(db, charge.id))
+
+    async def _dispute(self, db: AsyncSession, ref: str) -> dict[str, Any]:
+        """The dispute fields of a snapshot (empty when the payment is not disputed)."""
+        dispute = await db.scalar(
+            sa.select(SandboxDispute).where(SandboxDispute.payment_ref == ref)
+        )
+        if dispute is None:
+            return {}
+        return {
+            "disputed": True,
+            "dispute_reason": dispute.reason,
+            "dispute_amount": dispute.amount,
+            "dispute_ref": dispute.id,
+        }
 
 
 def _charge_snapshot(
@@ -458,7 +575,7 @@ def _refund_snapshot(refund: SandboxRefund) -> base.ProviderRefund:
         amount=refund.amount,
         status=base.RefundStatus(refund.status),
         refund_id=refund.refund_id,
-        failure_message="more than the remaining captured amount"
+        failure_message="more than the remaining captured amount, or the payment is disputed"
         if refund.status == "failed"
         else None,
     )

@@ -27,6 +27,7 @@ GATEWAY_TABLES = (
     "sandbox_payment_method",
     "sandbox_charge",
     "sandbox_refund",
+    "sandbox_dispute",
     "sandbox_webhook",
     "outbox",
     "inbox",

@@ -226,6 +226,14 @@ class StripeStandin:
             )
             return str(dispute["id"])
 
+    def refund_in_dashboard(self, intent_id: str, *, amount: int | None = None) -> str:
+        """Staff refund in Stripe's dashboard: a refund without our metadata; answers its id."""
+        with self._lock:
+            _, refund = self._create_refund(
+                {"payment_intent": intent_id, **({"amount": str(amount)} if amount else {})}
+            )
+            return str(refund["id"])
+
     def fail_next_request(self, status: int = 500) -> None:
         """The next request gets a Stripe outage answer (marked not worth retrying)."""
         self._fail_next = status

@@ -444,16 +444,17 @@ class TestFetchPayment:
         [call] = standin.requests_to("GET", "/v1/refunds")
         assert call.params["payment_intent"] == intent_id
 
-    async def test_disputed_payment_reports_the_reason(
+    async def test_disputed_payment_reports_the_reason_amount_and_dispute(
         self, provider: StripeProvider, standin: StripeStandin
     ) -> None:
         session_id, intent_id = await paid_checkout(provider, standin)
-        standin.add_dispute(intent_id, reason="product_not_received")
+        dispute_id = standin.add_dispute(intent_id, reason="product_not_received")
 
         payment = await provider.fetch_payment(session_id)
 
         assert payment.disputed is True
         assert payment.dispute_reason == "product_not_received"
+        assert (payment.dispute_amount, payment.dispute_ref) == (payment.amount, dispute_id)
 
     async def test_unknown_session_is_a_provider_error(self, provider: StripeProvider) -> None:
         with pytest.raises(ProviderError, match="No such object"):

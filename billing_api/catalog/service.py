@@ -12,12 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.catalog.schemas import MovieOffer, MovieOffersOut, PlanDetailOut, PlanOut
 from billing_api.models import ComplimentaryGrant, Movie, Plan, PlanMovie, Subscription
 from shared import clock, events, outbox
-from shared.errors import NotFound
+from shared.auth import PRIVILEGED_ROLES
+from shared.errors import NotFound, UnprocessableEntity
 from shared.money import Money
 
 
 class PlanNotFound(NotFound):
     default_detail = "no such plan"
+
+
+class PrivilegedPlanRole(UnprocessableEntity):
+    default_detail = "a plan never grants the role admin or service"
 
 
 class MovieNotFound(NotFound):
@@ -137,8 +142,11 @@ async def save_plan(session: AsyncSession, spec: PlanSpec) -> tuple[Plan, bool]:
     """Create the plan with ``spec.code`` or bring it in line with ``spec``.
 
     Emits ``plan.changed`` (with a new version) only when something changed; returns the plan
-    and whether it changed.
+    and whether it changed. A plan never grants a role that opens something here (``admin``,
+    ``service``): everyone who buys it would get it (:class:`PrivilegedPlanRole`).
     """
+    if spec.role is not None and spec.role.strip().lower() in PRIVILEGED_ROLES:
+        raise PrivilegedPlanRole(f"a plan never grants the role {spec.role!r}")
     plan = await session.scalar(sa.select(Plan).where(Plan.code == spec.code).with_for_update())
     fields = {k: v for k, v in vars(spec).items() if k != "movie_ids"}
     created = changed = plan is None

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
+
 from billing_api import demo
-from billing_api.catalog.service import PlanSpec, save_plan
+from billing_api.catalog.service import PlanSpec, PrivilegedPlanRole, save_plan
 from tests.billing_api.conftest import Suite
 
 
@@ -83,3 +85,18 @@ class TestPlanChanged:
         await asyncio.sleep(0.5)
         versions = await suite.scalar("SELECT version FROM plan WHERE code = 'basic'")
         assert versions == 2
+
+    async def test_a_plan_spec_with_a_privileged_role_is_refused_and_stores_nothing(
+        self, suite: Suite
+    ) -> None:
+        # The spec path (demo data, seeds) refuses it too, not only the admin API's schema.
+        with pytest.raises(PrivilegedPlanRole) as refused:
+            async with suite.billing.state.session_factory() as session, session.begin():
+                await save_plan(
+                    session,
+                    PlanSpec(
+                        code="staff", name="Staff", price_amount=100, currency="RUB", role="admin"
+                    ),
+                )
+        assert refused.value.status_code == 422
+        assert await suite.scalar("SELECT count(*) FROM plan WHERE code = 'staff'") == 0

@@ -32,6 +32,11 @@ class GatewayRefused(GatewayUnavailable):
     default_detail = "the payment gateway refused the request"
 
 
+class GatewayNotFound(GatewayRefused):
+    """The gateway has no such payment (or refund): it was never asked to create it, e.g. the
+    checkout's payment was committed but the call that opens it never reached the gateway."""
+
+
 @dataclass(frozen=True)
 class GatewayPayment:
     payment_id: UUID
@@ -117,7 +122,8 @@ class GatewayClient:
             )
         if response.is_error:
             body = response.json()
-            raise GatewayRefused(f"payment gateway refused: {body.get('detail', body)}")
+            refused = GatewayNotFound if response.status_code == 404 else GatewayRefused
+            raise refused(f"payment gateway refused: {body.get('detail', body)}")
         result: dict[str, Any] = response.json()
         return result
 

@@ -316,6 +316,9 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     paid_at: Mapped[datetime | None] = when()
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    # A card checkout saves the card for renewals: kept so that the checkout, committed before
+    # the gateway is asked, can be opened again from the row alone (retry, reconciliation).
+    save_payment_method: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Reconciliation of a payment still pending: how many times the gateway was asked without
     # settling it, when it may be asked next (NULL: never asked), and when asking was given up
     # (the gateway's own event still settles a parked payment).

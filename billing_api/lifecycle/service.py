@@ -21,8 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing_api import entitlements
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
-from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused, GatewayUnavailable
+from billing_api.gateway import (
+    GatewayClient,
+    GatewayNotFound,
+    GatewayPayment,
+    GatewayRefused,
+    GatewayUnavailable,
+)
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
+from billing_api.payments import checkout
 from shared import events, outbox
 from shared.money import Money
 
@@ -217,8 +224,8 @@ RECONCILE_MAX_ATTEMPTS = 10
 RECONCILE_UNSETTLED = Counter(
     "billing_reconcile_unsettled_total",
     "Reconciliation asks that left a pending payment pending, by why "
-    "(pending: the provider has no outcome yet; refused: the gateway refused the question; "
-    "unavailable: it could not be reached).",
+    "(pending: the provider has no outcome yet; not_found: the gateway never saw it; "
+    "refused: the gateway refused the question; unavailable: it could not be reached).",
     ["reason"],
 )
 RECONCILE_PARKED = Counter(
@@ -241,7 +248,7 @@ async def reconcile_pending(ctx: JobContext) -> int:
     async with ctx.sessions() as session:
         stale = (
             await session.execute(
-                sa.select(Payment.id)
+                sa.select(Payment.id, Payment.purpose)
                 .where(
                     Payment.status == "pending",
                     Payment.method == "card",
@@ -254,9 +261,15 @@ async def reconcile_pending(ctx: JobContext) -> int:
             )
         ).all()
     settled = 0
-    for (payment_id,) in stale:
+    for payment_id, purpose in stale:
         try:
             result = await ctx.gateway.get_payment(payment_id, refresh=True)
+        except GatewayNotFound:
+            if purpose != "renewal":  # a renewal is charged off-session by the renewal job
+                await _open_unopened(ctx, payment_id)
+            # Asked and not settled: the next ask waits like any other's.
+            await _ask_later(ctx, payment_id, "not_found")
+            continue
         except GatewayRefused as exc:
             logger.error("reconciliation: the gateway refused to say about %s: %s", payment_id, exc)
             await _ask_later(ctx, payment_id, "refused")
@@ -275,6 +288,16 @@ async def reconcile_pending(ctx: JobContext) -> int:
                 if not done:
                     _back_off(payment, ctx.now, "pending")
     return settled
+
+
+async def _open_unopened(ctx: JobContext, payment_id: UUID) -> None:
+    """A checkout committed whose opening call never reached the gateway (its request got a
+    503 and nobody retried): open it now under the same id; it then expires, unpaid, like any
+    other checkout (releasing its promo code), or is paid if the user still finds it."""
+    try:
+        await checkout.open_committed(ctx.sessions, ctx.gateway, ctx.settings, payment_id)
+    except GatewayUnavailable as exc:
+        logger.warning("reconciliation could not open the checkout of %s: %s", payment_id, exc)
 
 
 async def _ask_later(ctx: JobContext, payment_id: UUID, reason: str) -> None:

@@ -1,7 +1,9 @@
 """Taking money: a card checkout through the gateway, the wallet, or nothing for a free order.
 
 Every payment row is created with a fresh id that the gateway uses as its idempotency key, so
-retrying a request never creates a second provider charge for the same payment.
+retrying a request never creates a second provider charge for the same payment. A card
+payment is only created here; the route opens its checkout at the gateway once the payment is
+committed (:mod:`billing_api.payments.checkout`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.activation import service as activation
-from billing_api.config import BillingSettings
 from billing_api.deps import Customer
-from billing_api.gateway import GatewayClient
 from billing_api.ledger import service as ledger_service
 from billing_api.models import Payment, PromoCode, PromoRedemption
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod, PaymentOut
@@ -52,15 +52,10 @@ class Order:
 
 
 async def start_payment(
-    session: AsyncSession,
-    gateway: GatewayClient,
-    settings: BillingSettings,
-    customer: Customer,
-    order: Order,
-    *,
-    method: PaymentMethod,
+    session: AsyncSession, customer: Customer, order: Order, *, method: PaymentMethod
 ) -> Payment:
-    """Create the payment and take the money (wallet, free) or open the checkout (card)."""
+    """Create the payment and take the money (wallet, free), or leave a card payment pending
+    for the route to open its checkout after the commit (no gateway call holds our locks)."""
     payment = Payment(
         id=uuid4(),
         user_id=customer.id,
@@ -81,27 +76,13 @@ async def start_payment(
         months=order.months,
         description=order.description,
         refunded_amount=0,
+        save_payment_method=order.save_payment_method,
     )
     session.add(payment)
     await session.flush()
     if order.promo_code_id is not None:
         await reserve_promo(session, order.promo_code_id, customer.id, payment.id)
     if payment.method == "card":
-        opened = await gateway.create_checkout(
-            payment_id=payment.id,
-            user_id=customer.id,
-            email=customer.email,
-            amount=payment.amount,
-            currency=payment.currency,
-            description=payment.description,
-            save_payment_method=order.save_payment_method,
-            success_url=f"{settings.public_url}/checkout/success?payment_id={payment.id}",
-            cancel_url=f"{settings.public_url}/checkout/cancel?payment_id={payment.id}",
-            metadata={"purpose": payment.purpose},
-        )
-        payment.checkout_url = opened.checkout_url
-        payment.expires_at = opened.expires_at
-        payment.provider = opened.provider
         return payment
     if payment.method == "wallet":
         await ledger_service.spend_from_wallet(

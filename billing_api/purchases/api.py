@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
+from billing_api.deps import CustomerDep, SessionDep
+from billing_api.payments.checkout import CheckoutsDep
 from billing_api.purchases import service
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
 from shared.pagination import Cursor, Limit, Page
@@ -18,14 +19,14 @@ async def buy(
     response: Response,
     customer: CustomerDep,
     session: SessionDep,
-    gateway: GatewayDep,
-    settings: SettingsDep,
+    checkouts: CheckoutsDep,
 ) -> PurchaseOut:
     """Buy or rent a movie."""
-    purchase, created = await service.buy(session, gateway, settings, customer, body)
+    purchase, created = await service.buy(session, customer, body)
+    await checkouts.open(purchase.latest_payment_id)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return purchase
+    return await service.purchase_out(session, purchase)
 
 
 @router.get("", response_model=Page[PurchaseOut])

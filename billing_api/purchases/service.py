@@ -9,9 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog.service import MovieNotFound
-from billing_api.config import BillingSettings
 from billing_api.deps import Customer
-from billing_api.gateway import GatewayClient
 from billing_api.models import Movie, Payment, Purchase
 from billing_api.payments import service as payments
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
@@ -41,12 +39,11 @@ async def purchase_out(session: AsyncSession, purchase: Purchase) -> PurchaseOut
 
 
 async def buy(
-    session: AsyncSession,
-    gateway: GatewayClient,
-    settings: BillingSettings,
-    customer: Customer,
-    request: PurchaseIn,
-) -> tuple[PurchaseOut, bool]:
+    session: AsyncSession, customer: Customer, request: PurchaseIn
+) -> tuple[Purchase, bool]:
+    """Buy or rent a movie; returns ``(purchase, created)``. A pending purchase of the same movie
+    and kind is returned with its payment instead of a second one; a card payment is left for the
+    route to open at the gateway after the commit."""
     movie = await session.get(Movie, request.movie_id)
     if movie is None:
         raise MovieNotFound(f"movie {request.movie_id} not found")
@@ -85,10 +82,10 @@ async def buy(
             .with_for_update()
         )
         if pending is None:
-            return await buy(session, gateway, settings, customer, request)
+            return await buy(session, customer, request)
         latest = await session.get(Payment, pending.latest_payment_id)
         if latest is not None and latest.status == "pending":
-            return await purchase_out(session, pending), False
+            return pending, False
         purchase = pending
     else:
         found = await session.get(Purchase, purchase_id)
@@ -96,8 +93,6 @@ async def buy(
         purchase = found
     payment = await payments.start_payment(
         session,
-        gateway,
-        settings,
         customer,
         payments.Order(
             purpose="purchase",
@@ -116,7 +111,7 @@ async def buy(
     if purchase.status == "pending":
         purchase.latest_payment_id = payment.id
     await session.flush()
-    return await purchase_out(session, purchase), True
+    return purchase, True
 
 
 async def list_purchases(

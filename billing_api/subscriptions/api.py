@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 
 from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
 from billing_api.payments import service as payments
+from billing_api.payments.checkout import CheckoutsDep
 from billing_api.subscriptions import plan_change, service
 from billing_api.subscriptions.schemas import (
     CancelIn,
@@ -28,14 +29,15 @@ async def subscribe(
     response: Response,
     customer: CustomerDep,
     session: SessionDep,
-    gateway: GatewayDep,
     settings: SettingsDep,
+    checkouts: CheckoutsDep,
 ) -> SubscriptionOut:
     """Check out a plan; a pending checkout for the same plan is returned instead of a new one."""
-    subscription, created = await service.subscribe(session, gateway, settings, customer, body)
+    subscription, created = await service.subscribe(session, settings, customer, body)
+    await checkouts.open(subscription.latest_payment_id)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return subscription
+    return await service.subscription_out(session, subscription)
 
 
 @router.get("", response_model=Page[SubscriptionOut])
@@ -90,6 +92,7 @@ async def change_plan(
     session: SessionDep,
     gateway: GatewayDep,
     settings: SettingsDep,
+    checkouts: CheckoutsDep,
 ) -> PlanChangeOut:
     """Upgrade now (less the unused part of this period) or downgrade at the period end."""
     change = await plan_change.change_plan(
@@ -101,6 +104,7 @@ async def change_plan(
         body.plan_id,
         payment_method=body.payment_method,
     )
+    await checkouts.open(change.payment.id if change.payment is not None else None)
     subscription = change.subscription
     payment = change.payment
     if change.kind == "upgrade":

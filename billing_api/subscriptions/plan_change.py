@@ -159,8 +159,6 @@ async def change_plan(
     applied = min(credit, quote.total)
     payment = await payments.start_payment(
         session,
-        gateway,
-        settings,
         customer,
         payments.Order(
             purpose=PaymentPurpose.UPGRADE,

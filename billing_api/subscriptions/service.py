@@ -50,29 +50,18 @@ async def subscription_out(session: AsyncSession, subscription: Subscription) ->
 
 
 async def subscribe(
-    session: AsyncSession,
-    gateway: GatewayClient,
-    settings: BillingSettings,
-    customer: Customer,
-    request: SubscriptionIn,
-) -> tuple[SubscriptionOut, bool]:
+    session: AsyncSession, settings: BillingSettings, customer: Customer, request: SubscriptionIn
+) -> tuple[Subscription, bool]:
     """Check out a plan; returns ``(subscription, created)``.
 
     While a checkout for the same plan is pending, the pending subscription is returned (with
-    the same checkout URL) instead of charging again. Concurrent requests meet on the database's
-    one-pending-per-user-and-plan index: one inserts, the others wait and then find it.
+    the same payment, so the same checkout) instead of charging again. Concurrent requests meet
+    on the database's one-pending-per-user-and-plan index: one inserts, the others wait and then
+    find it. A card payment is left for the route to open at the gateway after the commit.
     """
     plan = await catalog.load_plan(session, request.plan_id)
     if request.trial:
         await _check_trial(session, plan, customer.id, request)
-    priced = await price_plan(
-        session,
-        plan,
-        request.months,
-        user_id=customer.id,
-        promo_code=request.promo_code,
-        max_total_percent=settings.max_total_discount_percent,
-    )
     subscription_id = await session.scalar(
         insert(Subscription)
         .values(
@@ -103,16 +92,26 @@ async def subscribe(
         if pending is not None:
             latest = await session.get(Payment, pending.latest_payment_id)
             if latest is not None and latest.status == "pending":
-                return await subscription_out(session, pending), False
+                return pending, False
             # The last attempt failed or expired: the same subscription gets a new payment.
             subscription = pending
         else:  # it stopped being pending in between; try again as a new checkout
-            return await subscribe(session, gateway, settings, customer, request)
+            return await subscribe(session, settings, customer, request)
     else:
         found = await session.get(Subscription, subscription_id)
         assert found is not None
         subscription = found
 
+    # Priced only for a new payment: a retry of a checkout whose payment is still waiting must
+    # not be refused for the promo code that payment holds.
+    priced = await price_plan(
+        session,
+        plan,
+        request.months,
+        user_id=customer.id,
+        promo_code=request.promo_code,
+        max_total_percent=settings.max_total_discount_percent,
+    )
     quote = priced.quote
     if subscription.trial:
         order = payments.Order(
@@ -141,13 +140,11 @@ async def subscribe(
             plan_id=plan.id,
             save_payment_method=request.auto_renew,
         )
-    payment = await payments.start_payment(
-        session, gateway, settings, customer, order, method=request.payment_method
-    )
+    payment = await payments.start_payment(session, customer, order, method=request.payment_method)
     if subscription.status == SubscriptionStatus.PENDING:
         subscription.latest_payment_id = payment.id
     await session.flush()
-    return await subscription_out(session, subscription), True
+    return subscription, True
 
 
 class TrialNotOffered(UnprocessableEntity):

@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
+from billing_api.deps import CustomerDep, SessionDep, SettingsDep
+from billing_api.payments import service as payments
+from billing_api.payments.checkout import CheckoutsDep
 from billing_api.wallet import service
 from billing_api.wallet.schemas import StatementEntry, TopUpIn, TopUpOut, WalletOut
 from shared.pagination import Cursor, Limit, Page
@@ -31,11 +33,15 @@ async def top_up(
     body: TopUpIn,
     customer: CustomerDep,
     session: SessionDep,
-    gateway: GatewayDep,
     settings: SettingsDep,
+    checkouts: CheckoutsDep,
 ) -> TopUpOut:
     """Top up the wallet by card; the balance grows when the payment succeeds."""
-    return await service.top_up(session, gateway, settings, customer, body)
+    payment = await service.top_up(session, settings, customer, body)
+    await checkouts.open(payment.id)
+    brief = payments.brief(payment)
+    assert brief is not None
+    return TopUpOut(payment=brief)
 
 
 @router.get("/statement", response_model=Page[StatementEntry])

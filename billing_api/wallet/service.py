@@ -11,11 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.config import BillingSettings
 from billing_api.deps import Customer
-from billing_api.gateway import GatewayClient
 from billing_api.ledger import service as ledger
-from billing_api.models import LedgerEntry, LedgerTransaction
+from billing_api.models import LedgerEntry, LedgerTransaction, Payment
 from billing_api.payments import service as payments
-from billing_api.wallet.schemas import StatementEntry, StatementLine, TopUpIn, TopUpOut, WalletOut
+from billing_api.wallet.schemas import StatementEntry, StatementLine, TopUpIn, WalletOut
 from shared.money import Money, format_minor_units
 from shared.pagination import newest_first, page_of
 
@@ -36,17 +35,32 @@ async def wallet(session: AsyncSession, user_id: UUID, default_currency: str) ->
 
 
 async def top_up(
-    session: AsyncSession,
-    gateway: GatewayClient,
-    settings: BillingSettings,
-    customer: Customer,
-    request: TopUpIn,
-) -> TopUpOut:
+    session: AsyncSession, settings: BillingSettings, customer: Customer, request: TopUpIn
+) -> Payment:
+    """A card payment into the wallet, for the route to open at the gateway after the commit.
+
+    A top-up of the same amount whose checkout the gateway never opened (its first request got
+    503) is handed out again instead of a new one: retrying never leaves two top-ups to pay.
+    """
     currency = request.currency or settings.default_currency
-    payment = await payments.start_payment(
+    unopened = await session.scalar(
+        sa.select(Payment)
+        .where(
+            Payment.user_id == customer.id,
+            Payment.purpose == "top_up",
+            Payment.method == "card",
+            Payment.status == "pending",
+            Payment.checkout_url.is_(None),
+            Payment.amount == request.amount,
+            Payment.currency == currency,
+        )
+        .order_by(Payment.created_at)
+        .limit(1)
+    )
+    if unopened is not None:
+        return unopened
+    return await payments.start_payment(
         session,
-        gateway,
-        settings,
         customer,
         payments.Order(
             purpose="top_up",
@@ -57,9 +71,6 @@ async def top_up(
         ),
         method="card",
     )
-    brief = payments.brief(payment)
-    assert brief is not None
-    return TopUpOut(payment=brief)
 
 
 async def statement(

@@ -235,7 +235,7 @@ class TestBadInput:
 
 
 class TestGatewayDown:
-    async def test_a_checkout_while_the_gateway_is_down_is_a_503_that_changes_nothing(
+    async def test_a_checkout_while_the_gateway_is_down_is_a_503_and_a_retry_opens_it(
         self, suite: Suite
     ) -> None:
         down = f"http://127.0.0.1:{support.free_port()}"  # nothing listens there
@@ -252,8 +252,14 @@ class TestGatewayDown:
         assert answer.headers["Retry-After"] == "1"
         assert answer.json()["error"] == "GatewayUnavailable"
         assert "retry the same request" in answer.json()["detail"]
-        assert (await user.get("/api/v1/subscriptions")).json()["items"] == []
-        assert (await user.get("/api/v1/payments")).json()["items"] == []
+        # Committed before the gateway was asked: waiting, with no checkout to pay yet.
+        [pending] = (await user.get("/api/v1/subscriptions")).json()["items"]
+        assert pending["status"] == "pending"
+        assert pending["latest_payment"]["checkout_url"] is None
 
         retried = await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
-        assert retried.status_code == 201, "works again once the gateway is back"
+        assert retried.status_code in (200, 201), "works again once the gateway is back"
+        assert retried.json()["id"] == pending["id"]
+        assert retried.json()["latest_payment"]["id"] == pending["latest_payment"]["id"]
+        assert retried.json()["latest_payment"]["checkout_url"]
+        assert len((await user.get("/api/v1/payments")).json()["items"]) == 1

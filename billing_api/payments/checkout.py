@@ -1,0 +1,120 @@
+"""Opening a card checkout at the gateway once its payment is committed.
+
+A card checkout is made in two steps, like a renewal charge (:mod:`billing_api.lifecycle.renewals`):
+
+1. The request's transaction creates the pending payment (and reserves its promo code) and is
+   **committed**. No row lock (the promo code's, the subscription's) and no pooled connection is
+   held while the gateway works, so checkouts with one promo code do not wait for each other's
+   provider calls, and a slow provider does not drain the pool.
+2. The gateway is asked to open the checkout, with the payment's id as its idempotency key, and
+   the checkout URL is recorded on the payment.
+
+When step 2 fails (the gateway is down, slow or answers 5xx) the payment stays pending without a
+checkout URL and the client gets ``503 GatewayUnavailable`` with ``Retry-After``. A retry (the
+same ``Idempotency-Key``, or a second checkout of the same plan, movie, upgrade or top-up amount)
+finds that payment and asks the gateway again under the same id, so the provider holds one
+checkout for it and the user can pay it once. A payment nobody comes back for is opened by
+reconciliation (the gateway answers 404 for a payment it never saw) and then expires like any
+unpaid checkout, which releases its promo code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing_api.config import BillingSettings
+from billing_api.deps import GatewayDep, SessionDep, SettingsDep
+from billing_api.gateway import GatewayClient, GatewayPayment
+from billing_api.models import Payment
+
+
+def unopened(payment: Payment) -> bool:
+    """A card payment still waiting whose checkout the gateway has not opened for us yet."""
+    return payment.method == "card" and payment.status == "pending" and not payment.checkout_url
+
+
+async def ask_gateway(
+    gateway: GatewayClient, settings: BillingSettings, payment: Payment
+) -> GatewayPayment:
+    """Open (or, for an id the gateway knows, return) the checkout of ``payment``."""
+    return await gateway.create_checkout(
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        email=payment.email,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=payment.description,
+        save_payment_method=payment.save_payment_method,
+        success_url=f"{settings.public_url}/checkout/success?payment_id={payment.id}",
+        cancel_url=f"{settings.public_url}/checkout/cancel?payment_id={payment.id}",
+        metadata={"purpose": payment.purpose},
+    )
+
+
+async def record_opened(session: AsyncSession, payment_id: UUID, opened: GatewayPayment) -> None:
+    """Keep the checkout's URL and expiry on the payment, unless it stopped waiting meanwhile.
+
+    The payment's row lock is the only lock of this transaction, so it cannot deadlock with the
+    paths that lock what was bought first."""
+    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    if payment is None or not unopened(payment):
+        return
+    payment.checkout_url = opened.checkout_url
+    payment.expires_at = opened.expires_at
+    payment.provider = opened.provider
+    await session.flush()
+
+
+async def open_committed(
+    sessions: async_sessionmaker[AsyncSession],
+    gateway: GatewayClient,
+    settings: BillingSettings,
+    payment_id: UUID,
+) -> bool:
+    """Open the checkout of a committed payment outside any request (reconciliation); whether
+    it was opened now."""
+    async with sessions() as session:
+        payment = await session.get(Payment, payment_id)
+    if payment is None or not unopened(payment):
+        return False
+    opened = await ask_gateway(gateway, settings, payment)
+    async with sessions() as session, session.begin():
+        await record_opened(session, payment_id, opened)
+    return True
+
+
+class Checkouts:
+    """How a checkout route finishes: commit what it did, then open the card checkout.
+
+    The route owns the transaction (the edge does): :meth:`open` commits it exactly as the
+    request's session dependency would at the end, only earlier, before the gateway is called.
+    """
+
+    def __init__(
+        self, session: AsyncSession, gateway: GatewayClient, settings: BillingSettings
+    ) -> None:
+        self.session = session
+        self.gateway = gateway
+        self.settings = settings
+
+    async def open(self, payment_id: UUID | None) -> None:
+        """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
+        (the gateway is idempotent on the id); raises ``GatewayUnavailable`` (503) with the
+        payment committed and pending, for the client to retry."""
+        payment = await self.session.get(Payment, payment_id) if payment_id else None
+        await self.session.commit()  # no lock and no connection held during the gateway call
+        if payment is None or not unopened(payment):
+            return
+        opened = await ask_gateway(self.gateway, self.settings, payment)
+        await record_opened(self.session, payment.id, opened)
+
+
+def get_checkouts(session: SessionDep, gateway: GatewayDep, settings: SettingsDep) -> Checkouts:
+    return Checkouts(session, gateway, settings)
+
+
+CheckoutsDep = Annotated[Checkouts, Depends(get_checkouts)]

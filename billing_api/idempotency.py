@@ -9,17 +9,29 @@ else 422 ``InvalidIdempotencyKey``) is recorded per caller — the verified toke
 * the same key with the same request (hash of method, path, query string and body) replays the
   stored response with ``Idempotent-Replayed: true``; with another request it answers 422
   ``IdempotencyKeyReused`` and the route does not run;
-* while the first request is still running, the key answers 409 ``IdempotencyKeyInProgress``; a
-  claim older than ``in_progress_timeout`` is taken to be a crashed request and one retry takes it
-  over (the claim is a conditional upsert, so exactly one taker wins);
+* while the first request is still running, the key answers 409 ``IdempotencyKeyInProgress``,
+  however long it runs. A claim is taken over (by one retry of the same request: the claim is a
+  conditional upsert) only when its request is known to be gone, which PostgreSQL tells us: a
+  running request holds a session-level advisory lock on its key (:class:`KeyLocks`), from before
+  it claims the key until after it stored its response or released the claim. A claim still
+  *in progress* whose lock is free was left by a request that is gone — its process died (the
+  server ends a dead client's session and its locks: at once for a process that exits, within
+  about a minute through TCP keepalives for a machine that vanished) or it could not release the
+  claim (the database failed just then);
 * 5xx, 401 and 403 answers, and requests that fail before answering, are not stored: the key is
   released so the client may retry with it. An expired key is claimed afresh.
 
 The guarantee and its limit: claim, store and release are each a short transaction of their own,
-separate from the route's. The route commits its transaction *before* the response is stored, so a
-crash exactly between the two leaves a claim whose effect happened; once the claim is stale a
-retry runs the route again. Routes with money at stake keep their own dedupe for that window
-(checkout returns the pending subscription instead of charging twice).
+separate from the route's (which may itself commit more than once: a card checkout commits its
+payment before asking the gateway, :mod:`billing_api.payments.checkout`). The route commits
+*before* the response is stored, so a crash exactly between the two leaves a claim whose effect
+happened; a retry then takes the claim over and runs the route again. Routes with money at stake
+keep their own dedupe for that window (a checkout returns the pending subscription, purchase or
+top-up and its one payment instead of charging twice). The advisory locks live on one
+connection per process, held for the process's life: it must be a real session (not one
+transaction-pooled by PgBouncer), and if that connection is cut while the process lives, its
+locks are taken again on the next connection (a retry that came in between may have taken a key
+over: logged as an error).
 
 Other decisions: headers other than the content type are not replayed; anonymous callers share one
 key space (the user API's POSTs need a token, so this only matters for public POSTs, where clients
@@ -30,22 +42,29 @@ client went away before receiving it — exactly the case a retry with the same 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_api.models import IdempotencyKey
 from shared import clock
 from shared.auth import TokenVerifier
-from shared.errors import AppError, error_body
+from shared.errors import AppError, error_body, unavailable_dependency
+from shared.resources import Resources, make_database
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -79,16 +98,10 @@ class _Captured:
 class IdempotencyMiddleware:
     """Store the first response to a keyed ``POST /api/v1/...`` and replay it for retries."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        ttl: timedelta = timedelta(hours=24),
-        in_progress_timeout: timedelta = timedelta(seconds=60),
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, ttl: timedelta = timedelta(hours=24)) -> None:
         self.app = app
         self.ttl = ttl
-        self.in_progress_timeout = in_progress_timeout
+        self.locks = KeyLocks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _idempotency_key(scope)
@@ -102,10 +115,21 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         if body is None:  # the client left before sending its request
             return
-        factory: _SessionFactory = scope["app"].state.session_factory
+        state = scope["app"].state
+        factory: _SessionFactory = state.session_factory
         subject = await _subject(scope)
-        outcome = await self._claim(factory, subject, key, scope, _request_hash(scope, body))
+        locked = await self.locks.try_lock(state.resources, state.settings, subject, key)
+        try:
+            outcome = await self._claim(
+                factory, subject, key, scope, _request_hash(scope, body), locked=locked
+            )
+        except BaseException:
+            if locked:
+                await self.locks.unlock(subject, key)
+            raise
         if isinstance(outcome, Response):
+            if locked:
+                await self.locks.unlock(subject, key)
             await outcome(scope, receive, send)
             return
 
@@ -123,14 +147,25 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _replaying(body, receive), send_and_capture)
         finally:
-            # Even when cancelled: a claim left behind would answer 409 until it goes stale.
+            # Even when cancelled: a claim left behind would answer 409 until the lock is free.
             with anyio.CancelScope(shield=True):
-                await _settle(factory, outcome, captured)
+                try:
+                    await _settle(factory, outcome, captured)
+                finally:
+                    await self.locks.unlock(subject, key)
 
     async def _claim(
-        self, factory: _SessionFactory, subject: str, key: str, scope: Scope, request_hash: str
+        self,
+        factory: _SessionFactory,
+        subject: str,
+        key: str,
+        scope: Scope,
+        request_hash: str,
+        *,
+        locked: bool,
     ) -> _Claim | Response:
-        """Claim the key (new, expired or stale) or say why not: replay, 422 or 409."""
+        """Claim the key (new, expired, or left by a request that is gone) or say why not:
+        replay, 422 or 409. Only the holder of the key's lock (``locked``) may claim."""
         now = clock.now()
         table = IdempotencyKey
         fresh = {
@@ -142,24 +177,25 @@ class IdempotencyMiddleware:
             "expires_at": now + self.ttl,
         }
         row = insert(table).values(subject=subject, key=key, **fresh)
-        stale = sa.and_(
-            table.status == _IN_PROGRESS,
-            table.request_hash == request_hash,
-            table.created_at <= now - self.in_progress_timeout,
-        )
+        # We hold the key's lock, so a claim still in progress belongs to a request that is gone.
+        abandoned = sa.and_(table.status == _IN_PROGRESS, table.request_hash == request_hash)
         cleared = {"response_status": None, "response_body": None, "response_content_type": None}
         claim = row.on_conflict_do_update(
             index_elements=[table.subject, table.key],
             set_={**fresh, **cleared},
-            where=sa.or_(table.expires_at <= now, stale),
+            where=sa.or_(table.expires_at <= now, abandoned),
         ).returning(table.created_at)
+        current = sa.select(table).where(table.subject == subject, table.key == key)
         async with factory() as session, session.begin():
-            if await session.scalar(claim) is not None:
+            if not locked:  # a running request holds the key: answer from its row, never claim
+                existing = await session.scalar(current)
+                if existing is not None and existing.expires_at <= now:
+                    existing = None
+            elif await session.scalar(claim) is not None:
                 return _Claim(subject, key, now)
-            # Not claimed: the upsert locked the existing row, so it is still there as read here.
-            existing = await session.scalar(
-                sa.select(table).where(table.subject == subject, table.key == key)
-            )
+            else:
+                # Not claimed: the upsert locked the existing row, so it is still there.
+                existing = await session.scalar(current)
         if existing is not None and existing.request_hash != request_hash:
             detail = "this Idempotency-Key was already used for a different request"
             return _error(422, "IdempotencyKeyReused", detail)
@@ -172,6 +208,125 @@ class IdempotencyMiddleware:
             headers={REPLAYED_HEADER: "true"},
             media_type=existing.response_content_type,
         )
+
+
+class KeyLocks:
+    """Session-level advisory locks on the keys this process is running, on one connection.
+
+    ``pg_try_advisory_lock`` never waits: a key locked by another session belongs to a request
+    running now (or just finishing), and is answered 409 (or replayed). The process keeps the
+    keys it runs in memory too, because PostgreSQL's advisory locks are re-entrant within a
+    session: a second request with the same key in this process must not "get" the lock again.
+    The connection comes from an engine of its own (one connection, opened on first use and
+    closed with the app's resources), so requests filling the pool never wait behind it. Lock
+    and unlock are one short statement each, shielded from cancellation: a connection is only
+    dropped when it is already broken, since dropping it frees every key this process runs.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[tuple[str, str]] = set()  # keys of requests here, lock held or asked
+        self._locked: set[tuple[str, str]] = set()  # keys whose lock this process holds
+        self._mutex = asyncio.Lock()
+        self._engine: AsyncEngine | None = None
+        self._connection: AsyncConnection | None = None
+
+    async def try_lock(
+        self, resources: Resources, settings: ServiceSettings, subject: str, key: str
+    ) -> bool:
+        """Whether this request now holds the key's lock (no one else is running it)."""
+        name = (subject, key)
+        if name in self._running:
+            return False
+        self._running.add(name)  # before any await: a twin request here sees it
+        for attempt in (1, 2):  # a connection found cut is replaced once
+            try:
+                with anyio.CancelScope(shield=True):
+                    async with self._mutex:
+                        connection = await self._connect(resources, settings)
+                        got = bool(await connection.scalar(sa.select(_try_lock(name))))
+                        if got:
+                            self._locked.add(name)
+                break
+            except Exception as exc:
+                if not await self._drop_if_broken(exc) or attempt == 2:
+                    self._running.discard(name)
+                    raise
+        if not got:
+            self._running.discard(name)
+        return got
+
+    async def unlock(self, subject: str, key: str) -> None:
+        """Let the key go (its claim was settled or never made)."""
+        name = (subject, key)
+        try:
+            with anyio.CancelScope(shield=True):
+                async with self._mutex:
+                    if self._connection is not None and name in self._locked:
+                        await self._connection.scalar(
+                            sa.select(sa.func.pg_advisory_unlock(_lock_id(name)))
+                        )
+        except Exception as exc:
+            logger.warning("idempotency key lock not released: %s", exc)
+            await self._drop_if_broken(exc)
+        finally:
+            self._locked.discard(name)
+            self._running.discard(name)
+
+    async def _connect(self, resources: Resources, settings: ServiceSettings) -> AsyncConnection:
+        """The keeper's connection. A new one first takes again the locks of the requests still
+        running here: the old session's locks ended with it."""
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        if self._engine is None:
+            self._engine, _ = make_database(
+                settings, service=f"{resources.service}-keys", schema=resources.schema, pool_size=1
+            )
+            resources.exit_stack.push_async_callback(self.close)
+        connection = await self._engine.connect()
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        for setting, value in _KEEPALIVE.items():  # a vanished host's locks end within a minute
+            await connection.execute(sa.text(f"SET {setting} = {value}"))
+        for name in list(self._locked):
+            if not await connection.scalar(sa.select(_try_lock(name))):
+                self._locked.discard(name)
+                logger.error("idempotency key %r of %s was taken over while it ran", *name[::-1])
+        self._connection = connection
+        return connection
+
+    async def _drop_if_broken(self, exc: BaseException) -> bool:
+        """Forget the connection if ``exc`` says it is gone (its locks went with it)."""
+        if unavailable_dependency(exc) != "database":
+            return False
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.invalidate()
+            except Exception as error:
+                logger.debug("closing the idempotency lock connection: %s", error)
+        return True
+
+    async def close(self) -> None:
+        """End the session (and every lock with it) and the engine."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+        self._locked.clear()
+
+
+_KEEPALIVE = {"tcp_keepalives_idle": 30, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 3}
+
+
+def _lock_id(name: tuple[str, str]) -> sa.ColumnElement[Any]:
+    """The advisory lock's 64-bit id; a collision only makes one request answer 409."""
+    subject, key = name
+    return sa.func.hashtextextended(f"idempotency:{subject}:{key}", 0)
+
+
+def _try_lock(name: tuple[str, str]) -> sa.ColumnElement[Any]:
+    return sa.func.pg_try_advisory_lock(_lock_id(name))
 
 
 async def delete_expired(session: AsyncSession, now: datetime, *, limit: int = 1000) -> int:

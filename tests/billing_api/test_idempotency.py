@@ -25,6 +25,7 @@ from shared.auth import AuthSettings, CurrentPrincipal, mint_user_token
 from shared.broker import Broker
 from shared.errors import Unauthorized
 from shared.settings import ServiceSettings
+from tests import support
 
 BASE_URL = "http://billing.test"
 SLOW = "/api/v1/slow-things"
@@ -90,18 +91,22 @@ async def create_thing_then_reject(body: ThingIn, request: Request) -> dict[str,
     raise Unauthorized("session revoked")
 
 
-@pytest.fixture(scope="module")
-async def app(service_settings: ServiceSettings, broker: Broker) -> AsyncIterator[FastAPI]:
-    # ``broker`` (unused here) removes the exchanges this app declares when the run ends.
-    app = create_service_app(
-        service="billing_api",
+def _app(service: str, settings: ServiceSettings) -> FastAPI:
+    return create_service_app(
+        service=service,
         schema="billing",
         title="idempotency test",
         description="a small app behind the idempotency middleware",
-        settings=service_settings,
+        settings=settings,
         routers=[router],
         middleware=[IdempotencyMiddleware],  # as billing_api.app wires it: inside the request id
     )
+
+
+@pytest.fixture(scope="module")
+async def app(service_settings: ServiceSettings, broker: Broker) -> AsyncIterator[FastAPI]:
+    # ``broker`` (unused here) removes the exchanges this app declares when the run ends.
+    app = _app("billing_api", service_settings)
     async with app.router.lifespan_context(app):
         await app.state.resources.broker.wait_connected()
         async with app.state.resources.engine.begin() as conn:
@@ -110,6 +115,43 @@ async def app(service_settings: ServiceSettings, broker: Broker) -> AsyncIterato
                 sa.text("CREATE TABLE IF NOT EXISTS scratch.thing (id uuid PRIMARY KEY, name text)")
             )
         yield app
+
+
+@pytest.fixture(scope="module")
+async def replica(app: FastAPI, service_settings: ServiceSettings) -> AsyncIterator[FastAPI]:
+    """A second process of the same service: its own middleware, pool and lock session."""
+    replica = _app("billing_replica", service_settings)
+    async with replica.router.lifespan_context(replica):
+        yield replica
+
+
+@pytest.fixture
+async def replica_client(replica: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    replica.state.gates, replica.state.slow_calls = [], 0
+    transport = httpx.ASGITransport(replica, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client
+    for gate in replica.state.gates:
+        gate.release.set()
+
+
+async def end_lock_session(app: FastAPI, service: str) -> None:
+    """What PostgreSQL does when a process dies: its lock session ends, its locks with it."""
+    sessions = (
+        "FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name"
+    )
+    name = {"name": f"{service}-keys"}
+    async with app.state.resources.engine.connect() as conn:
+        ended = await conn.scalar(
+            sa.text(f"SELECT count(pg_terminate_backend(pid)) {sessions}"), name
+        )
+    assert ended == 1
+
+    async def gone() -> bool:  # the backend exits (and drops its locks) a moment later
+        async with app.state.resources.engine.connect() as conn:
+            return bool(await conn.scalar(sa.text(f"SELECT count(*) {sessions}"), name) == 0)
+
+    await support.eventually(gone, timeout=5)
 
 
 @pytest.fixture(autouse=True)
@@ -224,18 +266,18 @@ class TestInProgress:
         assert retry.content == (await first).content
         assert await things(app) == 1
 
-    async def test_an_in_progress_key_older_than_the_timeout_is_taken_over_by_one_retry(
+    async def test_a_key_left_in_progress_by_a_crashed_process_is_taken_over_by_one_retry(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:
         headers = auth("crashed-1")
         await client.post("/api/v1/things", json={"name": "a"}, headers=headers)
-        # What a process that crashed while running the route leaves behind.
+        # What a process that crashed a moment ago while running the route leaves behind: the
+        # claim, and no session holding its lock (no minute to wait for).
         async with app.state.resources.engine.begin() as conn:
             await conn.execute(
                 sa.text(
                     "UPDATE billing.idempotency_key SET status = 'in_progress', "
-                    "response_status = NULL, response_body = NULL, "
-                    "created_at = now() - interval '61 seconds'"
+                    "response_status = NULL, response_body = NULL, created_at = now()"
                 )
             )
         other = await client.post("/api/v1/things", json={"name": "b"}, headers=headers)
@@ -250,27 +292,65 @@ class TestInProgress:
         assert {r.status_code for r in retries} <= {201, 409}
         assert await things(app) == 2
 
-    async def test_a_request_overtaken_after_the_timeout_does_not_release_the_new_claim(
-        self, app: FastAPI, client: httpx.AsyncClient
+    @pytest.mark.parametrize("later", [timedelta(seconds=61), timedelta(hours=2)])
+    async def test_a_request_still_running_is_never_taken_over_however_long_it_runs(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        replica_client: httpx.AsyncClient,
+        later: timedelta,
     ) -> None:
-        headers, body = auth("slow-2"), {"name": "a"}
-        stuck, taker = Gate(fail=True), Gate()
-        app.state.gates = [stuck, taker]
+        headers, body, gate = auth("slow-2"), {"name": "a"}, Gate()
+        app.state.gates = [gate]
         first = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
+        await gate.wait_entered()
+        with clock.frozen(clock.now() + later):
+            here = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
+            there = await asyncio.wait_for(replica_client.post(SLOW, json=body, headers=headers), 5)
+        assert here.status_code == there.status_code == 409
+        assert there.json()["error"] == "IdempotencyKeyInProgress"
+        gate.release.set()
+        assert (await first).status_code == 201
+        replay = await replica_client.post(SLOW, json=body, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.content == (await first).content
+        assert await things(app) == 1
+
+    async def test_a_key_whose_process_is_gone_is_taken_over_by_another_replica(
+        self,
+        app: FastAPI,
+        replica: FastAPI,
+        client: httpx.AsyncClient,
+        replica_client: httpx.AsyncClient,
+    ) -> None:
+        headers, body = auth("slow-4"), {"name": "a"}
+        stuck = Gate(fail=True)
+        replica.state.gates = [stuck]
+        first = asyncio.create_task(replica_client.post(SLOW, json=body, headers=headers))
         await stuck.wait_entered()
-        with clock.frozen(clock.now() + timedelta(seconds=61)):
-            second = asyncio.create_task(client.post(SLOW, json=body, headers=headers))
-            await taker.wait_entered()
-        stuck.release.set()
+        assert (await client.post(SLOW, json=body, headers=headers)).status_code == 409
+        await end_lock_session(app, "billing_replica")  # the replica's process is gone
+
+        taken = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
+        assert taken.status_code == 201
+        stuck.release.set()  # (the stand-in for the dead process must not store anything)
         assert (await first).status_code == 500
-        third = await asyncio.wait_for(client.post(SLOW, json=body, headers=headers), 5)
-        assert third.status_code == 409  # the taker's claim survived the overtaken failure
-        taker.release.set()
-        assert (await second).status_code == 201
         replay = await client.post(SLOW, json=body, headers=headers)
         assert replay.headers["Idempotent-Replayed"] == "true"
-        assert replay.content == (await second).content
+        assert replay.content == taken.content
         assert await things(app) == 1
+
+    async def test_keys_keep_working_after_the_lock_session_was_cut(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        assert (await client.post(SLOW, json={"name": "a"}, headers=auth("k-1"))).status_code == 201
+        await end_lock_session(app, "billing_api")
+        headers = auth("k-2")
+        response = await client.post(SLOW, json={"name": "b"}, headers=headers)
+        assert response.status_code == 201
+        replay = await client.post(SLOW, json={"name": "b"}, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert await things(app) == 2
 
     async def test_a_cancelled_request_releases_its_key(
         self, app: FastAPI, client: httpx.AsyncClient

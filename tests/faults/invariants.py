@@ -208,7 +208,9 @@ async def _refunds(engine: AsyncEngine, users: list[Any], found: Findings) -> No
     found.doubled += [f"payment {r.id}: refunds {r.refunded} of {r.amount}" for r in over]
 
 
-EXPECTED_CHARGES = {"keep": 2, "cancel": 1, "fails_later": 1, "refund": 1}
+EXPECTED_CHARGES = {"keep": 2, "cancel": 1, "fails_later": 1, "refund": 1, "basket": 1}
+# Stories that end with the subscription canceled at once (a refund, or a basket's cancel now).
+CANCELED_NOW = ("refund", "basket")
 
 
 async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: Findings) -> None:
@@ -235,7 +237,7 @@ async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: 
             found.lost.append(f"subscription {row.id}: {row.charges} charges, {expected} expected")
         elif row.charges > expected:
             found.doubled.append(f"subscription {row.id}: {row.charges} charges for {expected}")
-        want_status = "canceled" if customer.story == "refund" else "active"
+        want_status = "canceled" if customer.story in CANCELED_NOW else "active"
         if row.status != want_status:
             found.lost.append(f"subscription {row.id} is {row.status}, not {want_status}")
         if customer.story != "refund":
@@ -250,9 +252,59 @@ async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: 
 def _expected_sources(customer: Customer) -> set[str]:
     if customer.story == "buy_movie" and customer.purchase_movie is not None:
         return {"purchase"}
-    if customer.first_period_end is not None and customer.story != "refund":
+    if customer.story == "basket":
+        return {"purchase"} if customer.films else set()
+    if customer.first_period_end is not None and customer.story not in CANCELED_NOW:
         return {"subscription"}
     return set()
+
+
+def _expected_films(customer: Customer, basic: set[str]) -> set[str]:
+    """The films the user's story paid for and kept."""
+    if customer.story == "basket":
+        return set(customer.films)
+    want = _expected_sources(customer)
+    if "subscription" in want:
+        return basic
+    if "purchase" in want and customer.purchase_movie is not None:
+        return {customer.purchase_movie}
+    return set()
+
+
+async def _billing_allows(engine: AsyncEngine, users: list[Any]) -> dict[Any, set[str]]:
+    """Per user, every film billing's own tables grant now: completed purchases still valid,
+    and every film of the plan of a live subscription (until its period end, plus grace unless
+    the user stopped it) or of a live complimentary grant."""
+    rows = await _rows(
+        engine,
+        """
+        SELECT pu.user_id, pu.movie_id::text AS movie FROM billing.purchase pu
+        WHERE pu.user_id = ANY(:users) AND pu.status = 'completed'
+          AND (pu.valid_until IS NULL OR pu.valid_until > now())
+        UNION
+        SELECT g.user_id, m.id::text
+        FROM (
+            SELECT s.user_id, s.plan_id FROM billing.subscription s
+            JOIN billing.plan p ON p.id = s.plan_id
+            WHERE s.user_id = ANY(:users) AND s.status IN ('active', 'grace')
+              AND s.current_period_end
+                  + CASE WHEN s.cancel_at_period_end OR NOT s.auto_renew THEN interval '0'
+                         ELSE make_interval(days => p.grace_days) END > now()
+            UNION
+            SELECT c.user_id, c.plan_id FROM billing.complimentary_grant c
+            WHERE c.user_id = ANY(:users) AND c.revoked_at IS NULL AND c.valid_until > now()
+        ) g
+        JOIN billing.plan p ON p.id = g.plan_id
+        JOIN billing.movie m ON p.all_movies OR EXISTS (
+            SELECT 1 FROM billing.plan_movie pm WHERE pm.plan_id = p.id AND pm.movie_id = m.id
+        )
+        """,
+        users=users,
+    )
+    allows: dict[Any, set[str]] = {}
+    for row in rows:
+        allows.setdefault(row.user_id, set()).add(row.movie)
+    return allows
 
 
 async def _entitlements(
@@ -275,6 +327,7 @@ async def _entitlements(
             " WHERE p.code = 'basic'",
         )
     }
+    billing_allows = await _billing_allows(engine, [c.id for c in customers])
     gate = asyncio.Semaphore(16)
 
     async def one(customer: Customer) -> None:
@@ -289,13 +342,7 @@ async def _entitlements(
             found.lost.append(f"user {customer.id}: no {want - kinds} grant in access")
         if kinds - want:
             found.doubled.append(f"user {customer.id}: unpaid {kinds - want} grant in access")
-        allowed = (
-            basic
-            if "subscription" in want
-            else {customer.purchase_movie}
-            if "purchase" in want
-            else set()
-        )
+        allowed = _expected_films(customer, basic)
         async with gate:
             answer = await client.call(
                 "access",
@@ -310,6 +357,15 @@ async def _entitlements(
             found.lost.append(f"user {customer.id}: access API denies {allowed - says}")
         if says - allowed:
             found.doubled.append(f"user {customer.id}: access API allows {says - allowed}")
+        # Access agrees with billing for every user and film, whatever the story did.
+        billing = billing_allows.get(customer.id, set())
+        found.checked["films access and billing agree on"] += len(movies)
+        if billing - says:
+            found.lost.append(f"user {customer.id}: billing grants, access denies {billing - says}")
+        if says - billing:
+            found.doubled.append(
+                f"user {customer.id}: access allows, billing does not grant {says - billing}"
+            )
 
     await asyncio.gather(*(one(c) for c in customers))
 

@@ -1,9 +1,10 @@
 """What the users do during a fault run, through the public APIs of the real processes.
 
 Every user buys something (a monthly subscription or a film), pays on the sandbox's JSON twin,
-and then maybe refunds or cancels; renewals run as ``cinema billing run-jobs --now`` processes,
-two at once. A client retries a failed call the way a real one would: the same
-``Idempotency-Key``, another replica, until a bounded deadline.
+and then maybe refunds or cancels; some fill a basket: a subscription and several films paid all
+at once, then a refund, a cancel and one more film at the same moment. Renewals run as
+``cinema billing run-jobs --now`` processes, two at once. A client retries a failed call the
+way a real one would: the same ``Idempotency-Key``, another replica, until a bounded deadline.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing_api import demo
 from billing_api.lifecycle.service import LEASE as RENEWAL_LEASE
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 from tests.faults.harness import CINEMA, CommandFailed, System
@@ -32,6 +34,10 @@ DECLINED = "4000000000000002"
 FAILS_LATER = "4000000000000341"
 CALL_DEADLINE = 90.0  # a user gives up on one operation after this long
 RETRIED = {409, 500, 502, 503, 504}
+# A basket: this many films and a subscription paid at once, then one more film while a film is
+# refunded and the subscription canceled (several changes of one user's access settling together).
+BASKET_FILMS = 4
+ALL_MOVIES = [str(demo.movie_id(title)) for title, _, _ in demo.MOVIES]  # `seed-demo`'s catalog
 
 
 class GaveUp(Exception):
@@ -57,6 +63,7 @@ class Customer:
     subscription_id: str | None = None
     first_period_end: datetime | None = None
     purchase_movie: str | None = None
+    films: set[str] = field(default_factory=set)  # bought, paid and kept (a basket's)
     payment_ids: list[str] = field(default_factory=list)
     refunded: bool = False
     cancelled: bool = False
@@ -116,8 +123,8 @@ def new_customer(rng: random.Random) -> Customer:
     email = f"fault-{user_id.hex[:12]}@example.com"
     token = mint_user_token(AuthSettings(), user_id, email=email)
     story = rng.choices(
-        ["keep", "refund", "cancel", "fails_later", "declined", "buy_movie"],
-        weights=[35, 15, 15, 10, 10, 15],
+        ["keep", "refund", "cancel", "fails_later", "declined", "buy_movie", "basket"],
+        weights=[31, 15, 15, 10, 10, 11, 8],
     )[0]
     return Customer(user_id, email, {"Authorization": f"Bearer {token}"}, story)
 
@@ -150,6 +157,9 @@ async def _wait(
 async def act(client: Client, customer: Customer, plan_id: str, movies: list[str]) -> None:
     """One user's story; counts what was attempted and what succeeded."""
     stats = client.stats
+    if customer.story == "basket":
+        await _basket(client, customer, plan_id)
+        return
     if customer.story == "buy_movie":
         stats.attempted["purchase"] += 1
         customer.purchase_movie = random.choice(movies)
@@ -215,6 +225,92 @@ async def act(client: Client, customer: Customer, plan_id: str, movies: list[str
         )
         customer.cancelled = True
         stats.succeeded["cancel"] += 1
+
+
+async def _open_purchase(client: Client, customer: Customer, movie: str) -> dict[str, Any]:
+    client.stats.attempted["purchase"] += 1
+    response = await client.call(
+        "billing",
+        "POST",
+        "/api/v1/purchases",
+        headers=customer.headers,
+        json={"movie_id": movie, "kind": "buy"},
+    )
+    payment: dict[str, Any] = response.json()["latest_payment"]
+    customer.payment_ids.append(payment["id"])
+    return payment
+
+
+async def _paid(client: Client, customer: Customer, payment: dict[str, Any]) -> None:
+    await _wait(client, customer, f"/api/v1/payments/{payment['id']}", {"succeeded"})
+
+
+async def _buy_films(client: Client, customer: Customer, movies: list[str]) -> list[str]:
+    """Open a purchase of each film, pay them all at once, wait until each is paid; returns
+    the films' payment ids."""
+    payments = await asyncio.gather(*(_open_purchase(client, customer, m) for m in movies))
+    await asyncio.gather(*(_pay(client, p["checkout_url"], GOOD) for p in payments))
+    await asyncio.gather(*(_paid(client, customer, p) for p in payments))
+    customer.films |= set(movies)
+    client.stats.succeeded["purchase"] += len(movies)
+    return [str(p["id"]) for p in payments]
+
+
+async def _basket(client: Client, customer: Customer, plan_id: str) -> None:
+    """A subscription and several films paid at once; then, at the same moment, one film
+    refunded, the subscription canceled now and one more film bought."""
+    stats = client.stats
+    films = random.sample(ALL_MOVIES, BASKET_FILMS + 1)
+    stats.attempted["subscribe"] += 1
+    created = (
+        await client.call(
+            "billing",
+            "POST",
+            "/api/v1/subscriptions",
+            headers=customer.headers,
+            json={"plan_id": plan_id},
+        )
+    ).json()
+    customer.subscription_id = created["id"]
+    customer.payment_ids.append(created["latest_payment"]["id"])
+
+    async def subscribed() -> None:
+        await _pay(client, created["latest_payment"]["checkout_url"], GOOD)
+        path = f"/api/v1/subscriptions/{created['id']}"
+        active = await _wait(client, customer, path, {"active"})
+        customer.first_period_end = datetime.fromisoformat(active["current_period_end"])
+        stats.succeeded["subscribe"] += 1
+
+    _, paid = await asyncio.gather(subscribed(), _buy_films(client, customer, films[:BASKET_FILMS]))
+    refunded, refund_payment = films[0], paid[0]
+
+    async def refund() -> None:
+        stats.attempted["refund"] += 1
+        await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/payments/{refund_payment}/refund",
+            headers=customer.headers,
+            json={},
+        )
+        await _wait(client, customer, f"/api/v1/payments/{refund_payment}", {"refunded"})
+        customer.films.discard(refunded)
+        customer.refunded = True
+        stats.succeeded["refund"] += 1
+
+    async def cancel() -> None:
+        stats.attempted["cancel"] += 1
+        await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/subscriptions/{created['id']}/cancel",
+            headers=customer.headers,
+            json={"at_period_end": False},
+        )
+        customer.cancelled = True
+        stats.succeeded["cancel"] += 1
+
+    await asyncio.gather(refund(), cancel(), _buy_films(client, customer, films[BASKET_FILMS:]))
 
 
 async def renew(
@@ -303,6 +399,7 @@ async def run_users(
     plan_id = next(p["id"] for p in catalog if p["code"] == "basic")
     detail = (await client.call("billing", "GET", f"/api/v1/plans/{plan_id}", headers={})).json()
     basic_movies = [str(m) for m in detail["movie_ids"]]
+    assert set(basic_movies) <= set(ALL_MOVIES), "the run is seeded with the demo catalog"
     gate = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 

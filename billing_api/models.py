@@ -328,10 +328,17 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
 
 
 class Refund(UUIDPrimaryKey, Timestamps, Base):
-    """Money given back for (part of) a payment; its id is the gateway's idempotency key."""
+    """Money given back for (part of) a payment; its id is the gateway's idempotency key.
+
+    A refund made at the provider (its dashboard) takes the id the gateway gave it; either way
+    ``provider_ref`` names the provider's refund once known, at most once per payment.
+    """
 
     __tablename__ = "refund"
-    __table_args__ = (sa.CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="amount_positive"),
+        sa.UniqueConstraint("payment_id", "provider_ref"),
+    )
 
     payment_id: Mapped[UUID] = mapped_column(sa.ForeignKey("payment.id"), index=True)
     user_id: Mapped[UUID]
@@ -341,6 +348,7 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
     rule: Mapped[str] = mapped_column(sa.String(200))
     reason: Mapped[str | None] = mapped_column(sa.String(500))
     completed_at: Mapped[datetime | None] = when()
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 # --- ledger --------------------------------------------------------------------------------

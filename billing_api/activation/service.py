@@ -84,7 +84,8 @@ async def complete_payment(
                 email=payment.email,
                 payment_id=payment.id,
                 amount=Money(amount=payment.amount, currency=payment.currency),
-                balance=Money(amount=balance, currency=payment.currency),
+                # a wallet that owes (a disputed top-up already spent) shows 0, never below
+                balance=Money(amount=max(balance, 0), currency=payment.currency),
             ),
         )
     return True

@@ -1,7 +1,8 @@
 """The double-entry ledger: every money movement is one balanced, append-only transaction.
 
 Accounts: ``user_wallet:<user>`` (what we owe a user; credits raise the balance),
-``provider_clearing:<provider>`` (what a provider collected for us), ``revenue`` and ``refunds``.
+``provider_clearing:<provider>`` (what a provider collected for us), ``revenue``, ``refunds`` and
+``disputes`` (what providers hold back from us while a payer disputes a charge).
 Posting is idempotent on ``(kind, reference)``, so a redelivered event never posts twice, and the
 database refuses a transaction whose debits and credits differ (checked at commit).
 """
@@ -23,6 +24,7 @@ from shared.errors import Conflict
 
 REVENUE = "revenue"
 REFUNDS = "refunds"
+DISPUTES = "disputes"
 
 
 class InsufficientFunds(Conflict):

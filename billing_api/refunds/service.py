@@ -356,7 +356,8 @@ async def fail_refund(session: AsyncSession, refund: Refund, message: str | None
 async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: str | None) -> bool:
     """The payer disputed the charge: access to what it paid for ends now.
 
-    No ledger movement yet: the money leaves only if the provider decides the dispute against us.
+    The disputed amount is posted to the ledger by the caller,
+    :func:`billing_api.refunds.provider_side.record_dispute`, before access is revoked here.
     """
     if payment.status == "disputed":
         return False

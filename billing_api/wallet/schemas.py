@@ -12,7 +12,16 @@ from shared.money import Amount, Currency, Money
 
 
 class WalletOut(BaseModel):
-    balances: list[Money]
+    balances: list[Money] = Field(description="What can be spent, per currency (never below 0).")
+    owed: list[Money] = Field(
+        default_factory=list,
+        description="Per currency, what the wallet is below zero: money spent that a dispute or"
+        " a refund at the provider took back. Paid off by the next top-ups.",
+    )
+    frozen: list[Money] = Field(
+        default_factory=list,
+        description="Per currency, top-ups held back because the payer disputed them.",
+    )
 
 
 class TopUpIn(BaseModel):

@@ -20,17 +20,40 @@ from shared.pagination import newest_first, page_of
 
 
 async def wallet(session: AsyncSession, user_id: UUID, default_currency: str) -> WalletOut:
+    """The balances derived from the ledger.
+
+    A disputed top-up is taken out of the balance (see :mod:`billing_api.refunds.provider_side`);
+    if part of it was spent already the ledger balance is below zero, shown as ``owed`` (and a
+    balance of 0), never as a smaller balance that hides it.
+    """
     account = ledger.wallet_account(user_id)
     currencies = set(
         await session.scalars(
             sa.select(LedgerEntry.currency).where(LedgerEntry.account == account).distinct()
         )
     ) | {default_currency}
+    balances: list[Money] = []
+    owed: list[Money] = []
+    for currency in sorted(currencies):
+        amount = await ledger.balance(session, account, currency)
+        balances.append(Money(amount=max(amount, 0), currency=currency))
+        if amount < 0:
+            owed.append(Money(amount=-amount, currency=currency))
+    frozen = await session.execute(
+        sa.select(LedgerEntry.currency, sa.func.sum(LedgerEntry.amount))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerEntry.account == account,
+            LedgerEntry.side == "debit",
+            LedgerTransaction.kind == "dispute",
+        )
+        .group_by(LedgerEntry.currency)
+        .order_by(LedgerEntry.currency)
+    )
     return WalletOut(
-        balances=[
-            Money(amount=await ledger.balance(session, account, currency), currency=currency)
-            for currency in sorted(currencies)
-        ]
+        balances=balances,
+        owed=owed,
+        frozen=[Money(amount=int(total), currency=currency) for currency, total in frozen],
     )
 
 

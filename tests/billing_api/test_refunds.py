@@ -402,19 +402,6 @@ class TestRefundEvents:
         assert retry.status_code == 201
         assert retry.json()["id"] != refund["id"]
 
-    async def test_event_for_an_unknown_refund_is_ignored(self, suite: Suite) -> None:
-        user = suite.as_user()
-        _, payment = await paid_subscription(suite, user)
-        unknown = events.RefundSucceeded(
-            refund_id=UUID(int=7),
-            payment_id=UUID(payment["id"]),
-            customer=events.Customer(id=user.id),
-            amount=Money(amount=100, currency="RUB"),
-            provider="sandbox",
-        )
-        await handle(suite, handlers.on_refund_succeeded, unknown)
-        assert (await user.get(f"/api/v1/payments/{payment['id']}")).json()["status"] == "succeeded"
-
     async def test_disputed_payment_revokes_access(self, suite: Suite) -> None:
         user = suite.as_user()
         subscription, payment = await paid_subscription(suite, user)

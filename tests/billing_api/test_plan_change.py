@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
+import sqlalchemy as sa
 
 from billing_api.periods import add_months
+from billing_api.refunds import handlers
 from billing_api.subscriptions.plan_change import unused_credit
-from shared import clock
+from shared import clock, events
+from shared.money import Money
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_lifecycle import end_of, latest_grants, run_jobs, subscribed
+from tests.billing_api.test_refunds import (
+    HeldRefund,
+    balance,
+    handle,
+    paid_subscription,
+    topped_up,
+    waiting_for_locks,
+)
 
 START = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -199,3 +212,132 @@ class TestRefused:
         assert after["pending_plan_id"] is None
         payments = (await user.get("/api/v1/payments")).json()["items"]
         assert [p["purpose"] for p in payments] == ["subscription"]
+
+
+class TestUpgradeMeetsRefund:
+    async def test_refund_while_an_upgrade_of_the_same_subscription_commits_is_refused(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        await topped_up(suite, user, 100000)
+        subscription, first = await paid_subscription(suite, user)
+        async with suite.billing.state.resources.engine.connect() as holder:
+            # The wallet upgrade stops at the wallet's lock, its own transaction left open.
+            await holder.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": f"wallet:{user.id}:RUB"},
+            )
+            upgrade = asyncio.create_task(
+                change(user, subscription["id"], premium["id"], payment_method="wallet")
+            )
+            await waiting_for_locks(suite, 1)
+            refund = asyncio.create_task(user.post(f"/api/v1/payments/{first['id']}/refund"))
+            await waiting_for_locks(suite, 2)
+            await holder.rollback()
+        upgraded, refunded = await upgrade, await refund
+
+        assert upgraded.status_code == 200, upgraded.text
+        assert (refunded.status_code, refunded.json()["error"]) == (409, "PaymentNotRefundable")
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], after["plan_id"]) == ("active", premium["id"])
+        paid = upgraded.json()["payment"]["amount"]["amount"]
+        assert await balance(user) == 100000 - paid
+        assert await suite.scalar("SELECT count(*) FROM refund") == 0
+        assert (await user.get(f"/api/v1/payments/{first['id']}")).json()["status"] == "succeeded"
+
+    async def test_upgrade_while_a_refund_of_the_same_subscription_runs_is_refused(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription, first = await paid_subscription(suite, user)
+        gateway = HeldRefund(suite)
+        suite.billing.state.gateway = gateway
+
+        refund = asyncio.create_task(user.post(f"/api/v1/payments/{first['id']}/refund"))
+        await asyncio.wait_for(gateway.reached.wait(), 15)  # its transaction holds its locks
+        upgrade = asyncio.create_task(change(user, subscription["id"], premium["id"]))
+        await waiting_for_locks(suite, 1)
+        gateway.release.set()
+        refunded, upgraded = await refund, await upgrade
+
+        assert refunded.status_code == 201, refunded.text
+        assert (upgraded.status_code, upgraded.json()["error"]) == (409, "PlanChangeNotAllowed")
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], after["plan_id"]) == ("canceled", subscription["plan_id"])
+        payments = (await user.get("/api/v1/payments")).json()["items"]
+        assert [p["purpose"] for p in payments] == ["subscription"]
+        assert payments[0]["refunded"]["amount"] == 29900
+
+    async def test_an_upgrade_paid_after_the_subscription_ended_is_refunded_and_revives_nothing(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        basic, premium = await suite.plan("basic"), await suite.plan("premium")
+        subscription, first = await paid_subscription(suite, user)
+        upgrade = (await change(user, subscription["id"], premium["id"])).json()["payment"]
+        # the first payment is disputed while the upgrade's checkout is still open
+        await handle(
+            suite,
+            handlers.on_payment_disputed,
+            events.PaymentDisputed(
+                payment_id=UUID(first["id"]),
+                customer=events.Customer(id=user.id),
+                amount=Money(amount=29900, currency="RUB"),
+                provider="sandbox",
+                reason="fraudulent",
+            ),
+        )
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+
+        await suite.pay(upgrade["checkout_url"])  # the open checkout page, paid afterwards
+
+        async def paid() -> bool:
+            payment = (await user.get(f"/api/v1/payments/{upgrade['id']}")).json()
+            return bool(payment["paid_at"] is not None)
+
+        await support.eventually(paid, timeout=15)
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], after["plan_id"]) == ("canceled", basic["id"])
+        assert (await run_jobs(suite, clock.now()))["send_queued_refunds"] == 1
+
+        payment = (await user.get(f"/api/v1/payments/{upgrade['id']}")).json()
+        assert payment["status"] == "refunded"
+        assert payment["refunded"] == payment["amount"]
+        refunds = await suite.scalar(
+            "SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'"
+        )
+        assert refunds == 1
+        assert await balance(user) == 0, "the disputed payment's credit is not given twice"
+        assert await latest_grants(suite, user) == []
+
+
+class TestSecondUpgrade:
+    async def test_two_upgrades_in_a_row_cost_what_one_upgrade_to_the_last_plan_costs(
+        self, suite: Suite
+    ) -> None:
+        premium, pass30 = await suite.plan("premium"), await suite.plan("pass-30")
+        stepwise, direct = suite.as_user(), suite.as_user()
+        by_steps = await subscribed(suite, stepwise, plan="basic")
+        at_once = await subscribed(suite, direct, plan="basic")
+        start = datetime.fromisoformat(by_steps["current_period_start"])
+        assert end_of(by_steps) - start == end_of(at_once) - datetime.fromisoformat(
+            at_once["current_period_start"]
+        )
+
+        with clock.frozen(start + timedelta(days=9, hours=1)):
+            first = (await change(stepwise, by_steps["id"], premium["id"])).json()
+            await suite.pay(first["payment"]["checkout_url"])
+
+            async def on_premium() -> bool:
+                found = await stepwise.subscription(by_steps["id"])
+                return bool(found["plan_id"] == premium["id"])
+
+            await support.eventually(on_premium, timeout=15)
+            second = (await change(stepwise, by_steps["id"], pass30["id"])).json()
+            one = (await change(direct, at_once["id"], pass30["id"])).json()
+
+        steps = [first["payment"]["amount"]["amount"], second["payment"]["amount"]["amount"]]
+        assert second["credit"]["amount"] == 59900, "premium's period was worth premium's price"
+        assert sum(steps) == one["payment"]["amount"]["amount"]

@@ -487,3 +487,135 @@ class TestPurchaseRefund:
         assert after["status"] == "refunded"
         assert latest_grants(await published(suite), user) == ()
         assert await balance(user) == 100000
+
+
+# --- a refund meeting a cancel or an upgrade of the same subscription ----------------------------
+
+
+class HeldRefund(GatewayClient):
+    """The real gateway, but the first refund waits at the gateway until released: the request
+    that asked for it keeps its transaction, and every lock it took, open meanwhile."""
+
+    def __init__(self, suite: Suite) -> None:
+        super().__init__(suite.gateway_http, "http://gateway.test", AuthSettings())
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def create_refund(
+        self, refund_id: UUID, payment_id: UUID, amount: int, reason: str | None
+    ) -> GatewayRefund:
+        if not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+        return await super().create_refund(refund_id, payment_id, amount, reason)
+
+
+async def waiting_for_locks(suite: Suite, count: int) -> None:
+    """Until ``count`` transactions of this database wait for a lock another one holds."""
+
+    async def waiting() -> bool:
+        found = await suite.scalar(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(found >= count)
+
+    await support.eventually(waiting, timeout=15)
+
+
+async def refund_totals(suite: Suite) -> tuple[int, int, int]:
+    """(refunds made, money refunded, ledger refund transactions) over the whole database."""
+    made = await suite.scalar("SELECT count(*) FROM refund WHERE status = 'succeeded'")
+    money = await suite.scalar("SELECT coalesce(sum(refunded_amount), 0) FROM payment")
+    posted = await suite.scalar("SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'")
+    return int(made), int(money), int(posted)
+
+
+class TestRefundMeetsCancel:
+    async def test_cancel_now_while_a_refund_of_the_same_subscription_runs_is_refused_not_a_500(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        subscription, payment = await paid_subscription(suite, user)
+        gateway = HeldRefund(suite)
+        suite.billing.state.gateway = gateway
+
+        refund = asyncio.create_task(user.post(f"/api/v1/payments/{payment['id']}/refund"))
+        await asyncio.wait_for(gateway.reached.wait(), 15)  # its transaction holds its locks
+        cancel = asyncio.create_task(
+            user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/cancel",
+                json={"at_period_end": False},
+            )
+        )
+        await waiting_for_locks(suite, 1)  # the cancel waits for the refund's transaction
+        gateway.release.set()
+        refunded, canceled = await refund, await cancel
+
+        assert refunded.status_code == 201, refunded.text
+        assert (canceled.status_code, canceled.json()["error"]) == (
+            409,
+            "SubscriptionNotCancelable",
+        )
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+        assert await refund_totals(suite) == (1, BASIC_PRICE, 1)
+
+
+class TestUpgradeRefund:
+    async def test_refunding_an_upgrade_in_its_window_gives_the_credit_back_to_the_wallet(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription, first = await paid_subscription(suite, user)
+        upgrade = await upgraded(suite, user, subscription["id"], premium["id"])
+        credit = 59900 - upgrade["amount"]["amount"]
+        assert 0 < credit < BASIC_PRICE
+
+        response = await user.post(f"/api/v1/payments/{upgrade['id']}/refund")
+        assert response.status_code == 201, response.text
+        assert response.json()["amount"]["amount"] == upgrade["amount"]["amount"]
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+        assert await balance(user) == credit, "the credited part of the first payment"
+        quote = (await user.get(f"/api/v1/payments/{first['id']}/refund-quote")).json()
+        assert quote["refundable_amount"]["amount"] == 0, "its unused part is that credit"
+        statement = (await user.get("/api/v1/statement")).json()["items"]
+        [released] = [t for t in statement if t["kind"] == "plan_credit_released"]
+        assert {
+            (line["account"], line["side"], line["amount"]["amount"]) for line in released["lines"]
+        } == {("refunds", "debit", credit), (f"user_wallet:{user.id}", "credit", credit)}
+
+    async def test_cancel_now_inside_the_upgrades_window_refunds_it_and_gives_the_credit_back(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription, _ = await paid_subscription(suite, user)
+        upgrade = await upgraded(suite, user, subscription["id"], premium["id"])
+        credit = 59900 - upgrade["amount"]["amount"]
+
+        canceled = await user.post(
+            f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False}
+        )
+        assert canceled.status_code == 200, canceled.text
+        assert canceled.json()["status"] == "canceled"
+        after = (await user.get(f"/api/v1/payments/{upgrade['id']}")).json()
+        assert after["status"] == "refunded"
+        assert await balance(user) == credit
+
+
+async def upgraded(suite: Suite, user: User, subscription_id: str, plan_id: str) -> dict[str, Any]:
+    """The paid upgrade payment of a subscription moved to ``plan_id`` by card."""
+    answer = await user.post(
+        f"/api/v1/subscriptions/{subscription_id}/change-plan", json={"plan_id": plan_id}
+    )
+    assert answer.status_code == 200, answer.text
+    payment = answer.json()["payment"]
+    await suite.pay(payment["checkout_url"])
+
+    async def on_new_plan() -> bool:
+        return bool((await user.subscription(subscription_id))["plan_id"] == plan_id)
+
+    await support.eventually(on_new_plan, timeout=15)
+    paid: dict[str, Any] = (await user.get(f"/api/v1/payments/{payment['id']}")).json()
+    return paid

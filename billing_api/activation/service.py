@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements, locks, periods
+from billing_api.activation import unused_renewals
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     Movie,
     Payment,
+    PaymentPurpose,
     Plan,
     PromoCode,
     PromoRedemption,
@@ -143,6 +145,7 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
             reason="upgrade paid after the subscription ended",
         )
         return
+    await _replace_renewals(session, subscription, payment)
     previous = await session.get(Plan, subscription.plan_id)
     plan = await session.get(Plan, payment.plan_id)
     assert previous is not None and plan is not None
@@ -191,11 +194,61 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
     )
 
 
+async def _replace_renewals(
+    session: AsyncSession, subscription: Subscription, upgrade: Payment
+) -> None:
+    """The upgrade's new period replaces any renewal charged since the upgrade was quoted:
+    one already paid is refunded in full, one still pending is voided (see
+    :mod:`billing_api.activation.unused_renewals`)."""
+    if subscription.latest_payment_id is not None:
+        latest = await session.get(
+            Payment, subscription.latest_payment_id, with_for_update=True, populate_existing=True
+        )
+        if unused_renewals.replaced_by_upgrade(latest, upgrade):
+            assert latest is not None
+            await refunds.queue_refund(
+                session,
+                latest,
+                rule="full refund: the period it renewed was replaced by an upgrade",
+                reason=unused_renewals.SUPERSEDED,
+            )
+    pending = await session.scalars(
+        sa.select(Payment)
+        .where(
+            Payment.subscription_id == subscription.id,
+            Payment.purpose == PaymentPurpose.RENEWAL,
+            Payment.status == "pending",
+        )
+        .order_by(Payment.id)
+        .with_for_update()
+    )
+    for renewal in pending:
+        await expire_payment(session, renewal)
+
+
 async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
-    """A renewal paid: the period runs on from the old end, so no paid day is lost."""
+    """A renewal paid: the period runs on from the old end, so no paid day is lost.
+
+    A renewal for a period the subscription will not run (canceled meanwhile, replaced by an
+    upgrade, another plan by now) is refunded in full instead and changes nothing else.
+    """
     assert payment.subscription_id is not None
-    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None and subscription.current_period_end is not None
+    latest = (
+        await session.get(Payment, subscription.latest_payment_id)
+        if subscription.latest_payment_id is not None
+        else None
+    )
+    unused = unused_renewals.why_unused(subscription, payment, latest)
+    if unused is not None:
+        await refunds.queue_refund(
+            session,
+            payment,
+            rule=f"full refund: renewal not used ({unused})",
+            reason=unused,
+        )
+        return
     previous = await session.get(Plan, subscription.plan_id)
     plan = await session.get(Plan, payment.plan_id or subscription.plan_id)
     assert previous is not None and plan is not None
@@ -234,8 +287,10 @@ async def _renewal_failed(
 ) -> None:
     """Schedule the next dunning retry (offsets count from the first failure), and say so."""
     assert payment.subscription_id is not None
-    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
+    if unused_renewals.why_unused(subscription, payment, None) == unused_renewals.AFTER_CANCEL:
+        return  # nothing is retried for a subscription that stopped (nor is it told so)
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
     now = clock.now()

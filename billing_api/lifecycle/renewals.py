@@ -15,10 +15,10 @@ Design decisions, for throughput (``make bench-renewals``) without giving up any
 
 * A batch costs a handful of statements to claim (one query for the due rows, one for pending
   payments, one multi-row insert, one lease update) instead of several per subscription.
-* Answers are settled ``SETTLE_GROUP`` to a transaction: the payments of a group are locked in
-  one statement, in id order (payment before subscription, as the event consumer does; two runs
-  settling groups of the same users can still deadlock, and PostgreSQL's abort then sends the
-  losing group down the one-at-a-time path); if a group fails, each of its payments is settled on
+* Answers are settled ``SETTLE_GROUP`` to a transaction: the group's subscriptions and then its
+  payments are locked, each in one statement in id order (billing's lock order, as the event
+  consumer does; should anything still deadlock, PostgreSQL's abort sends the losing group
+  down the one-at-a-time path); if a group fails, each of its payments is settled on
   its own, and every later group is settled all the same, so one bad payment holds back no other.
   The failures are raised together once the whole run is done. A payment left unsettled by a
   crash stays pending: the next run after the lease charges it again with the same id (the
@@ -435,6 +435,17 @@ async def settle(ctx: JobContext, results: Sequence[GatewayPayment]) -> list[Exc
 
 async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> None:
     async with ctx.sessions() as session, session.begin():
+        # billing's lock order: the subscriptions (in id order), then their payments (in id
+        # order), as an upgrade paid meanwhile takes them when it voids a pending renewal.
+        ids = [result.payment_id for result in group]
+        await session.execute(
+            sa.select(Subscription.id)
+            .where(
+                Subscription.id.in_(sa.select(Payment.subscription_id).where(Payment.id.in_(ids)))
+            )
+            .order_by(Subscription.id)
+            .with_for_update()
+        )
         payments = {
             payment.id: payment
             for payment in await session.scalars(

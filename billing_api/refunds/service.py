@@ -192,7 +192,12 @@ async def _paid_current_period(
         return False
     latest = await session.scalar(
         sa.select(Payment.id)
-        .where(Payment.subscription_id == subscription.id, Payment.paid_at.is_not(None))
+        .where(
+            Payment.subscription_id == subscription.id,
+            Payment.paid_at.is_not(None),
+            # a renewal given back whole as unused (paid later, for nothing) does not count
+            sa.or_(Payment.amount == 0, Payment.refunded_amount < Payment.amount),
+        )
         .order_by(Payment.paid_at.desc(), Payment.id.desc())
         .limit(1)
     )
@@ -503,7 +508,13 @@ async def _revoke(
         )
         assert subscription is not None
         revoked.locale = subscription.locale
-        if subscription.status in CANCELABLE_SUBSCRIPTION:
+        # A renewal the subscription never ran on (refunded as unused, see
+        # billing_api.activation.unused_renewals) paid for nothing it has: it cancels nothing.
+        never_ran = (
+            payment.purpose == PaymentPurpose.RENEWAL
+            and subscription.latest_payment_id != payment.id
+        )
+        if subscription.status in CANCELABLE_SUBSCRIPTION and not never_ran:
             subscription.status = SubscriptionStatus.CANCELED
             subscription.canceled_at = now
             subscription.auto_renew = False

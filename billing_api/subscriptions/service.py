@@ -274,8 +274,10 @@ async def cancel(
         subscription.status = SubscriptionStatus.CANCELED
         subscription.canceled_at = now
         subscription.auto_renew = False
+        subscription.next_renewal_at = None
         access_until = now
-    subscription.next_renewal_at = None
+    # A cancel at period end keeps ``next_renewal_at`` (the dunning schedule's next retry): no
+    # renewal is charged while it is set, and a resume lets the schedule go on where it was.
     await entitlements.publish_snapshot(session, subscription.user_id)
     await outbox.add(
         session,
@@ -308,7 +310,8 @@ async def waiting_upgrade(session: AsyncSession, subscription: Subscription) -> 
 
 
 async def resume(session: AsyncSession, user_id: UUID, subscription_id: UUID) -> Subscription:
-    """Undo a cancel at period end while the period still runs: renewals go on as before."""
+    """Undo a cancel at period end while the period still runs: renewals go on as before,
+    a failed renewal's dunning retries included (the cancel kept their schedule)."""
     subscription = await owned_subscription(session, user_id, subscription_id)
     end = subscription.current_period_end
     if (

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_api import entitlements
+from billing_api import entitlements, locks
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.gateway import (
@@ -279,7 +279,9 @@ async def reconcile_pending(ctx: JobContext) -> int:
             await _ask_later(ctx, payment_id, "unavailable")
             continue
         async with ctx.sessions() as session, session.begin():
-            payment = await session.get(Payment, payment_id, with_for_update=True)
+            # billing's lock order: what the payment paid for first (a renewal settled here
+            # meets an upgrade that voids it), then the payment, re-read
+            payment = await locks.lock_payment(session, payment_id)
             if payment is not None and payment.status == "pending":
                 done = await apply_gateway_result(
                     session, payment, result, dunning=ctx.settings.dunning_offsets

@@ -6,6 +6,7 @@ from uuid import uuid4
 import pytest
 
 from shared import clock
+from shared.auth import AuthSettings, mint_user_token
 from tests.access_api.conftest import (
     Access,
     purchase,
@@ -155,6 +156,21 @@ class TestAuthorization:
     async def test_no_token_is_401(self, access: Access) -> None:
         response = await access.http.get(f"/api/v1/access/{uuid4()}/movies/{uuid4()}")
         assert response.status_code == 401
+
+    async def test_a_partner_service_token_from_the_auth_service_may_ask(
+        self, access: Access
+    ) -> None:
+        # The cinema's player asks with the auth service's token (role service), not ours.
+        user, plan, movie = uuid4(), uuid4(), uuid4()
+        await access.plan(plan, all_movies=True)
+        await access.grants(user, 1, subscription(plan, clock.now() + timedelta(days=30)))
+        partner = mint_user_token(AuthSettings(), "cinema-player", roles=["service"])
+        response = await access.http.get(
+            f"/api/v1/access/{user}/movies/{movie}",
+            headers={"Authorization": f"Bearer {partner}"},
+        )
+        assert response.status_code == 200
+        assert response.json()["allowed"] is True
 
 
 class TestBatch:

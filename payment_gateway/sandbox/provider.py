@@ -204,11 +204,13 @@ class SandboxProvider:
 
     async def refund(self, request: base.RefundRequest) -> base.ProviderRefund:
         async with self.sessions() as db, db.begin():
+            # Locked first: this refund lines up with the dashboard's refunds and disputes of
+            # the same payment, so what is left is never handed out twice.
+            paid, payment_id = await self._captured(db, request.payment_provider_ref)
             refund = await db.scalar(
                 sa.select(SandboxRefund).where(SandboxRefund.refund_id == request.refund_id)
             )
             if refund is None:
-                paid, payment_id = await self._captured(db, request.payment_provider_ref)
                 already = await db.scalar(
                     sa.select(sa.func.coalesce(sa.func.sum(SandboxRefund.amount), 0)).where(
                         SandboxRefund.payment_ref == request.payment_provider_ref,
@@ -488,12 +490,13 @@ class SandboxProvider:
         )
 
     async def _captured(self, db: AsyncSession, ref: str) -> tuple[int, UUID | None]:
+        """What the payment captured and its id, its row locked (as the dashboard locks it)."""
         if ref.startswith("pi_sb_"):
-            charge = await db.get(SandboxCharge, ref)
+            charge = await db.get(SandboxCharge, ref, with_for_update=True)
             if charge is not None and charge.status == "succeeded":
                 return charge.amount, charge.payment_id
         else:
-            checkout = await db.get(SandboxSession, ref)
+            checkout = await db.get(SandboxSession, ref, with_for_update=True)
             if checkout is not None and checkout.status == "succeeded":
                 return checkout.amount, checkout.payment_id
         return 0, None

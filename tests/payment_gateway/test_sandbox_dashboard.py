@@ -3,11 +3,15 @@ signed webhook and come out as the gateway's events, with what billing needs to 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import httpx
+import pytest
+import sqlalchemy as sa
 
+from payment_gateway.sandbox.provider import SandboxProvider
 from shared import events
 from tests import support
 from tests.payment_gateway.conftest import Gateway
@@ -102,3 +106,66 @@ class TestDispute:
 
         assert (again.status_code, refunded.status_code) == (409, 409)
         assert again.json()["error"] == "AlreadyDisputed"
+
+
+class DashboardHeld:
+    """The sandbox, but a dashboard refund or dispute waits, its transaction (and the payment's
+    lock it took) open, just before it records its webhook, until released."""
+
+    def __init__(self, provider: SandboxProvider) -> None:
+        self.enqueue = provider._enqueue
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(
+        self, db: Any, event_type: str, object_id: str, payment_id: Any, **kwargs: Any
+    ) -> None:
+        extra = kwargs.get("extra") or {}
+        made_in_dashboard = event_type == "charge.dispute.created" or (
+            event_type == "refund.succeeded" and extra.get("refund_id") is None
+        )
+        if made_in_dashboard and not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+        await self.enqueue(db, event_type, object_id, payment_id, **kwargs)
+
+
+async def finished_or_waiting_for_a_lock(gateway: Gateway, task: asyncio.Task[Any]) -> None:
+    """Until ``task`` is done or a transaction of this database waits for a row lock."""
+    engine = gateway.app.state.resources.engine
+
+    async def settled() -> bool:
+        if task.done():
+            return True
+        async with engine.connect() as connection:
+            waiting = await connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        return bool(waiting)
+
+    await support.eventually(settled, timeout=15)
+
+
+class TestDashboardMeetsTheApi:
+    @pytest.mark.parametrize("action", ["refunds", "disputes"])
+    async def test_a_refund_asked_while_the_dashboard_moves_the_money_never_exceeds_the_payment(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch, action: str
+    ) -> None:
+        payment_id = await paid_payment(gateway)
+        held = DashboardHeld(gateway.app.state.sandbox)
+        monkeypatch.setattr(gateway.app.state.sandbox, "_enqueue", held)
+
+        in_dashboard = asyncio.create_task(dashboard(gateway, payment_id, action))
+        await asyncio.wait_for(held.reached.wait(), 15)  # it has taken what is left: 29,900
+        ours = asyncio.create_task(refund(gateway, payment_id, 29900))
+        await finished_or_waiting_for_a_lock(gateway, ours)
+        held.release.set()
+        made, asked = await asyncio.gather(in_dashboard, ours)
+
+        assert made.status_code == 201, made.text
+        assert made.json()["amount"] == 29900
+        assert asked.status_code == 201, asked.text
+        assert asked.json()["status"] == "failed", "the dashboard took all of it first"

@@ -458,9 +458,16 @@ async def _send_queued(session: AsyncSession, gateway: GatewayClient, refund_id:
 
 async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refund: Refund) -> None:
     """Refunding (part of) an upgrade payment gives the same share of its plan-change credit
-    back, into the wallet: the credited payment's unused part is not lost with the upgrade."""
+    back, into the wallet: the credited payment's unused part is not lost with the upgrade.
+
+    Only for an upgrade that took effect (the period it paid for is the subscription's): one
+    paid after its subscription ended never moved the credited period's days, which ran out as
+    they were."""
     credit = upgrade_credit(payment)
-    if credit <= 0 or payment.amount <= 0:
+    if credit <= 0 or payment.amount <= 0 or payment.subscription_id is None:
+        return
+    subscription = await session.get(Subscription, payment.subscription_id)
+    if subscription is None or subscription.latest_payment_id != payment.id:
         return
     source = payment.quote.get("credit_payment_id")
     credited = await session.get(Payment, UUID(source)) if source else None

@@ -7,6 +7,9 @@
   a token documents 401 and 403, every operation with a path parameter 404, every operation with
   input 422 (with the list of problems), and ``default`` names the shape of any other error (a
   domain conflict, an idempotency clash…).
+- The answers agree with the document on methods: a method a path does not have (``OPTIONS``
+  included: the APIs serve no CORS preflight) answers 405 with ``Allow`` listing every method of
+  that path, not only those of the one route Starlette happened to try.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.utils import generate_unique_id
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Match
 
 from shared import auth
+from shared.errors import error_body
 
 
 class ErrorBody(BaseModel):
@@ -142,8 +150,35 @@ def _consts_as_enums(node: Any) -> None:
             _consts_as_enums(value)
 
 
+def _methods_of_path(request: Request) -> list[str]:
+    """Every method of the path the request names: the routes that share the path template of
+    the first route matching it (so ``/movies/bulk`` does not borrow ``/movies/{id}``'s)."""
+    routes = [route for route in iter_route_contexts(request.app.routes) if route.path_format]
+    template = next(
+        (r.path_format for r in routes if r.matches(request.scope)[0] is not Match.NONE), None
+    )
+    methods: set[str] = set()
+    for route in routes:
+        if route.path_format == template and route.methods:
+            methods |= route.methods
+    return sorted(methods)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    methods = _methods_of_path(request)
+    allow = ", ".join(methods) if methods else (exc.headers or {}).get("Allow", "")
+    return JSONResponse(
+        error_body("MethodNotAllowed", f"{request.method} is not allowed here; allowed: {allow}"),
+        status_code=405,
+        headers={"Allow": allow},
+    )
+
+
 def document(app: FastAPI) -> None:
-    """Make ``app.openapi()`` document errors and operation ids as described above."""
+    """Make ``app.openapi()`` document errors and operation ids as described above, and make
+    405 answers list the methods the document gives the path."""
+    app.add_exception_handler(405, _method_not_allowed)
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

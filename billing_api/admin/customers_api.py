@@ -40,7 +40,8 @@ async def list_customers(
     principal: AdminPrincipal,
     search: Annotated[str | None, Query(max_length=320, description="Email or id part.")] = None,
     limit: Limit = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # PostgreSQL's OFFSET is a bigint: a larger one is the client's mistake (422), not a 500.
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Page[CustomerOut]:
     """Customers (users with subscriptions or payments), most recently seen first."""
     items = await customers.list_customers(session, search=search, limit=limit, offset=offset)

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -53,7 +54,7 @@ class PlanChangesIn(_In):
     price: Money | None = None
     period: Period | None = None
     max_months: Annotated[int, Strict(), Field(ge=1, le=12)] | None = None
-    all_movies: bool | None = None
+    all_movies: StrictBool | None = None
     movie_ids: list[UUID] | None = Field(None, max_length=10_000)
     role: str | None = Field(
         None,
@@ -122,7 +123,7 @@ class MovieChangesIn(_In):
 
     title: str | None = Field(None, min_length=1, max_length=500)
     description: str | None = Field(None, max_length=20_000)
-    available: bool | None = None
+    available: StrictBool | None = None
     purchase_price: Money | None = None
     rent_price: Money | None = None
     rent_hours: Annotated[int, Strict(), Field(ge=1, le=8760)] | None = None

@@ -13,7 +13,18 @@ from shared.pagination import Cursor, Limit, Page
 router = APIRouter(prefix="/api/v1/purchases", tags=["purchases"])
 
 
-@router.post("", response_model=PurchaseOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=PurchaseOut,
+    status_code=status.HTTP_201_CREATED,
+    response_description="A new checkout.",
+    responses={
+        200: {
+            "model": PurchaseOut,
+            "description": "A checkout for this movie is open already: that one, no new charge.",
+        }
+    },
+)
 async def buy(
     body: PurchaseIn,
     response: Response,

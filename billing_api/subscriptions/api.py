@@ -23,7 +23,18 @@ from shared.pagination import Cursor, Limit, Page
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 
 
-@router.post("", response_model=SubscriptionOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=SubscriptionOut,
+    status_code=status.HTTP_201_CREATED,
+    response_description="A new checkout.",
+    responses={
+        200: {
+            "model": SubscriptionOut,
+            "description": "A checkout for this plan is open already: that one, no new charge.",
+        }
+    },
+)
 async def subscribe(
     body: SubscriptionIn,
     response: Response,

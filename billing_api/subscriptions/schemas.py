@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod
 from shared.money import Money
@@ -31,9 +31,9 @@ class SubscriptionIn(BaseModel):
     plan_id: UUID
     months: int = Field(1, ge=1, le=12, strict=True)
     promo_code: str | None = Field(None, min_length=1, max_length=64)
-    auto_renew: bool = True
+    auto_renew: StrictBool = True
     payment_method: PaymentMethod = "card"
-    trial: bool = Field(
+    trial: StrictBool = Field(
         False,
         description="Start with the plan's free trial: the checkout only saves the card and "
         "the first charge is made at the trial's end. One trial per user and plan; card only.",
@@ -62,7 +62,7 @@ class CancelIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"at_period_end": True}]}
     )
 
-    at_period_end: bool = True
+    at_period_end: StrictBool = True
 
 
 class ChangePlanIn(BaseModel):

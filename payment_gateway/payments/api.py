@@ -16,7 +16,13 @@ from shared.db import SessionDep
 router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
 
 
-@router.post("", response_model=PaymentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=PaymentOut,
+    status_code=status.HTTP_201_CREATED,
+    response_description="A new payment.",
+    responses={200: {"model": PaymentOut, "description": "The payment_id is known: that payment."}},
+)
 async def create_payment(
     body: PaymentIn,
     request: Request,

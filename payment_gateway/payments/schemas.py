@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from shared.money import Amount, Currency
 
@@ -50,7 +50,7 @@ class PaymentIn(BaseModel):
     description: str = Field(min_length=1, max_length=500)
     mode: Literal["checkout", "off_session"] = "checkout"
     payment_method_ref: str | None = Field(None, max_length=255)
-    save_payment_method: bool = False
+    save_payment_method: StrictBool = False  # "true" or 1 is a client's mistake: 422
     success_url: str | None = Field(None, max_length=2000)
     cancel_url: str | None = Field(None, max_length=2000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=20)

@@ -48,7 +48,9 @@ async def pay_json(session_id: str, body: PayIn, request: Request) -> PayResult:
     return await _provider(request).pay(session_id, body.card_number)
 
 
-@router.get("/checkout/{session_id}", response_class=HTMLResponse)
+# The page and its form are for people, not programs: the document describes the JSON twin only
+# (a page documented without its form would advertise one method while the path has two).
+@router.get("/checkout/{session_id}", response_class=HTMLResponse, include_in_schema=False)
 async def checkout_page(session_id: str, request: Request) -> HTMLResponse:
     """The hosted checkout page a customer is sent to."""
     checkout = await _provider(request).get_session(session_id)

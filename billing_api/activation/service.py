@@ -93,10 +93,29 @@ async def complete_payment(
     return True
 
 
+# What a checkout payment may still deliver: a subscription or purchase waiting for it, or one
+# whose checkout expired unpaid. Anything else was paid for by another attempt, or has ended.
+AWAITING_CHECKOUT = (SubscriptionStatus.PENDING, SubscriptionStatus.ABANDONED)
+
+
 async def _activate_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    """The first period paid: the subscription runs from now.
+
+    An attempt paid after another attempt already paid for the subscription (a declined
+    checkout the provider still let the payer pay), or after it ended, delivers nothing and
+    revives nothing: it is refunded in full through the normal refund path.
+    """
     assert payment.subscription_id is not None
-    subscription = await session.get(Subscription, payment.subscription_id, with_for_update=True)
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
+    if subscription.status not in AWAITING_CHECKOUT:
+        await refunds.queue_refund(
+            session,
+            payment,
+            rule=f"full refund: the subscription was {subscription.status} when it was paid",
+            reason=refunds.PAID_FOR_NOTHING,
+        )
+        return
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
     subscription.status = SubscriptionStatus.ACTIVE
@@ -317,8 +336,18 @@ async def _renewal_failed(
 
 async def _complete_purchase(session: AsyncSession, payment: Payment, now: datetime) -> None:
     assert payment.purchase_id is not None
-    purchase = await session.get(Purchase, payment.purchase_id, with_for_update=True)
+    purchase = await session.get(
+        Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
+    )
     assert purchase is not None
+    if purchase.status not in ("pending", "abandoned"):  # another attempt paid for it
+        await refunds.queue_refund(
+            session,
+            payment,
+            rule=f"full refund: the purchase was {purchase.status} when it was paid",
+            reason=refunds.PAID_FOR_NOTHING,
+        )
+        return
     movie = await session.get(Movie, purchase.movie_id)
     assert movie is not None
     purchase.status = "completed"

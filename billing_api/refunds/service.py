@@ -68,6 +68,12 @@ CANCELABLE_SUBSCRIPTION = (
 )
 
 
+# The reason of the refund of a checkout attempt paid after another attempt had paid for the
+# same subscription or purchase (or after it ended): it delivered nothing, so taking it back,
+# by that refund, one made at the provider or a dispute, cancels nothing.
+PAID_FOR_NOTHING = "paid after another payment had paid for the same thing"
+
+
 class PaymentNotRefundable(Conflict):
     default_detail = "this payment cannot be refunded"
 
@@ -520,7 +526,7 @@ async def _revoke(
         never_ran = (
             payment.purpose == PaymentPurpose.RENEWAL
             and subscription.latest_payment_id != payment.id
-        )
+        ) or await paid_for_nothing(session, payment)
         if subscription.status in CANCELABLE_SUBSCRIPTION and not never_ran:
             subscription.status = SubscriptionStatus.CANCELED
             subscription.canceled_at = now
@@ -532,9 +538,20 @@ async def _revoke(
         )
         assert purchase is not None
         revoked.locale = purchase.locale
-        if purchase.status == "completed":
+        if purchase.status == "completed" and not await paid_for_nothing(session, payment):
             purchase.status = purchase_status
     return revoked
+
+
+async def paid_for_nothing(session: AsyncSession, payment: Payment) -> bool:
+    """Whether billing refunded ``payment`` as one that delivered nothing (its reason is
+    :data:`PAID_FOR_NOTHING`)."""
+    found = await session.scalar(
+        sa.select(Refund.id)
+        .where(Refund.payment_id == payment.id, Refund.reason == PAID_FOR_NOTHING)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def _announce_cancel(

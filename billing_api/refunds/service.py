@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks
+from billing_api.activation import unused_renewals
 from billing_api.gateway import GatewayClient, GatewayUnavailable
 from billing_api.ledger import service as ledger
 from billing_api.models import (
@@ -329,7 +330,9 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
             "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
         )
     refund_money = Money(amount=refund.amount, currency=refund.currency)
-    revoked = await _revoke(session, payment, now, purchase_status="refunded")
+    revoked = await _revoke(
+        session, payment, now, purchase_status="refunded", refund_started_at=refund.created_at
+    )
     await entitlements.publish_snapshot(session, payment.user_id)
     await outbox.add(
         session,
@@ -512,7 +515,12 @@ class Revoked:
 
 
 async def _revoke(
-    session: AsyncSession, payment: Payment, now: datetime, *, purchase_status: str
+    session: AsyncSession,
+    payment: Payment,
+    now: datetime,
+    *,
+    purchase_status: str,
+    refund_started_at: datetime | None = None,
 ) -> Revoked:
     revoked = Revoked()
     if payment.subscription_id is not None:
@@ -532,6 +540,7 @@ async def _revoke(
             subscription.canceled_at = now
             subscription.auto_renew = False
             revoked.subscription = subscription
+            await _refund_renewals_cut_off(session, subscription, payment, now, refund_started_at)
     if payment.purchase_id is not None:
         purchase = await session.get(
             Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
@@ -541,6 +550,51 @@ async def _revoke(
         if purchase.status == "completed" and not await paid_for_nothing(session, payment):
             purchase.status = purchase_status
     return revoked
+
+
+async def _refund_renewals_cut_off(
+    session: AsyncSession,
+    subscription: Subscription,
+    cause: Payment,
+    now: datetime,
+    refund_started_at: datetime | None,
+) -> None:
+    """A refund (or dispute) of ``cause`` has just ended the subscription: renewals paid for a
+    period it will now not run are refunded in full, like a renewal settled after a cancel
+    (:mod:`billing_api.activation.unused_renewals`). Those are a renewal that succeeded while
+    this refund waited for the provider (the subscription was being refunded when it was
+    charged) and one charged ahead whose period has not begun.
+
+    Their payment rows are locked after the refund's: the subscription's lock, held since the
+    start, already serialises every path that locks its payments."""
+    cut_off = []
+    if refund_started_at is not None:
+        cut_off.append(Payment.paid_at >= refund_started_at)
+    start = subscription.current_period_start
+    if subscription.latest_payment_id is not None and start is not None and start > now:
+        cut_off.append(Payment.id == subscription.latest_payment_id)
+    if not cut_off:
+        return
+    renewals = await session.scalars(
+        sa.select(Payment)
+        .where(
+            Payment.subscription_id == subscription.id,
+            Payment.purpose == PaymentPurpose.RENEWAL,
+            Payment.id != cause.id,
+            Payment.status.in_(REFUNDABLE_STATUSES),
+            sa.or_(*cut_off),
+        )
+        .order_by(Payment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    for renewal in renewals.all():
+        await queue_refund(
+            session,
+            renewal,
+            rule=f"full refund: renewal not used ({unused_renewals.AFTER_CANCEL})",
+            reason=unused_renewals.AFTER_CANCEL,
+        )
 
 
 async def paid_for_nothing(session: AsyncSession, payment: Payment) -> bool:

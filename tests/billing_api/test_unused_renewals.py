@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
 import pytest
@@ -25,7 +26,10 @@ from billing_api import jobs
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
 from billing_api.periods import add_months
-from shared import clock
+from billing_api.refunds import handlers as refund_handlers
+from shared import clock, events
+from shared.auth import AuthSettings
+from shared.money import Money
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_admin_api import admin
@@ -36,6 +40,7 @@ from tests.billing_api.test_lifecycle import (
     run_jobs,
     subscribed,
 )
+from tests.billing_api.test_refunds import NeverAsked
 
 
 async def change(user: User, subscription_id: str, plan_id: str) -> dict[str, Any]:
@@ -367,3 +372,100 @@ class TestResumeDuringDunning:
         assert after["status"] == "active"
         assert end_of(after) == add_months(end, 1)
         assert len(await suite.events("subscription.renewed")) == 1
+
+
+class TestRenewalWhileARefundWaitsForTheProvider:
+    async def test_the_refund_completing_later_refunds_the_renewal_it_made_unused(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        subscription = await subscribed(suite, user, plan="basic")
+        first = subscription["latest_payment"]["id"]
+        end = end_of(subscription)
+        real_gateway = suite.billing.state.gateway
+        suite.billing.state.gateway = NeverAsked(
+            suite.gateway_http, "http://gateway.test", AuthSettings()
+        )
+
+        with clock.frozen(end - timedelta(minutes=90)) as frozen:
+            asked = await admin(
+                suite, "POST", f"/api/v1/admin/payments/{first}/refund", json={"reason": "phone"}
+            )
+            assert asked.status_code == 201, asked.text
+            assert asked.json()["status"] == "pending"  # the provider answers later
+            done = await jobs_pass(suite, frozen.advance(timedelta(minutes=45)))
+            assert done["renew_due_subscriptions"] == 1
+            renewal = await renewal_payment(user)
+            assert renewal["status"] == "succeeded"
+
+            frozen.advance(timedelta(minutes=5))  # the provider confirms the first refund
+            async with suite.billing.state.session_factory() as session, session.begin():
+                await refund_handlers.on_refund_succeeded(
+                    session,
+                    events.wrap(
+                        events.RefundSucceeded(
+                            refund_id=UUID(asked.json()["id"]),
+                            payment_id=UUID(first),
+                            customer=events.Customer(id=user.id),
+                            amount=Money(amount=29900, currency="RUB"),
+                            provider="sandbox",
+                        ),
+                        producer="payment_gateway",
+                    ),
+                )
+            assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+            suite.billing.state.gateway = real_gateway
+            await jobs_pass(suite, frozen.advance(timedelta(minutes=1)))
+
+            async def refunded() -> bool:
+                payment = (await user.get(f"/api/v1/payments/{renewal['id']}")).json()
+                return bool(payment["status"] == "refunded")
+
+            await support.eventually(refunded, timeout=15)
+
+        assert [(r.amount, r.status) for r in await refunds_of(suite, renewal["id"])] == [
+            (29900, "succeeded")
+        ]
+        assert sorted(await refunded_in_ledger(user)) == [29900, 29900]
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+        assert await latest_grants(suite, user) == []
+
+    async def test_a_dispute_before_the_renewed_period_begins_refunds_the_renewal(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        subscription = await subscribed(suite, user, plan="basic")
+        first = subscription["latest_payment"]["id"]
+        end = end_of(subscription)
+        await run_jobs(suite, end - timedelta(minutes=45))
+        renewal = await renewal_payment(user)
+        assert renewal["status"] == "succeeded"
+
+        with clock.frozen(end - timedelta(minutes=30)) as frozen:
+            async with suite.billing.state.session_factory() as session, session.begin():
+                await refund_handlers.on_payment_disputed(
+                    session,
+                    events.wrap(
+                        events.PaymentDisputed(
+                            payment_id=UUID(first),
+                            customer=events.Customer(id=user.id),
+                            amount=Money(amount=29900, currency="RUB"),
+                            provider="sandbox",
+                            reason="fraudulent",
+                        ),
+                        producer="payment_gateway",
+                    ),
+                )
+            await jobs_pass(suite, frozen.advance(timedelta(minutes=1)))
+
+            async def refunded() -> bool:
+                payment = (await user.get(f"/api/v1/payments/{renewal['id']}")).json()
+                return bool(payment["status"] == "refunded")
+
+            await support.eventually(refunded, timeout=15)
+
+        assert [(r.amount, r.status) for r in await refunds_of(suite, renewal["id"])] == [
+            (29900, "succeeded")
+        ]
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+        assert await latest_grants(suite, user) == []

@@ -351,6 +351,7 @@ async def _entitlements(
                 headers=client.service_headers,
                 json={"movie_ids": movies},
             )
+        assert answer.status_code == 200, f"access answered {answer.status_code}: {answer.text}"
         results = answer.json()["results"]
         says = {movie for movie, result in results.items() if result["allowed"]}
         if allowed - says:

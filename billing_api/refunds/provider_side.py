@@ -22,6 +22,8 @@ made, ``payment.disputed``); billing records them as it would its own:
   ``user_wallet:<user>`` → ``provider_clearing:<provider>`` for a wallet top-up, which freezes
   that money: the balance shown and spendable drops by it. If part of it was spent already the
   balance goes below zero, and the wallet shows that part as ``owed`` rather than a balance.
+  A refund billing queued on its own and has not sent yet is dropped (``failed``): the dispute
+  gives that money back instead.
 """
 
 from __future__ import annotations
@@ -204,6 +206,9 @@ async def record_dispute(
         return False
     if payment.status not in CAPTURED:
         raise PaymentNotCapturedYet(f"payment {payment.id} is {payment.status}")
+    # The bank takes the money back: a refund billing queued but never sent would return it a
+    # second time (and the provider refuses it now), so it is dropped and its reservation freed.
+    await service.drop_queued_refunds(session, payment, "the payment was disputed")
     left = max(payment.amount - payment.refunded_amount, 0)
     asked = event.disputed_amount.amount if event.disputed_amount is not None else left
     amount = min(asked, left)

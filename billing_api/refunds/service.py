@@ -465,6 +465,28 @@ async def _send_queued(session: AsyncSession, gateway: GatewayClient, refund_id:
     return True
 
 
+async def drop_queued_refunds(session: AsyncSession, payment: Payment, why: str) -> None:
+    """Queued refunds of ``payment`` the gateway was never asked for are dropped (``failed``),
+    their reservation freed. The caller holds the locks of what the payment paid for and of the
+    payment; the refunds come next in billing's lock order."""
+    queued = await session.scalars(
+        sa.select(Refund)
+        .where(Refund.payment_id == payment.id, Refund.status == "queued")
+        .order_by(Refund.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    for refund in queued.all():
+        refund.status = "failed"
+        payment.refunded_amount -= refund.amount
+        logger.warning(
+            "queued refund dropped: %s",
+            why,
+            extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
+        )
+    await session.flush()
+
+
 async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refund: Refund) -> None:
     """Refunding (part of) an upgrade payment gives the same share of its plan-change credit
     back, into the wallet: the credited payment's unused part is not lost with the upgrade.

@@ -24,7 +24,7 @@ import uvicorn
 
 from billing_api import jobs
 from billing_api.config import BillingSettings
-from billing_api.gateway import GatewayClient
+from billing_api.gateway import GatewayClient, GatewayUnavailable
 from billing_api.periods import add_months
 from billing_api.refunds import handlers as refund_handlers
 from shared import clock, events
@@ -39,6 +39,12 @@ from tests.billing_api.test_lifecycle import (
     off_session_charges,
     run_jobs,
     subscribed,
+)
+from tests.billing_api.test_provider_side import (
+    dashboard,
+    lines_of,
+    statement,
+    wait_for_payment,
 )
 from tests.billing_api.test_refunds import NeverAsked
 
@@ -469,3 +475,51 @@ class TestRenewalWhileARefundWaitsForTheProvider:
         ]
         assert (await user.subscription(subscription["id"]))["status"] == "canceled"
         assert await latest_grants(suite, user) == []
+
+
+class TestDisputeOfARenewalWhoseRefundIsQueued:
+    async def test_the_dispute_takes_the_money_back_and_the_queued_refund_is_dropped(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        subscription = await subscribed(suite, user, plan="basic")
+        end = end_of(subscription)
+        gateway = suite.billing.state.gateway
+        held = HeldCharge(monkeypatch, gateway)
+        refunds_down = True
+        create_refund = gateway.create_refund
+
+        async def maybe_down(*args: Any) -> Any:
+            if refunds_down:
+                raise GatewayUnavailable("the gateway is down")
+            return await create_refund(*args)
+
+        monkeypatch.setattr(gateway, "create_refund", maybe_down)
+
+        with clock.frozen(end - timedelta(minutes=45)) as frozen:
+            run = asyncio.create_task(jobs_pass(suite, frozen.current))
+            await held.started.wait()
+            canceled = await user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False}
+            )
+            assert canceled.json()["status"] == "canceled"
+            held.release()
+            assert (await run)["send_queued_refunds"] == 0  # the gateway is down
+            renewal = await renewal_payment(user)
+            assert [(r.amount, r.status) for r in await refunds_of(suite, renewal["id"])] == [
+                (29900, "queued")
+            ]
+
+            await dashboard(suite, renewal["id"], "disputes", {"reason": "fraudulent"})
+            await wait_for_payment(user, renewal["id"], "disputed")
+            refunds_down = False
+            await jobs_pass(suite, frozen.advance(timedelta(minutes=1)))
+
+        assert [r.status for r in await refunds_of(suite, renewal["id"])] == ["failed"]
+        disputed = [t for t in await statement(user) if t["kind"] == "dispute"]
+        assert [lines_of(t) for t in disputed] == [
+            {("disputes", "debit", 29900), ("provider_clearing:sandbox", "credit", 29900)}
+        ]
+        assert 29900 not in await refunded_in_ledger(user)
+        after = (await user.get(f"/api/v1/payments/{renewal['id']}")).json()
+        assert (after["status"], after["refunded"]["amount"]) == ("disputed", 0)

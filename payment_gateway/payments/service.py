@@ -157,11 +157,23 @@ def _ensure_same(payment: Payment, request: PaymentIn) -> None:
 
 
 async def _customer_ref(session: AsyncSession, provider: str, user_id: UUID) -> str | None:
-    return await session.scalar(
-        sa.select(ProviderCustomer.customer_ref).where(
-            ProviderCustomer.provider == provider, ProviderCustomer.user_id == user_id
-        )
+    """The user's customer at the provider, or None when this payment is to create it.
+
+    A user's first checkouts can arrive together (six films bought at once). Without a lock each
+    would create its own customer at the provider and all but one insert would fail; a card
+    saved under one customer could then not be charged under another. So a user without a
+    customer takes a per-(provider, user) lock held to the end of this transaction, then reads
+    again: the first creates the customer, the others wait for its commit and reuse it.
+    """
+    query = sa.select(ProviderCustomer.customer_ref).where(
+        ProviderCustomer.provider == provider, ProviderCustomer.user_id == user_id
     )
+    customer_ref = await session.scalar(query)
+    if customer_ref is not None:
+        return customer_ref
+    key = sa.func.hashtextextended(f"provider_customer:{provider}:{user_id}", 0)
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    return await session.scalar(query)
 
 
 async def get_payment(

@@ -68,6 +68,20 @@ class TestCreateCheckout:
         assert len({r.json()["checkout_url"] for r in responses}) == 1
         assert await count(gateway, "sandbox_session") == 1
 
+    async def test_one_users_first_checkouts_at_once_all_open_under_one_provider_customer(
+        self, gateway: Gateway
+    ) -> None:
+        customer = {"id": str(uuid4()), "email": "six@example.com"}
+        responses = await asyncio.gather(
+            *(
+                gateway.client.post("/internal/v1/payments", json=payment_body(customer=customer))
+                for _ in range(6)
+            )
+        )
+        assert [r.status_code for r in responses] == [201] * 6, [r.text for r in responses]
+        assert len({r.json()["checkout_url"] for r in responses}) == 6
+        assert await count(gateway, "provider_customer") == 1
+
     async def test_same_payment_id_with_another_amount_is_a_conflict(
         self, gateway: Gateway
     ) -> None:

@@ -22,6 +22,8 @@ money of pending refunds and the database refuses refunds above what was paid.
 Refunding an upgrade payment gives its plan-change credit back too: the same share of the
 credit as of the payment goes to the wallet (``credit_applied * refunded // amount``, rounded
 down). The payment the credit came from stays non-refundable: its unused part is that credit.
+Money of that payment refunded at the provider since (or disputed) has given the credit back
+already, so the wallet gets at most the credit less that money.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from billing_api.activation import unused_renewals
 from billing_api.gateway import GatewayClient, GatewayUnavailable
 from billing_api.ledger import service as ledger
 from billing_api.models import (
+    LedgerEntry,
+    LedgerTransaction,
     Payment,
     PaymentPurpose,
     Plan,
@@ -501,10 +505,15 @@ async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refun
     if subscription is None or subscription.latest_payment_id != payment.id:
         return
     source = payment.quote.get("credit_payment_id")
-    credited = await session.get(Payment, UUID(source)) if source else None
+    credited = await session.get(Payment, UUID(source), populate_existing=True) if source else None
     if credited is not None and credited.status == "disputed":
         return  # that money is going back through the dispute already
     released = credit * refund.amount // payment.amount
+    if credited is not None:
+        # What of the credited payment went back another way since (refunded at the provider:
+        # billing refuses to refund it once credited) was that credit already.
+        unreturned = credit - credited.refunded_amount - await _credit_released(session, payment)
+        released = min(released, unreturned)
     if released <= 0:
         return
     await ledger.post(
@@ -516,6 +525,22 @@ async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refun
         currency=payment.currency,
         lines=ledger.transfer(ledger.REFUNDS, ledger.wallet_account(payment.user_id), released),
     )
+
+
+async def _credit_released(session: AsyncSession, upgrade: Payment) -> int:
+    """How much of ``upgrade``'s credit its earlier refunds gave back to the wallet."""
+    released = await session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.kind == "plan_credit_released",
+            LedgerTransaction.reference.in_(
+                sa.select(sa.cast(Refund.id, sa.String)).where(Refund.payment_id == upgrade.id)
+            ),
+            LedgerEntry.side == "credit",
+        )
+    )
+    return int(released or 0)
 
 
 def upgrade_credit(payment: Payment) -> int:

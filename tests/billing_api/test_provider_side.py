@@ -42,6 +42,7 @@ from tests.billing_api.test_refunds import (
     paid_subscription,
     published,
     topped_up,
+    upgraded,
 )
 from tests.payment_gateway.conftest import gateway_settings
 from tests.payment_gateway.conftest import truncate as truncate_gateway
@@ -251,6 +252,24 @@ class TestRefundMadeAtTheProvider:
             ("provider_clearing:sandbox", "credit", 20000),
         }
         assert_balanced(transactions)
+
+    async def test_a_credit_refunded_at_the_provider_is_not_given_back_again_with_its_upgrade(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription, first = await paid_subscription(suite, user)
+        upgrade = await upgraded(suite, user, subscription["id"], premium["id"])
+        assert 59900 - upgrade["amount"]["amount"] > 0, "part of the first payment was credited"
+
+        await dashboard(suite, first["id"], "refunds")  # staff give the first payment back
+        await wait_for_payment(user, first["id"], "refunded")
+        refunded = await user.post(f"/api/v1/payments/{upgrade['id']}/refund")
+        assert refunded.status_code == 201, refunded.text
+        assert refunded.json()["amount"]["amount"] == upgrade["amount"]["amount"]
+
+        assert await balance(user) == 0, "the credited money went back to the card already"
+        assert [t["kind"] for t in await statement(user)].count("plan_credit_released") == 0
 
 
 # --- disputes --------------------------------------------------------------------------------

@@ -217,6 +217,9 @@ async def remind_expiring(ctx: JobContext) -> int:
 # ``billing_reconcile_parked_total`` counter says so. Each pass takes the payments whose next ask
 # is the longest due, so payments the gateway refuses or keeps pending never hold back the
 # others (a lost webhook is repaired within a pass or two however many such rows there are).
+# Each payment is settled in its own transaction; one whose answer cannot be settled (an
+# unexpected error: a bug, or a row that breaks an invariant) is rolled back, logged with its
+# id and backed off like the others (reason ``error``), and the pass goes on with the rest.
 RECONCILE_FIRST_RETRY = timedelta(minutes=5)
 RECONCILE_MAX_PAUSE = timedelta(hours=6)
 RECONCILE_MAX_ATTEMPTS = 10
@@ -225,7 +228,8 @@ RECONCILE_UNSETTLED = Counter(
     "billing_reconcile_unsettled_total",
     "Reconciliation asks that left a pending payment pending, by why "
     "(pending: the provider has no outcome yet; not_found: the gateway never saw it; "
-    "refused: the gateway refused the question; unavailable: it could not be reached).",
+    "refused: the gateway refused the question; unavailable: it could not be reached; "
+    "error: settling the answer failed unexpectedly, see the log for the payment id).",
     ["reason"],
 )
 RECONCILE_PARKED = Counter(
@@ -263,33 +267,49 @@ async def reconcile_pending(ctx: JobContext) -> int:
     settled = 0
     for payment_id, purpose in stale:
         try:
-            result = await ctx.gateway.get_payment(payment_id, refresh=True)
-        except GatewayNotFound:
-            if purpose != "renewal":  # a renewal is charged off-session by the renewal job
-                await _open_unopened(ctx, payment_id)
-            # Asked and not settled: the next ask waits like any other's.
-            await _ask_later(ctx, payment_id, "not_found")
-            continue
-        except GatewayRefused as exc:
-            logger.error("reconciliation: the gateway refused to say about %s: %s", payment_id, exc)
-            await _ask_later(ctx, payment_id, "refused")
-            continue
-        except GatewayUnavailable as exc:
-            logger.warning("reconciliation could not settle %s: %s", payment_id, exc)
-            await _ask_later(ctx, payment_id, "unavailable")
-            continue
-        async with ctx.sessions() as session, session.begin():
-            # billing's lock order: what the payment paid for first (a renewal settled here
-            # meets an upgrade that voids it), then the payment, re-read
-            payment = await locks.lock_payment(session, payment_id)
-            if payment is not None and payment.status == "pending":
-                done = await apply_gateway_result(
-                    session, payment, result, dunning=ctx.settings.dunning_offsets
-                )
-                settled += done
-                if not done:
-                    _back_off(payment, ctx.now, "pending")
+            settled += await _reconcile_one(ctx, payment_id, purpose)
+        except Exception:
+            # Being the longest due, a payment that fails here would come first again on every
+            # pass and stop each one before the payments behind it: it waits like any other.
+            logger.exception(
+                "reconciliation could not settle payment %s",
+                payment_id,
+                extra={"payment_id": str(payment_id)},
+            )
+            await _ask_later(ctx, payment_id, "error")
     return settled
+
+
+async def _reconcile_one(ctx: JobContext, payment_id: UUID, purpose: str) -> bool:
+    """Ask the gateway about one payment and settle it from the answer; whether it settled."""
+    try:
+        result = await ctx.gateway.get_payment(payment_id, refresh=True)
+    except GatewayNotFound:
+        if purpose != "renewal":  # a renewal is charged off-session by the renewal job
+            await _open_unopened(ctx, payment_id)
+        # Asked and not settled: the next ask waits like any other's.
+        await _ask_later(ctx, payment_id, "not_found")
+        return False
+    except GatewayRefused as exc:
+        logger.error("reconciliation: the gateway refused to say about %s: %s", payment_id, exc)
+        await _ask_later(ctx, payment_id, "refused")
+        return False
+    except GatewayUnavailable as exc:
+        logger.warning("reconciliation could not settle %s: %s", payment_id, exc)
+        await _ask_later(ctx, payment_id, "unavailable")
+        return False
+    async with ctx.sessions() as session, session.begin():
+        # billing's lock order: what the payment paid for first (a renewal settled here
+        # meets an upgrade that voids it), then the payment, re-read
+        payment = await locks.lock_payment(session, payment_id)
+        if payment is None or payment.status != "pending":
+            return False
+        done = await apply_gateway_result(
+            session, payment, result, dunning=ctx.settings.dunning_offsets
+        )
+        if not done:
+            _back_off(payment, ctx.now, "pending")
+    return done
 
 
 async def _open_unopened(ctx: JobContext, payment_id: UUID) -> None:

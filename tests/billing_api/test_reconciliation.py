@@ -67,6 +67,52 @@ async def subscription_whose_webhook_is_lost(suite: Suite) -> tuple[Any, dict[st
     return user, created
 
 
+async def a_paid_movie_payment_whose_purchase_is_gone(suite: Suite, at: datetime) -> list[str]:
+    """A pending card payment for a movie that points at no purchase (a row that breaks an
+    invariant, so settling it fails every time), created two days before ``at``, which the
+    gateway says was paid; the rest go through to the real gateway. Returns the list of asks
+    about that payment, growing as the gateway is asked."""
+    payment_id = str(uuid4())
+    await suite.execute(
+        "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount,"
+        " currency, base_amount, discount_amount, quote, months, description,"
+        " refunded_amount, checkout_url, created_at, updated_at)"
+        " VALUES (:id, :user, 'purchase', 'card', 'pending', 19900, 'RUB', 19900, 0, '{}', 1,"
+        " 'Movie purchase', 0, 'http://gateway.test/sandbox/checkout/broken', :at, :at)",
+        id=payment_id,
+        user=uuid4(),
+        at=at - timedelta(days=2),
+    )
+    asks: list[str] = []
+
+    async def gateway(request: httpx.Request) -> httpx.Response:
+        if request.url.path.rsplit("/", 1)[-1] == payment_id:
+            asks.append(payment_id)
+            return httpx.Response(
+                200,
+                json={
+                    "payment_id": payment_id,
+                    "status": "succeeded",
+                    "provider": "sandbox",
+                    "checkout_url": None,
+                    "expires_at": None,
+                    "payment_method_ref": None,
+                    "failure_code": None,
+                    "failure_message": None,
+                },
+            )
+        answer = await suite.gateway_http.send(request)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    billing = suite.billing.state
+    billing.gateway = GatewayClient(
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)),
+        billing.gateway.base_url,
+        AuthSettings(),
+    )
+    return asks
+
+
 def parked(reason: str) -> float:
     return REGISTRY.get_sample_value("billing_reconcile_parked_total", {"reason": reason}) or 0.0
 
@@ -109,3 +155,23 @@ class TestReconciliation:
 
         assert unsettled("refused") - refused_before == lifecycle.RECONCILE_MAX_ATTEMPTS
         assert parked("refused") - parked_before == 1
+
+    async def test_a_payment_that_fails_to_settle_holds_back_no_other_and_is_asked_again_later(
+        self, suite: Suite
+    ) -> None:
+        user, created = await subscription_whose_webhook_is_lost(suite)
+        at = clock.now() + timedelta(minutes=16)
+        asks = await a_paid_movie_payment_whose_purchase_is_gone(suite, at)  # the longest due
+        errors_before = unsettled("error")
+
+        jobs_done = await run_jobs(suite, at)
+
+        assert jobs_done["reconcile_pending_payments"] == 1
+        assert (await user.subscription(created["id"]))["status"] == "active"
+        assert len(asks) == 1 and unsettled("error") - errors_before == 1
+        await run_jobs(suite, at + timedelta(minutes=4))
+        assert len(asks) == 1, "not asked again within 5 minutes"
+        await run_jobs(suite, at + timedelta(minutes=5))
+        assert len(asks) == 2 and unsettled("error") - errors_before == 2
+        status = await suite.scalar("SELECT status FROM payment WHERE id = :id", id=asks[0])
+        assert status == "pending"

@@ -456,5 +456,27 @@ async def abandon_expired_checkouts(
     )
     count = 0
     for payment in due:
-        count += await expire_payment(session, payment)
+        if await _lock_bought_nowait(session, payment):
+            count += await expire_payment(session, payment)
     return count
+
+
+async def _lock_bought_nowait(session: AsyncSession, payment: Payment) -> bool:
+    """Lock what ``payment`` was for, skipping it (False) if another transaction holds it.
+
+    This job locks payments before what they bought, against billing's lock order; it must
+    not wait there, or a settlement of the same payment (holding the subscription, waiting
+    for the payment) deadlocks with it. One skipped is closed by the next pass, if still due.
+    """
+    for model, bought_id in (
+        (Subscription, payment.subscription_id),
+        (Purchase, payment.purchase_id),
+    ):
+        if bought_id is None:
+            continue
+        locked = await session.scalar(
+            sa.select(model.id).where(model.id == bought_id).with_for_update(skip_locked=True)
+        )
+        if locked is None:
+            return False
+    return True

@@ -3,10 +3,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
+import sqlalchemy as sa
 
+from billing_api.activation.service import abandon_expired_checkouts
+from shared import clock
 from tests import support
 from tests.billing_api.conftest import Suite
 
@@ -39,3 +43,53 @@ class TestRunJobs:
         assert result.returncode == 0, result.stderr.decode()
         assert orjson.loads(result.stdout)["abandon_expired_checkouts"] == 1
         assert (await user.subscription(subscription["id"]))["status"] == "abandoned"
+
+
+class TestAbandonMeetsASettlement:
+    async def test_an_expired_checkout_being_paid_is_skipped_not_deadlocked_then_abandoned(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        plan = await suite.plan("basic")
+        subscription = (
+            await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
+        ).json()
+        payment_id = subscription["latest_payment"]["id"]
+        later = clock.now() + timedelta(days=1)  # its checkout has expired by then
+        engine = suite.billing.state.resources.engine
+
+        # A settlement of the payment in billing's lock order: the subscription first, the
+        # payment next. It holds the first lock when the job runs.
+        async with engine.connect() as settling:
+            transaction = await settling.begin()
+            await settling.execute(
+                sa.text("SELECT id FROM subscription WHERE id = :id FOR UPDATE"),
+                {"id": subscription["id"]},
+            )
+            job = asyncio.create_task(abandon(suite, later))
+
+            async def job_done_or_waiting() -> bool:
+                return job.done() or await lock_waits(suite) > 0
+
+            await support.eventually(job_done_or_waiting, timeout=15)
+            await settling.execute(
+                sa.text("SELECT id FROM payment WHERE id = :id FOR UPDATE"), {"id": payment_id}
+            )
+            await transaction.commit()
+        assert await job == 0, "skipped while it is being settled"
+
+        assert await abandon(suite, later) == 1
+        assert (await user.subscription(subscription["id"]))["status"] == "abandoned"
+
+
+async def abandon(suite: Suite, now: datetime) -> int:
+    async with suite.billing.state.session_factory() as session, session.begin():
+        return await abandon_expired_checkouts(session, now)
+
+
+async def lock_waits(suite: Suite) -> int:
+    found = await suite.scalar(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return int(found)

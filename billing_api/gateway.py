@@ -34,7 +34,13 @@ class GatewayRefused(GatewayUnavailable):
 
 class GatewayNotFound(GatewayRefused):
     """The gateway has no such payment (or refund): it was never asked to create it, e.g. the
-    checkout's payment was committed but the call that opens it never reached the gateway."""
+    checkout's payment was committed but the call that opens it never reached the gateway.
+
+    A client is told the same as for any refusal (``502 GatewayRefused``)."""
+
+    @property
+    def name(self) -> str:
+        return GatewayRefused.__name__
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,11 @@ A card checkout is made in two steps, like a renewal charge (:mod:`billing_api.l
    the checkout URL is recorded on the payment.
 
 When step 2 fails (the gateway is down, slow or answers 5xx) the payment stays pending without a
-checkout URL and the client gets ``503 GatewayUnavailable`` with ``Retry-After``. A retry (the
+checkout URL and the client gets ``503 GatewayUnavailable`` with ``Retry-After``. When the gateway
+refuses it (a 4xx: it will not open this checkout, e.g. no provider is enabled) the payment
+expires at once, like a checkout nobody paid: its promo code is released, a pending subscription
+or purchase is abandoned, and the client gets ``502 GatewayRefused``; nothing is left waiting for
+a checkout that will never open, and the next attempt is a new payment. A retry (the
 same ``Idempotency-Key``, or a second checkout of the same plan, movie, upgrade or top-up amount)
 finds that payment and asks the gateway again under the same id, so the provider holds one
 checkout for it and the user can pay it once. A payment nobody comes back for is opened by
@@ -26,9 +30,11 @@ from uuid import UUID
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing_api import locks
+from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.deps import GatewayDep, SessionDep, SettingsDep
-from billing_api.gateway import GatewayClient, GatewayPayment
+from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused
 from billing_api.models import Payment
 
 
@@ -69,6 +75,16 @@ async def record_opened(session: AsyncSession, payment_id: UUID, opened: Gateway
     await session.flush()
 
 
+async def record_refused(session: AsyncSession, payment_id: UUID) -> None:
+    """The gateway refused to open the checkout: it expires (releasing its promo code), unless
+    it stopped waiting meanwhile. Locks what was bought first, then the payment."""
+    payment = await locks.lock_payment(session, payment_id)
+    if payment is None or not unopened(payment):
+        return
+    await activation.expire_payment(session, payment)
+    await session.flush()
+
+
 async def open_committed(
     sessions: async_sessionmaker[AsyncSession],
     gateway: GatewayClient,
@@ -81,7 +97,12 @@ async def open_committed(
         payment = await session.get(Payment, payment_id)
     if payment is None or not unopened(payment):
         return False
-    opened = await ask_gateway(gateway, settings, payment)
+    try:
+        opened = await ask_gateway(gateway, settings, payment)
+    except GatewayRefused:
+        async with sessions() as session, session.begin():
+            await record_refused(session, payment_id)
+        raise
     async with sessions() as session, session.begin():
         await record_opened(session, payment_id, opened)
     return True
@@ -104,12 +125,18 @@ class Checkouts:
     async def open(self, payment_id: UUID | None) -> None:
         """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
         (the gateway is idempotent on the id); raises ``GatewayUnavailable`` (503) with the
-        payment committed and pending, for the client to retry."""
+        payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
+        with the payment expired."""
         payment = await self.session.get(Payment, payment_id) if payment_id else None
         await self.session.commit()  # no lock and no connection held during the gateway call
         if payment is None or not unopened(payment):
             return
-        opened = await ask_gateway(self.gateway, self.settings, payment)
+        try:
+            opened = await ask_gateway(self.gateway, self.settings, payment)
+        except GatewayRefused:
+            await record_refused(self.session, payment.id)
+            await self.session.commit()  # the route raises: the request's rollback undoes nothing
+            raise
         await record_opened(self.session, payment.id, opened)
 
 

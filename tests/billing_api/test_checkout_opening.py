@@ -34,6 +34,7 @@ class GatewayStandIn(httpx.AsyncBaseTransport):
     def __init__(self, gateway: httpx.AsyncBaseTransport) -> None:
         self.gateway = gateway
         self.mode = "working"  # | "down" | "answer lost" (each for the next call only)
+        self.refusing = False  # answer every opening 404, as a gateway with no provider enabled
         self.hold_for: int | None = None  # hold each opening until this many are inside
         self.openings = 0
         self.inside = 0
@@ -45,6 +46,9 @@ class GatewayStandIn(httpx.AsyncBaseTransport):
             return await self.gateway.handle_async_request(request)
         self.openings += 1
         mode, self.mode = self.mode, "working"
+        if self.refusing:
+            detail = {"error": "UnknownProvider", "detail": "provider 'sandbox' is not enabled"}
+            return httpx.Response(404, json=detail, request=request)
         if mode == "down":
             raise httpx.ConnectError("connection refused", request=request)
         self.inside += 1
@@ -224,6 +228,68 @@ class TestGatewayFailsAfterTheCommit:
                 sa.text("SELECT count(*) FROM payment WHERE save_payment_method")
             )
         assert saved == 1
+
+
+class TestGatewayRefusesToOpen:
+    async def test_a_checkout_the_gateway_refuses_expires_and_frees_its_promo_code_at_once(
+        self, suite: Suite, stand_in: GatewayStandIn
+    ) -> None:
+        await suite.execute("UPDATE promo_code SET max_redemptions = 1 WHERE code = 'WELCOME15'")
+        plan = await suite.plan("basic")
+        body = {"plan_id": plan["id"], "promo_code": "WELCOME15"}
+        user = suite.as_user()
+        stand_in.refusing = True
+        refused = await user.post("/api/v1/subscriptions", json=body)
+        assert refused.status_code == 502, refused.text
+        assert refused.json()["error"] == "GatewayRefused"
+        [attempt] = (await user.get("/api/v1/subscriptions")).json()["items"]
+        assert attempt["status"] == "abandoned"
+        assert attempt["latest_payment"]["status"] == "expired"
+        assert await redemptions(suite) == 0
+
+        stand_in.refusing = False
+        other = await suite.as_user().post("/api/v1/subscriptions", json=body)
+        assert other.status_code == 201, other.text
+        again = await user.post("/api/v1/subscriptions", json={"plan_id": plan["id"]})
+        assert again.status_code == 201, again.text
+        assert again.json()["latest_payment"]["id"] != attempt["latest_payment"]["id"]
+        assert again.json()["latest_payment"]["checkout_url"]
+
+    async def test_a_top_up_the_gateway_refused_is_not_handed_out_again(
+        self, suite: Suite, stand_in: GatewayStandIn
+    ) -> None:
+        user = suite.as_user()
+        stand_in.refusing = True
+        refused = await user.post("/api/v1/wallet/top-ups", json={"amount": 50000})
+        assert refused.status_code == 502, refused.text
+        stand_in.refusing = False
+        retried = await user.post("/api/v1/wallet/top-ups", json={"amount": 50000})
+        assert retried.status_code == 201, retried.text
+        statuses = {
+            p["id"]: p["status"] for p in (await user.get("/api/v1/payments")).json()["items"]
+        }
+        assert sorted(statuses.values()) == ["expired", "pending"]
+        assert statuses[retried.json()["payment"]["id"]] == "pending"
+
+    async def test_reconciliation_expires_a_checkout_the_gateway_refuses_to_open(
+        self, suite: Suite, stand_in: GatewayStandIn
+    ) -> None:
+        user = suite.as_user()
+        plan = await suite.plan("basic")
+        stand_in.mode = "down"
+        answer = await user.post(
+            "/api/v1/subscriptions", json={"plan_id": plan["id"], "promo_code": "WELCOME15"}
+        )
+        assert_gateway_unavailable(answer)
+        [pending] = (await user.get("/api/v1/subscriptions")).json()["items"]
+        assert await redemptions(suite) == 1
+
+        stand_in.refusing = True
+        await run_jobs(suite, clock.now() + timedelta(minutes=16))
+        assert (await user.subscription(pending["id"]))["status"] == "abandoned"
+        payment = (await user.get(f"/api/v1/payments/{pending['latest_payment']['id']}")).json()
+        assert payment["status"] == "expired"
+        assert await redemptions(suite) == 0
 
 
 async def trial_plan(suite: Suite) -> dict[str, Any]:

@@ -101,14 +101,12 @@ async def change_plan(
     body: ChangePlanIn,
     customer: CustomerDep,
     session: SessionDep,
-    gateway: GatewayDep,
     settings: SettingsDep,
     checkouts: CheckoutsDep,
 ) -> PlanChangeOut:
     """Upgrade now (less the unused part of this period) or downgrade at the period end."""
     change = await plan_change.change_plan(
         session,
-        gateway,
         settings,
         customer,
         subscription_id,

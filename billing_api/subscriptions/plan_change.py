@@ -39,7 +39,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.deps import Customer
-from billing_api.gateway import GatewayClient
 from billing_api.models import (
     Payment,
     PaymentPurpose,
@@ -112,7 +111,6 @@ class PlanChange:
 
 async def change_plan(
     session: AsyncSession,
-    gateway: GatewayClient,
     settings: BillingSettings,
     customer: Customer,
     subscription_id: UUID,
@@ -120,7 +118,10 @@ async def change_plan(
     *,
     payment_method: PaymentMethod,
 ) -> PlanChange:
-    """Upgrade now (returning the payment to make) or schedule a downgrade for the period end."""
+    """Upgrade now (returning the payment to make) or schedule a downgrade for the period end.
+
+    A card payment is only created here: the route opens its checkout at the gateway after the
+    commit (:mod:`billing_api.payments.checkout`)."""
     subscription = await subscriptions.owned_subscription(session, customer.id, subscription_id)
     current = await session.get(Plan, subscription.plan_id)
     assert current is not None

@@ -13,8 +13,9 @@ made, ``payment.disputed``); billing records them as it would its own:
   (``user_wallet:<user>`` → ``provider_clearing:<provider>``): it left through the card.
 * **The sum of refunds never exceeds the payment.** A refund that would exceed it is matched to
   a refund of ours still pending with the same amount (the provider cannot have made both, so
-  it is that one); otherwise it waits (the consumer retries) until a pending refund of ours
-  fails and gives its reservation back.
+  it is that one); otherwise a refund billing queued and has not sent yet is reduced by the
+  excess (dropped if nothing is left), or it waits (the consumer retries) until a pending
+  refund of ours fails and gives its reservation back.
 * **A dispute** marks the payment ``disputed``, cancels what it paid for and revokes access, and
   posts the disputed amount (what the provider holds back, at most what was not refunded) as
   one ``dispute`` ledger transaction referenced by the payment:
@@ -97,16 +98,20 @@ async def record_refund(session: AsyncSession, payment: Payment, event: events.R
     amount = event.amount.amount
     if payment.refunded_amount + amount > payment.amount:
         ours = await _pending_of_same_amount(session, payment, amount)
-        if ours is None:
+        if ours is not None:
+            logger.warning(
+                "refund at the provider is one of ours reported under another id",
+                extra={"refund_id": str(ours.id), "reported_as": str(event.refund_id)},
+            )
+            ours.provider_ref = event.provider_ref
+            return await complete(session, payment, ours)
+        # A refund billing queued but has not sent gives way: the provider has paid that much.
+        over = payment.refunded_amount + amount - payment.amount
+        await service.shrink_queued_refunds(session, payment, over, "refunded at the provider")
+        if payment.refunded_amount + amount > payment.amount:
             raise RefundBeyondPayment(
                 f"refund {event.refund_id} of {amount} would exceed payment {payment.id}"
             )
-        logger.warning(
-            "refund at the provider is one of ours reported under another id",
-            extra={"refund_id": str(ours.id), "reported_as": str(event.refund_id)},
-        )
-        ours.provider_ref = event.provider_ref
-        return await complete(session, payment, ours)
     refund = Refund(
         id=event.refund_id,
         payment_id=payment.id,

@@ -473,18 +473,34 @@ async def drop_queued_refunds(session: AsyncSession, payment: Payment, why: str)
     """Queued refunds of ``payment`` the gateway was never asked for are dropped (``failed``),
     their reservation freed. The caller holds the locks of what the payment paid for and of the
     payment; the refunds come next in billing's lock order."""
+    await shrink_queued_refunds(session, payment, payment.amount, why)
+
+
+async def shrink_queued_refunds(session: AsyncSession, payment: Payment, by: int, why: str) -> None:
+    """``by`` of ``payment`` went back another way (refunded at the provider, disputed): it
+    comes off the refunds billing queued and has not sent yet, newest first, and one left
+    with nothing is dropped (``failed``). Their reservation shrinks with them. The caller
+    holds the locks of what the payment paid for and of the payment."""
     queued = await session.scalars(
         sa.select(Refund)
         .where(Refund.payment_id == payment.id, Refund.status == "queued")
-        .order_by(Refund.id)
+        .order_by(Refund.created_at.desc(), Refund.id.desc())
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     for refund in queued.all():
-        refund.status = "failed"
-        payment.refunded_amount -= refund.amount
+        if by <= 0:
+            break
+        taken = min(by, refund.amount)
+        by -= taken
+        payment.refunded_amount -= taken
+        if taken == refund.amount:
+            refund.status = "failed"
+        else:
+            refund.amount -= taken
         logger.warning(
-            "queued refund dropped: %s",
+            "queued refund reduced by %d: %s",
+            taken,
             why,
             extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
         )

@@ -477,43 +477,67 @@ class TestRenewalWhileARefundWaitsForTheProvider:
         assert await latest_grants(suite, user) == []
 
 
-class TestDisputeOfARenewalWhoseRefundIsQueued:
-    async def test_the_dispute_takes_the_money_back_and_the_queued_refund_is_dropped(
-        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        user = suite.as_user()
-        subscription = await subscribed(suite, user, plan="basic")
-        end = end_of(subscription)
-        gateway = suite.billing.state.gateway
-        held = HeldCharge(monkeypatch, gateway)
-        refunds_down = True
-        create_refund = gateway.create_refund
+class RefundsDown:
+    """The gateway takes no refund until :meth:`restore` (an outage)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gateway: GatewayClient) -> None:
+        self.down = True
+        create_refund: Callable[..., Awaitable[Any]] = gateway.create_refund
 
         async def maybe_down(*args: Any) -> Any:
-            if refunds_down:
+            if self.down:
                 raise GatewayUnavailable("the gateway is down")
             return await create_refund(*args)
 
         monkeypatch.setattr(gateway, "create_refund", maybe_down)
 
-        with clock.frozen(end - timedelta(minutes=45)) as frozen:
-            run = asyncio.create_task(jobs_pass(suite, frozen.current))
-            await held.started.wait()
-            canceled = await user.post(
-                f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False}
-            )
-            assert canceled.json()["status"] == "canceled"
-            held.release()
-            assert (await run)["send_queued_refunds"] == 0  # the gateway is down
-            renewal = await renewal_payment(user)
-            assert [(r.amount, r.status) for r in await refunds_of(suite, renewal["id"])] == [
-                (29900, "queued")
-            ]
+    def restore(self) -> None:
+        self.down = False
 
-            await dashboard(suite, renewal["id"], "disputes", {"reason": "fraudulent"})
-            await wait_for_payment(user, renewal["id"], "disputed")
-            refunds_down = False
-            await jobs_pass(suite, frozen.advance(timedelta(minutes=1)))
+
+async def renewal_refund_queued(
+    suite: Suite, user: User, monkeypatch: pytest.MonkeyPatch, at: datetime
+) -> tuple[dict[str, Any], RefundsDown]:
+    """A renewal that succeeded after a cancel, its full refund queued while the gateway takes
+    no refunds."""
+    subscription = await subscribed(suite, user, plan="basic")
+    gateway = suite.billing.state.gateway
+    held = HeldCharge(monkeypatch, gateway)
+    outage = RefundsDown(monkeypatch, gateway)
+    with clock.frozen(at):
+        run = asyncio.create_task(jobs_pass(suite, at))
+        await held.started.wait()
+        canceled = await user.post(
+            f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False}
+        )
+        assert canceled.json()["status"] == "canceled"
+        held.release()
+        assert (await run)["send_queued_refunds"] == 0  # the gateway is down
+    renewal = await renewal_payment(user)
+    assert [(r.amount, r.status) for r in await refunds_of(suite, renewal["id"])] == [
+        (29900, "queued")
+    ]
+    return renewal, outage
+
+
+def a_month_on() -> datetime:
+    """45 minutes before the end of a monthly subscription bought now."""
+    return add_months(clock.now(), 1) - timedelta(minutes=45)
+
+
+class TestMoneyOfARenewalWhoseRefundIsQueued:
+    async def test_a_dispute_takes_the_money_back_and_the_queued_refund_is_dropped(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        at = a_month_on()
+        renewal, outage = await renewal_refund_queued(suite, user, monkeypatch, at)
+
+        await dashboard(suite, renewal["id"], "disputes", {"reason": "fraudulent"})
+        await wait_for_payment(user, renewal["id"], "disputed")
+        outage.restore()
+        with clock.frozen(at + timedelta(minutes=1)) as frozen:
+            await jobs_pass(suite, frozen.current)
 
         assert [r.status for r in await refunds_of(suite, renewal["id"])] == ["failed"]
         disputed = [t for t in await statement(user) if t["kind"] == "dispute"]
@@ -523,3 +547,31 @@ class TestDisputeOfARenewalWhoseRefundIsQueued:
         assert 29900 not in await refunded_in_ledger(user)
         after = (await user.get(f"/api/v1/payments/{renewal['id']}")).json()
         assert (after["status"], after["refunded"]["amount"]) == ("disputed", 0)
+
+    async def test_part_refunded_at_the_provider_comes_off_the_queued_refund(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        at = a_month_on()
+        renewal, outage = await renewal_refund_queued(suite, user, monkeypatch, at)
+
+        await dashboard(suite, renewal["id"], "refunds", {"amount": 10000})
+
+        async def recorded() -> bool:
+            return (10000, "succeeded") in [
+                (r.amount, r.status) for r in await refunds_of(suite, renewal["id"])
+            ]
+
+        await support.eventually(recorded, timeout=15)
+        outage.restore()
+        with clock.frozen(at + timedelta(minutes=1)) as frozen:
+            assert (await jobs_pass(suite, frozen.current))["send_queued_refunds"] == 1
+        await wait_for_payment(user, renewal["id"], "refunded")
+
+        assert sorted((r.amount, r.status) for r in await refunds_of(suite, renewal["id"])) == [
+            (10000, "succeeded"),
+            (19900, "succeeded"),
+        ]
+        assert sorted(await refunded_in_ledger(user)) == [10000, 19900]
+        after = (await user.get(f"/api/v1/payments/{renewal['id']}")).json()
+        assert after["refunded"]["amount"] == 29900

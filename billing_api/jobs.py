@@ -51,6 +51,10 @@ def _until_done(job: Job) -> Job:
     return run
 
 
+async def _abandon_expired_checkouts(ctx: JobContext) -> int:
+    return await abandon_expired_checkouts(ctx.sessions, ctx.now)
+
+
 async def _send_queued_refunds(ctx: JobContext) -> int:
     return await refunds.send_queued_refunds(ctx.sessions, ctx.gateway)
 
@@ -63,7 +67,7 @@ JOBS: dict[str, Job] = {
     "end_periods": _until_done(lifecycle.end_periods),
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),
-    "abandon_expired_checkouts": _in_one_transaction(abandon_expired_checkouts),
+    "abandon_expired_checkouts": _abandon_expired_checkouts,
     "delete_expired_idempotency_keys": _in_one_transaction(idempotency.delete_expired),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.models import Payment, Purchase, Subscription
@@ -40,3 +41,32 @@ async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | Non
         return None
     await lock_paid_for(session, payment)
     return await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+
+
+async def claim_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:
+    """:func:`lock_payment` for a job that claims its work with ``SKIP LOCKED``: what the
+    payment paid for, then the payment, re-read; None if either is held by another transaction
+    (a settlement of the payment, another worker's pass): the job leaves that payment to its
+    next pass instead of waiting for it."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        return None
+    if payment.subscription_id is not None and not await _skip_locked(
+        session, sa.select(Subscription.id).where(Subscription.id == payment.subscription_id)
+    ):
+        return None
+    if payment.purchase_id is not None and not await _skip_locked(
+        session, sa.select(Purchase.id).where(Purchase.id == payment.purchase_id)
+    ):
+        return None
+    return await session.scalar(
+        sa.select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _skip_locked(session: AsyncSession, row: sa.Select[UUID]) -> bool:
+    """Lock the row unless another transaction holds it; whether it is locked now."""
+    return await session.scalar(row.with_for_update(skip_locked=True)) is not None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks, periods
 from billing_api.activation import unused_renewals
@@ -439,44 +439,43 @@ async def _settle_promo(session: AsyncSession, payment: Payment, status: str) ->
         )
 
 
+# A card checkout in one of these states is closed once it expires.
+ABANDONABLE = ("pending", "failed")
+
+
 async def abandon_expired_checkouts(
-    session: AsyncSession, now: datetime, *, limit: int = 500
+    sessions: async_sessionmaker[AsyncSession], now: datetime, *, limit: int = 500
 ) -> int:
-    """Checkouts past their expiry whose expiry event never came (or that failed) are closed."""
-    due = await session.scalars(
-        sa.select(Payment)
-        .where(
-            Payment.status.in_(("pending", "failed")),
-            Payment.method == "card",
-            Payment.expires_at < now,
-        )
-        .order_by(Payment.expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    count = 0
-    for payment in due:
-        if await _lock_bought_nowait(session, payment):
-            count += await expire_payment(session, payment)
-    return count
+    """Checkouts past their expiry whose expiry event never came (or that failed) are closed.
 
-
-async def _lock_bought_nowait(session: AsyncSession, payment: Payment) -> bool:
-    """Lock what ``payment`` was for, skipping it (False) if another transaction holds it.
-
-    This job locks payments before what they bought, against billing's lock order; it must
-    not wait there, or a settlement of the same payment (holding the subscription, waiting
-    for the payment) deadlocks with it. One skipped is closed by the next pass, if still due.
+    Each in its own transaction and in billing's lock order: the due payments are read without
+    a lock, then each one's subscription or purchase is locked, then the payment, re-read and
+    checked again (it may have been paid meanwhile). A checkout whose rows another transaction
+    holds (its payment being settled, another worker's pass) is skipped, never waited for: the
+    next pass closes it if it is still due.
     """
-    for model, bought_id in (
-        (Subscription, payment.subscription_id),
-        (Purchase, payment.purchase_id),
-    ):
-        if bought_id is None:
-            continue
-        locked = await session.scalar(
-            sa.select(model.id).where(model.id == bought_id).with_for_update(skip_locked=True)
+    async with sessions() as session:
+        due = list(
+            await session.scalars(
+                sa.select(Payment.id)
+                .where(
+                    Payment.status.in_(ABANDONABLE),
+                    Payment.method == "card",
+                    Payment.expires_at < now,
+                )
+                .order_by(Payment.expires_at)
+                .limit(limit)
+            )
         )
-        if locked is None:
-            return False
-    return True
+    count = 0
+    for payment_id in due:
+        async with sessions() as session, session.begin():
+            payment = await locks.claim_payment(session, payment_id)
+            if (
+                payment is not None
+                and payment.status in ABANDONABLE
+                and payment.expires_at is not None
+                and payment.expires_at < now
+            ):
+                count += await expire_payment(session, payment)
+    return count

@@ -106,8 +106,9 @@ class TestDeclined:
         assert (await user.subscription(subscription["id"]))["status"] == "pending"
         assert await suite.scalar("SELECT redemptions FROM promo_code WHERE code='WELCOME15'") == 0
 
-        async with suite.billing.state.session_factory() as session, session.begin():
-            closed = await abandon_expired_checkouts(session, clock.now() + timedelta(days=1))
+        closed = await abandon_expired_checkouts(
+            suite.billing.state.session_factory, clock.now() + timedelta(days=1)
+        )
         assert closed == 1
         assert (await user.subscription(subscription["id"]))["status"] == "abandoned"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
+from billing_api import demo
 from billing_api.activation.service import abandon_expired_checkouts
 from shared import clock
 from tests import support
@@ -82,9 +83,48 @@ class TestAbandonMeetsASettlement:
         assert (await user.subscription(subscription["id"]))["status"] == "abandoned"
 
 
+class TestAbandonInTwoWorkers:
+    async def test_two_passes_at_once_close_each_expired_checkout_once_and_release_its_promo_once(
+        self, suite: Suite
+    ) -> None:
+        plan = await suite.plan("basic")
+        subscriptions = []
+        for _ in range(3):
+            user = suite.as_user()
+            opened = await user.post(
+                "/api/v1/subscriptions", json={"plan_id": plan["id"], "promo_code": "WELCOME15"}
+            )
+            assert opened.status_code == 201, opened.text
+            subscriptions.append((user, opened.json()["id"]))
+        purchases = []
+        for title in ("Northern Lights", "Paper Moons"):
+            user = suite.as_user()
+            opened = await user.post(
+                "/api/v1/purchases", json={"movie_id": str(demo.movie_id(title)), "kind": "buy"}
+            )
+            assert opened.status_code == 201, opened.text
+            purchases.append(user)
+        assert await promo_redemptions(suite) == 3
+        later = clock.now() + timedelta(days=1)  # every checkout has expired by then
+
+        first, second = await asyncio.gather(abandon(suite, later), abandon(suite, later))
+
+        assert first + second == 5
+        for user, subscription_id in subscriptions:
+            assert (await user.subscription(subscription_id))["status"] == "abandoned"
+        for user in purchases:
+            [purchase] = (await user.get("/api/v1/purchases")).json()["items"]
+            assert purchase["status"] == "abandoned"
+        assert await promo_redemptions(suite) == 0
+        assert await abandon(suite, later) == 0
+
+
+async def promo_redemptions(suite: Suite) -> int:
+    return int(await suite.scalar("SELECT redemptions FROM promo_code WHERE code = 'WELCOME15'"))
+
+
 async def abandon(suite: Suite, now: datetime) -> int:
-    async with suite.billing.state.session_factory() as session, session.begin():
-        return await abandon_expired_checkouts(session, now)
+    return await abandon_expired_checkouts(suite.billing.state.session_factory, now)
 
 
 async def lock_waits(suite: Suite) -> int:

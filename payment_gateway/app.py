@@ -12,8 +12,8 @@ from payment_gateway.payments.api import router as payments_router
 from payment_gateway.providers.base import PaymentProvider
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.api import router as refunds_router
-from payment_gateway.sandbox.delivery import WebhookSender
 from payment_gateway.sandbox.dashboard import router as sandbox_dashboard_router
+from payment_gateway.sandbox.delivery import WebhookSender
 from payment_gateway.sandbox.pages import router as sandbox_router
 from payment_gateway.sandbox.provider import SandboxProvider
 from payment_gateway.webhooks.api import router as webhooks_router

@@ -4,34 +4,50 @@ A ``POST`` under ``/api/v1/`` with an ``Idempotency-Key`` header (1-255 visible 
 else 422 ``InvalidIdempotencyKey``) is recorded per caller — the verified token's subject, or
 ``"anonymous"`` without a valid token — and per key in ``idempotency_key``:
 
-* the first request claims the key (a row *in progress*), runs, and its response is stored for
-  ``ttl`` (24 h): status, body and content type;
+* the first request claims the key (a row *in progress*, with a new ``owner`` token), runs, and
+  its response is stored for ``ttl`` (24 h): status, body and content type;
 * the same key with the same request (hash of method, path, query string and body) replays the
   stored response with ``Idempotent-Replayed: true``; with another request it answers 422
   ``IdempotencyKeyReused`` and the route does not run;
 * while the first request is still running, the key answers 409 ``IdempotencyKeyInProgress``,
   however long it runs. A claim is taken over (by one retry of the same request: the claim is a
-  conditional upsert) only when its request is known to be gone, which PostgreSQL tells us: a
-  running request holds a session-level advisory lock on its key (:class:`KeyLocks`), from before
-  it claims the key until after it stored its response or released the claim. A claim still
-  *in progress* whose lock is free was left by a request that is gone — its process died (the
-  server ends a dead client's session and its locks: at once for a process that exits, within
-  about a minute through TCP keepalives for a machine that vanished) or it could not release the
-  claim (the database failed just then);
-* 5xx, 401 and 403 answers, and requests that fail before answering, are not stored: the key is
-  released so the client may retry with it. An expired key is claimed afresh.
+  conditional upsert, setting a new owner) only when its request is gone without committing
+  anything. Whether it is gone, PostgreSQL tells us: a running request holds a session-level
+  advisory lock on its key (:class:`KeyLocks`), from before it claims the key until after it
+  stored its response or released the claim. A claim still *in progress* whose lock is free was
+  left by a request that is gone — its process died (the server ends a dead client's session and
+  its locks: at once for a process that exits, within about a minute through TCP keepalives for
+  a machine that vanished) or it could not release the claim (the database failed just then) —
+  or whose lock session was cut while it runs (a proxy's idle timeout, ``pg_terminate_backend``);
+* so correctness does not rest on that lock but on a fence in the route's own transaction: every
+  commit of it (the session dependency's, and a card checkout's early one: both go through
+  :func:`shared.db.commit`) first updates the key's row *as its owner*, setting
+  ``effect_committed_at``, and keeps that row locked until the commit. A takeover waits behind
+  that row lock, and is refused once ``effect_committed_at`` is set; a request whose claim was
+  taken over before it committed has its commit refused (rolled back, 409
+  ``IdempotencyKeyTakenOver``). Either way one request's effect is committed, once;
+* a claim whose effect is committed but whose response is not stored — its process died between
+  the two, or the request ended without answering (cancelled, or an unhandled error) — is never
+  run again: a retry answers 409 ``IdempotentRequestCompleted`` ("its response is replayed once
+  stored, or read the resource with GET"; it is stored if the first request is still alive) until
+  the key expires. The client reads what it made (``GET`` of its subscriptions, purchases or
+  payments) or starts afresh with a new key;
+* 5xx, 401 and 403 answers, and requests that fail before committing anything, are not stored:
+  the key is released so the client may retry with it. A 5xx answer releases it even after a
+  commit: the routes that answer so after committing (a card checkout whose gateway is down, 503)
+  find what they committed on the retry (the pending payment, opened again at the gateway). An
+  expired key is claimed afresh.
 
 The guarantee and its limit: claim, store and release are each a short transaction of their own,
 separate from the route's (which may itself commit more than once: a card checkout commits its
-payment before asking the gateway, :mod:`billing_api.payments.checkout`). The route commits
-*before* the response is stored, so a crash exactly between the two leaves a claim whose effect
-happened; a retry then takes the claim over and runs the route again. Routes with money at stake
-keep their own dedupe for that window (a checkout returns the pending subscription, purchase or
-top-up and its one payment instead of charging twice). The advisory locks live on one
-connection per process, held for the process's life: it must be a real session (not one
-transaction-pooled by PgBouncer), and if that connection is cut while the process lives, its
-locks are taken again on the next connection (a retry that came in between may have taken a key
-over: logged as an error).
+payment before asking the gateway, :mod:`billing_api.payments.checkout`); only the fence is part
+of the route's transaction. A route's writes are fenced only when they go through the request's
+session (``SessionDep``) and are committed by :func:`shared.db.commit`: a route that opens a
+session of its own commits outside the fence. The advisory locks live on one connection per
+process, held for the process's life: it must be a real session (not one transaction-pooled by
+PgBouncer), and if that connection is cut while the process lives, its locks are taken again on
+the next connection (a key a retry took over meanwhile is logged; the fence keeps it to one
+effect).
 
 Other decisions: headers other than the content type are not replayed; anonymous callers share one
 key space (the user API's POSTs need a token, so this only matters for public POSTs, where clients
@@ -49,6 +65,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID, uuid4
 
 import anyio
 import sqlalchemy as sa
@@ -58,9 +75,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_api.models import IdempotencyKey
-from shared import clock
+from shared import clock, db
 from shared.auth import TokenVerifier
-from shared.errors import AppError, error_body, unavailable_dependency
+from shared.errors import AppError, Conflict, error_body, unavailable_dependency
 from shared.resources import Resources, make_database
 from shared.settings import ServiceSettings
 
@@ -76,11 +93,34 @@ _IN_PROGRESS, _DONE = "in_progress", "done"
 _SessionFactory = async_sessionmaker[AsyncSession]
 
 
+class IdempotencyKeyTakenOver(Conflict):
+    default_detail = (
+        "a retry with this Idempotency-Key took it over while this request ran: nothing of this "
+        "request was committed; the retry's response is replayed once stored"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Claim:
     subject: str
     key: str
-    claimed_at: datetime  # also identifies this claim: a takeover or renewal sets a new one
+    owner: UUID  # identifies this claim: a takeover sets a new one
+
+    async def fence(self, session: AsyncSession) -> None:
+        """In the request's transaction, right before each commit: mark the claim's effect
+        committed, as its owner, or refuse the commit (:class:`IdempotencyKeyTakenOver`) when
+        a retry took the claim over. The row stays locked until the commit, so a takeover
+        waits for it and then sees the effect committed."""
+        table = IdempotencyKey
+        owned = await session.scalar(
+            sa.update(table)
+            .where(table.subject == self.subject, table.key == self.key, table.owner == self.owner)
+            .values(effect_committed_at=sa.func.coalesce(table.effect_committed_at, clock.now()))
+            .returning(table.key)
+            .execution_options(synchronize_session=False)
+        )
+        if owned is None:
+            raise IdempotencyKeyTakenOver()
 
 
 @dataclass(slots=True)
@@ -132,6 +172,7 @@ class IdempotencyMiddleware:
                 await self.locks.unlock(subject, key)
             await outcome(scope, receive, send)
             return
+        db.guard_commits(scope, outcome.fence)  # every commit of the route's transaction
 
         captured = _Captured()
 
@@ -164,9 +205,10 @@ class IdempotencyMiddleware:
         *,
         locked: bool,
     ) -> _Claim | Response:
-        """Claim the key (new, expired, or left by a request that is gone) or say why not:
-        replay, 422 or 409. Only the holder of the key's lock (``locked``) may claim."""
-        now = clock.now()
+        """Claim the key (new, expired, or left by a request that is gone before committing) or
+        say why not: replay, 422 or 409. Only the holder of the key's lock (``locked``) may
+        claim."""
+        now, owner = clock.now(), uuid4()
         table = IdempotencyKey
         fresh = {
             "method": scope["method"],
@@ -175,10 +217,18 @@ class IdempotencyMiddleware:
             "status": _IN_PROGRESS,
             "created_at": now,
             "expires_at": now + self.ttl,
+            "owner": owner,
+            "effect_committed_at": None,
         }
         row = insert(table).values(subject=subject, key=key, **fresh)
-        # We hold the key's lock, so a claim still in progress belongs to a request that is gone.
-        abandoned = sa.and_(table.status == _IN_PROGRESS, table.request_hash == request_hash)
+        # We hold the key's lock, so a claim still in progress was left by a request that is
+        # gone -- or whose lock session was cut while it runs: the takeover then waits for its
+        # transaction's fence (the row lock) and is refused once its effect is committed.
+        abandoned = sa.and_(
+            table.status == _IN_PROGRESS,
+            table.request_hash == request_hash,
+            table.effect_committed_at.is_(None),
+        )
         cleared = {"response_status": None, "response_body": None, "response_content_type": None}
         claim = row.on_conflict_do_update(
             index_elements=[table.subject, table.key],
@@ -192,13 +242,20 @@ class IdempotencyMiddleware:
                 if existing is not None and existing.expires_at <= now:
                     existing = None
             elif await session.scalar(claim) is not None:
-                return _Claim(subject, key, now)
+                return _Claim(subject, key, owner)
             else:
                 # Not claimed: the upsert locked the existing row, so it is still there.
                 existing = await session.scalar(current)
         if existing is not None and existing.request_hash != request_hash:
             detail = "this Idempotency-Key was already used for a different request"
             return _error(422, "IdempotencyKeyReused", detail)
+        if existing is not None and existing.status == _IN_PROGRESS and locked:
+            # Its effect is committed (else we would have claimed it) and no response stored.
+            detail = (
+                "the first request with this Idempotency-Key committed its effect; its response "
+                "is replayed once stored, or read the resource with GET"
+            )
+            return _error(409, "IdempotentRequestCompleted", detail)
         if existing is None or existing.status == _IN_PROGRESS:
             detail = "a request with this Idempotency-Key is still being processed"
             return _error(409, "IdempotencyKeyInProgress", detail, headers={"Retry-After": "1"})
@@ -288,8 +345,8 @@ class KeyLocks:
             await connection.execute(sa.text(f"SET {setting} = {value}"))
         for name in list(self._locked):
             if not await connection.scalar(sa.select(_try_lock(name))):
-                self._locked.discard(name)
-                logger.error("idempotency key %r of %s was taken over while it ran", *name[::-1])
+                self._locked.discard(name)  # its commit is refused unless it came first (fence)
+                logger.warning("idempotency key %r of %s taken over while it ran", *name[::-1])
         self._connection = connection
         return connection
 
@@ -346,12 +403,13 @@ async def delete_expired(session: AsyncSession, now: datetime, *, limit: int = 1
 
 
 async def _settle(factory: _SessionFactory, claim: _Claim, captured: _Captured) -> None:
-    """Store a complete, storable response under our claim; otherwise release the claim."""
+    """Store a complete, storable response under our claim; otherwise release the claim --
+    unless the request committed its effect and ended without a complete answer."""
     ours = sa.and_(
         IdempotencyKey.subject == claim.subject,
         IdempotencyKey.key == claim.key,
         IdempotencyKey.status == _IN_PROGRESS,
-        IdempotencyKey.created_at == claim.claimed_at,  # not taken over meanwhile
+        IdempotencyKey.owner == claim.owner,  # not taken over meanwhile
     )
     if captured.storable():
         statement: sa.Executable = (
@@ -364,8 +422,12 @@ async def _settle(factory: _SessionFactory, claim: _Claim, captured: _Captured) 
                 response_content_type=captured.content_type,
             )
         )
-    else:
+    elif captured.complete:  # a 5xx, 401 or 403 answer: the client may retry with the key
         statement = sa.delete(IdempotencyKey).where(ours)
+    else:  # no answer (cancelled, or a bug): an effect committed must not run again
+        statement = sa.delete(IdempotencyKey).where(
+            ours, IdempotencyKey.effect_committed_at.is_(None)
+        )
     async with factory() as session, session.begin():
         await session.execute(statement)
 

@@ -425,6 +425,10 @@ class AdminAudit(UUIDPrimaryKey, Base):
     row (or the other way round) cannot be committed.
     """
 
+    # The claim's owner (a takeover sets a new one), and when its request's transaction first
+    # committed as that owner: from then on the claim is never taken over.
+    owner: Mapped[UUID | None]
+    effect_committed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     __tablename__ = "admin_audit"
     __table_args__ = (
         sa.Index("ix_admin_audit_entity", "entity", "entity_id"),

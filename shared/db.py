@@ -8,7 +8,7 @@ the service's own models name their schema explicitly through their ``MetaData``
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -128,21 +128,50 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+CommitGuard = Callable[[AsyncSession], Awaitable[None]]
+_COMMIT_GUARDS = "cinema.commit_guards"
+
+
+def guard_commits(scope: MutableMapping[str, Any], guard: CommitGuard) -> None:
+    """Run ``guard`` in the request's transaction right before each commit of it.
+
+    For a middleware (``scope`` is the request's ASGI scope): the guard's statements are part of
+    the transaction they guard, and it refuses the commit by raising (the transaction is then
+    rolled back and the error answered). Billing's idempotency keys fence commits this way.
+    """
+    scope.setdefault(_COMMIT_GUARDS, []).append(guard)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit a request's session (:func:`request_session`) once its guards agreed.
+
+    Every commit of a request's transaction goes through here: the session dependency's at the
+    end, and a route's that commits earlier (a card checkout before asking the gateway)."""
+    guards: list[CommitGuard] = session.info.get(_COMMIT_GUARDS, [])
+    if guards:
+        await session.flush()  # the guards' statements come last, right before the commit
+    for guard in guards:
+        await guard(session)
+    await session.commit()
+
+
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the route returns, rolled back when it raises.
 
     The dependency runs with ``scope="function"`` so the commit happens *before* the response is
-    sent: a client never sees a success whose transaction later failed.
+    sent: a client never sees a success whose transaction later failed. The commit runs the
+    request's guards first (:func:`commit`).
     """
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     async with factory() as session:
+        session.info[_COMMIT_GUARDS] = request.scope.get(_COMMIT_GUARDS, [])
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            await commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

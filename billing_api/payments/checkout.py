@@ -36,6 +36,7 @@ from billing_api.config import BillingSettings
 from billing_api.deps import GatewayDep, SessionDep, SettingsDep
 from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused
 from billing_api.models import Payment
+from shared import db
 
 
 def unopened(payment: Payment) -> bool:
@@ -112,7 +113,8 @@ class Checkouts:
     """How a checkout route finishes: commit what it did, then open the card checkout.
 
     The route owns the transaction (the edge does): :meth:`open` commits it exactly as the
-    request's session dependency would at the end, only earlier, before the gateway is called.
+    request's session dependency would at the end (through :func:`shared.db.commit`, so the
+    request's idempotency key fences it too), only earlier, before the gateway is called.
     """
 
     def __init__(
@@ -128,14 +130,14 @@ class Checkouts:
         payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
         with the payment expired."""
         payment = await self.session.get(Payment, payment_id) if payment_id else None
-        await self.session.commit()  # no lock and no connection held during the gateway call
+        await db.commit(self.session)  # no lock and no connection held during the gateway call
         if payment is None or not unopened(payment):
             return
         try:
             opened = await ask_gateway(self.gateway, self.settings, payment)
         except GatewayRefused:
             await record_refused(self.session, payment.id)
-            await self.session.commit()  # the route raises: the request's rollback undoes nothing
+            await db.commit(self.session)  # the route raises: the request's rollback undoes nothing
             raise
         await record_opened(self.session, payment.id, opened)
 

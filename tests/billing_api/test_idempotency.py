@@ -10,7 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -18,7 +19,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
+from billing_api import demo
+from billing_api.app import create_app
+from billing_api.config import BillingSettings
 from billing_api.idempotency import IdempotencyMiddleware, delete_expired
+from billing_api.ledger import service as ledger
 from shared import clock
 from shared.app import create_service_app
 from shared.auth import AuthSettings, CurrentPrincipal, mint_user_token
@@ -26,6 +31,7 @@ from shared.broker import Broker
 from shared.errors import Unauthorized
 from shared.settings import ServiceSettings
 from tests import support
+from tests.billing_api.conftest import truncate_billing
 
 BASE_URL = "http://billing.test"
 SLOW = "/api/v1/slow-things"
@@ -440,3 +446,156 @@ class TestExpiry:
         async with app.state.resources.engine.connect() as conn:
             left = await conn.scalar(sa.text("SELECT key FROM billing.idempotency_key"))
         assert left == "fresh"
+
+
+# --- the real billing API: a wallet purchase is charged at once, no gateway in between ---------
+
+MOVIE, PRICE, FUNDS = demo.movie_id("Salt and Cedar"), 19900, 50000
+
+
+@pytest.fixture
+async def billing(
+    app: FastAPI, service_settings: ServiceSettings
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, FastAPI]]:
+    """Two processes of billing-api (their own middleware, pool and lock session), clients of
+    each, and the first app (for its database)."""
+    settings = BillingSettings(**service_settings.model_dump())
+    first, second = create_app(settings), create_app(settings)
+    async with (
+        first.router.lifespan_context(first),
+        second.router.lifespan_context(second),
+        _client(first) as here,
+        _client(second) as there,
+    ):
+        await truncate_billing(first)
+        async with first.state.session_factory() as session, session.begin():
+            await demo.load(session)
+        yield here, there, first
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+
+async def wallet_with(billing: FastAPI, amount: int) -> UUID:
+    """A user whose wallet holds ``amount`` (a card top-up, as captured)."""
+    user_id = uuid4()
+    async with billing.state.session_factory() as session, session.begin():
+        await ledger.post(
+            session,
+            kind="payment_captured",
+            reference=str(uuid4()),
+            user_id=user_id,
+            description="wallet top-up",
+            currency="RUB",
+            lines=ledger.transfer(
+                ledger.clearing_account("sandbox"), ledger.wallet_account(user_id), amount
+            ),
+        )
+    return user_id
+
+
+def user_headers(user_id: UUID, key: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {mint_user_token(AuthSettings(), user_id)}"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+async def balance(client: httpx.AsyncClient, user_id: UUID) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/wallet", headers=user_headers(user_id))
+    balances: list[dict[str, Any]] = response.json()["balances"]
+    return balances
+
+
+async def waiting_for_locks(billing: FastAPI, count: int) -> None:
+    """Until ``count`` sessions of this database wait for a lock (requests held mid-way)."""
+
+    async def waiting() -> bool:
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        return await scalar(billing, sql) == count
+
+    await support.eventually(waiting, timeout=5)
+
+
+async def cut_lock_session_of_running_key(billing: FastAPI) -> None:
+    """What a proxy's idle timeout does to a live process: the one lock session that holds a
+    key's lock (the request running it goes on) is ended."""
+    holder = (
+        "SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database() "
+        "AND a.application_name = 'billing_api-keys' AND EXISTS (SELECT 1 FROM pg_locks l "
+        "WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)"
+    )
+    async with billing.state.resources.engine.connect() as conn:
+        [pid] = (await conn.scalars(sa.text(holder))).all()
+        await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    async def gone() -> bool:
+        return (
+            await scalar(billing, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == 0
+        )
+
+    await support.eventually(gone, timeout=5)
+
+
+class TestWalletPurchaseFenced:
+    async def test_a_retry_after_the_lock_session_was_cut_charges_the_wallet_once(
+        self, billing: tuple[httpx.AsyncClient, httpx.AsyncClient, FastAPI]
+    ) -> None:
+        here, there, app = billing
+        user_id = await wallet_with(app, FUNDS)
+        body, headers = (
+            {"movie_id": str(MOVIE), "payment_method": "wallet"},
+            user_headers(user_id, "buy-1"),
+        )
+        async with app.state.session_factory() as hold, hold.begin():
+            await ledger.lock_wallet(hold, user_id, "RUB")  # the first request waits here
+            first = asyncio.create_task(here.post("/api/v1/purchases", json=body, headers=headers))
+            await waiting_for_locks(app, 1)
+            await cut_lock_session_of_running_key(app)  # the first process lives on
+            retry = asyncio.create_task(there.post("/api/v1/purchases", json=body, headers=headers))
+            await waiting_for_locks(app, 2)  # the retry took the key over and runs too
+        first_answer, retry_answer = await asyncio.wait_for(asyncio.gather(first, retry), 10)
+
+        assert await balance(here, user_id) == [{"amount": FUNDS - PRICE, "currency": "RUB"}]
+        # The retry claimed the key before the first committed: the first's commit is refused.
+        assert first_answer.status_code == 409
+        assert first_answer.json()["error"] == "IdempotencyKeyTakenOver"
+        assert retry_answer.status_code == 201
+        purchases = (await here.get("/api/v1/purchases", headers=headers)).json()["items"]
+        assert [p["status"] for p in purchases] == ["completed"]
+        replay = await here.post("/api/v1/purchases", json=body, headers=headers)
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.content == retry_answer.content
+
+    async def test_a_retry_after_the_effect_committed_but_no_answer_was_stored_is_refused(
+        self, billing: tuple[httpx.AsyncClient, httpx.AsyncClient, FastAPI]
+    ) -> None:
+        here, there, app = billing
+        user_id = await wallet_with(app, FUNDS)
+        body, headers = (
+            {"movie_id": str(MOVIE), "payment_method": "wallet"},
+            user_headers(user_id, "buy-2"),
+        )
+        assert (await here.post("/api/v1/purchases", json=body, headers=headers)).status_code == 201
+        # What a process that died between its commit and storing its answer leaves behind.
+        async with app.state.resources.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "UPDATE billing.idempotency_key SET status = 'in_progress', "
+                    "response_status = NULL, response_body = NULL"
+                )
+            )
+
+        retry = await asyncio.wait_for(
+            there.post("/api/v1/purchases", json=body, headers=headers), 5
+        )
+        assert await balance(here, user_id) == [{"amount": FUNDS - PRICE, "currency": "RUB"}]
+        assert retry.status_code == 409
+        assert retry.json()["error"] == "IdempotentRequestCompleted"
+        purchases = (await here.get("/api/v1/purchases", headers=headers)).json()["items"]
+        assert [p["status"] for p in purchases] == ["completed"]

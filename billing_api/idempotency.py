@@ -110,7 +110,8 @@ class _Claim:
         """In the request's transaction, right before each commit: mark the claim's effect
         committed, as its owner, or refuse the commit (:class:`IdempotencyKeyTakenOver`) when
         a retry took the claim over. The row stays locked until the commit, so a takeover
-        waits for it and then sees the effect committed."""
+        waits for it and then sees the effect committed. It is the transaction's last lock, and
+        the transactions that take it first (claim, store, release) take no other: no cycle."""
         table = IdempotencyKey
         owned = await session.scalar(
             sa.update(table)

@@ -56,7 +56,7 @@ async def _abandon_expired_checkouts(ctx: JobContext) -> int:
 
 
 async def _send_queued_refunds(ctx: JobContext) -> int:
-    return await refunds.send_queued_refunds(ctx.sessions, ctx.gateway)
+    return await refunds.send_queued_refunds(ctx.sessions, ctx.gateway, ctx.now)
 
 
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.

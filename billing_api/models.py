@@ -338,6 +338,12 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         sa.CheckConstraint("amount > 0", name="amount_positive"),
         sa.UniqueConstraint("payment_id", "provider_ref"),
+        # The send_queued_refunds job takes the queued refunds whose next try is due first.
+        sa.Index(
+            "ix_refund_queued_due",
+            sa.text("coalesce(next_attempt_at, created_at)"),
+            postgresql_where=sa.text("status = 'queued'"),
+        ),
     )
 
     payment_id: Mapped[UUID] = mapped_column(sa.ForeignKey("payment.id"), index=True)
@@ -349,6 +355,12 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
     reason: Mapped[str | None] = mapped_column(sa.String(500))
     completed_at: Mapped[datetime | None] = when()
     provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    # Billing refunded on its own (no one asked): a failed try is retried, then ``parked``.
+    billing_decided: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Failed tries to give this money back (a retry carries its failed refund's count on).
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = when()
+    retry_of: Mapped[UUID | None] = mapped_column(sa.ForeignKey("refund.id"))
 
 
 # --- ledger --------------------------------------------------------------------------------

@@ -139,9 +139,12 @@ class RefundView(ReadOnlyView, model=Refund):
         Refund.amount,
         Refund.currency,
         Refund.status,
+        Refund.attempts,
+        Refund.next_attempt_at,
         Refund.rule,
         Refund.reason,
         Refund.created_at,
+        Refund.retry_of,
     ]
     column_searchable_list = [Refund.user_id, Refund.payment_id, Refund.reason]
     column_filters = [AllUniqueStringValuesFilter(Refund.status)]

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks
 from billing_api.activation import unused_renewals
-from billing_api.gateway import GatewayClient, GatewayUnavailable
+from billing_api.gateway import GatewayClient, GatewayRefused, GatewayUnavailable
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     LedgerEntry,
@@ -52,7 +52,7 @@ from billing_api.models import (
     SubscriptionStatus,
 )
 from billing_api.payments import service as payments
-from billing_api.refunds import policy
+from billing_api.refunds import policy, retries
 from billing_api.refunds.policy import RefundQuote
 from billing_api.refunds.schemas import RefundOut, RefundQuoteOut
 from shared import clock, events, outbox
@@ -65,7 +65,12 @@ PURCHASE_REFUND_WINDOW_MINUTES = 60
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
 # A refund billing decided on its own (a payment that came for something no longer sold) is
 # ``queued`` until a job has asked the gateway for it; then it is ``pending`` like any other.
+# One billing gave up on after too many tries (:mod:`billing_api.refunds.retries`) is
+# ``parked``: its reservation is freed, so staff can refund the payment by hand.
 IN_PROGRESS = ("queued", "pending")
+PARKED = "parked"
+# The queued refunds one pass of the job takes, the longest due first.
+BATCH = 100
 CANCELABLE_SUBSCRIPTION = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.GRACE,
@@ -208,6 +213,9 @@ async def _paid_current_period(
             Payment.paid_at.is_not(None),
             # a renewal given back whole as unused (paid later, for nothing) does not count
             sa.or_(Payment.amount == 0, Payment.refunded_amount < Payment.amount),
+            # nor one billing refunds on its own, even while that refund is parked (its
+            # amount freed for staff to refund by hand)
+            ~sa.exists().where(Refund.payment_id == Payment.id, Refund.billing_decided),
         )
         .order_by(Payment.paid_at.desc(), Payment.id.desc())
         .limit(1)
@@ -308,8 +316,13 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
     refund = await _relock_refund(session, refund)
     if refund.status == "succeeded":
         return False
-    if refund.status == "failed":  # the provider reported success after a failure: money left
+    if refund.status in ("failed", PARKED):  # the provider reported success after a failure
         logger.warning("refund succeeded after it had failed", extra={"refund_id": str(refund.id)})
+        # The money left after all: a refund queued since (a retry of this one) would give it
+        # back a second time.
+        await shrink_queued_refunds(
+            session, payment, refund.amount, "an earlier refund succeeded after it had failed"
+        )
         payment.refunded_amount += refund.amount
     now = clock.now()
     refund.status = "succeeded"
@@ -354,8 +367,15 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
     return True
 
 
-async def fail_refund(session: AsyncSession, refund: Refund, message: str | None) -> bool:
-    """The provider refused: the reserved amount becomes refundable again."""
+async def fail_refund(
+    session: AsyncSession, refund: Refund, message: str | None, *, now: datetime | None = None
+) -> bool:
+    """The provider refused: the reserved amount becomes refundable again.
+
+    A refund someone asked for stays failed (they can ask again). One billing decided on its
+    own is tried again as a new refund (the gateway answers a failed refund's id with that
+    failure, so a retry needs a new id), ``queued`` after a pause, until it is parked
+    (:mod:`billing_api.refunds.retries`)."""
     if refund.status != "pending":
         return False
     payment = await _lock_payment(session, refund.payment_id)
@@ -368,6 +388,8 @@ async def fail_refund(session: AsyncSession, refund: Refund, message: str | None
         "refund failed",
         extra={"refund_id": str(refund.id), "payment_id": str(payment.id), "reason": message},
     )
+    if refund.billing_decided:
+        await _retry_failed(session, payment, refund, now or clock.now())
     return True
 
 
@@ -416,6 +438,7 @@ async def queue_refund(
         status="queued" if payment.method == "card" else "pending",
         rule=rule,
         reason=reason,
+        billing_decided=True,
     )
     session.add(refund)
     payment.refunded_amount += amount
@@ -430,30 +453,63 @@ async def queue_refund(
 
 
 async def send_queued_refunds(
-    sessions: async_sessionmaker[AsyncSession], gateway: GatewayClient, *, limit: int = 100
+    sessions: async_sessionmaker[AsyncSession],
+    gateway: GatewayClient,
+    now: datetime,
+    *,
+    limit: int | None = None,
 ) -> int:
-    """Ask the gateway for each queued refund (one transaction each, in billing's lock order);
-    one the gateway cannot take now stays queued for the next run."""
+    """Ask the gateway for each queued refund whose next try is due, the longest due first,
+    each in its own transaction (billing's lock order); returns how many were sent.
+
+    One that is not sent — the gateway refuses it or cannot be reached, or sending fails
+    unexpectedly (logged with the refund id) — is rolled back and tried again after a growing
+    pause, then parked (:mod:`billing_api.refunds.retries`); the pass goes on with the others,
+    so refunds that cannot be sent never hold back the ones that can."""
+    due_at = sa.func.coalesce(Refund.next_attempt_at, Refund.created_at)
     async with sessions() as session:
         queued = list(
             await session.scalars(
                 sa.select(Refund.id)
-                .where(Refund.status == "queued")
-                .order_by(Refund.created_at)
-                .limit(limit)
+                .where(
+                    Refund.status == "queued",
+                    sa.or_(Refund.next_attempt_at.is_(None), Refund.next_attempt_at <= now),
+                )
+                .order_by(due_at, Refund.id)
+                .limit(limit or BATCH)
             )
         )
     sent = 0
     for refund_id in queued:
         try:
             async with sessions() as session, session.begin():
-                sent += await _send_queued(session, gateway, refund_id)
+                sent += await _send_queued(session, gateway, refund_id, now)
+            continue
+        except GatewayRefused as exc:
+            logger.error("the gateway refused queued refund %s: %s", refund_id, exc)
+            reason = retries.REFUSED
         except GatewayUnavailable as exc:
-            logger.warning("queued refund not sent; retried on the next run: %s", exc)
+            logger.warning("queued refund %s not sent: %s", refund_id, exc)
+            reason = retries.UNAVAILABLE
+        except Exception:
+            logger.exception(
+                "queued refund %s could not be sent", refund_id, extra={"refund_id": str(refund_id)}
+            )
+            reason = retries.ERROR
+        try:
+            await _try_later(sessions, refund_id, now, reason)
+        except Exception:
+            logger.exception(
+                "queued refund %s could not be backed off",
+                refund_id,
+                extra={"refund_id": str(refund_id)},
+            )
     return sent
 
 
-async def _send_queued(session: AsyncSession, gateway: GatewayClient, refund_id: UUID) -> bool:
+async def _send_queued(
+    session: AsyncSession, gateway: GatewayClient, refund_id: UUID, now: datetime
+) -> bool:
     found = await session.get(Refund, refund_id)
     assert found is not None
     await _lock_payment(session, found.payment_id)
@@ -465,8 +521,92 @@ async def _send_queued(session: AsyncSession, gateway: GatewayClient, refund_id:
     if answer.status == "succeeded":
         await complete_refund(session, refund)
     elif answer.status == "failed":
-        await fail_refund(session, refund, answer.failure_message)
+        await fail_refund(session, refund, answer.failure_message, now=now)
     return True
+
+
+async def _try_later(
+    sessions: async_sessionmaker[AsyncSession], refund_id: UUID, now: datetime, reason: str
+) -> None:
+    """A queued refund that was not sent waits before its next try, or is parked."""
+    async with sessions() as session, session.begin():
+        found = await session.get(Refund, refund_id)
+        if found is None:
+            return
+        payment = await _lock_payment(session, found.payment_id)
+        refund = await _relock_refund(session, found)
+        if refund.status != "queued":
+            return
+        refund.attempts += 1
+        retries.RETRIED.labels(reason).inc()
+        if retries.parks(refund.attempts):
+            _park(payment, refund, reason)
+        else:
+            refund.next_attempt_at = now + retries.pause(refund.attempts)
+
+
+async def _retry_failed(
+    session: AsyncSession, payment: Payment, failed: Refund, now: datetime
+) -> None:
+    """A refund billing decided on its own failed at the provider: the money is still owed,
+    so a new refund of it is queued after a pause (or the failed one is parked). Nothing is
+    owed any more if the money went back another way meanwhile (refunded at the provider,
+    disputed). The caller holds the locks of what the payment paid for, of the payment and
+    of ``failed``."""
+    retries.RETRIED.labels(retries.FAILED).inc()
+    amount = min(failed.amount, payment.amount - payment.refunded_amount)
+    if payment.status == "disputed" or amount <= 0:
+        return
+    attempts = failed.attempts + 1
+    if retries.parks(attempts):
+        failed.attempts = attempts
+        failed.status = PARKED
+        retries.PARKED.labels(retries.FAILED).inc()
+        logger.error(
+            "refund %s parked after %d tries (last: the provider failed it)",
+            failed.id,
+            attempts,
+            extra={"refund_id": str(failed.id), "payment_id": str(payment.id)},
+        )
+        return
+    retry = Refund(
+        id=await _next_refund_id(session, payment),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        amount=amount,
+        currency=payment.currency,
+        status="queued",
+        rule=failed.rule,
+        reason=failed.reason,
+        billing_decided=True,
+        attempts=attempts,
+        next_attempt_at=now + retries.pause(attempts),
+        retry_of=failed.id,
+    )
+    session.add(retry)
+    payment.refunded_amount += amount
+    await session.flush()
+    logger.warning(
+        "refund failed at the provider; queued again",
+        extra={"refund_id": str(retry.id), "retry_of": str(failed.id), "attempts": attempts},
+    )
+
+
+def _park(payment: Payment, refund: Refund, reason: str) -> None:
+    """Billing stops trying ``refund``: its reservation is freed so staff can refund the
+    payment by hand (the parked refund was never sent, or its send is not known to have
+    reached the gateway: if it did, its success later finishes it like a failed one's)."""
+    refund.status = PARKED
+    refund.next_attempt_at = None
+    payment.refunded_amount -= refund.amount
+    retries.PARKED.labels(reason).inc()
+    logger.error(
+        "queued refund %s parked after %d tries (last: %s)",
+        refund.id,
+        refund.attempts,
+        reason,
+        extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
+    )
 
 
 async def drop_queued_refunds(session: AsyncSession, payment: Payment, why: str) -> None:

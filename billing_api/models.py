@@ -425,6 +425,10 @@ class IdempotencyKey(Base):
     response_content_type: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # The claim's owner (a takeover sets a new one), and when its request's transaction first
+    # committed as that owner: from then on the claim is never taken over.
+    owner: Mapped[UUID | None]
+    effect_committed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 # --- back office ---------------------------------------------------------------------------
@@ -437,10 +441,6 @@ class AdminAudit(UUIDPrimaryKey, Base):
     row (or the other way round) cannot be committed.
     """
 
-    # The claim's owner (a takeover sets a new one), and when its request's transaction first
-    # committed as that owner: from then on the claim is never taken over.
-    owner: Mapped[UUID | None]
-    effect_committed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     __tablename__ = "admin_audit"
     __table_args__ = (
         sa.Index("ix_admin_audit_entity", "entity", "entity_id"),

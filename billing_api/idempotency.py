@@ -32,10 +32,12 @@ else 422 ``InvalidIdempotencyKey``) is recorded per caller — the verified toke
   stored, or read the resource with GET"; it is stored if the first request is still alive) until
   the key expires. The client reads what it made (``GET`` of its subscriptions, purchases or
   payments) or starts afresh with a new key;
-* 5xx, 401 and 403 answers, and requests that fail before committing anything, are not stored:
-  the key is released so the client may retry with it. A 5xx answer releases it even after a
-  commit: the routes that answer so after committing (a card checkout whose gateway is down, 503)
-  find what they committed on the retry (the pending payment, opened again at the gateway). An
+* 5xx, 401 and 403 answers are not stored: the key is released so the client may retry with it,
+  unless the request committed its effect. Then the key is kept like a claim that was never
+  answered (a wallet purchase whose commit reached the database but whose connection was lost
+  right after, 503, is not charged again) -- except after a route said that running it again
+  finds what it committed instead of making it twice (:func:`rerun_finds_what_was_committed`:
+  a card checkout whose gateway is down, 503, opens the same pending payment on the retry). An
   expired key is claimed afresh.
 
 The guarantee and its limit: claim, store and release are each a short transaction of their own,
@@ -91,6 +93,17 @@ _NOT_STORED = frozenset({401, 403})  # the caller's credentials, not the request
 _IN_PROGRESS, _DONE = "in_progress", "done"
 
 _SessionFactory = async_sessionmaker[AsyncSession]
+_CLAIM = "billing.idempotency_claim"
+
+
+def rerun_finds_what_was_committed(scope: Scope) -> None:
+    """For a route whose request commits and then calls out: running it again finds what it
+    committed so far (and asks the outside again under the same id) instead of making it
+    twice, so a failed answer (5xx, 401, 403) from now on releases its Idempotency-Key for a
+    retry with the key to run the route again. Without a key, nothing to do."""
+    claim: _Claim | None = scope.get(_CLAIM)
+    if claim is not None:
+        claim.rerunnable = True
 
 
 class IdempotencyKeyTakenOver(Conflict):
@@ -100,11 +113,12 @@ class IdempotencyKeyTakenOver(Conflict):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Claim:
     subject: str
     key: str
     owner: UUID  # identifies this claim: a takeover sets a new one
+    rerunnable: bool = False  # a failed answer releases the key even after a commit
 
     async def fence(self, session: AsyncSession) -> None:
         """In the request's transaction, right before each commit: mark the claim's effect
@@ -174,6 +188,7 @@ class IdempotencyMiddleware:
             await outcome(scope, receive, send)
             return
         db.guard_commits(scope, outcome.fence)  # every commit of the route's transaction
+        scope[_CLAIM] = outcome
 
         captured = _Captured()
 
@@ -405,7 +420,7 @@ async def delete_expired(session: AsyncSession, now: datetime, *, limit: int = 1
 
 async def _settle(factory: _SessionFactory, claim: _Claim, captured: _Captured) -> None:
     """Store a complete, storable response under our claim; otherwise release the claim --
-    unless the request committed its effect and ended without a complete answer."""
+    unless the request committed its effect (and its route did not say a rerun finds it)."""
     ours = sa.and_(
         IdempotencyKey.subject == claim.subject,
         IdempotencyKey.key == claim.key,
@@ -423,9 +438,9 @@ async def _settle(factory: _SessionFactory, claim: _Claim, captured: _Captured) 
                 response_content_type=captured.content_type,
             )
         )
-    elif captured.complete:  # a 5xx, 401 or 403 answer: the client may retry with the key
+    elif captured.complete and claim.rerunnable:  # a failed answer; a rerun finds the effect
         statement = sa.delete(IdempotencyKey).where(ours)
-    else:  # no answer (cancelled, or a bug): an effect committed must not run again
+    else:  # a failed answer or none (cancelled, a bug): an effect committed must not run again
         statement = sa.delete(IdempotencyKey).where(
             ours, IdempotencyKey.effect_committed_at.is_(None)
         )

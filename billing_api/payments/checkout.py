@@ -27,10 +27,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import Scope
 
-from billing_api import locks
+from billing_api import idempotency, locks
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.deps import GatewayDep, SessionDep, SettingsDep
@@ -118,11 +119,16 @@ class Checkouts:
     """
 
     def __init__(
-        self, session: AsyncSession, gateway: GatewayClient, settings: BillingSettings
+        self,
+        session: AsyncSession,
+        gateway: GatewayClient,
+        settings: BillingSettings,
+        scope: Scope,
     ) -> None:
         self.session = session
         self.gateway = gateway
         self.settings = settings
+        self.scope = scope  # the request's
 
     async def open(self, payment_id: UUID | None) -> None:
         """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
@@ -133,6 +139,10 @@ class Checkouts:
         await db.commit(self.session)  # no lock and no connection held during the gateway call
         if payment is None or not unopened(payment):
             return
+        # A retry finds this pending payment and asks the gateway again under its id: a 503 or
+        # 502 from here on releases the request's Idempotency-Key (one committed without a card
+        # checkout, a wallet payment, keeps it: running that again would charge again).
+        idempotency.rerun_finds_what_was_committed(self.scope)
         try:
             opened = await ask_gateway(self.gateway, self.settings, payment)
         except GatewayRefused:
@@ -142,8 +152,10 @@ class Checkouts:
         await record_opened(self.session, payment.id, opened)
 
 
-def get_checkouts(session: SessionDep, gateway: GatewayDep, settings: SettingsDep) -> Checkouts:
-    return Checkouts(session, gateway, settings)
+def get_checkouts(
+    request: Request, session: SessionDep, gateway: GatewayDep, settings: SettingsDep
+) -> Checkouts:
+    return Checkouts(session, gateway, settings, request.scope)
 
 
 CheckoutsDep = Annotated[Checkouts, Depends(get_checkouts)]

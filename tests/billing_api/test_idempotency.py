@@ -24,11 +24,11 @@ from billing_api.app import create_app
 from billing_api.config import BillingSettings
 from billing_api.idempotency import IdempotencyMiddleware, delete_expired
 from billing_api.ledger import service as ledger
-from shared import clock
+from shared import clock, db
 from shared.app import create_service_app
 from shared.auth import AuthSettings, CurrentPrincipal, mint_user_token
 from shared.broker import Broker
-from shared.errors import Unauthorized
+from shared.errors import AppError, Unauthorized
 from shared.settings import ServiceSettings
 from tests import support
 from tests.billing_api.conftest import truncate_billing
@@ -95,6 +95,22 @@ async def create_thing_then_fail(body: ThingIn, request: Request) -> dict[str, s
 async def create_thing_then_reject(body: ThingIn, request: Request) -> dict[str, str]:
     await add_thing(request, body.name)
     raise Unauthorized("session revoked")
+
+
+class DependencyDown(AppError):
+    status_code = 503
+
+
+@router.post("/committed-things", status_code=201)
+async def commit_thing_then_fail(body: ThingIn, session: db.SessionDep) -> dict[str, str]:
+    """Commits the thing in the request's own transaction, as a route that commits before
+    calling out does, then fails the way a lost connection or a dependency does: 503."""
+    await session.execute(
+        sa.text("INSERT INTO scratch.thing (id, name) VALUES (:id, :name)"),
+        {"id": str(uuid4()), "name": body.name},
+    )
+    await db.commit(session)
+    raise DependencyDown("down just after the commit")
 
 
 def _app(service: str, settings: ServiceSettings) -> FastAPI:
@@ -400,6 +416,17 @@ class TestNotStored:
             assert response.json()["error"] == "Unauthorized"
         assert await things(app) == 2
         assert await stored_keys(app) == 0
+
+    async def test_a_server_error_after_a_commit_keeps_the_key_and_a_retry_runs_nothing(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        headers = auth("committed-1")
+        first = await client.post("/api/v1/committed-things", json={"name": "a"}, headers=headers)
+        assert first.status_code == 503
+        retry = await client.post("/api/v1/committed-things", json={"name": "a"}, headers=headers)
+        assert retry.status_code == 409
+        assert retry.json()["error"] == "IdempotentRequestCompleted"
+        assert await things(app) == 1
 
     async def test_a_request_without_a_valid_token_is_answered_401_and_not_stored(
         self, app: FastAPI, client: httpx.AsyncClient

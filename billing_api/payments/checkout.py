@@ -136,13 +136,17 @@ class Checkouts:
         payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
         with the payment expired."""
         payment = await self.session.get(Payment, payment_id) if payment_id else None
+        opening = payment is not None and unopened(payment)
+        if opening:
+            # A retry finds this pending payment and asks the gateway again under its id, so a
+            # 503 or 502 from here on releases the request's Idempotency-Key. Said before the
+            # commit: a connection cut while committing leaves it unknown whether the commit
+            # landed, and a rerun is right either way. (One committed without a card checkout,
+            # a wallet payment, keeps its key: running that again would charge again.)
+            idempotency.rerun_finds_what_was_committed(self.scope)
         await db.commit(self.session)  # no lock and no connection held during the gateway call
-        if payment is None or not unopened(payment):
+        if payment is None or not opening:
             return
-        # A retry finds this pending payment and asks the gateway again under its id: a 503 or
-        # 502 from here on releases the request's Idempotency-Key (one committed without a card
-        # checkout, a wallet payment, keeps it: running that again would charge again).
-        idempotency.rerun_finds_what_was_committed(self.scope)
         try:
             opened = await ask_gateway(self.gateway, self.settings, payment)
         except GatewayRefused:

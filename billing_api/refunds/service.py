@@ -784,6 +784,9 @@ async def _refund_renewals_cut_off(
             Payment.subscription_id == subscription.id,
             Payment.purpose == PaymentPurpose.RENEWAL,
             Payment.id != cause.id,
+            # Only renewals after the refunded payment: those before it paid for periods that
+            # already ran (or for the one being refunded), and stay as they are.
+            Payment.paid_at > cause.paid_at,
             Payment.status.in_(REFUNDABLE_STATUSES),
             sa.or_(*cut_off),
         )

@@ -40,6 +40,17 @@ BASKET_FILMS = 3
 ALL_MOVIES = [str(demo.movie_id(title)) for title, _, _ in demo.MOVIES]  # `seed-demo`'s catalog
 
 
+CHECKOUTS = ("/api/v1/subscriptions", "/api/v1/purchases")
+
+
+def _error(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
 class GaveUp(Exception):
     pass
 
@@ -114,6 +125,17 @@ class Client:
                     self.stats.server_errors.append(f"{method} {base}{path}: {text}")
                 if status in ok or status not in RETRIED:
                     return response
+                if status == 409 and _error(response) == "IdempotentRequestCompleted":
+                    # The first try's effect committed but its answer was lost: do what the
+                    # answer says, as a real client would. A checkout starts over with a new key
+                    # (billing hands back the open checkout of the same plan or film); anything
+                    # else is done, and the caller's next read shows its effect.
+                    self.stats.notes["completed_without_answer"] = (
+                        self.stats.notes.get("completed_without_answer", 0) + 1
+                    )
+                    if path not in CHECKOUTS:
+                        return response
+                    headers = {**headers, "Idempotency-Key": uuid.uuid4().hex}
             if time.monotonic() > deadline:
                 raise GaveUp(f"{method} {path}: last answer {status} {text}")
             await asyncio.sleep(delay)

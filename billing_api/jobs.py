@@ -21,7 +21,7 @@ from billing_api.gateway import GatewayClient
 from billing_api.lifecycle import renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
-from billing_api.refunds import service as refunds
+from billing_api.refunds import queued as queued_refunds
 from shared import clock
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def _abandon_expired_checkouts(ctx: JobContext) -> int:
 
 
 async def _send_queued_refunds(ctx: JobContext) -> int:
-    return await refunds.send_queued_refunds(ctx.sessions, ctx.gateway, ctx.now)
+    return await queued_refunds.send_queued_refunds(ctx.sessions, ctx.gateway, ctx.now)
 
 
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.

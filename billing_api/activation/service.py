@@ -27,7 +27,7 @@ from billing_api.models import (
     Subscription,
     SubscriptionStatus,
 )
-from billing_api.refunds import service as refunds
+from billing_api.refunds import queued as queued_refunds
 from shared import clock, events, outbox
 from shared.money import Money
 
@@ -109,11 +109,11 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
     if subscription.status not in AWAITING_CHECKOUT:
-        await refunds.queue_refund(
+        await queued_refunds.queue_refund(
             session,
             payment,
             rule=f"full refund: the subscription was {subscription.status} when it was paid",
-            reason=refunds.PAID_FOR_NOTHING,
+            reason=queued_refunds.PAID_FOR_NOTHING,
         )
         return
     plan = await session.get(Plan, subscription.plan_id)
@@ -157,7 +157,7 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
     if subscription.status not in LIVE:
-        await refunds.queue_refund(
+        await queued_refunds.queue_refund(
             session,
             payment,
             rule=f"full refund: the subscription was {subscription.status} when it was paid",
@@ -225,7 +225,7 @@ async def _replace_renewals(
         )
         if unused_renewals.replaced_by_upgrade(latest, upgrade):
             assert latest is not None
-            await refunds.queue_refund(
+            await queued_refunds.queue_refund(
                 session,
                 latest,
                 rule="full refund: the period it renewed was replaced by an upgrade",
@@ -261,7 +261,7 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     )
     unused = unused_renewals.why_unused(subscription, payment, latest)
     if unused is not None:
-        await refunds.queue_refund(
+        await queued_refunds.queue_refund(
             session,
             payment,
             rule=f"full refund: renewal not used ({unused})",
@@ -341,11 +341,11 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
     )
     assert purchase is not None
     if purchase.status not in ("pending", "abandoned"):  # another attempt paid for it
-        await refunds.queue_refund(
+        await queued_refunds.queue_refund(
             session,
             payment,
             rule=f"full refund: the purchase was {purchase.status} when it was paid",
-            reason=refunds.PAID_FOR_NOTHING,
+            reason=queued_refunds.PAID_FOR_NOTHING,
         )
         return
     movie = await session.get(Movie, purchase.movie_id)

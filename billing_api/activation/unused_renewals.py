@@ -17,7 +17,7 @@ subscription lifecycle"):
   and did not count it), and one still pending is voided (expired, so no later pass charges it
   again; if its charge still succeeds, the rule above refunds it).
 
-The refunds go through the refund service's queue (:func:`billing_api.refunds.service.
+The refunds go through the refund service's queue (:func:`billing_api.refunds.queued.
 queue_refund`): a Refund row reserves the money in the transaction that decides it, the
 ``send_queued_refunds`` job asks the gateway, and the ledger and the user's notice follow.
 """

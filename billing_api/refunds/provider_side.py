@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.ledger import service as ledger
 from billing_api.models import Payment, PaymentPurpose, Refund
-from billing_api.refunds import service
+from billing_api.refunds import queued, service
 from shared import clock, events, outbox
 from shared.money import Money
 
@@ -107,7 +107,7 @@ async def record_refund(session: AsyncSession, payment: Payment, event: events.R
             return await complete(session, payment, ours)
         # A refund billing queued but has not sent gives way: the provider has paid that much.
         over = payment.refunded_amount + amount - payment.amount
-        await service.shrink_queued_refunds(session, payment, over, "refunded at the provider")
+        await queued.shrink_queued_refunds(session, payment, over, "refunded at the provider")
         if payment.refunded_amount + amount > payment.amount:
             raise RefundBeyondPayment(
                 f"refund {event.refund_id} of {amount} would exceed payment {payment.id}"
@@ -213,7 +213,7 @@ async def record_dispute(
         raise PaymentNotCapturedYet(f"payment {payment.id} is {payment.status}")
     # The bank takes the money back: a refund billing queued but never sent would return it a
     # second time (and the provider refuses it now), so it is dropped and its reservation freed.
-    await service.drop_queued_refunds(session, payment, "the payment was disputed")
+    await queued.drop_queued_refunds(session, payment, "the payment was disputed")
     left = max(payment.amount - payment.refunded_amount, 0)
     asked = event.disputed_amount.amount if event.disputed_amount is not None else left
     amount = min(asked, left)

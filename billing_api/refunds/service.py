@@ -19,11 +19,10 @@ second one finds nothing left — a second refund, a cancel-now or an upgrade of
 subscription (whose waiting payment then holds the credit); ``refunded_amount`` reserves the
 money of pending refunds and the database refuses refunds above what was paid.
 
-Refunding an upgrade payment gives its plan-change credit back too: the same share of the
-credit as of the payment goes to the wallet (``credit_applied * refunded // amount``, rounded
-down). The payment the credit came from stays non-refundable: its unused part is that credit.
-Money of that payment refunded at the provider since (or disputed) has given the credit back
-already, so the wallet gets at most the credit less that money.
+Refunding an upgrade payment gives its plan-change credit back too
+(:mod:`billing_api.refunds.plan_credit`). Refunds billing decides on its own, without anyone
+asking, are queued and sent by a job (:mod:`billing_api.refunds.queued`); they complete or fail
+here like any other.
 """
 
 from __future__ import annotations
@@ -34,15 +33,12 @@ from datetime import datetime
 from uuid import UUID, uuid5
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements, locks
-from billing_api.activation import unused_renewals
-from billing_api.gateway import GatewayClient, GatewayRefused, GatewayUnavailable
+from billing_api.gateway import GatewayClient
 from billing_api.ledger import service as ledger
 from billing_api.models import (
-    LedgerEntry,
-    LedgerTransaction,
     Payment,
     PaymentPurpose,
     Plan,
@@ -52,7 +48,9 @@ from billing_api.models import (
     SubscriptionStatus,
 )
 from billing_api.payments import service as payments
-from billing_api.refunds import policy, retries
+
+# queued and this module call each other (see there), so it is imported as a module, not by name
+from billing_api.refunds import plan_credit, policy, queued
 from billing_api.refunds.policy import RefundQuote
 from billing_api.refunds.schemas import RefundOut, RefundQuoteOut
 from shared import clock, events, outbox
@@ -64,24 +62,14 @@ logger = logging.getLogger(__name__)
 PURCHASE_REFUND_WINDOW_MINUTES = 60
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
 # A refund billing decided on its own (a payment that came for something no longer sold) is
-# ``queued`` until a job has asked the gateway for it; then it is ``pending`` like any other.
-# One billing gave up on after too many tries (:mod:`billing_api.refunds.retries`) is
-# ``parked``: its reservation is freed, so staff can refund the payment by hand.
+# ``queued`` until a job has asked the gateway for it (:mod:`billing_api.refunds.queued`); then
+# it is ``pending`` like any other.
 IN_PROGRESS = ("queued", "pending")
-PARKED = "parked"
-# The queued refunds one pass of the job takes, the longest due first.
-BATCH = 100
 CANCELABLE_SUBSCRIPTION = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.GRACE,
     SubscriptionStatus.PENDING,
 )
-
-
-# The reason of the refund of a checkout attempt paid after another attempt had paid for the
-# same subscription or purchase (or after it ended): it delivered nothing, so taking it back,
-# by that refund, one made at the provider or a dispute, cancels nothing.
-PAID_FOR_NOTHING = "paid after another payment had paid for the same thing"
 
 
 class PaymentNotRefundable(Conflict):
@@ -139,7 +127,7 @@ async def quote_payment(
         return RefundQuote(0, f"payment is {payment.status}")
     if payment.method not in ("card", "wallet") or payment.amount == 0:
         return RefundQuote(0, "nothing was paid")
-    if await credited_to_upgrade(session, payment):
+    if await plan_credit.credited_to_upgrade(session, payment):
         return RefundQuote(0, "credited to a plan upgrade")
     terms = await payment_terms(session, payment)
     if terms is None:
@@ -260,7 +248,7 @@ async def refund_payment(
     took the credit) and is refused. A card refund the provider has not settled yet stays
     ``pending``; the ``refund.*`` consumer finishes it.
     """
-    payment = await _lock_payment(session, payment.id)
+    payment = await lock_payment(session, payment.id)
     quote = await quote_payment(session, payment, now=clock.now(), override_window=override_window)
     if quote.amount <= 0:
         raise PaymentNotRefundable(f"nothing to refund: {quote.rule}")
@@ -269,7 +257,7 @@ async def refund_payment(
             f"at most {quote.amount} {payment.currency} can be refunded now ({quote.rule})"
         )
     refund = Refund(
-        id=await _next_refund_id(session, payment),
+        id=await next_refund_id(session, payment),
         payment_id=payment.id,
         user_id=payment.user_id,
         amount=amount,
@@ -292,7 +280,7 @@ async def refund_payment(
     return refund
 
 
-async def _next_refund_id(session: AsyncSession, payment: Payment) -> UUID:
+async def next_refund_id(session: AsyncSession, payment: Payment) -> UUID:
     """The n-th refund of a payment has a fixed id (the gateway's idempotency key).
 
     A request retried after the gateway's answer was lost (our transaction rolled back, so the
@@ -312,15 +300,15 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
     """
     if refund.status == "succeeded":
         return False
-    payment = await _lock_payment(session, refund.payment_id)
-    refund = await _relock_refund(session, refund)
+    payment = await lock_payment(session, refund.payment_id)
+    refund = await relock_refund(session, refund)
     if refund.status == "succeeded":
         return False
-    if refund.status in ("failed", PARKED):  # the provider reported success after a failure
+    if refund.status in ("failed", queued.PARKED):  # the provider reported success after a failure
         logger.warning("refund succeeded after it had failed", extra={"refund_id": str(refund.id)})
         # The money left after all: a refund queued since (a retry of this one) would give it
         # back a second time.
-        await shrink_queued_refunds(
+        await queued.shrink_queued_refunds(
             session, payment, refund.amount, "an earlier refund succeeded after it had failed"
         )
         payment.refunded_amount += refund.amount
@@ -341,7 +329,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         currency=refund.currency,
         lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
     )
-    await _release_upgrade_credit(session, payment, refund)
+    await plan_credit.release(session, payment, refund)
     if payment.status in (*REFUNDABLE_STATUSES, "refunded"):
         payment.status = (
             "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
@@ -378,8 +366,8 @@ async def fail_refund(
     (:mod:`billing_api.refunds.retries`)."""
     if refund.status != "pending":
         return False
-    payment = await _lock_payment(session, refund.payment_id)
-    refund = await _relock_refund(session, refund)
+    payment = await lock_payment(session, refund.payment_id)
+    refund = await relock_refund(session, refund)
     if refund.status != "pending":
         return False
     refund.status = "failed"
@@ -389,7 +377,7 @@ async def fail_refund(
         extra={"refund_id": str(refund.id), "payment_id": str(payment.id), "reason": message},
     )
     if refund.billing_decided:
-        await _retry_failed(session, payment, refund, now or clock.now())
+        await queued.retry_failed(session, payment, refund, now or clock.now())
     return True
 
 
@@ -413,297 +401,6 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
         extra={"payment_id": str(payment.id), "user_id": str(payment.user_id), "reason": reason},
     )
     return True
-
-
-# --- refunds billing decides on its own --------------------------------------------------------
-
-
-async def queue_refund(
-    session: AsyncSession, payment: Payment, *, rule: str, reason: str
-) -> Refund | None:
-    """Give back everything of a payment that has just succeeded for something billing no
-    longer delivers (an upgrade paid after its subscription ended), through the normal refund
-    path: the money is reserved now and a job asks the gateway (:func:`send_queued_refunds`);
-    a wallet payment is refunded at once. The caller holds the locks of what the payment paid
-    for and of the payment."""
-    amount = payment.amount - payment.refunded_amount
-    if amount <= 0 or payment.method not in ("card", "wallet"):
-        return None
-    refund = Refund(
-        id=await _next_refund_id(session, payment),
-        payment_id=payment.id,
-        user_id=payment.user_id,
-        amount=amount,
-        currency=payment.currency,
-        status="queued" if payment.method == "card" else "pending",
-        rule=rule,
-        reason=reason,
-        billing_decided=True,
-    )
-    session.add(refund)
-    payment.refunded_amount += amount
-    await session.flush()
-    if payment.method != "card":
-        await complete_refund(session, refund)
-    logger.warning(
-        "payment refunded: what it paid for is no longer live",
-        extra={"payment_id": str(payment.id), "refund_id": str(refund.id), "rule": rule},
-    )
-    return refund
-
-
-async def send_queued_refunds(
-    sessions: async_sessionmaker[AsyncSession],
-    gateway: GatewayClient,
-    now: datetime,
-    *,
-    limit: int | None = None,
-) -> int:
-    """Ask the gateway for each queued refund whose next try is due, the longest due first,
-    each in its own transaction (billing's lock order); returns how many were sent.
-
-    One that is not sent — the gateway refuses it or cannot be reached, or sending fails
-    unexpectedly (logged with the refund id) — is rolled back and tried again after a growing
-    pause, then parked (:mod:`billing_api.refunds.retries`); the pass goes on with the others,
-    so refunds that cannot be sent never hold back the ones that can."""
-    due_at = sa.func.coalesce(Refund.next_attempt_at, Refund.created_at)
-    async with sessions() as session:
-        queued = list(
-            await session.scalars(
-                sa.select(Refund.id)
-                .where(
-                    Refund.status == "queued",
-                    sa.or_(Refund.next_attempt_at.is_(None), Refund.next_attempt_at <= now),
-                )
-                .order_by(due_at, Refund.id)
-                .limit(limit or BATCH)
-            )
-        )
-    sent = 0
-    for refund_id in queued:
-        try:
-            async with sessions() as session, session.begin():
-                sent += await _send_queued(session, gateway, refund_id, now)
-            continue
-        except GatewayRefused as exc:
-            logger.error("the gateway refused queued refund %s: %s", refund_id, exc)
-            reason = retries.REFUSED
-        except GatewayUnavailable as exc:
-            logger.warning("queued refund %s not sent: %s", refund_id, exc)
-            reason = retries.UNAVAILABLE
-        except Exception:
-            logger.exception(
-                "queued refund %s could not be sent", refund_id, extra={"refund_id": str(refund_id)}
-            )
-            reason = retries.ERROR
-        try:
-            await _try_later(sessions, refund_id, now, reason)
-        except Exception:
-            logger.exception(
-                "queued refund %s could not be backed off",
-                refund_id,
-                extra={"refund_id": str(refund_id)},
-            )
-    return sent
-
-
-async def _send_queued(
-    session: AsyncSession, gateway: GatewayClient, refund_id: UUID, now: datetime
-) -> bool:
-    found = await session.get(Refund, refund_id)
-    assert found is not None
-    await _lock_payment(session, found.payment_id)
-    refund = await _relock_refund(session, found)
-    if refund.status != "queued":  # another worker sent it meanwhile
-        return False
-    refund.status = "pending"
-    answer = await gateway.create_refund(refund.id, refund.payment_id, refund.amount, refund.reason)
-    if answer.status == "succeeded":
-        await complete_refund(session, refund)
-    elif answer.status == "failed":
-        await fail_refund(session, refund, answer.failure_message, now=now)
-    return True
-
-
-async def _try_later(
-    sessions: async_sessionmaker[AsyncSession], refund_id: UUID, now: datetime, reason: str
-) -> None:
-    """A queued refund that was not sent waits before its next try, or is parked."""
-    async with sessions() as session, session.begin():
-        found = await session.get(Refund, refund_id)
-        if found is None:
-            return
-        payment = await _lock_payment(session, found.payment_id)
-        refund = await _relock_refund(session, found)
-        if refund.status != "queued":
-            return
-        refund.attempts += 1
-        retries.RETRIED.labels(reason).inc()
-        if retries.parks(refund.attempts):
-            _park(payment, refund, reason)
-        else:
-            refund.next_attempt_at = now + retries.pause(refund.attempts)
-
-
-async def _retry_failed(
-    session: AsyncSession, payment: Payment, failed: Refund, now: datetime
-) -> None:
-    """A refund billing decided on its own failed at the provider: the money is still owed,
-    so a new refund of it is queued after a pause (or the failed one is parked). Nothing is
-    owed any more if the money went back another way meanwhile (refunded at the provider,
-    disputed). The caller holds the locks of what the payment paid for, of the payment and
-    of ``failed``."""
-    retries.RETRIED.labels(retries.FAILED).inc()
-    amount = min(failed.amount, payment.amount - payment.refunded_amount)
-    if payment.status == "disputed" or amount <= 0:
-        return
-    attempts = failed.attempts + 1
-    if retries.parks(attempts):
-        failed.attempts = attempts
-        failed.status = PARKED
-        retries.PARKED.labels(retries.FAILED).inc()
-        logger.error(
-            "refund %s parked after %d tries (last: the provider failed it)",
-            failed.id,
-            attempts,
-            extra={"refund_id": str(failed.id), "payment_id": str(payment.id)},
-        )
-        return
-    retry = Refund(
-        id=await _next_refund_id(session, payment),
-        payment_id=payment.id,
-        user_id=payment.user_id,
-        amount=amount,
-        currency=payment.currency,
-        status="queued",
-        rule=failed.rule,
-        reason=failed.reason,
-        billing_decided=True,
-        attempts=attempts,
-        next_attempt_at=now + retries.pause(attempts),
-        retry_of=failed.id,
-    )
-    session.add(retry)
-    payment.refunded_amount += amount
-    await session.flush()
-    logger.warning(
-        "refund failed at the provider; queued again",
-        extra={"refund_id": str(retry.id), "retry_of": str(failed.id), "attempts": attempts},
-    )
-
-
-def _park(payment: Payment, refund: Refund, reason: str) -> None:
-    """Billing stops trying ``refund``: its reservation is freed so staff can refund the
-    payment by hand (the parked refund was never sent, or its send is not known to have
-    reached the gateway: if it did, its success later finishes it like a failed one's)."""
-    refund.status = PARKED
-    refund.next_attempt_at = None
-    payment.refunded_amount -= refund.amount
-    retries.PARKED.labels(reason).inc()
-    logger.error(
-        "queued refund %s parked after %d tries (last: %s)",
-        refund.id,
-        refund.attempts,
-        reason,
-        extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
-    )
-
-
-async def drop_queued_refunds(session: AsyncSession, payment: Payment, why: str) -> None:
-    """Queued refunds of ``payment`` the gateway was never asked for are dropped (``failed``),
-    their reservation freed. The caller holds the locks of what the payment paid for and of the
-    payment; the refunds come next in billing's lock order."""
-    await shrink_queued_refunds(session, payment, payment.amount, why)
-
-
-async def shrink_queued_refunds(session: AsyncSession, payment: Payment, by: int, why: str) -> None:
-    """``by`` of ``payment`` went back another way (refunded at the provider, disputed): it
-    comes off the refunds billing queued and has not sent yet, newest first, and one left
-    with nothing is dropped (``failed``). Their reservation shrinks with them. The caller
-    holds the locks of what the payment paid for and of the payment."""
-    queued = await session.scalars(
-        sa.select(Refund)
-        .where(Refund.payment_id == payment.id, Refund.status == "queued")
-        .order_by(Refund.created_at.desc(), Refund.id.desc())
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    for refund in queued.all():
-        if by <= 0:
-            break
-        taken = min(by, refund.amount)
-        by -= taken
-        payment.refunded_amount -= taken
-        if taken == refund.amount:
-            refund.status = "failed"
-        else:
-            refund.amount -= taken
-        logger.warning(
-            "queued refund reduced by %d: %s",
-            taken,
-            why,
-            extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
-        )
-    await session.flush()
-
-
-async def _release_upgrade_credit(session: AsyncSession, payment: Payment, refund: Refund) -> None:
-    """Refunding (part of) an upgrade payment gives the same share of its plan-change credit
-    back, into the wallet: the credited payment's unused part is not lost with the upgrade.
-
-    Only for an upgrade that took effect (the period it paid for is the subscription's): one
-    paid after its subscription ended never moved the credited period's days, which ran out as
-    they were."""
-    credit = upgrade_credit(payment)
-    if credit <= 0 or payment.amount <= 0 or payment.subscription_id is None:
-        return
-    subscription = await session.get(Subscription, payment.subscription_id)
-    if subscription is None or subscription.latest_payment_id != payment.id:
-        return
-    source = payment.quote.get("credit_payment_id")
-    credited = await session.get(Payment, UUID(source), populate_existing=True) if source else None
-    if credited is not None and credited.status == "disputed":
-        return  # that money is going back through the dispute already
-    released = credit * refund.amount // payment.amount
-    if credited is not None:
-        # What of the credited payment went back another way since (refunded at the provider:
-        # billing refuses to refund it once credited) was that credit already.
-        unreturned = credit - credited.refunded_amount - await _credit_released(session, payment)
-        released = min(released, unreturned)
-    if released <= 0:
-        return
-    await ledger.post(
-        session,
-        kind="plan_credit_released",
-        reference=str(refund.id),
-        user_id=payment.user_id,
-        description=f"Refund: plan-change credit of {payment.description}",
-        currency=payment.currency,
-        lines=ledger.transfer(ledger.REFUNDS, ledger.wallet_account(payment.user_id), released),
-    )
-
-
-async def _credit_released(session: AsyncSession, upgrade: Payment) -> int:
-    """How much of ``upgrade``'s credit its earlier refunds gave back to the wallet."""
-    released = await session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(
-            LedgerTransaction.kind == "plan_credit_released",
-            LedgerTransaction.reference.in_(
-                sa.select(sa.cast(Refund.id, sa.String)).where(Refund.payment_id == upgrade.id)
-            ),
-            LedgerEntry.side == "credit",
-        )
-    )
-    return int(released or 0)
-
-
-def upgrade_credit(payment: Payment) -> int:
-    """The plan-change credit an upgrade payment used (0 for any other payment)."""
-    if payment.purpose != PaymentPurpose.UPGRADE:
-        return 0
-    return int(payment.quote.get("credit_applied", 0))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -737,81 +434,24 @@ async def _revoke(
         never_ran = (
             payment.purpose == PaymentPurpose.RENEWAL
             and subscription.latest_payment_id != payment.id
-        ) or await paid_for_nothing(session, payment)
+        ) or await queued.paid_for_nothing(session, payment)
         if subscription.status in CANCELABLE_SUBSCRIPTION and not never_ran:
             subscription.status = SubscriptionStatus.CANCELED
             subscription.canceled_at = now
             subscription.auto_renew = False
             revoked.subscription = subscription
-            await _refund_renewals_cut_off(session, subscription, payment, now, refund_started_at)
+            await queued.refund_renewals_cut_off(
+                session, subscription, payment, now, refund_started_at
+            )
     if payment.purchase_id is not None:
         purchase = await session.get(
             Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
         )
         assert purchase is not None
         revoked.locale = purchase.locale
-        if purchase.status == "completed" and not await paid_for_nothing(session, payment):
+        if purchase.status == "completed" and not await queued.paid_for_nothing(session, payment):
             purchase.status = purchase_status
     return revoked
-
-
-async def _refund_renewals_cut_off(
-    session: AsyncSession,
-    subscription: Subscription,
-    cause: Payment,
-    now: datetime,
-    refund_started_at: datetime | None,
-) -> None:
-    """A refund (or dispute) of ``cause`` has just ended the subscription: renewals paid for a
-    period it will now not run are refunded in full, like a renewal settled after a cancel
-    (:mod:`billing_api.activation.unused_renewals`). Those are a renewal that succeeded while
-    this refund waited for the provider (the subscription was being refunded when it was
-    charged) and one charged ahead whose period has not begun.
-
-    Their payment rows are locked after the refund's: the subscription's lock, held since the
-    start, already serialises every path that locks its payments."""
-    cut_off = []
-    if refund_started_at is not None:
-        cut_off.append(Payment.paid_at >= refund_started_at)
-    start = subscription.current_period_start
-    if subscription.latest_payment_id is not None and start is not None and start > now:
-        cut_off.append(Payment.id == subscription.latest_payment_id)
-    if not cut_off:
-        return
-    renewals = await session.scalars(
-        sa.select(Payment)
-        .where(
-            Payment.subscription_id == subscription.id,
-            Payment.purpose == PaymentPurpose.RENEWAL,
-            Payment.id != cause.id,
-            # Only renewals after the refunded payment: those before it paid for periods that
-            # already ran (or for the one being refunded), and stay as they are.
-            Payment.paid_at > cause.paid_at,
-            Payment.status.in_(REFUNDABLE_STATUSES),
-            sa.or_(*cut_off),
-        )
-        .order_by(Payment.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    for renewal in renewals.all():
-        await queue_refund(
-            session,
-            renewal,
-            rule=f"full refund: renewal not used ({unused_renewals.AFTER_CANCEL})",
-            reason=unused_renewals.AFTER_CANCEL,
-        )
-
-
-async def paid_for_nothing(session: AsyncSession, payment: Payment) -> bool:
-    """Whether billing refunded ``payment`` as one that delivered nothing (its reason is
-    :data:`PAID_FOR_NOTHING`)."""
-    found = await session.scalar(
-        sa.select(Refund.id)
-        .where(Refund.payment_id == payment.id, Refund.reason == PAID_FOR_NOTHING)
-        .limit(1)
-    )
-    return found is not None
 
 
 async def _announce_cancel(
@@ -837,7 +477,7 @@ async def _announce_cancel(
     )
 
 
-async def _lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
+async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
     """What the payment paid for and then the payment row, locked and re-read (another
     transaction may have just changed them)."""
     payment = await locks.lock_payment(session, payment_id)
@@ -846,7 +486,7 @@ async def _lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
     return payment
 
 
-async def _relock_refund(session: AsyncSession, refund: Refund) -> Refund:
+async def relock_refund(session: AsyncSession, refund: Refund) -> Refund:
     """The refund row, locked and re-read after its payment's locks (the order's third)."""
     found = await session.get(Refund, refund.id, with_for_update=True, populate_existing=True)
     assert found is not None
@@ -857,30 +497,8 @@ async def _own_payment(
     session: AsyncSession, user_id: UUID, payment_id: UUID, *, lock: bool
 ) -> Payment:
     payment = (
-        await _lock_payment(session, payment_id) if lock else await session.get(Payment, payment_id)
+        await lock_payment(session, payment_id) if lock else await session.get(Payment, payment_id)
     )
     if payment is None or payment.user_id != user_id:
         raise payments.PaymentNotFound(f"payment {payment_id} not found")
     return payment
-
-
-async def credited_to_upgrade(session: AsyncSession, payment: Payment) -> bool:
-    """Whether the unused part of ``payment`` was credited to a later upgrade, paid or still
-    waiting for payment (the credit is held until that checkout is paid or expires), so the
-    same money is never both refunded and credited."""
-    if payment.subscription_id is None or payment.paid_at is None:
-        return False
-    found = await session.scalar(
-        sa.select(Payment.id)
-        .where(
-            Payment.subscription_id == payment.subscription_id,
-            Payment.purpose == PaymentPurpose.UPGRADE,
-            Payment.status.in_(
-                ("pending", "succeeded", "partially_refunded", "refunded", "disputed")
-            ),
-            Payment.created_at >= payment.paid_at,
-            Payment.id != payment.id,
-        )
-        .limit(1)
-    )
-    return found is not None

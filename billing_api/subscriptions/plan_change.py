@@ -13,7 +13,7 @@ Rules (DESIGN section 3, "Plan change"):
   A new period starts at the payment. If the credit is larger than the price, nothing is
   charged and the rest goes to the wallet. The payment that was credited can no longer be
   refunded (its money moved to the new period); refunding the upgrade gives the credit back to
-  the wallet (:mod:`billing_api.refunds.service`).
+  the wallet (:mod:`billing_api.refunds.plan_credit`).
 * **Downgrade** (the same price per day or less): nothing is charged now; the plan is switched
   at the period end by the renewal, which charges the new plan's price.
 * Asking for the current plan while a downgrade is scheduled takes the downgrade back.
@@ -50,6 +50,7 @@ from billing_api.models import (
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
 from billing_api.pricing.inputs import price_plan
+from billing_api.refunds import plan_credit
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions import service as subscriptions
 from shared import clock
@@ -221,7 +222,7 @@ async def _credit_for_current_period(
     paid = await session.get(Payment, subscription.latest_payment_id)
     if paid is None or paid.status not in ("succeeded", "partially_refunded"):
         return 0, None
-    value = paid.amount + refunds.upgrade_credit(paid) - paid.refunded_amount
+    value = paid.amount + plan_credit.upgrade_credit(paid) - paid.refunded_amount
     credit = unused_credit(
         value,
         start=start,

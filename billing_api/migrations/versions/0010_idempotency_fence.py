@@ -1,7 +1,7 @@
 """idempotency keys: each claim has an owner, fenced in the request's own transaction
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 19:30:00
 
 ``owner`` identifies one claim of a key (a takeover sets a new one); a request's transaction
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,4 +1,4 @@
-"""idempotency keys: taken over only when the first request is gone
+"""payments: a card checkout remembers whether it saves the card
 
 Revision ID: 0009
 Revises: 0008
@@ -6,8 +6,7 @@ Create Date: 2026-12-06 17:30:00
 
 A card checkout's payment is committed before the gateway is asked to open it, so the payment
 keeps what the gateway is to be asked: whether the checkout saves the card. A retry, a second
-checkout or reconciliation opens the same checkout from the row alone. (The idempotency keys
-themselves need no column: a running request holds a PostgreSQL advisory lock on its key.)
+checkout or reconciliation opens the same checkout from the row alone.
 """
 
 from collections.abc import Sequence

@@ -10,8 +10,8 @@ when the ``send_queued_refunds`` job may try again. ``retry_of``: the failed ref
 replaces. After too many tries the refund is ``parked`` for staff. The partial index holds
 exactly the refunds the job may take, ordered by when each is due.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 19:45:00
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

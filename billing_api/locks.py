@@ -29,9 +29,12 @@ async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
     if payment.subscription_id is not None:
         await lock_subscription(session, payment.subscription_id)
     if payment.purchase_id is not None:
-        await session.get(
-            Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
-        )
+        await lock_purchase(session, payment.purchase_id)
+
+
+async def lock_purchase(session: AsyncSession, purchase_id: UUID) -> Purchase | None:
+    """The purchase row, locked and re-read."""
+    return await session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
 
 
 async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:

@@ -34,7 +34,6 @@ from shared.money import Money
 logger = logging.getLogger(__name__)
 
 CLOSED = ("succeeded", "refunded", "partially_refunded", "disputed")
-LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
 
 
 async def complete_payment(
@@ -156,7 +155,7 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
     assert payment.subscription_id is not None and payment.plan_id is not None
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
-    if subscription.status not in LIVE:
+    if subscription.status not in unused_renewals.LIVE:
         await queued_refunds.queue_refund(
             session,
             payment,
@@ -336,9 +335,7 @@ async def _renewal_failed(
 
 async def _complete_purchase(session: AsyncSession, payment: Payment, now: datetime) -> None:
     assert payment.purchase_id is not None
-    purchase = await session.get(
-        Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
-    )
+    purchase = await locks.lock_purchase(session, payment.purchase_id)
     assert purchase is not None
     if purchase.status not in ("pending", "abandoned"):  # another attempt paid for it
         await queued_refunds.queue_refund(

@@ -42,7 +42,6 @@ from billing_api.models import (
     Payment,
     PaymentPurpose,
     Plan,
-    Purchase,
     Refund,
     Subscription,
     SubscriptionStatus,
@@ -424,9 +423,7 @@ async def _revoke(
 ) -> Revoked:
     revoked = Revoked()
     if payment.subscription_id is not None:
-        subscription = await session.get(
-            Subscription, payment.subscription_id, with_for_update=True, populate_existing=True
-        )
+        subscription = await locks.lock_subscription(session, payment.subscription_id)
         assert subscription is not None
         revoked.locale = subscription.locale
         # A renewal the subscription never ran on (refunded as unused, see
@@ -444,9 +441,7 @@ async def _revoke(
                 session, subscription, payment, now, refund_started_at
             )
     if payment.purchase_id is not None:
-        purchase = await session.get(
-            Purchase, payment.purchase_id, with_for_update=True, populate_existing=True
-        )
+        purchase = await locks.lock_purchase(session, payment.purchase_id)
         assert purchase is not None
         revoked.locale = purchase.locale
         if purchase.status == "completed" and not await queued.paid_for_nothing(session, payment):

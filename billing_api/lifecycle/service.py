@@ -320,6 +320,9 @@ async def _open_unopened(ctx: JobContext, payment_id: UUID) -> None:
         await checkout.open_committed(ctx.sessions, ctx.gateway, ctx.settings, payment_id)
     except GatewayUnavailable as exc:
         logger.warning("reconciliation could not open the checkout of %s: %s", payment_id, exc)
+    except GatewayRefused:
+        # Expected: open_committed has already expired the payment (promo code released).
+        logger.info("the gateway refused to open the checkout of %s: it expired", payment_id)
 
 
 async def _ask_later(ctx: JobContext, payment_id: UUID, reason: str) -> None:

@@ -88,7 +88,7 @@ def _disputed_amount(payment: Payment, snapshot: ProviderPayment) -> int:
     left = max(payment.amount - payment.refunded_amount, 0)
     if snapshot.dispute_amount is None:
         return left
-    return min(max(snapshot.dispute_amount, 0), payment.amount)
+    return min(max(snapshot.dispute_amount, 0), left)
 
 
 async def _succeed(session: AsyncSession, payment: Payment, snapshot: ProviderPayment) -> None:

@@ -159,11 +159,12 @@ def _ensure_same(payment: Payment, request: PaymentIn) -> None:
 async def _customer_ref(session: AsyncSession, provider: str, user_id: UUID) -> str | None:
     """The user's customer at the provider, or None when this payment is to create it.
 
-    A user's first checkouts can arrive together (six films bought at once). Without a lock each
-    would create its own customer at the provider and all but one insert would fail; a card
-    saved under one customer could then not be charged under another. So a user without a
-    customer takes a per-(provider, user) lock held to the end of this transaction, then reads
-    again: the first creates the customer, the others wait for its commit and reuse it.
+    A user's first checkouts can arrive together (six films bought at once). Without a lock
+    each would ask the provider for the user's customer at the same moment (Stripe refuses
+    concurrent requests under one idempotency key) and all but one insert of it would fail. So
+    a user without a customer takes a per-(provider, user) lock held to the end of this
+    transaction, then reads again: the first creates the customer, the others wait for its
+    commit and reuse it. Only a user's very first checkouts wait for each other.
     """
     query = sa.select(ProviderCustomer.customer_ref).where(
         ProviderCustomer.provider == provider, ProviderCustomer.user_id == user_id

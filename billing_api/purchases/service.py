@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.catalog.service import MovieNotFound
 from billing_api.deps import Customer
 from billing_api.models import Movie, Payment, Purchase
+from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
 from shared.errors import Conflict
@@ -52,8 +53,26 @@ async def buy(
         raise MovieNotForSale(
             f"{movie.title!r} cannot be {'bought' if request.kind == 'buy' else 'rented'}"
         )
-    purchase_id = await session.scalar(
-        insert(Purchase)
+
+    async def order(purchase: Purchase) -> payments.Order:
+        return payments.Order(
+            purpose="purchase",
+            description=(
+                f"{movie.title} (rent, {movie.rent_hours} h)"
+                if request.kind == "rent"
+                else f"{movie.title} (buy)"
+            ),
+            amount=price,
+            base_amount=price,
+            currency=movie.currency,
+            purchase_id=purchase.id,
+        )
+
+    return await pending.start_or_reuse(
+        session,
+        customer,
+        Purchase,
+        insert=insert(Purchase)
         .values(
             id=uuid4(),
             user_id=customer.id,
@@ -68,50 +87,16 @@ async def buy(
             # PostgreSQL plans the prepared statement generically (after five runs).
             index_where=sa.text("status = 'pending'"),
         )
-        .returning(Purchase.id)
-    )
-    if purchase_id is None:
-        pending = await session.scalar(
-            sa.select(Purchase)
-            .where(
-                Purchase.user_id == customer.id,
-                Purchase.movie_id == movie.id,
-                Purchase.kind == request.kind,
-                Purchase.status == "pending",
-            )
-            .with_for_update()
-        )
-        if pending is None:
-            return await buy(session, customer, request)
-        latest = await session.get(Payment, pending.latest_payment_id)
-        if latest is not None and latest.status == "pending":
-            return pending, False
-        purchase = pending
-    else:
-        found = await session.get(Purchase, purchase_id)
-        assert found is not None
-        purchase = found
-    payment = await payments.start_payment(
-        session,
-        customer,
-        payments.Order(
-            purpose="purchase",
-            description=(
-                f"{movie.title} (rent, {movie.rent_hours} h)"
-                if request.kind == "rent"
-                else f"{movie.title} (buy)"
-            ),
-            amount=price,
-            base_amount=price,
-            currency=movie.currency,
-            purchase_id=purchase.id,
+        .returning(Purchase.id),
+        pending=sa.select(Purchase).where(
+            Purchase.user_id == customer.id,
+            Purchase.movie_id == movie.id,
+            Purchase.kind == request.kind,
+            Purchase.status == "pending",
         ),
+        order=order,
         method=request.payment_method,
     )
-    if purchase.status == "pending":
-        purchase.latest_payment_id = payment.id
-    await session.flush()
-    return purchase, True
 
 
 async def list_purchases(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -14,8 +15,9 @@ from billing_api.config import BillingSettings
 from billing_api.deps import Customer
 from billing_api.gateway import GatewayClient
 from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
+from billing_api.payments import pending
 from billing_api.payments import service as payments
-from billing_api.pricing.inputs import price_plan
+from billing_api.pricing.inputs import Priced, price_plan
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions.schemas import SubscriptionIn, SubscriptionOut
 from shared import clock, events, outbox
@@ -55,15 +57,32 @@ async def subscribe(
     """Check out a plan; returns ``(subscription, created)``.
 
     While a checkout for the same plan is pending, the pending subscription is returned (with
-    the same payment, so the same checkout) instead of charging again. Concurrent requests meet
-    on the database's one-pending-per-user-and-plan index: one inserts, the others wait and then
-    find it. A card payment is left for the route to open at the gateway after the commit.
+    the same payment, so the same checkout) instead of charging again
+    (:func:`billing_api.payments.pending.start_or_reuse`). A card payment is left for the route
+    to open at the gateway after the commit.
     """
     plan = await catalog.load_plan(session, request.plan_id)
-    if request.trial:
-        await _check_trial(session, plan, customer.id, request)
-    subscription_id = await session.scalar(
-        insert(Subscription)
+
+    async def check() -> None:
+        if request.trial:
+            await _check_trial(session, plan, customer.id, request)
+
+    async def order(subscription: Subscription) -> payments.Order:
+        priced = await price_plan(
+            session,
+            plan,
+            request.months,
+            user_id=customer.id,
+            promo_code=request.promo_code,
+            max_total_percent=settings.max_total_discount_percent,
+        )
+        return plan_order(plan, request, priced, subscription)
+
+    return await pending.start_or_reuse(
+        session,
+        customer,
+        Subscription,
+        insert=insert(Subscription)
         .values(
             id=uuid4(),
             user_id=customer.id,
@@ -77,74 +96,51 @@ async def subscribe(
         )
         # Meets the one-pending-checkout index (and, for a racing trial, the one-trial index).
         .on_conflict_do_nothing()
-        .returning(Subscription.id)
+        .returning(Subscription.id),
+        pending=sa.select(Subscription).where(
+            Subscription.user_id == customer.id,
+            Subscription.plan_id == plan.id,
+            Subscription.status == SubscriptionStatus.PENDING,
+        ),
+        order=order,
+        method=request.payment_method,
+        check=check,
     )
-    if subscription_id is None:
-        pending = await session.scalar(
-            sa.select(Subscription)
-            .where(
-                Subscription.user_id == customer.id,
-                Subscription.plan_id == plan.id,
-                Subscription.status == SubscriptionStatus.PENDING,
-            )
-            .with_for_update()
-        )
-        if pending is not None:
-            latest = await session.get(Payment, pending.latest_payment_id)
-            if latest is not None and latest.status == "pending":
-                return pending, False
-            # The last attempt failed or expired: the same subscription gets a new payment.
-            subscription = pending
-        else:  # it stopped being pending in between; try again as a new checkout
-            return await subscribe(session, settings, customer, request)
-    else:
-        found = await session.get(Subscription, subscription_id)
-        assert found is not None
-        subscription = found
 
-    # Priced only for a new payment: a retry of a checkout whose payment is still waiting must
-    # not be refused for the promo code that payment holds.
-    priced = await price_plan(
-        session,
-        plan,
-        request.months,
-        user_id=customer.id,
-        promo_code=request.promo_code,
-        max_total_percent=settings.max_total_discount_percent,
-    )
+
+def plan_order(
+    plan: Plan, request: SubscriptionIn, priced: Priced, subscription: Subscription
+) -> payments.Order:
+    """What the checkout of ``subscription`` charges: the priced plan, or for a trial nothing
+    (its checkout only saves the card for the first charge at the trial's end)."""
     quote = priced.quote
-    if subscription.trial:
-        order = payments.Order(
-            purpose="trial",
-            description=f"{plan.name}: {plan.trial_days}-day free trial",
-            amount=0,
-            base_amount=0,
-            currency=quote.currency,
-            months=request.months,
-            subscription_id=subscription.id,
-            plan_id=plan.id,
-            save_payment_method=True,
-        )
-    else:
-        order = payments.Order(
-            purpose="subscription",
-            description=describe(plan, request.months),
-            amount=quote.total,
-            base_amount=quote.base_amount,
-            currency=quote.currency,
-            discount_amount=quote.discount_amount,
-            quote=quote.to_json(),
-            promo_code_id=priced.promo_code_id,
-            months=request.months,
-            subscription_id=subscription.id,
-            plan_id=plan.id,
-            save_payment_method=request.auto_renew,
-        )
-    payment = await payments.start_payment(session, customer, order, method=request.payment_method)
-    if subscription.status == SubscriptionStatus.PENDING:
-        subscription.latest_payment_id = payment.id
-    await session.flush()
-    return subscription, True
+    paid = payments.Order(
+        purpose="subscription",
+        description=describe(plan, request.months),
+        amount=quote.total,
+        base_amount=quote.base_amount,
+        currency=quote.currency,
+        discount_amount=quote.discount_amount,
+        quote=quote.to_json(),
+        promo_code_id=priced.promo_code_id,
+        months=request.months,
+        subscription_id=subscription.id,
+        plan_id=plan.id,
+        save_payment_method=request.auto_renew,
+    )
+    if not subscription.trial:
+        return paid
+    return replace(
+        paid,
+        purpose="trial",
+        description=f"{plan.name}: {plan.trial_days}-day free trial",
+        amount=0,
+        base_amount=0,
+        discount_amount=0,
+        quote=None,
+        promo_code_id=None,
+        save_payment_method=True,
+    )
 
 
 class TrialNotOffered(UnprocessableEntity):

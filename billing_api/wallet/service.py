@@ -13,6 +13,7 @@ from billing_api.config import BillingSettings
 from billing_api.deps import Customer
 from billing_api.ledger import service as ledger
 from billing_api.models import LedgerEntry, LedgerTransaction, Payment
+from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.wallet.schemas import StatementEntry, StatementLine, TopUpIn, WalletOut
 from shared.money import Money, format_minor_units
@@ -66,23 +67,7 @@ async def top_up(
     503) is handed out again instead of a new one: retrying never leaves two top-ups to pay.
     """
     currency = request.currency or settings.default_currency
-    unopened = await session.scalar(
-        sa.select(Payment)
-        .where(
-            Payment.user_id == customer.id,
-            Payment.purpose == "top_up",
-            Payment.method == "card",
-            Payment.status == "pending",
-            Payment.checkout_url.is_(None),
-            Payment.amount == request.amount,
-            Payment.currency == currency,
-        )
-        .order_by(Payment.created_at)
-        .limit(1)
-    )
-    if unopened is not None:
-        return unopened
-    return await payments.start_payment(
+    return await pending.start_or_reuse_unopened(
         session,
         customer,
         payments.Order(
@@ -92,7 +77,6 @@ async def top_up(
             base_amount=request.amount,
             currency=currency,
         ),
-        method="card",
     )
 
 

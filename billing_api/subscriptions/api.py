@@ -7,7 +7,6 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.payments import service as payments
 from billing_api.payments.checkout import CheckoutsDep
 from billing_api.subscriptions import plan_change, service
 from billing_api.subscriptions.schemas import (
@@ -17,7 +16,6 @@ from billing_api.subscriptions.schemas import (
     SubscriptionIn,
     SubscriptionOut,
 )
-from shared.money import Money
 from shared.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
@@ -113,19 +111,5 @@ async def change_plan(
         body.plan_id,
         payment_method=body.payment_method,
     )
-    await checkouts.open(change.payment.id if change.payment is not None else None)
-    subscription = change.subscription
-    payment = change.payment
-    if change.kind == "upgrade":
-        effective_at = payment.paid_at if payment is not None else None
-    elif change.kind == "downgrade":
-        effective_at = subscription.current_period_end
-    else:
-        effective_at = None
-    return PlanChangeOut(
-        change=change.kind,
-        subscription=await service.subscription_out(session, subscription),
-        payment=payments.brief(payment),
-        credit=Money(amount=change.credit, currency=change.currency),
-        effective_at=effective_at,
-    )
+    await checkouts.open(change.payment_id)
+    return await plan_change.plan_change_out(session, change)

@@ -53,9 +53,10 @@ from billing_api.pricing.inputs import price_plan
 from billing_api.refunds import plan_credit
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions import service as subscriptions
+from billing_api.subscriptions.schemas import PlanChangeOut
 from shared import clock
 from shared.errors import Conflict
-from shared.money import prorata_floor
+from shared.money import Money, prorata_floor
 
 MONTH_DAYS = 30  # a monthly plan's length when prices per day are compared
 
@@ -108,6 +109,30 @@ class PlanChange:
     payment: Payment | None = None
     credit: int = 0
     currency: str = ""
+
+    @property
+    def payment_id(self) -> UUID | None:
+        """The upgrade's payment, for the route to open its checkout."""
+        return self.payment.id if self.payment is not None else None
+
+    @property
+    def effective_at(self) -> datetime | None:
+        """When the new plan starts: an upgrade once paid, a downgrade at the period end."""
+        if self.kind == "upgrade":
+            return self.payment.paid_at if self.payment is not None else None
+        if self.kind == "downgrade":
+            return self.subscription.current_period_end
+        return None
+
+
+async def plan_change_out(session: AsyncSession, change: PlanChange) -> PlanChangeOut:
+    return PlanChangeOut(
+        change=change.kind,
+        subscription=await subscriptions.subscription_out(session, change.subscription),
+        payment=payments.brief(change.payment),
+        credit=Money(amount=change.credit, currency=change.currency),
+        effective_at=change.effective_at,
+    )
 
 
 async def change_plan(

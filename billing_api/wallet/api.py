@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, status
 from pydantic import AfterValidator, BeforeValidator
 
 from billing_api.deps import CustomerDep, SessionDep, SettingsDep
-from billing_api.payments import service as payments
 from billing_api.payments.checkout import CheckoutsDep
 from billing_api.wallet import service
 from billing_api.wallet.schemas import StatementEntry, TopUpIn, TopUpOut, WalletOut
@@ -63,9 +62,7 @@ async def top_up(
     """Top up the wallet by card; the balance grows when the payment succeeds."""
     payment = await service.top_up(session, settings, customer, body)
     await checkouts.open(payment.id)
-    brief = payments.brief(payment)
-    assert brief is not None
-    return TopUpOut(payment=brief)
+    return service.top_up_out(payment)
 
 
 @router.get("/statement", response_model=Page[StatementEntry])

@@ -15,7 +15,13 @@ from billing_api.ledger import service as ledger
 from billing_api.models import LedgerEntry, LedgerTransaction, Payment
 from billing_api.payments import pending
 from billing_api.payments import service as payments
-from billing_api.wallet.schemas import StatementEntry, StatementLine, TopUpIn, WalletOut
+from billing_api.wallet.schemas import (
+    StatementEntry,
+    StatementLine,
+    TopUpIn,
+    TopUpOut,
+    WalletOut,
+)
 from shared.money import Money, format_minor_units
 from shared.pagination import newest_first, page_of
 
@@ -78,6 +84,12 @@ async def top_up(
             currency=currency,
         ),
     )
+
+
+def top_up_out(payment: Payment) -> TopUpOut:
+    brief = payments.brief(payment)
+    assert brief is not None
+    return TopUpOut(payment=brief)
 
 
 async def statement(

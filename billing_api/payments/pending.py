@@ -73,7 +73,7 @@ async def start_or_reuse(
             return row, False
         # The last attempt failed or expired: the same row gets a new payment.
     payment = await payments.start_payment(session, customer, await order(row), method=method)
-    if row.status == "pending":  # a wallet or free payment completed it already
+    if row.status == "pending":  # unless a wallet or free payment completed it already
         row.latest_payment_id = payment.id
     await session.flush()
     return row, True

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from billing_api.admin import api as admin_api
-from billing_api.admin.audit import router as admin_audit_router
-from billing_api.admin.customers_api import router as admin_customers_router
-from billing_api.admin.movies import router as admin_movies_router
-from billing_api.admin.ui import AdminUISettings, mount_admin_ui
+from billing_api.admin.api import routers as admin_routers
+from billing_api.admin.ui.app import mount_admin_ui
 from billing_api.catalog.api import router as catalog_router
-from billing_api.config import SCHEMA, SERVICE, BillingSettings
+from billing_api.config import SCHEMA, SERVICE, AdminUISettings, BillingSettings
 from billing_api.gateway import GatewayClient
 from billing_api.idempotency import IdempotencyMiddleware
 from billing_api.payments.api import pages as checkout_pages
@@ -55,11 +52,7 @@ def create_app(
             refunds_router,
             wallet_router,
             checkout_pages,
-            admin_movies_router,
-            admin_api.plans,
-            admin_api.discounts_router,
-            admin_customers_router,
-            admin_audit_router,
+            *admin_routers,
         ],
         on_startup=start,
         middleware=[IdempotencyMiddleware],

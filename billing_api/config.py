@@ -1,12 +1,13 @@
-"""billing_api settings (environment prefix ``BILLING_``)."""
+"""billing_api settings (environment prefix ``BILLING_``; the admin UI's ``BILLING_ADMIN_``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import production
 from shared.money import Currency
 from shared.settings import ServiceSettings
 
@@ -44,8 +45,6 @@ class BillingSettings(ServiceSettings):
     def production_problems(self) -> list[str]:
         # The admin UI's settings have their own prefix; every billing process checks them, so a
         # deployment cannot start any of them while the UI's cookie secret is the repository's.
-        from billing_api.admin.ui import AdminUISettings
-
         return AdminUISettings().production_problems()
 
     @property
@@ -53,6 +52,32 @@ class BillingSettings(ServiceSettings):
         return tuple(
             parse_duration(part) for part in self.dunning_schedule.split(",") if part.strip()
         )
+
+
+class AdminUISettings(BaseSettings):
+    """The admin UI's login and session (environment prefix ``BILLING_ADMIN_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_ADMIN_", extra="ignore", frozen=True)
+
+    username: str | None = None
+    """Username of the built-in back-office login; unset: only admin JWTs log in."""
+    password: SecretStr | None = None
+    """Password of the built-in login (both must be set to enable it)."""
+    session_secret: SecretStr = SecretStr("dev-only-admin-session-secret-change-me-in-prod")
+    """Signs the UI's session cookie; set the same value on every replica."""
+    session_hours: int = 8
+    """How long a UI login lasts."""
+    secure_cookie: bool = False
+    """Send the session cookie over HTTPS only (turn on behind TLS)."""
+
+    def production_problems(self) -> list[str]:
+        """Outside development the cookie must be signed with a secret of this deployment."""
+        problem = production.secret_problem(
+            "BILLING_ADMIN_SESSION_SECRET",
+            self.session_secret,
+            development_value=type(self).model_fields["session_secret"].default,
+        )
+        return [] if problem is None else [problem]
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

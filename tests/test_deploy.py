@@ -241,7 +241,7 @@ class TestKubernetes:
         from pydantic_settings import BaseSettings
 
         from access_api.config import AccessSettings
-        from billing_api.admin.ui import AdminUISettings
+        from billing_api.config import AdminUISettings
         from notifier.config import NotifierSettings
         from payment_gateway.config import GatewaySettings
         from shared.auth import AuthSettings

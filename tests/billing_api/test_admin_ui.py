@@ -10,9 +10,8 @@ from uuid import UUID, uuid4
 import httpx
 from pydantic import SecretStr
 
-from billing_api.admin.ui import AdminUISettings
 from billing_api.app import create_app
-from billing_api.config import BillingSettings
+from billing_api.config import AdminUISettings, BillingSettings
 from shared.auth import AuthSettings, mint_user_token
 from tests import support
 from tests.billing_api.conftest import Suite

@@ -7,8 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
-from billing_api.admin import audit, customers
-from billing_api.admin.schemas import (
+from billing_api.admin.audit import service as audit
+from billing_api.admin.customers import service
+from billing_api.admin.customers.schemas import (
     AdminRefundIn,
     ComplimentaryIn,
     ComplimentaryOut,
@@ -16,7 +17,6 @@ from billing_api.admin.schemas import (
     RevokeIn,
 )
 from billing_api.deps import GatewayDep, SettingsDep
-from billing_api.models import Payment
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentOut
 from billing_api.purchases import service as purchases
@@ -44,7 +44,7 @@ async def list_customers(
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> Page[CustomerOut]:
     """Customers (users with subscriptions or payments), most recently seen first."""
-    items = await customers.list_customers(session, search=search, limit=limit, offset=offset)
+    items = await service.list_customers(session, search=search, limit=limit, offset=offset)
     return Page(items=items)
 
 
@@ -125,7 +125,7 @@ async def user_grants(
     user_id: UUID, session: SessionDep, principal: AdminPrincipal
 ) -> Page[ComplimentaryOut]:
     """A user's complimentary grants, live or not."""
-    return Page(items=await customers.list_grants(session, user_id))
+    return Page(items=await service.list_grants(session, user_id))
 
 
 @router.post(
@@ -137,7 +137,7 @@ async def grant_complimentary(
     user_id: UUID, body: ComplimentaryIn, session: SessionDep, principal: AdminPrincipal
 ) -> ComplimentaryOut:
     """Give a user a plan's access for some days at no charge."""
-    return await customers.grant(session, audit.actor_of(principal), user_id, body)
+    return await service.grant(session, audit.actor_of(principal), user_id, body)
 
 
 @router.post("/complimentary/{grant_id}/revoke", response_model=ComplimentaryOut)
@@ -145,7 +145,7 @@ async def revoke_complimentary(
     grant_id: UUID, body: RevokeIn, session: SessionDep, principal: AdminPrincipal
 ) -> ComplimentaryOut:
     """End a complimentary grant now."""
-    return await customers.revoke(session, audit.actor_of(principal), grant_id, body.reason)
+    return await service.revoke(session, audit.actor_of(principal), grant_id, body.reason)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
@@ -153,10 +153,7 @@ async def get_any_payment(
     payment_id: UUID, session: SessionDep, principal: AdminPrincipal
 ) -> PaymentOut:
     """Any user's payment."""
-    payment = await session.get(Payment, payment_id)
-    if payment is None:
-        raise payments.PaymentNotFound(f"payment {payment_id} not found")
-    return payments.payment_out(payment)
+    return await service.get_payment(session, payment_id)
 
 
 @router.post(
@@ -171,4 +168,4 @@ async def refund_payment(
 ) -> RefundOut:
     """Refund a payment with the refund window overridden (everything left, or ``amount``)."""
     actor = audit.actor_of(principal)
-    return await customers.refund(session, gateway, actor, payment_id, body)
+    return await service.refund(session, gateway, actor, payment_id, body)

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.admin import audit
-from billing_api.admin.schemas import (
+from billing_api.admin.audit import service as audit
+from billing_api.admin.discounts.schemas import (
     MonthTierChangesIn,
     MonthTierIn,
     MonthTierOut,

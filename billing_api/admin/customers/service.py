@@ -10,12 +10,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements
-from billing_api.admin import audit
-from billing_api.admin.schemas import AdminRefundIn, ComplimentaryIn, ComplimentaryOut, CustomerOut
+from billing_api.admin.audit import service as audit
+from billing_api.admin.customers.schemas import (
+    AdminRefundIn,
+    ComplimentaryIn,
+    ComplimentaryOut,
+    CustomerOut,
+)
 from billing_api.catalog import service as catalog
 from billing_api.gateway import GatewayClient
 from billing_api.models import ComplimentaryGrant, Payment, Subscription
-from billing_api.payments.service import PaymentNotFound
+from billing_api.payments import service as payments
+from billing_api.payments.schemas import PaymentOut
 from billing_api.refunds import service as refunds
 from billing_api.refunds.schemas import RefundOut
 from shared import clock
@@ -81,7 +87,19 @@ async def list_customers(
     return [CustomerOut.model_validate(row, from_attributes=True) for row in rows]
 
 
-# --- refunds ---------------------------------------------------------------------------------
+# --- payments and refunds --------------------------------------------------------------------
+
+
+async def _payment(session: AsyncSession, payment_id: UUID) -> Payment:
+    payment = await session.get(Payment, payment_id)
+    if payment is None:
+        raise payments.PaymentNotFound(f"payment {payment_id} not found")
+    return payment
+
+
+async def get_payment(session: AsyncSession, payment_id: UUID) -> PaymentOut:
+    """Any user's payment."""
+    return payments.payment_out(await _payment(session, payment_id))
 
 
 async def refund(
@@ -96,9 +114,7 @@ async def refund(
     The rest of the flow is the user's refund: money back where it came from, what the payment
     paid for canceled and access revoked once the money is back.
     """
-    payment = await session.get(Payment, payment_id)
-    if payment is None:
-        raise PaymentNotFound(f"payment {payment_id} not found")
+    payment = await _payment(session, payment_id)
     quote = await refunds.quote_payment(session, payment, now=clock.now(), override_window=True)
     amount = quote.amount if body.amount is None else body.amount
     before = audit.snapshot(payment)

@@ -1,26 +1,21 @@
-"""The audit trail of back-office changes: who changed what, when, and what it looked like before
-and after. Rows are written in the transaction of the change and never updated (the database
-refuses it)."""
+"""Writing and reading the audit trail. Rows are written in the transaction of the change and
+never updated (the database refuses it)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api.admin.audit.schemas import AuditOut
 from billing_api.models import AdminAudit
-from shared.auth import AdminPrincipal, Principal
-from shared.db import SessionDep
-from shared.pagination import Cursor, Limit, Page, newest_first, page_of
-
-router = APIRouter(prefix="/api/v1/admin/audit", tags=["admin: audit"])
+from shared.auth import Principal
+from shared.pagination import newest_first, page_of
 
 
 def actor_of(principal: Principal) -> str:
@@ -72,29 +67,16 @@ async def record(
     return row
 
 
-class AuditOut(BaseModel):
-    id: UUID
-    actor: str
-    action: str
-    entity: str
-    entity_id: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    reason: str | None
-    created_at: datetime
-
-
-@router.get("", response_model=Page[AuditOut])
-async def list_audit(
-    session: SessionDep,
-    principal: AdminPrincipal,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-    entity: Annotated[str | None, Query(max_length=64)] = None,
-    entity_id: Annotated[str | None, Query(max_length=100)] = None,
-    actor: Annotated[str | None, Query(max_length=255)] = None,
-) -> Page[AuditOut]:
-    """Back-office changes, newest first, optionally of one entity or by one actor."""
+async def list_entries(
+    session: AsyncSession,
+    *,
+    entity: str | None,
+    entity_id: str | None,
+    actor: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[AuditOut], str | None]:
+    """Audit rows newest first, optionally of one entity or by one actor, and the next cursor."""
     query = sa.select(AdminAudit)
     if entity is not None:
         query = query.where(AdminAudit.entity == entity)
@@ -108,7 +90,4 @@ async def list_audit(
         )
     ).all()
     items, next_cursor = page_of(rows, limit)
-    return Page(
-        items=[AuditOut.model_validate(row, from_attributes=True) for row in items],
-        next_cursor=next_cursor,
-    )
+    return [AuditOut.model_validate(row, from_attributes=True) for row in items], next_cursor

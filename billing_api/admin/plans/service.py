@@ -1,5 +1,5 @@
-"""Back-office edits of plans and movies; every change goes through the catalog service (which
-publishes ``plan.changed``) and leaves an audit row.
+"""Back-office edits of plans; every change goes through the catalog service (which publishes
+``plan.changed``) and leaves an audit row.
 
 Plans are archived, never deleted. **Archiving stops selling the plan; people already subscribed
 keep their access until their subscription ends.** The plan leaves ``GET /api/v1/plans`` and
@@ -20,14 +20,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.admin import audit
-from billing_api.admin.schemas import AdminPlanOut, MovieChangesIn, MovieIn, PlanChangesIn, PlanIn
+from billing_api.admin.audit import service as audit
+from billing_api.admin.plans.schemas import AdminPlanOut, PlanChangesIn, PlanIn
 from billing_api.catalog import service as catalog
 from billing_api.catalog.service import PlanSpec
 from billing_api.entitlements import LIVE_SUBSCRIPTION
 from billing_api.models import Movie, Plan, Subscription
 from shared.errors import Conflict, UnprocessableEntity
-from shared.money import Money
 
 
 class PlanCodeTaken(Conflict):
@@ -38,15 +37,8 @@ class UnknownMovies(UnprocessableEntity):
     default_detail = "some movie ids are not in the catalog"
 
 
-class MovieExists(Conflict):
-    default_detail = "a movie with this id exists already"
-
-
 class InvalidChange(UnprocessableEntity):
     default_detail = "the change is not valid"
-
-
-# --- plans -----------------------------------------------------------------------------------
 
 
 def _spec_of(plan: Plan, movie_ids: list[UUID]) -> PlanSpec:
@@ -189,93 +181,3 @@ async def get_plan(session: AsyncSession, plan_id: UUID) -> AdminPlanOut:
     return await admin_plan_out(
         session, await catalog.load_plan(session, plan_id, active_only=False)
     )
-
-
-# --- movies ----------------------------------------------------------------------------------
-
-
-def _movie_fields(movie: Movie | None, changes: dict[str, Any]) -> dict[str, Any]:
-    """Column values for the sent fields of a :class:`MovieChangesIn`, checked for consistency."""
-    for key in ("title", "available"):
-        if key in changes and changes[key] is None:
-            raise InvalidChange(f"{key} cannot be null")
-    fields = {k: v for k, v in changes.items() if k in ("title", "description", "available")}
-    if fields.get("description", "") is None:
-        fields["description"] = ""
-    currencies = set()
-    for key, column in (("purchase_price", "purchase_amount"), ("rent_price", "rent_amount")):
-        if key in changes:
-            price = changes[key]
-            fields[column] = None if price is None else price["amount"]
-            if price is not None:
-                currencies.add(price["currency"])
-    if "rent_hours" in changes:
-        fields["rent_hours"] = changes["rent_hours"]
-    merged = {
-        column: fields.get(column, getattr(movie, column) if movie else None)
-        for column in ("purchase_amount", "rent_amount", "rent_hours")
-    }
-    if merged["purchase_amount"] is not None and merged["purchase_amount"] <= 0:
-        raise InvalidChange("purchase_price must be positive")
-    if (merged["rent_amount"] is None) != (merged["rent_hours"] is None):
-        raise InvalidChange("rent_price and rent_hours go together (both set, or both null)")
-    if merged["rent_amount"] is not None and merged["rent_amount"] <= 0:
-        raise InvalidChange("rent_price must be positive")
-    if len(currencies) > 1:
-        raise InvalidChange("purchase_price and rent_price must be in the same currency")
-    if currencies:
-        currency = currencies.pop()
-        other_set = movie is not None and any(
-            merged[c] is not None and c not in fields for c in ("purchase_amount", "rent_amount")
-        )
-        if other_set and movie is not None and movie.currency != currency:
-            raise InvalidChange(f"the movie's other price is in {movie.currency}")
-        fields["currency"] = currency
-    return fields
-
-
-async def create_movie(
-    session: AsyncSession, actor: str, body: MovieIn, *, default_currency: str
-) -> Movie:
-    if await session.get(Movie, body.id) is not None:
-        raise MovieExists(f"movie {body.id} exists already")
-    fields = _movie_fields(None, body.model_dump(exclude_unset=True, exclude={"id"}))
-    movie = Movie(id=body.id, currency=default_currency, description="", available=True)
-    for key, value in fields.items():
-        setattr(movie, key, value)
-    session.add(movie)
-    await session.flush()
-    await audit.record(
-        session, actor, "movie.create", "movie", movie.id, after=audit.snapshot(movie)
-    )
-    return movie
-
-
-async def update_movie(
-    session: AsyncSession, actor: str, movie_id: UUID, body: MovieChangesIn
-) -> Movie:
-    """Edit a movie: its catalog fields and the prices it is bought or rented for."""
-    movie = await session.get(Movie, movie_id, with_for_update=True)
-    if movie is None:
-        raise catalog.MovieNotFound(f"movie {movie_id} not found")
-    before = audit.snapshot(movie)
-    for key, value in _movie_fields(movie, body.model_dump(exclude_unset=True)).items():
-        setattr(movie, key, value)
-    await session.flush()
-    after = audit.snapshot(movie)
-    if after != before:
-        await audit.record(
-            session, actor, "movie.update", "movie", movie.id, before=before, after=after
-        )
-    return movie
-
-
-async def get_movie(session: AsyncSession, movie_id: UUID) -> Movie:
-    movie = await session.get(Movie, movie_id)
-    if movie is None:
-        raise catalog.MovieNotFound(f"movie {movie_id} not found")
-    return movie
-
-
-def money(amount: int | None, currency: str) -> Money | None:
-    return None if amount is None else Money(amount=amount, currency=currency)

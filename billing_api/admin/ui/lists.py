@@ -9,7 +9,7 @@ from sqladmin import ModelView
 from sqladmin.filters import AllUniqueStringValuesFilter, BooleanFilter
 from sqlalchemy.orm import DeclarativeBase
 
-from billing_api.admin.customers import customers_query
+from billing_api.admin.customers.service import customers_query
 from billing_api.models import (
     AdminAudit,
     ComplimentaryGrant,

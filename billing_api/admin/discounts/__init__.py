@@ -1,0 +1,1 @@
+"""Back-office discounts: months-count tiers, personal discounts and promo codes."""

@@ -1,0 +1,1 @@
+"""Back-office movie catalog: the ETL's bulk upsert and full listing, and staff's single edits."""

@@ -1,0 +1,1 @@
+"""Back-office plans: create, edit, archive and restore (every change audited)."""

@@ -1,0 +1,62 @@
+"""The admin UI's pages mounted at ``/admin``: which views there are, in menu order."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqladmin import Admin, BaseView, ModelView
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing_api.admin.ui.edit_catalog import MovieView, PlanView
+from billing_api.admin.ui.edit_discounts import (
+    MonthTierView,
+    PersonalDiscountView,
+    PromoCodeView,
+)
+from billing_api.admin.ui.lists import (
+    AuditView,
+    ComplimentaryGrantView,
+    CustomerView,
+    LedgerEntryView,
+    LedgerTransactionView,
+    PaymentView,
+    PurchaseView,
+    RefundView,
+    SubscriptionView,
+)
+from billing_api.admin.ui.login import AdminLogin
+from billing_api.config import AdminUISettings
+from shared.auth import TokenVerifier
+
+VIEWS: tuple[type[ModelView | BaseView], ...] = (
+    CustomerView,
+    SubscriptionView,
+    PaymentView,
+    PurchaseView,
+    RefundView,
+    LedgerTransactionView,
+    LedgerEntryView,
+    PlanView,
+    MovieView,
+    MonthTierView,
+    PersonalDiscountView,
+    PromoCodeView,
+    ComplimentaryGrantView,
+    AuditView,
+)
+
+
+def mount_admin_ui(
+    app: FastAPI, settings: AdminUISettings, verifier: TokenVerifier
+) -> async_sessionmaker[AsyncSession]:
+    """Mount the UI at ``/admin``; bind the returned session maker to the engine at startup."""
+    sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(class_=AsyncSession)
+    admin = Admin(
+        app,
+        session_maker=sessions,
+        base_url="/admin",
+        title="Cinema billing back office",
+        authentication_backend=AdminLogin(settings, verifier),
+    )
+    for view in VIEWS:
+        admin.add_view(view)
+    return sessions

@@ -8,6 +8,7 @@ committed (:mod:`billing_api.payments.checkout`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,6 +134,19 @@ def brief(payment: Payment | None) -> PaymentBrief | None:
         amount=Money(amount=payment.amount, currency=payment.currency),
         checkout_url=payment.checkout_url if payment.status == "pending" else None,
     )
+
+
+async def by_id(
+    session: AsyncSession, payment_ids: Iterable[UUID | None]
+) -> Mapping[UUID | None, Payment]:
+    """The payments of ``payment_ids`` in one query, by id: a page of subscriptions or purchases
+    finds each row's latest payment here instead of asking for them one by one. ``None`` (a
+    row without a payment) finds nothing."""
+    wanted = {payment_id for payment_id in payment_ids if payment_id is not None}
+    if not wanted:
+        return {}
+    found = await session.scalars(sa.select(Payment).where(Payment.id.in_(wanted)))
+    return {payment.id: payment for payment in found}
 
 
 def payment_out(payment: Payment) -> PaymentOut:

@@ -28,6 +28,10 @@ async def purchase_out(session: AsyncSession, purchase: Purchase) -> PurchaseOut
         if purchase.latest_payment_id
         else None
     )
+    return _purchase_out(purchase, latest)
+
+
+def _purchase_out(purchase: Purchase, latest: Payment | None) -> PurchaseOut:
     return PurchaseOut(
         id=purchase.id,
         movie_id=purchase.movie_id,
@@ -107,4 +111,5 @@ async def list_purchases(
         await session.scalars(newest_first(query, Purchase.created_at, Purchase.id, cursor, limit))
     ).all()
     items, next_cursor = page_of(rows, limit)
-    return [await purchase_out(session, p) for p in items], next_cursor
+    latest = await payments.by_id(session, [p.latest_payment_id for p in items])
+    return [_purchase_out(p, latest.get(p.latest_payment_id)) for p in items], next_cursor

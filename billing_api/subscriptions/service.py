@@ -35,6 +35,10 @@ async def subscription_out(session: AsyncSession, subscription: Subscription) ->
         if subscription.latest_payment_id
         else None
     )
+    return _subscription_out(subscription, latest)
+
+
+def _subscription_out(subscription: Subscription, latest: Payment | None) -> SubscriptionOut:
     return SubscriptionOut(
         id=subscription.id,
         plan_id=subscription.plan_id,
@@ -198,7 +202,8 @@ async def list_subscriptions(
         )
     ).all()
     items, next_cursor = page_of(rows, limit)
-    return [await subscription_out(session, s) for s in items], next_cursor
+    latest = await payments.by_id(session, [s.latest_payment_id for s in items])
+    return [_subscription_out(s, latest.get(s.latest_payment_id)) for s in items], next_cursor
 
 
 async def get_subscription(

@@ -402,8 +402,9 @@ def _try_lock(name: tuple[str, str]) -> sa.ColumnElement[Any]:
     return sa.func.pg_try_advisory_lock(_lock_id(name))
 
 
-async def delete_expired(session: AsyncSession, now: datetime, *, limit: int = 1000) -> int:
-    """Delete up to ``limit`` keys expired at ``now`` (skipping locked ones); the number deleted."""
+async def delete_expired(sessions: _SessionFactory, now: datetime, *, limit: int = 1000) -> int:
+    """Delete up to ``limit`` keys expired at ``now`` (skipping locked ones) in one transaction of
+    its own; the number deleted."""
     table = IdempotencyKey
     batch = (
         sa.select(table.subject, table.key)
@@ -412,9 +413,10 @@ async def delete_expired(session: AsyncSession, now: datetime, *, limit: int = 1
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    result = await session.execute(
-        sa.delete(table).where(sa.tuple_(table.subject, table.key).in_(batch))
-    )
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            sa.delete(table).where(sa.tuple_(table.subject, table.key).in_(batch))
+        )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

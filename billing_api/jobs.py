@@ -1,6 +1,15 @@
 """Scheduled work of billing-worker; every job is a function of ``now``, safe to run twice and
 from several workers at once (rows are claimed with ``FOR UPDATE SKIP LOCKED``).
 
+One convention for transactions: a job is ``async def job(ctx: JobContext) -> int`` and owns
+its transactions. It opens them from the session factory (``ctx.sessions``) and commits each
+batch on its own -- or each row, where a row waits for the gateway, takes billing's locks for
+itself, or must fail without rolling back the others. The runner opens none: it only calls the
+jobs in order and logs the one that fails. A job written as a function of the session factory and
+``now`` (it lives beside the rows it changes and is called so by its tests) is adapted here by a
+named function that unpacks the context; a job that clears a backlog batch by batch is wrapped
+in :func:`_until_done`.
+
 ``cinema billing run-jobs [--now ISO]`` runs one pass by hand; the worker runs a pass every
 ``BILLING_JOBS_INTERVAL_SECONDS``.
 """
@@ -29,16 +38,6 @@ logger = logging.getLogger(__name__)
 Job = Callable[[JobContext], Awaitable[int]]
 
 
-def _in_one_transaction(
-    job: Callable[[AsyncSession, datetime], Awaitable[int]],
-) -> Job:
-    async def run(ctx: JobContext) -> int:
-        async with ctx.sessions() as session, session.begin():
-            return await job(session, ctx.now)
-
-    return run
-
-
 def _until_done(job: Job) -> Job:
     """Repeat a batch job until a batch comes back short (the backlog is cleared)."""
 
@@ -59,6 +58,10 @@ async def _send_queued_refunds(ctx: JobContext) -> int:
     return await queued_refunds.send_queued_refunds(ctx.sessions, ctx.gateway, ctx.now)
 
 
+async def _delete_expired_idempotency_keys(ctx: JobContext) -> int:
+    return await idempotency.delete_expired(ctx.sessions, ctx.now)
+
+
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
@@ -68,7 +71,7 @@ JOBS: dict[str, Job] = {
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),
     "abandon_expired_checkouts": _abandon_expired_checkouts,
-    "delete_expired_idempotency_keys": _in_one_transaction(idempotency.delete_expired),
+    "delete_expired_idempotency_keys": _delete_expired_idempotency_keys,
 }
 
 

@@ -466,8 +466,7 @@ class TestExpiry:
                     ),
                     {"key": key, "now": now - timedelta(days=1), "expires_at": expires_at},
                 )
-        async with app.state.session_factory() as session, session.begin():
-            deleted = await delete_expired(session, now)
+        deleted = await delete_expired(app.state.session_factory, now)
         assert deleted == 2
         assert await scalar(app, "SELECT count(*) FROM billing.idempotency_key") == 1
         async with app.state.resources.engine.connect() as conn:

@@ -16,13 +16,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api import demo, locks
 from billing_api.deps import Customer
 from billing_api.models import Subscription, SubscriptionStatus
 from billing_api.payments import pending
 from billing_api.payments import service as payments
+from billing_api.purchases import service as purchases
+from billing_api.purchases.schemas import PurchaseIn
 from billing_api.subscriptions import service as subscriptions
 from billing_api.subscriptions.schemas import SubscriptionIn
 from shared.auth import Principal
+from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_refunds import waiting_for_locks
 
@@ -90,8 +94,121 @@ class TestCheckoutMeetsAPendingOne:
         assert again.json()["latest_payment"] == reused["latest_payment"]
         assert await counts(suite) == (1, 1)
 
+    async def test_a_purchase_waiting_for_an_uncommitted_one_answers_with_its_payment(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        movie = demo.movie_id("Paper Moons")
+        factory = suite.billing.state.session_factory
+        second: asyncio.Task[httpx.Response] | None = None
+        try:
+            async with factory() as session, session.begin():
+                first, created = await purchases.buy(
+                    session, customer_of(user), PurchaseIn(movie_id=movie)
+                )
+                assert created
+                second = asyncio.create_task(
+                    user.post("/api/v1/purchases", json={"movie_id": str(movie)})
+                )
+                await waiting_for_locks(suite, 1)  # on the one-pending index
+            answer = await asyncio.wait_for(second, timeout=15)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+
+        assert answer.status_code == 200, answer.text
+        reused = answer.json()
+        assert reused["id"] == str(first.id)
+        assert reused["latest_payment"]["id"] == str(first.latest_payment_id)
+        assert reused["latest_payment"]["checkout_url"]
+        assert await suite.scalar("SELECT count(*) FROM purchase") == 1
+        assert await suite.scalar("SELECT count(*) FROM payment") == 1
+
+    async def test_two_checkouts_again_after_a_decline_make_one_payment_and_one_redemption(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        plan = await suite.plan("basic")
+        body = {"plan_id": plan["id"], "promo_code": "WELCOME15"}
+        declined = (await user.post("/api/v1/subscriptions", json=body)).json()
+        failed_id = declined["latest_payment"]["id"]
+        await suite.pay(declined["latest_payment"]["checkout_url"], "4000000000000002")
+
+        async def payment_failed() -> bool:
+            status = await suite.scalar("SELECT status FROM payment WHERE id = :id", id=failed_id)
+            return bool(status == "failed")
+
+        await support.eventually(payment_failed, timeout=15)
+        factory = suite.billing.state.session_factory
+        second: asyncio.Task[httpx.Response] | None = None
+        try:
+            async with factory() as session, session.begin():
+                again, created = await subscriptions.subscribe(
+                    session,
+                    suite.billing.state.settings,
+                    customer_of(user),
+                    SubscriptionIn.model_validate(body),
+                )
+                assert created
+                assert str(again.id) == declined["id"]
+                retry_id = again.latest_payment_id
+                assert str(retry_id) != failed_id
+                second = asyncio.create_task(user.post("/api/v1/subscriptions", json=body))
+                await waiting_for_locks(suite, 1)  # on the pending subscription's row
+            answer = await asyncio.wait_for(second, timeout=15)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == declined["id"]
+        assert answer.json()["latest_payment"]["id"] == str(retry_id)
+        assert answer.json()["latest_payment"]["checkout_url"]
+        assert await counts(suite) == (1, 2)
+        assert await suite.scalar("SELECT redemptions FROM promo_code WHERE code='WELCOME15'") == 1
+        held = await suite.scalar(
+            "SELECT count(*) FROM promo_redemption WHERE status <> 'released'"
+        )
+        assert held == 1
+
 
 class TestCheckoutMeetsARowThatIsNoLongerPending:
+    async def test_a_purchase_paid_while_another_checkout_of_it_waited_starts_a_new_one(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        movie = demo.movie_id("Paper Moons")
+        body = {"movie_id": str(movie)}
+        first = (await user.post("/api/v1/purchases", json=body)).json()
+        factory = suite.billing.state.session_factory
+        second: asyncio.Task[httpx.Response] | None = None
+        try:
+            async with factory() as session, session.begin():
+                held = await locks.lock_purchase(session, UUID(first["id"]))
+                assert held is not None
+                second = asyncio.create_task(user.post("/api/v1/purchases", json=body))
+                await waiting_for_locks(suite, 1)  # on the pending purchase's row
+                held.status = "completed"  # paid meanwhile
+            answer = await asyncio.wait_for(second, timeout=15)
+        finally:
+            if second is not None and not second.done():
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+
+        assert answer.status_code == 201, answer.text
+        started = answer.json()
+        assert started["id"] != first["id"]
+        assert started["status"] == "pending"
+        assert started["latest_payment"]["id"] != first["latest_payment"]["id"]
+        assert started["latest_payment"]["checkout_url"]
+        statuses = await suite.scalar(
+            "SELECT string_agg(status, ',' ORDER BY created_at) FROM purchase"
+        )
+        assert statuses == "completed,pending"
+        assert await suite.scalar("SELECT count(*) FROM payment") == 2
+
     async def test_a_trial_that_started_while_the_checkout_waited_is_refused_as_used(
         self, suite: Suite
     ) -> None:

@@ -30,7 +30,7 @@ from billing_api.deps import Customer
 from billing_api.models import Payment, Purchase, Subscription
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
-from shared.errors import Conflict
+from shared.errors import AppError
 
 ATTEMPTS = 3
 """How many times a checkout meets a pending row that is gone before it is refused."""
@@ -38,7 +38,12 @@ ATTEMPTS = 3
 Bought = TypeVar("Bought", Subscription, Purchase)
 
 
-class CheckoutContended(Conflict):
+class CheckoutContended(AppError):
+    """Nothing was written and the same request will very likely succeed at once: a 503 with
+    ``Retry-After``, which also releases the ``Idempotency-Key`` (a 409 would be replayed to
+    the retry for the key's lifetime)."""
+
+    status_code = 503
     default_detail = (
         "another checkout of the same thing kept changing while this one started; try again"
     )

@@ -28,23 +28,7 @@ Design decisions, for throughput (``make bench-renewals``) without giving up any
   waiting for our commits. At most one settlement is in flight, so memory and connections stay
   bounded (a run holds at most two pooled connections).
 
-What a renewal costs, decided at the claim:
-
-* **Priced like a purchase today.** A renewal is quoted by :func:`billing_api.pricing.service.quote`
-  exactly as buying the plan for the subscription's number of periods (one, unless more were
-  bought) would be quoted now: today's price, the plan's months tiers and the user's personal
-  discount (capped together as at checkout). Promo codes were for the first payment only. The
-  payment stores the quote and shows the discount in ``discount_amount``. A batch loads its
-  plans, tiers and personal discounts in one query each, then quotes in memory.
-* **Nothing to pay, nothing to charge.** A renewal that costs nothing (a downgrade to a free
-  plan, a 100 % discount) is a ``free`` payment, like a free order at checkout: the gateway is
-  not asked (it refuses zero charges) and the renewal is settled by this run as if the charge
-  had succeeded. A subscription renewing onto a free plan needs no saved card.
-* **Never charge for a plan that grants nothing.** A scheduled downgrade to a plan archived since
-  goes ahead (the user chose it), and an archived plan keeps granting while anyone is on it or
-  will switch to it (:func:`billing_api.catalog.service.plan_grants_access`). If the last
-  ``plan.changed`` of the plan being renewed said ``active: false`` (``published_active``), the
-  claim publishes it again, now granting, before the payment is committed.
+What a renewal costs is decided at the claim (:mod:`billing_api.lifecycle.renewal_claims`).
 """
 
 from __future__ import annotations
@@ -52,21 +36,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
-from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements
-from billing_api.catalog import service as catalog
 from billing_api.gateway import GatewayPayment, GatewayRefused, GatewayUnavailable
-from billing_api.lifecycle.service import BATCH, LEASE, JobContext, apply_gateway_result
-from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
-from billing_api.pricing import service as pricing
-from billing_api.pricing.inputs import load_personal_discounts, load_tiers_of
+from billing_api.lifecycle.renewal_claims import RenewalCharge, claim_renewals
+from billing_api.lifecycle.service import JobContext, apply_gateway_result
+from billing_api.models import Payment, Plan, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +52,6 @@ logger = logging.getLogger(__name__)
 CHARGE_CONCURRENCY = 8
 # Gateway answers applied per transaction.
 SETTLE_GROUP = 50
-
-
-@dataclass(frozen=True)
-class RenewalCharge:
-    """One committed renewal payment, as the gateway is asked to charge it."""
-
-    payment_id: UUID
-    subscription_id: UUID
-    user_id: UUID
-    email: str | None
-    amount: int
-    currency: str
-    description: str
-    payment_method_ref: str | None
-    free: bool = False  # nothing to pay: settled here, the gateway is not asked
 
 
 async def renew_due(ctx: JobContext) -> int:
@@ -108,248 +71,6 @@ async def renew_due(ctx: JobContext) -> int:
     if failures:
         raise ExceptionGroup("renewals charged but not settled by this run", failures)
     return succeeded
-
-
-# --- 1. claim -----------------------------------------------------------------------------------
-
-
-def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
-    lead = timedelta(minutes=ctx.settings.renewal_lead_minutes)
-    # A renewal onto a free plan needs no card (a free plan may have been checked out without).
-    onto_free_plan = (
-        sa.select(Plan.id)
-        .where(
-            Plan.id == sa.func.coalesce(Subscription.pending_plan_id, Subscription.plan_id),
-            Plan.price_amount == 0,
-        )
-        .exists()
-    )
-    return sa.and_(
-        Subscription.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)),
-        Subscription.auto_renew,
-        ~Subscription.cancel_at_period_end,
-        sa.or_(Subscription.payment_method_ref.is_not(None), onto_free_plan),
-        sa.or_(
-            sa.and_(
-                Subscription.renewal_attempts == 0,
-                Subscription.current_period_end <= ctx.now + lead,
-                sa.or_(
-                    Subscription.next_renewal_at.is_(None),
-                    Subscription.next_renewal_at <= ctx.now,
-                ),
-            ),
-            sa.and_(
-                Subscription.renewal_attempts > 0,
-                Subscription.next_renewal_at <= ctx.now,
-            ),
-        ),
-    )
-
-
-async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
-    """Claim a batch of due subscriptions and commit their renewal payments (not yet charged)."""
-    async with ctx.sessions() as session, session.begin():
-        due = (
-            await session.execute(
-                sa.select(
-                    Subscription.id,
-                    Subscription.user_id,
-                    Subscription.email,
-                    Subscription.plan_id,
-                    Subscription.pending_plan_id,
-                    Subscription.months,
-                    Subscription.payment_method_ref,
-                )
-                .where(_due(ctx))
-                .order_by(Subscription.current_period_end)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not due:
-            return []
-        ids = [row.id for row in due]
-        pending = await _pending_renewals(session, ids)
-        # A scheduled downgrade takes effect here: the renewal buys the new plan.
-        to_price = [row for row in due if row.id not in pending]
-        prices = await _Prices.load(session, ctx, to_price)
-        charges: list[RenewalCharge] = []
-        new_payments: list[dict[str, Any]] = []
-        for row in due:
-            charge = pending.get(row.id)
-            if charge is None:
-                plan, quote = prices.renewal(row)
-                if quote.total > 0 and row.payment_method_ref is None:
-                    continue  # the plan is no longer free and there is no card: grace, expiry
-                payment = _new_payment(row, plan, quote)
-                new_payments.append(payment)
-                charge = _charge_of(payment)
-            charges.append(charge)
-        await _keep_granting(session, prices.plans_charged(new_payments))
-        if new_payments:
-            await session.execute(sa.insert(Payment), new_payments)
-        await session.execute(
-            sa.update(Subscription)
-            .where(Subscription.id.in_(ids))
-            .values(next_renewal_at=ctx.now + LEASE)  # others skip them while we charge
-            .execution_options(synchronize_session=False)
-        )
-    return charges
-
-
-async def _pending_renewals(
-    session: AsyncSession, ids: Sequence[UUID]
-) -> dict[UUID, RenewalCharge]:
-    """Renewal payments an earlier run committed but never settled, by subscription."""
-    rows = await session.execute(
-        sa.select(
-            Payment.id,
-            Payment.subscription_id,
-            Payment.user_id,
-            Payment.email,
-            Payment.amount,
-            Payment.currency,
-            Payment.description,
-            Payment.payment_method_ref,
-            Payment.method,
-        )
-        .where(
-            Payment.subscription_id.in_(ids),
-            Payment.purpose == "renewal",
-            Payment.status == "pending",
-        )
-        .order_by(Payment.created_at)
-    )
-    found: dict[UUID, RenewalCharge] = {}
-    for row in rows:
-        assert row.subscription_id is not None
-        found.setdefault(
-            row.subscription_id,
-            RenewalCharge(
-                payment_id=row.id,
-                subscription_id=row.subscription_id,
-                user_id=row.user_id,
-                email=row.email,
-                amount=row.amount,
-                currency=row.currency,
-                description=row.description,
-                payment_method_ref=row.payment_method_ref,
-                free=row.method == "free" or row.amount == 0,
-            ),
-        )
-    # Zero renewals committed as card payments before free renewals were settled here (the
-    # gateway refuses them): from now on they are free payments too.
-    zero_cards = [c.payment_id for c in found.values() if c.free and c.amount == 0]
-    if zero_cards:
-        await session.execute(
-            sa.update(Payment)
-            .where(Payment.id.in_(zero_cards), Payment.method == "card")
-            .values(method="free")
-            .execution_options(synchronize_session=False)
-        )
-    return found
-
-
-class _Prices:
-    """Today's renewal prices for one batch: its plans, their months tiers and the users'
-    personal discounts are each loaded in one query, then every renewal is quoted in memory."""
-
-    def __init__(
-        self,
-        ctx: JobContext,
-        plans: dict[UUID, Plan],
-        tiers: dict[UUID, list[pricing.Tier]],
-        personal: dict[UUID, int],
-    ) -> None:
-        self.ctx = ctx
-        self.plans = plans
-        self.tiers = tiers
-        self.personal = personal
-
-    @classmethod
-    async def load(cls, session: AsyncSession, ctx: JobContext, rows: Sequence[Any]) -> _Prices:
-        plan_ids = {row.pending_plan_id or row.plan_id for row in rows}
-        if not plan_ids:
-            return cls(ctx, {}, {}, {})
-        plans = {
-            p.id: p for p in await session.scalars(sa.select(Plan).where(Plan.id.in_(plan_ids)))
-        }
-        tiers = await load_tiers_of(session, plan_ids)
-        personal = await load_personal_discounts(session, {row.user_id for row in rows})
-        return cls(ctx, plans, tiers, personal)
-
-    def renewal(self, row: Any) -> tuple[Plan, pricing.Quote]:
-        """The plan this renewal buys and its quote: a purchase of ``row.months`` periods
-        today, with the plan's tiers and the user's personal discount (no promo code)."""
-        plan = self.plans[row.pending_plan_id or row.plan_id]
-        quote = pricing.quote(
-            pricing.PlanPrice(
-                plan.id, plan.price_amount, plan.currency, max(plan.max_months, row.months)
-            ),
-            row.months,
-            now=self.ctx.now,
-            tiers=self.tiers[plan.id],
-            personal_percent=self.personal.get(row.user_id),
-            max_total_percent=self.ctx.settings.max_total_discount_percent,
-        )
-        return plan, quote
-
-    def plans_charged(self, payments: Sequence[dict[str, Any]]) -> list[Plan]:
-        return [self.plans[plan_id] for plan_id in {p["plan_id"] for p in payments}]
-
-
-async def _keep_granting(session: AsyncSession, plans: Sequence[Plan]) -> None:
-    """Make sure every plan about to be charged for grants access: one whose last
-    ``plan.changed`` said ``active: false`` (archived while nobody seemed to be on it) is
-    published again, now granting, since this renewal puts someone on it. Rare: most batches
-    only read ``published_active`` of plans already loaded."""
-    for plan in sorted((p for p in plans if not p.published_active), key=lambda p: p.id):
-        await session.refresh(plan, with_for_update=True)
-        if plan.published_active:
-            continue  # published meanwhile
-        plan.version += 1
-        await catalog.publish_plan(
-            session, plan, [] if plan.all_movies else await catalog.plan_movie_ids(session, plan.id)
-        )
-        logger.warning(
-            "plan %s was published as granting nothing; republished for renewals", plan.code
-        )
-
-
-def _new_payment(row: Any, plan: Plan, quote: pricing.Quote) -> dict[str, Any]:
-    return {
-        "id": uuid4(),
-        "user_id": row.user_id,
-        "email": row.email,
-        "purpose": "renewal",
-        "subscription_id": row.id,
-        "plan_id": plan.id,
-        "method": "card" if quote.total > 0 else "free",
-        "status": "pending",
-        "amount": quote.total,
-        "currency": quote.currency,
-        "base_amount": quote.base_amount,
-        "discount_amount": quote.discount_amount,
-        "quote": quote.to_json(),
-        "months": row.months,
-        "description": f"{plan.name}: renewal",
-        "payment_method_ref": row.payment_method_ref,
-        "refunded_amount": 0,
-    }
-
-
-def _charge_of(payment: dict[str, Any]) -> RenewalCharge:
-    return RenewalCharge(
-        payment_id=payment["id"],
-        subscription_id=payment["subscription_id"],
-        user_id=payment["user_id"],
-        email=payment["email"],
-        amount=payment["amount"],
-        currency=payment["currency"],
-        description=payment["description"],
-        payment_method_ref=payment["payment_method_ref"],
-        free=payment["method"] == "free",
-    )
 
 
 # --- 2. charge ----------------------------------------------------------------------------------

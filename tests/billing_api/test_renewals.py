@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayPayment
-from billing_api.lifecycle import renewals
+from billing_api.lifecycle import renewal_claims, renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import LEASE, JobContext
 from billing_api.models import Payment
@@ -69,7 +69,7 @@ class TestConcurrentPasses:
         self, suite: Suite, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # Small batches and groups, so the two passes interleave claims, charges and settlements.
-        monkeypatch.setattr(renewals, "BATCH", 3)
+        monkeypatch.setattr(renewal_claims, "BATCH", 3)
         monkeypatch.setattr(renewals, "SETTLE_GROUP", 2)
         subscriptions, at = await due_subscriptions(suite, 16)
         captured_before = await captured(suite)
@@ -98,7 +98,7 @@ class TestInterruptedRun:
     ) -> None:
         subscriptions, at = await due_subscriptions(suite, 3)
         with clock.frozen(at):
-            claimed = await renewals.claim_renewals(context(suite, at))  # then the run dies
+            claimed = await renewal_claims.claim_renewals(context(suite, at))  # then the run dies
         assert len(claimed) == 3
 
         during_lease = at + LEASE - timedelta(seconds=1)
@@ -124,7 +124,7 @@ class TestSettlement:
     ) -> None:
         subscriptions, at = await due_subscriptions(suite, 4)
         with clock.frozen(at):
-            claimed = await renewals.claim_renewals(context(suite, at))
+            claimed = await renewal_claims.claim_renewals(context(suite, at))
         # Groups of two, the broken payment in the first: the second group is settled all the same.
         monkeypatch.setattr(renewals, "SETTLE_GROUP", 2)
         broken = min(charge.payment_id for charge in claimed)

@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import idempotency
-from billing_api.activation.service import abandon_expired_checkouts
+from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
 from billing_api.lifecycle import renewals

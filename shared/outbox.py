@@ -58,6 +58,12 @@ async def add(
     return envelope
 
 
+async def add_all(session: AsyncSession, payloads: Sequence[events.EventPayload]) -> None:
+    """:func:`add` each of ``payloads`` in order (the events one state change returns)."""
+    for payload in payloads:
+        await add(session, payload)
+
+
 AfterPublish = Callable[[Sequence[UUID]], Awaitable[None]]
 
 _CLAIM = sa.text(

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api import entitlements, locks, periods
+from billing_api import entitlements, locks
 from billing_api.activation import unused_renewals
 from billing_api.ledger import service as ledger
 from billing_api.models import (
@@ -25,9 +25,9 @@ from billing_api.models import (
     PromoRedemption,
     Purchase,
     Subscription,
-    SubscriptionStatus,
 )
 from billing_api.refunds import queued as queued_refunds
+from billing_api.subscriptions import transitions
 from shared import clock, events, outbox
 from shared.money import Money
 
@@ -92,11 +92,6 @@ async def complete_payment(
     return True
 
 
-# What a checkout payment may still deliver: a subscription or purchase waiting for it, or one
-# whose checkout expired unpaid. Anything else was paid for by another attempt, or has ended.
-AWAITING_CHECKOUT = (SubscriptionStatus.PENDING, SubscriptionStatus.ABANDONED)
-
-
 async def _activate_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
     """The first period paid: the subscription runs from now.
 
@@ -107,7 +102,7 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
     assert payment.subscription_id is not None
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
-    if subscription.status not in AWAITING_CHECKOUT:
+    if not transitions.awaits_payment(subscription):
         await queued_refunds.queue_refund(
             session,
             payment,
@@ -117,32 +112,9 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
         return
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.current_period_start = now
-    if payment.purpose == "trial":
-        # The free first period; the renewal at its end is the first charge.
-        subscription.current_period_end = now + timedelta(days=plan.trial_days)
-        subscription.trial_end = subscription.current_period_end
-    else:
-        subscription.current_period_end = periods.period_end(
-            now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
-        )
-    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
-    subscription.latest_payment_id = payment.id
+    changes = transitions.activate(subscription, plan, payment, now=now)
     await entitlements.publish_snapshot(session, subscription.user_id)
-    await outbox.add(
-        session,
-        events.SubscriptionActivated(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            amount=Money(amount=payment.amount, currency=payment.currency),
-            current_period_end=subscription.current_period_end,
-            trial=payment.purpose == "trial",
-        ),
-    )
+    await outbox.add_all(session, changes)
 
 
 async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
@@ -155,7 +127,7 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
     assert payment.subscription_id is not None and payment.plan_id is not None
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
-    if subscription.status not in unused_renewals.LIVE:
+    if not transitions.is_live(subscription):
         await queued_refunds.queue_refund(
             session,
             payment,
@@ -179,37 +151,9 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
             currency=payment.currency,
             lines=ledger.transfer(ledger.REVENUE, ledger.wallet_account(payment.user_id), excess),
         )
-    subscription.plan_id = plan.id
-    subscription.pending_plan_id = None
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.current_period_start = now
-    subscription.current_period_end = periods.period_end(
-        now, unit=plan.period_unit, days=plan.period_days, periods=payment.months
-    )
-    subscription.renewal_attempts = 0
-    subscription.dunning_started_at = None
-    subscription.next_renewal_at = None
-    subscription.grace_until = None
-    subscription.reminded_for = None
-    subscription.latest_payment_id = payment.id
-    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+    changes = transitions.upgrade(subscription, previous, plan, payment, credit=credit, now=now)
     await entitlements.publish_snapshot(session, subscription.user_id)
-    await outbox.add(
-        session,
-        events.SubscriptionPlanChanged(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            previous_plan=events.PlanSummary(
-                plan_id=previous.id, code=previous.code, name=previous.name
-            ),
-            amount=Money(amount=payment.amount, currency=payment.currency),
-            credit=Money(amount=credit, currency=payment.currency),
-            current_period_end=subscription.current_period_end,
-        ),
-    )
+    await outbox.add_all(session, changes)
 
 
 async def _replace_renewals(
@@ -267,37 +211,11 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
             reason=unused,
         )
         return
-    previous = await session.get(Plan, subscription.plan_id)
     plan = await session.get(Plan, payment.plan_id or subscription.plan_id)
-    assert previous is not None and plan is not None
-    if plan.id != previous.id:  # the downgrade scheduled for this period end
-        subscription.plan_id = plan.id
-        subscription.pending_plan_id = None
-    start = subscription.current_period_end
-    subscription.current_period_start = start
-    subscription.current_period_end = periods.period_end(
-        start, unit=plan.period_unit, days=plan.period_days, periods=payment.months
-    )
-    subscription.status = SubscriptionStatus.ACTIVE
-    subscription.renewal_attempts = 0
-    subscription.dunning_started_at = None
-    subscription.next_renewal_at = None
-    subscription.grace_until = None
-    subscription.latest_payment_id = payment.id
-    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+    assert plan is not None
+    changes = transitions.renew(subscription, plan, payment)
     await entitlements.publish_snapshot(session, subscription.user_id)
-    await outbox.add(
-        session,
-        events.SubscriptionRenewed(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            amount=Money(amount=payment.amount, currency=payment.currency),
-            current_period_end=subscription.current_period_end,
-        ),
-    )
+    await outbox.add_all(session, changes)
 
 
 async def _renewal_failed(
@@ -307,30 +225,14 @@ async def _renewal_failed(
     assert payment.subscription_id is not None
     subscription = await locks.lock_subscription(session, payment.subscription_id)
     assert subscription is not None
-    if unused_renewals.why_unused(subscription, payment, None) == unused_renewals.AFTER_CANCEL:
+    if not transitions.renews(subscription):
         return  # nothing is retried for a subscription that stopped (nor is it told so)
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
-    now = clock.now()
-    subscription.dunning_started_at = subscription.dunning_started_at or now
-    subscription.renewal_attempts += 1
-    retry = subscription.renewal_attempts - 1
-    subscription.next_renewal_at = (
-        subscription.dunning_started_at + offsets[retry] if retry < len(offsets) else None
+    changes = transitions.record_failed_renewal(
+        subscription, plan, payment, reason=reason, retry_offsets=offsets, now=clock.now()
     )
-    await outbox.add(
-        session,
-        events.SubscriptionRenewalFailed(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            amount=Money(amount=payment.amount, currency=payment.currency),
-            next_attempt_at=subscription.next_renewal_at,
-            reason=reason,
-        ),
-    )
+    await outbox.add_all(session, changes)
 
 
 async def _complete_purchase(session: AsyncSession, payment: Payment, now: datetime) -> None:
@@ -397,15 +299,10 @@ async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
     payment.status = "expired"
     await _settle_promo(session, payment, "released")
     if payment.subscription_id is not None:
-        await session.execute(
-            sa.update(Subscription)
-            .where(
-                Subscription.id == payment.subscription_id,
-                Subscription.status == SubscriptionStatus.PENDING,
-                Subscription.latest_payment_id == payment.id,
-            )
-            .values(status=SubscriptionStatus.ABANDONED)
-        )
+        # Every caller holds the subscription's lock already (billing's lock order).
+        subscription = await locks.lock_subscription(session, payment.subscription_id)
+        if subscription is not None and transitions.abandons(subscription, payment):
+            transitions.abandon(subscription, payment)
     if payment.purchase_id is not None:
         await session.execute(
             sa.update(Purchase)
@@ -434,45 +331,3 @@ async def _settle_promo(session: AsyncSession, payment: Payment, status: str) ->
             .where(PromoCode.id == payment.promo_code_id)
             .values(redemptions=PromoCode.redemptions - 1)
         )
-
-
-# A card checkout in one of these states is closed once it expires.
-ABANDONABLE = ("pending", "failed")
-
-
-async def abandon_expired_checkouts(
-    sessions: async_sessionmaker[AsyncSession], now: datetime, *, limit: int = 500
-) -> int:
-    """Checkouts past their expiry whose expiry event never came (or that failed) are closed.
-
-    Each in its own transaction and in billing's lock order: the due payments are read without
-    a lock, then each one's subscription or purchase is locked, then the payment, re-read and
-    checked again (it may have been paid meanwhile). A checkout whose rows another transaction
-    holds (its payment being settled, another worker's pass) is skipped, never waited for: the
-    next pass closes it if it is still due.
-    """
-    async with sessions() as session:
-        due = list(
-            await session.scalars(
-                sa.select(Payment.id)
-                .where(
-                    Payment.status.in_(ABANDONABLE),
-                    Payment.method == "card",
-                    Payment.expires_at < now,
-                )
-                .order_by(Payment.expires_at)
-                .limit(limit)
-            )
-        )
-    count = 0
-    for payment_id in due:
-        async with sessions() as session, session.begin():
-            payment = await locks.claim_payment(session, payment_id)
-            if (
-                payment is not None
-                and payment.status in ABANDONABLE
-                and payment.expires_at is not None
-                and payment.expires_at < now
-            ):
-                count += await expire_payment(session, payment)
-    return count

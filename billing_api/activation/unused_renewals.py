@@ -24,12 +24,11 @@ queue_refund`): a Refund row reserves the money in the transaction that decides 
 
 from __future__ import annotations
 
-from billing_api.models import Payment, PaymentPurpose, Subscription, SubscriptionStatus
+from billing_api.models import Payment, PaymentPurpose, Subscription
+from billing_api.subscriptions import transitions
 
 AFTER_CANCEL = "renewal_after_cancel"
 SUPERSEDED = "renewal_superseded"
-
-LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
 
 
 def why_unused(subscription: Subscription, renewal: Payment, latest: Payment | None) -> str | None:
@@ -37,11 +36,7 @@ def why_unused(subscription: Subscription, renewal: Payment, latest: Payment | N
 
     ``latest`` is the payment that paid for the subscription's running period.
     """
-    if (
-        subscription.status not in LIVE
-        or subscription.cancel_at_period_end
-        or not subscription.auto_renew
-    ):
+    if not transitions.renews(subscription):
         return AFTER_CANCEL
     if (
         latest is not None

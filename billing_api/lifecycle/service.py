@@ -30,8 +30,8 @@ from billing_api.gateway import (
 )
 from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
 from billing_api.payments import checkout
-from shared import events, outbox
-from shared.money import Money
+from billing_api.subscriptions import transitions
+from shared import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ class JobContext:
     gateway: GatewayClient
     settings: BillingSettings
     now: datetime
-
-
-def summary(plan: Plan) -> events.PlanSummary:
-    return events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name)
 
 
 # --- gateway answers ------------------------------------------------------------------------
@@ -103,28 +99,8 @@ async def end_periods(ctx: JobContext) -> int:
         )
         for subscription in ended:
             plan = await session.get(Plan, subscription.plan_id)
-            assert plan is not None and subscription.current_period_end is not None
-            if subscription.cancel_at_period_end or not subscription.auto_renew:
-                await expire(session, subscription, plan, ctx.now)
-                continue
-            subscription.status = SubscriptionStatus.GRACE
-            subscription.grace_until = subscription.current_period_end + timedelta(
-                days=plan.grace_days
-            )
-            await outbox.add(
-                session,
-                events.SubscriptionGraceStarted(
-                    user_id=subscription.user_id,
-                    email=subscription.email,
-                    locale=subscription.locale,
-                    subscription_id=subscription.id,
-                    plan=summary(plan),
-                    amount_due=Money(
-                        amount=plan.price_amount * subscription.months, currency=plan.currency
-                    ),
-                    grace_until=subscription.grace_until,
-                ),
-            )
+            assert plan is not None
+            await outbox.add_all(session, transitions.end_period(subscription, plan, now=ctx.now))
             await entitlements.publish_snapshot(session, subscription.user_id)
     return len(ended)
 
@@ -150,27 +126,9 @@ async def end_graces(ctx: JobContext) -> int:
         for subscription in over:
             plan = await session.get(Plan, subscription.plan_id)
             assert plan is not None
-            await expire(session, subscription, plan, ctx.now)
+            await outbox.add_all(session, transitions.end_grace(subscription, plan, now=ctx.now))
+            await entitlements.publish_snapshot(session, subscription.user_id)
     return len(over)
-
-
-async def expire(
-    session: AsyncSession, subscription: Subscription, plan: Plan, now: datetime
-) -> None:
-    subscription.status = SubscriptionStatus.EXPIRED
-    subscription.next_renewal_at = None
-    await outbox.add(
-        session,
-        events.SubscriptionExpired(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=summary(plan),
-            expired_at=now,
-        ),
-    )
-    await entitlements.publish_snapshot(session, subscription.user_id)
 
 
 async def remind_expiring(ctx: JobContext) -> int:
@@ -193,19 +151,8 @@ async def remind_expiring(ctx: JobContext) -> int:
         )
         for subscription in due:
             plan = await session.get(Plan, subscription.plan_id)
-            assert plan is not None and subscription.current_period_end is not None
-            subscription.reminded_for = subscription.current_period_end
-            await outbox.add(
-                session,
-                events.SubscriptionExpiring(
-                    user_id=subscription.user_id,
-                    email=subscription.email,
-                    locale=subscription.locale,
-                    subscription_id=subscription.id,
-                    plan=summary(plan),
-                    current_period_end=subscription.current_period_end,
-                ),
-            )
+            assert plan is not None
+            await outbox.add_all(session, transitions.remind_of_end(subscription, plan))
     return len(due)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.ledger import service as ledger
 from billing_api.models import Payment, PaymentPurpose, Refund
-from billing_api.refunds import queued, service
+from billing_api.refunds import queued, quotes, service
 from shared import clock, events, outbox
 from shared.money import Money
 
@@ -181,7 +181,7 @@ async def _complete_top_up_refund(session: AsyncSession, payment: Payment, refun
             refund.amount,
         ),
     )
-    if payment.status in (*service.REFUNDABLE_STATUSES, "refunded"):
+    if payment.status in (*quotes.REFUNDABLE_STATUSES, "refunded"):
         payment.status = (
             "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
         )

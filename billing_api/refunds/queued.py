@@ -31,7 +31,7 @@ from billing_api.models import Payment, PaymentPurpose, Refund, Subscription
 # service and this module call each other: a refund that ends a subscription queues refunds of
 # its cut-off renewals here, and a queued refund completes or fails through service. Each
 # imports the other as a module, so neither needs the other's names while it is being loaded.
-from billing_api.refunds import retries, service
+from billing_api.refunds import quotes, retries, service
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ async def refund_renewals_cut_off(
             # Only renewals after the refunded payment: those before it paid for periods that
             # already ran (or for the one being refunded), and stay as they are.
             Payment.paid_at > cause.paid_at,
-            Payment.status.in_(service.REFUNDABLE_STATUSES),
+            Payment.status.in_(quotes.REFUNDABLE_STATUSES),
             sa.or_(*cut_off),
         )
         .order_by(Payment.id)

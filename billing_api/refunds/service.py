@@ -4,14 +4,7 @@ Money goes back where it came from (DESIGN, "Purchases and wallet"): a card paym
 through the gateway, a wallet payment straight into the wallet. Once the money is back the
 refund cancels what the payment paid for and access is revoked.
 
-Which payments are refundable here:
-
-* subscription and renewal payments, by their plan's ``refund_policy`` and window; unused days
-  are prorated only for the payment that paid for the subscription's current period (an older
-  period's payment gets the window rule alone);
-* movie purchases: a full refund within :data:`PURCHASE_REFUND_WINDOW_MINUTES`, then nothing
-  (a movie has no period to prorate, and a bought film can be watched at once);
-* never wallet top-ups: the balance they added may already be spent.
+Which payments are refundable, and how much, is decided in :mod:`billing_api.refunds.quotes`.
 
 What the payment paid for and then the payment row are locked while a refund is quoted and
 created (billing's lock order, :mod:`billing_api.locks`), so concurrent requests line up and the
@@ -28,7 +21,7 @@ here like any other.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid5
 
@@ -38,51 +31,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api import entitlements, locks
 from billing_api.gateway import GatewayClient
 from billing_api.ledger import service as ledger
-from billing_api.models import (
-    Payment,
-    PaymentPurpose,
-    Plan,
-    Refund,
-    Subscription,
-    SubscriptionStatus,
-)
+from billing_api.models import Payment, PaymentPurpose, Plan, Refund
 from billing_api.payments import service as payments
 
 # queued and this module call each other (see there), so it is imported as a module, not by name
-from billing_api.refunds import plan_credit, policy, queued
-from billing_api.refunds.policy import RefundQuote
+from billing_api.refunds import plan_credit, queued, quotes
 from billing_api.refunds.schemas import RefundOut, RefundQuoteOut
+from billing_api.subscriptions import transitions
 from shared import clock, events, outbox
 from shared.errors import Conflict
 from shared.money import Money
 
 logger = logging.getLogger(__name__)
 
-PURCHASE_REFUND_WINDOW_MINUTES = 60
-REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
-# A refund billing decided on its own (a payment that came for something no longer sold) is
-# ``queued`` until a job has asked the gateway for it (:mod:`billing_api.refunds.queued`); then
-# it is ``pending`` like any other.
-IN_PROGRESS = ("queued", "pending")
-CANCELABLE_SUBSCRIPTION = (
-    SubscriptionStatus.ACTIVE,
-    SubscriptionStatus.GRACE,
-    SubscriptionStatus.PENDING,
-)
-
 
 class PaymentNotRefundable(Conflict):
     default_detail = "this payment cannot be refunded"
-
-
-@dataclass(frozen=True)
-class Terms:
-    """The refund terms a payment was sold under."""
-
-    policy: str
-    window_minutes: int
-    period_start: datetime | None = None
-    period_end: datetime | None = None
 
 
 def refund_out(refund: Refund) -> RefundOut:
@@ -106,108 +70,12 @@ async def get_refund_quote(
 ) -> RefundQuoteOut:
     """What refunding one of the user's payments would give back now (0 with the reason)."""
     payment = await _own_payment(session, user_id, payment_id, lock=False)
-    quote = await quote_payment(session, payment, now=clock.now())
+    quote = await quotes.quote_payment(session, payment, now=clock.now())
     return RefundQuoteOut(
         payment_id=payment.id,
         refundable_amount=Money(amount=quote.amount, currency=payment.currency),
         rule=quote.rule,
     )
-
-
-async def quote_payment(
-    session: AsyncSession, payment: Payment, *, now: datetime, override_window: bool = False
-) -> RefundQuote:
-    """The refundable amount of ``payment`` at ``now`` and the rule that decided it."""
-    if payment.purpose == PaymentPurpose.TOP_UP:
-        return RefundQuote(0, "wallet top-ups are not refundable")
-    if payment.status == "refunded":
-        return RefundQuote(0, "already refunded")
-    if payment.status not in REFUNDABLE_STATUSES or payment.paid_at is None:
-        return RefundQuote(0, f"payment is {payment.status}")
-    if payment.method not in ("card", "wallet") or payment.amount == 0:
-        return RefundQuote(0, "nothing was paid")
-    if await plan_credit.credited_to_upgrade(session, payment):
-        return RefundQuote(0, "credited to a plan upgrade")
-    terms = await payment_terms(session, payment)
-    if terms is None:
-        return RefundQuote(0, f"{payment.purpose} payments are not refundable")
-    quote = policy.quote_refund(
-        paid=payment.amount,
-        paid_at=payment.paid_at,
-        now=now,
-        period_start=terms.period_start,
-        period_end=terms.period_end,
-        policy=terms.policy,
-        window_minutes=terms.window_minutes,
-        already_refunded=payment.refunded_amount,
-        override_window=override_window,
-    )
-    if quote.amount == 0 and await _refund_in_progress(session, payment):
-        return RefundQuote(0, "a refund is in progress")
-    return quote
-
-
-async def _refund_in_progress(session: AsyncSession, payment: Payment) -> bool:
-    pending = await session.scalar(
-        sa.select(Refund.id)
-        .where(Refund.payment_id == payment.id, Refund.status.in_(IN_PROGRESS))
-        .limit(1)
-    )
-    return pending is not None
-
-
-async def payment_terms(session: AsyncSession, payment: Payment) -> Terms | None:
-    if payment.purpose == PaymentPurpose.PURCHASE:
-        return Terms("window_only", PURCHASE_REFUND_WINDOW_MINUTES)
-    if payment.purpose not in (
-        PaymentPurpose.SUBSCRIPTION,
-        PaymentPurpose.RENEWAL,
-        PaymentPurpose.UPGRADE,
-    ):
-        return None
-    if payment.subscription_id is None:
-        return None
-    subscription = await session.get(Subscription, payment.subscription_id)
-    assert subscription is not None
-    plan = await session.get(Plan, subscription.plan_id)
-    assert plan is not None
-    if await _paid_current_period(session, payment, subscription):
-        return Terms(
-            plan.refund_policy,
-            plan.refund_window_minutes,
-            subscription.current_period_start,
-            subscription.current_period_end,
-        )
-    return Terms(plan.refund_policy, plan.refund_window_minutes)
-
-
-async def _paid_current_period(
-    session: AsyncSession, payment: Payment, subscription: Subscription
-) -> bool:
-    """Whether ``payment`` is the one that paid for the subscription's current period.
-
-    That is the subscription's most recently paid payment while the subscription runs: the
-    checkout payment first, each successful renewal after it.
-    """
-    if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE):
-        return False
-    if subscription.current_period_start is None or subscription.current_period_end is None:
-        return False
-    latest = await session.scalar(
-        sa.select(Payment.id)
-        .where(
-            Payment.subscription_id == subscription.id,
-            Payment.paid_at.is_not(None),
-            # a renewal given back whole as unused (paid later, for nothing) does not count
-            sa.or_(Payment.amount == 0, Payment.refunded_amount < Payment.amount),
-            # nor one billing refunds on its own, even while that refund is parked (its
-            # amount freed for staff to refund by hand)
-            ~sa.exists().where(Refund.payment_id == Payment.id, Refund.billing_decided),
-        )
-        .order_by(Payment.paid_at.desc(), Payment.id.desc())
-        .limit(1)
-    )
-    return latest == payment.id
 
 
 # --- refunding -------------------------------------------------------------------------------
@@ -223,7 +91,7 @@ async def request_refund(
 ) -> RefundOut:
     """Refund everything the rules allow now of one of the user's payments."""
     payment = await _own_payment(session, user_id, payment_id, lock=True)
-    quote = await quote_payment(session, payment, now=clock.now())
+    quote = await quotes.quote_payment(session, payment, now=clock.now())
     refund = await refund_payment(
         session, gateway, payment, amount=quote.amount, rule=quote.rule, reason=reason
     )
@@ -248,7 +116,9 @@ async def refund_payment(
     ``pending``; the ``refund.*`` consumer finishes it.
     """
     payment = await lock_payment(session, payment.id)
-    quote = await quote_payment(session, payment, now=clock.now(), override_window=override_window)
+    quote = await quotes.quote_payment(
+        session, payment, now=clock.now(), override_window=override_window
+    )
     if quote.amount <= 0:
         raise PaymentNotRefundable(f"nothing to refund: {quote.rule}")
     if not 0 < amount <= quote.amount:
@@ -329,13 +199,18 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
     )
     await plan_credit.release(session, payment, refund)
-    if payment.status in (*REFUNDABLE_STATUSES, "refunded"):
+    if payment.status in (*quotes.REFUNDABLE_STATUSES, "refunded"):
         payment.status = (
             "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
         )
     refund_money = Money(amount=refund.amount, currency=refund.currency)
     revoked = await _revoke(
-        session, payment, now, purchase_status="refunded", refund_started_at=refund.created_at
+        session,
+        payment,
+        now,
+        purchase_status="refunded",
+        refund_amount=refund_money,
+        refund_started_at=refund.created_at,
     )
     await entitlements.publish_snapshot(session, payment.user_id)
     await outbox.add(
@@ -350,7 +225,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
             description=payment.description,
         ),
     )
-    await _announce_cancel(session, revoked, now, refund_amount=refund_money)
+    await outbox.add_all(session, revoked.events)
     return True
 
 
@@ -394,7 +269,7 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
     now = clock.now()
     revoked = await _revoke(session, payment, now, purchase_status="canceled")
     await entitlements.publish_snapshot(session, payment.user_id)
-    await _announce_cancel(session, revoked, now, refund_amount=None)
+    await outbox.add_all(session, revoked.events)
     logger.warning(
         "payment disputed; what it paid for is canceled",
         extra={"payment_id": str(payment.id), "user_id": str(payment.user_id), "reason": reason},
@@ -407,10 +282,11 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
 
 @dataclass
 class Revoked:
-    """What a refund or dispute canceled (``subscription`` only if it was still running)."""
+    """What a refund or dispute canceled: the events of a subscription it ended (only one
+    still running is), to publish after the refund's own."""
 
     locale: str = "ru"
-    subscription: Subscription | None = None
+    events: transitions.Events = field(default_factory=list)
 
 
 async def _revoke(
@@ -419,6 +295,7 @@ async def _revoke(
     now: datetime,
     *,
     purchase_status: str,
+    refund_amount: Money | None = None,
     refund_started_at: datetime | None = None,
 ) -> Revoked:
     revoked = Revoked()
@@ -432,11 +309,12 @@ async def _revoke(
             payment.purpose == PaymentPurpose.RENEWAL
             and subscription.latest_payment_id != payment.id
         ) or await queued.paid_for_nothing(session, payment)
-        if subscription.status in CANCELABLE_SUBSCRIPTION and not never_ran:
-            subscription.status = SubscriptionStatus.CANCELED
-            subscription.canceled_at = now
-            subscription.auto_renew = False
-            revoked.subscription = subscription
+        if transitions.revocable(subscription) and not never_ran:
+            plan = await session.get(Plan, subscription.plan_id)
+            assert plan is not None
+            revoked.events = transitions.revoke(
+                subscription, plan, now=now, refund_amount=refund_amount
+            )
             await queued.refund_renewals_cut_off(
                 session, subscription, payment, now, refund_started_at
             )
@@ -447,29 +325,6 @@ async def _revoke(
         if purchase.status == "completed" and not await queued.paid_for_nothing(session, payment):
             purchase.status = purchase_status
     return revoked
-
-
-async def _announce_cancel(
-    session: AsyncSession, revoked: Revoked, now: datetime, *, refund_amount: Money | None
-) -> None:
-    subscription = revoked.subscription
-    if subscription is None:
-        return
-    plan = await session.get(Plan, subscription.plan_id)
-    assert plan is not None
-    await outbox.add(
-        session,
-        events.SubscriptionCanceled(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            canceled_at=now,
-            access_until=now,
-            refund_amount=refund_amount,
-        ),
-    )
 
 
 async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:

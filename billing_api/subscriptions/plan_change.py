@@ -45,14 +45,14 @@ from billing_api.models import (
     Plan,
     Refund,
     Subscription,
-    SubscriptionStatus,
 )
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
 from billing_api.pricing.inputs import price_plan
 from billing_api.refunds import plan_credit
-from billing_api.refunds import service as refunds
+from billing_api.refunds import quotes as refund_quotes
 from billing_api.subscriptions import service as subscriptions
+from billing_api.subscriptions import transitions
 from billing_api.subscriptions.schemas import PlanChangeOut
 from shared import clock
 from shared.errors import Conflict
@@ -61,10 +61,6 @@ from shared.money import Money, prorata_floor
 MONTH_DAYS = 30  # a monthly plan's length when prices per day are compared
 
 ChangeKind = Literal["upgrade", "downgrade", "downgrade_canceled"]
-
-
-class PlanChangeNotAllowed(Conflict):
-    default_detail = "this subscription cannot change plan now"
 
 
 class UpgradeAwaitingPayment(Conflict):
@@ -152,15 +148,13 @@ async def change_plan(
     current = await session.get(Plan, subscription.plan_id)
     assert current is not None
     if plan_id == current.id:
-        if subscription.pending_plan_id is None:
-            raise PlanChangeNotAllowed("the subscription is on this plan already")
-        subscription.pending_plan_id = None
+        transitions.take_back_downgrade(subscription)
         return PlanChange(subscription, "downgrade_canceled", currency=current.currency)
     new = await catalog.load_plan(session, plan_id)
-    _check_changeable(subscription, current, new)
+    transitions.check_plan_change(subscription, current, new)
     await _check_no_refund_in_progress(session, subscription)
     if not is_upgrade(new, current):
-        subscription.pending_plan_id = new.id
+        transitions.schedule_downgrade(subscription, current, new)
         return PlanChange(subscription, "downgrade", currency=current.currency)
 
     waiting = await subscriptions.waiting_upgrade(session, subscription)
@@ -210,30 +204,19 @@ async def change_plan(
     return PlanChange(subscription, "upgrade", payment, credit, current.currency)
 
 
-def _check_changeable(subscription: Subscription, current: Plan, new: Plan) -> None:
-    if subscription.status != SubscriptionStatus.ACTIVE:
-        raise PlanChangeNotAllowed(
-            f"only an active subscription can change plan; this one is {subscription.status}"
-        )
-    if subscription.cancel_at_period_end:
-        raise PlanChangeNotAllowed("the subscription ends at its period end; resume it first")
-    if new.currency != current.currency:
-        raise PlanChangeNotAllowed(
-            f"plan {new.code} is sold in {new.currency}, this subscription in {current.currency}"
-        )
-
-
 async def _check_no_refund_in_progress(session: AsyncSession, subscription: Subscription) -> None:
     """A refund the provider has not confirmed yet will cancel the subscription: no plan
     change meanwhile (it would be paid for a subscription about to end)."""
     refunding = await session.scalar(
         sa.select(Refund.id)
         .join(Payment, Payment.id == Refund.payment_id)
-        .where(Payment.subscription_id == subscription.id, Refund.status.in_(refunds.IN_PROGRESS))
+        .where(
+            Payment.subscription_id == subscription.id, Refund.status.in_(refund_quotes.IN_PROGRESS)
+        )
         .limit(1)
     )
     if refunding is not None:
-        raise PlanChangeNotAllowed("a refund of this subscription is in progress")
+        raise transitions.PlanChangeNotAllowed("a refund of this subscription is in progress")
 
 
 async def _credit_for_current_period(

@@ -18,9 +18,11 @@ from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, Subs
 from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.pricing.inputs import Priced, price_plan
+from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
+from billing_api.subscriptions import transitions
 from billing_api.subscriptions.schemas import SubscriptionIn, SubscriptionOut
-from shared import clock, events, outbox
+from shared import clock, outbox
 from shared.errors import Conflict, NotFound, UnprocessableEntity
 from shared.pagination import newest_first, page_of
 
@@ -215,14 +217,6 @@ async def get_subscription(
     return await subscription_out(session, subscription)
 
 
-class SubscriptionNotCancelable(Conflict):
-    default_detail = "only an active subscription can be cancelled"
-
-
-class SubscriptionNotResumable(Conflict):
-    default_detail = "only a subscription scheduled to end can be resumed, before its period ends"
-
-
 async def owned_subscription(
     session: AsyncSession, user_id: UUID, subscription_id: UUID
 ) -> Subscription:
@@ -244,13 +238,13 @@ async def cancel(
     with the refund the plan's policy allows for the payment of the current period)."""
     subscription = await owned_subscription(session, user_id, subscription_id)
     if not at_period_end and await waiting_upgrade(session, subscription) is not None:
-        raise SubscriptionNotCancelable(
+        raise transitions.SubscriptionNotCancelable(
             "an upgrade is waiting for payment; pay it or let its checkout expire first"
         )
     if not at_period_end and subscription.latest_payment_id is not None:
         latest = await session.get(Payment, subscription.latest_payment_id)
         if latest is not None:
-            quote = await refunds.quote_payment(session, latest, now=clock.now())
+            quote = await refund_quotes.quote_payment(session, latest, now=clock.now())
             if quote.amount > 0:
                 await refunds.refund_payment(
                     session,
@@ -262,36 +256,11 @@ async def cancel(
                 )
                 if subscription.status == SubscriptionStatus.CANCELED:
                     return subscription  # the refund cancelled it and said so
-    live = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
-    if subscription.status not in live:
-        raise SubscriptionNotCancelable(f"subscription {subscription.id} is {subscription.status}")
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
-    now = clock.now()
-    if at_period_end and subscription.status == SubscriptionStatus.ACTIVE:
-        subscription.cancel_at_period_end = True
-        access_until = subscription.current_period_end
-    else:
-        subscription.status = SubscriptionStatus.CANCELED
-        subscription.canceled_at = now
-        subscription.auto_renew = False
-        subscription.next_renewal_at = None
-        access_until = now
-    # A cancel at period end keeps ``next_renewal_at`` (the dunning schedule's next retry): no
-    # renewal is charged while it is set, and a resume lets the schedule go on where it was.
+    changes = transitions.cancel(subscription, plan, now=clock.now(), at_period_end=at_period_end)
     await entitlements.publish_snapshot(session, subscription.user_id)
-    await outbox.add(
-        session,
-        events.SubscriptionCanceled(
-            user_id=subscription.user_id,
-            email=subscription.email,
-            locale=subscription.locale,
-            subscription_id=subscription.id,
-            plan=events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name),
-            canceled_at=now,
-            access_until=access_until,
-        ),
-    )
+    await outbox.add_all(session, changes)
     return subscription
 
 
@@ -314,16 +283,7 @@ async def resume(session: AsyncSession, user_id: UUID, subscription_id: UUID) ->
     """Undo a cancel at period end while the period still runs: renewals go on as before,
     a failed renewal's dunning retries included (the cancel kept their schedule)."""
     subscription = await owned_subscription(session, user_id, subscription_id)
-    end = subscription.current_period_end
-    if (
-        subscription.status != SubscriptionStatus.ACTIVE
-        or not subscription.cancel_at_period_end
-        or end is None
-        or end <= clock.now()
-    ):
-        raise SubscriptionNotResumable(f"subscription {subscription.id} cannot be resumed")
-    subscription.cancel_at_period_end = False
-    subscription.auto_renew = True
-    subscription.reminded_for = None
+    changes = transitions.resume(subscription, now=clock.now())
     await entitlements.publish_snapshot(session, subscription.user_id)
+    await outbox.add_all(session, changes)
     return subscription

@@ -7,7 +7,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from billing_api.activation.service import abandon_expired_checkouts
+from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from billing_api.gateway import GatewayClient
 from billing_api.periods import add_months
 from shared import clock

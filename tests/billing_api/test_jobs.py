@@ -10,7 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from billing_api import demo
-from billing_api.activation.service import abandon_expired_checkouts
+from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from shared import clock
 from tests import support
 from tests.billing_api.conftest import Suite

@@ -22,6 +22,7 @@ from billing_api.gateway import GatewayClient
 from billing_api.models import ComplimentaryGrant, Payment, Subscription
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentOut
+from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
 from billing_api.refunds.schemas import RefundOut
 from shared import clock
@@ -115,7 +116,9 @@ async def refund(
     paid for canceled and access revoked once the money is back.
     """
     payment = await _payment(session, payment_id)
-    quote = await refunds.quote_payment(session, payment, now=clock.now(), override_window=True)
+    quote = await refund_quotes.quote_payment(
+        session, payment, now=clock.now(), override_window=True
+    )
     amount = quote.amount if body.amount is None else body.amount
     before = audit.snapshot(payment)
     made = await refunds.refund_payment(

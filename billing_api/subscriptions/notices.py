@@ -1,0 +1,138 @@
+"""The events a subscription's transitions publish, each built here and nowhere else.
+
+Every one names the subscription, whom it belongs to and how to reach them, and its plan, the
+same way (:func:`plan_summary`); :mod:`billing_api.subscriptions.transitions` decides when each
+is published.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+from uuid import UUID
+
+from billing_api.models import Payment, Plan, Subscription
+from shared import events
+from shared.money import Money
+
+
+def plan_summary(plan: Plan) -> events.PlanSummary:
+    """How every subscription event names its plan."""
+    return events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name)
+
+
+class _About(TypedDict):
+    user_id: UUID
+    email: str | None
+    locale: str
+    subscription_id: UUID
+
+
+def _about(subscription: Subscription) -> _About:
+    return _About(
+        user_id=subscription.user_id,
+        email=subscription.email,
+        locale=subscription.locale,
+        subscription_id=subscription.id,
+    )
+
+
+def _paid(payment: Payment) -> Money:
+    return Money(amount=payment.amount, currency=payment.currency)
+
+
+def activated(
+    subscription: Subscription, plan: Plan, payment: Payment, *, end: datetime, trial: bool
+) -> events.SubscriptionActivated:
+    return events.SubscriptionActivated(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        amount=_paid(payment),
+        current_period_end=end,
+        trial=trial,
+    )
+
+
+def renewed(
+    subscription: Subscription, plan: Plan, payment: Payment, *, end: datetime
+) -> events.SubscriptionRenewed:
+    return events.SubscriptionRenewed(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        amount=_paid(payment),
+        current_period_end=end,
+    )
+
+
+def plan_changed(
+    subscription: Subscription,
+    previous: Plan,
+    plan: Plan,
+    payment: Payment,
+    *,
+    credit: int,
+    end: datetime,
+) -> events.SubscriptionPlanChanged:
+    return events.SubscriptionPlanChanged(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        previous_plan=plan_summary(previous),
+        amount=_paid(payment),
+        credit=Money(amount=credit, currency=payment.currency),
+        current_period_end=end,
+    )
+
+
+def renewal_failed(
+    subscription: Subscription, plan: Plan, payment: Payment, *, reason: str | None
+) -> events.SubscriptionRenewalFailed:
+    return events.SubscriptionRenewalFailed(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        amount=_paid(payment),
+        next_attempt_at=subscription.next_renewal_at,
+        reason=reason,
+    )
+
+
+def grace_started(
+    subscription: Subscription, plan: Plan, *, grace_until: datetime
+) -> events.SubscriptionGraceStarted:
+    return events.SubscriptionGraceStarted(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        amount_due=Money(amount=plan.price_amount * subscription.months, currency=plan.currency),
+        grace_until=grace_until,
+    )
+
+
+def expired(subscription: Subscription, plan: Plan, *, now: datetime) -> events.SubscriptionExpired:
+    return events.SubscriptionExpired(
+        **_about(subscription), plan=plan_summary(plan), expired_at=now
+    )
+
+
+def expiring(
+    subscription: Subscription, plan: Plan, *, end: datetime
+) -> events.SubscriptionExpiring:
+    return events.SubscriptionExpiring(
+        **_about(subscription), plan=plan_summary(plan), current_period_end=end
+    )
+
+
+def canceled(
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    now: datetime,
+    access_until: datetime | None,
+    refund_amount: Money | None = None,
+) -> events.SubscriptionCanceled:
+    """The user canceled (now or at the period end), or a refund or dispute did."""
+    return events.SubscriptionCanceled(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        canceled_at=now,
+        access_until=access_until,
+        refund_amount=refund_amount,
+    )

@@ -1,0 +1,356 @@
+"""Every change of state of an existing subscription, as pure functions.
+
+A transition takes the subscription row (locked by the caller), ``now`` and what it needs (the
+plan, the payment), checks that it is allowed from the subscription's current state, sets every
+field that goes with it and returns the events to publish (built in
+:mod:`billing_api.subscriptions.notices`). It does no I/O: the caller adds the events to the
+outbox in its transaction and publishes the entitlement snapshot where access changes. Nothing
+else assigns a subscription's ``status`` (checkout inserts the ``pending`` row).
+
+::
+
+    pending ──paid──▶ active ◀──renewed / upgraded── grace
+       │  ▲             │ period ended, renewing ──────▶ grace ──grace over──▶ expired
+       │  └─paid late─ abandoned (checkout expired)     │ period ended, not renewing ──▶ expired
+       └──────────── refunded / disputed ──────────────▶ canceled ◀── cancel now (active, grace)
+
+What each transition sets — decided once, the same for every caller:
+
+* **A new period starts** (:func:`activate`, :func:`renew`, :func:`upgrade`): ``status``
+  active, ``current_period_start``/``current_period_end``, ``latest_payment_id`` (the payment
+  that bought it) and ``payment_method_ref`` (the payment's card, else the one saved). The
+  dunning schedule is cleared (``renewal_attempts`` 0, ``dunning_started_at``,
+  ``next_renewal_at`` and ``grace_until`` None) and so is ``reminded_for``: the "ends soon"
+  reminder is sent once per period. An upgrade switches ``plan_id`` and drops a scheduled
+  downgrade (``pending_plan_id``); a renewal switches to the plan it bought (the scheduled
+  downgrade) if that is another one; a trial's first period also sets ``trial_end``.
+* **A renewal is declined** (:func:`record_failed_renewal`): only the dunning schedule —
+  ``dunning_started_at`` (the first failure), ``renewal_attempts`` + 1 and ``next_renewal_at``
+  (the next retry, counted from the first failure; None once the retries are used up).
+* **The period ends unpaid** (:func:`end_period`): a renewing subscription enters grace
+  (``grace_until`` = period end + the plan's ``grace_days``); one that stops (cancelled at its
+  period end, or auto-renew off) expires. :func:`end_grace` expires a grace that ran out.
+* **It ends** (expires, cancelled now, revoked by a refund or dispute): ``status`` expired or
+  canceled and ``next_renewal_at`` None (nothing more is charged); canceled also sets
+  ``canceled_at`` and turns ``auto_renew`` off. ``grace_until``, ``renewal_attempts`` and
+  ``dunning_started_at`` stay as the record of how it ended.
+* **Cancel at period end** sets only ``cancel_at_period_end``: access runs to the period end,
+  and ``next_renewal_at`` (the dunning schedule's next retry) is kept, since no renewal is
+  charged while it is set and :func:`resume` lets the schedule go on where it was. Resuming
+  clears ``cancel_at_period_end``, turns ``auto_renew`` on and clears ``reminded_for``.
+* **The reminder** (:func:`remind_of_end`) sets ``reminded_for`` to the period end it is for.
+* **Plan change requests** only touch ``pending_plan_id`` (a downgrade waits for the period
+  end); an upgrade changes the subscription when it is paid (:func:`upgrade`).
+* **A checkout expires unpaid** (:func:`abandon`): ``status`` abandoned, nothing else.
+
+A transition that is not allowed raises the error the API answers with
+(:class:`SubscriptionNotCancelable`, :class:`SubscriptionNotResumable`,
+:class:`PlanChangeNotAllowed`, all 409); those that only jobs and payment outcomes make raise
+:class:`SubscriptionTransitionNotAllowed` (callers that treat the situation as an outcome —
+a payment that came too late is refunded — ask :func:`awaits_payment`, :func:`renews`,
+:func:`is_live`, :func:`revocable` or :func:`abandons` first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from billing_api import periods
+from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
+from billing_api.subscriptions import notices
+from shared import events
+from shared.errors import Conflict
+from shared.money import Money
+
+Events = list[events.EventPayload]
+
+# The states each group of transitions may start from.
+AWAITING_PAYMENT = (SubscriptionStatus.PENDING, SubscriptionStatus.ABANDONED)
+LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
+REVOCABLE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE, SubscriptionStatus.PENDING)
+
+
+class SubscriptionTransitionNotAllowed(Conflict):
+    default_detail = "the subscription cannot make this change in its current state"
+
+
+class SubscriptionNotCancelable(Conflict):
+    default_detail = "only an active subscription can be cancelled"
+
+
+class SubscriptionNotResumable(Conflict):
+    default_detail = "only a subscription scheduled to end can be resumed, before its period ends"
+
+
+class PlanChangeNotAllowed(Conflict):
+    default_detail = "this subscription cannot change plan now"
+
+
+def _refuse(subscription: Subscription, action: str) -> SubscriptionTransitionNotAllowed:
+    return SubscriptionTransitionNotAllowed(
+        f"cannot {action} subscription {subscription.id}: it is {subscription.status}"
+    )
+
+
+# --- what may happen now ----------------------------------------------------------------------
+
+
+def awaits_payment(subscription: Subscription) -> bool:
+    """A checkout's payment may still start it: waiting for it, or abandoned unpaid."""
+    return subscription.status in AWAITING_PAYMENT
+
+
+def is_live(subscription: Subscription) -> bool:
+    """It grants access now and a payment may extend it (an upgrade)."""
+    return subscription.status in LIVE
+
+
+def renews(subscription: Subscription) -> bool:
+    """Live and renewing: a renewal's outcome (paid or declined) applies to it."""
+    return (
+        is_live(subscription) and not subscription.cancel_at_period_end and subscription.auto_renew
+    )
+
+
+def revocable(subscription: Subscription) -> bool:
+    """A refund or dispute of what paid for it cancels it."""
+    return subscription.status in REVOCABLE
+
+
+def abandons(subscription: Subscription, payment: Payment) -> bool:
+    """The expiry of ``payment`` abandons the subscription: it waits for this very checkout."""
+    return (
+        subscription.status == SubscriptionStatus.PENDING
+        and subscription.latest_payment_id == payment.id
+    )
+
+
+# --- a new period starts ----------------------------------------------------------------------
+
+
+def _start_period(
+    subscription: Subscription, payment: Payment, start: datetime, end: datetime
+) -> None:
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.current_period_start = start
+    subscription.current_period_end = end
+    subscription.renewal_attempts = 0
+    subscription.dunning_started_at = None
+    subscription.next_renewal_at = None
+    subscription.grace_until = None
+    subscription.reminded_for = None
+    subscription.latest_payment_id = payment.id
+    subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+
+
+def _periods_from(start: datetime, plan: Plan, payment: Payment) -> datetime:
+    return periods.period_end(
+        start, unit=plan.period_unit, days=plan.period_days, periods=payment.months
+    )
+
+
+def activate(subscription: Subscription, plan: Plan, payment: Payment, *, now: datetime) -> Events:
+    """The checkout is paid (or the free trial starts): the first period runs from now."""
+    if not awaits_payment(subscription):
+        raise _refuse(subscription, "activate")
+    trial = payment.purpose == PaymentPurpose.TRIAL
+    if trial:
+        # The free first period; the renewal at its end is the first charge.
+        end = now + timedelta(days=plan.trial_days)
+        subscription.trial_end = end
+    else:
+        end = _periods_from(now, plan, payment)
+    _start_period(subscription, payment, now, end)
+    return [notices.activated(subscription, plan, payment, end=end, trial=trial)]
+
+
+def renew(subscription: Subscription, plan: Plan, payment: Payment) -> Events:
+    """A renewal is paid: the next period runs on from the old end, so no paid day is lost.
+    ``plan`` is the plan it bought (a downgrade scheduled for this period end switches here)."""
+    if not renews(subscription):
+        raise _refuse(subscription, "renew")
+    start = subscription.current_period_end
+    assert start is not None, "a live subscription has a period"
+    if plan.id != subscription.plan_id:
+        subscription.plan_id = plan.id
+        subscription.pending_plan_id = None
+    end = _periods_from(start, plan, payment)
+    _start_period(subscription, payment, start, end)
+    return [notices.renewed(subscription, plan, payment, end=end)]
+
+
+def upgrade(
+    subscription: Subscription,
+    previous: Plan,
+    plan: Plan,
+    payment: Payment,
+    *,
+    credit: int,
+    now: datetime,
+) -> Events:
+    """An upgrade is paid: the new plan runs from now, for a new period."""
+    if not is_live(subscription):
+        raise _refuse(subscription, "upgrade")
+    subscription.plan_id = plan.id
+    subscription.pending_plan_id = None
+    end = _periods_from(now, plan, payment)
+    _start_period(subscription, payment, now, end)
+    return [notices.plan_changed(subscription, previous, plan, payment, credit=credit, end=end)]
+
+
+# --- renewal declined, period and grace end, reminder -----------------------------------------
+
+
+def record_failed_renewal(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    reason: str | None,
+    retry_offsets: Sequence[timedelta],
+    now: datetime,
+) -> Events:
+    """A renewal was declined: schedule the next retry (``retry_offsets`` count from the first
+    failure; none is left once they are used up), and say so."""
+    if not renews(subscription):
+        raise _refuse(subscription, "retry the renewal of")
+    started = subscription.dunning_started_at or now
+    subscription.dunning_started_at = started
+    subscription.renewal_attempts += 1
+    retry = subscription.renewal_attempts - 1
+    subscription.next_renewal_at = (
+        started + retry_offsets[retry] if retry < len(retry_offsets) else None
+    )
+    return [notices.renewal_failed(subscription, plan, payment, reason=reason)]
+
+
+def end_period(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
+    """The period ended unpaid: into grace if it renews, expired if the user stopped it."""
+    end = subscription.current_period_end
+    if subscription.status != SubscriptionStatus.ACTIVE or end is None or end > now:
+        raise _refuse(subscription, "end the period of")
+    if subscription.cancel_at_period_end or not subscription.auto_renew:
+        return _expire(subscription, plan, now)
+    subscription.status = SubscriptionStatus.GRACE
+    grace_until = end + timedelta(days=plan.grace_days)
+    subscription.grace_until = grace_until
+    return [notices.grace_started(subscription, plan, grace_until=grace_until)]
+
+
+def end_grace(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
+    """The grace ran out without a paid renewal: the subscription expires."""
+    until = subscription.grace_until
+    if subscription.status != SubscriptionStatus.GRACE or until is None or until > now:
+        raise _refuse(subscription, "end the grace of")
+    return _expire(subscription, plan, now)
+
+
+def _expire(subscription: Subscription, plan: Plan, now: datetime) -> Events:
+    subscription.status = SubscriptionStatus.EXPIRED
+    subscription.next_renewal_at = None
+    return [notices.expired(subscription, plan, now=now)]
+
+
+def remind_of_end(subscription: Subscription, plan: Plan) -> Events:
+    """Tell the user that a subscription which will not renew ends soon (once per period)."""
+    end = subscription.current_period_end
+    if subscription.status != SubscriptionStatus.ACTIVE or renews(subscription) or end is None:
+        raise _refuse(subscription, "remind of the end of")
+    subscription.reminded_for = end
+    return [notices.expiring(subscription, plan, end=end)]
+
+
+# --- cancel, revoke, resume -------------------------------------------------------------------
+
+
+def _end_canceled(subscription: Subscription, now: datetime) -> None:
+    subscription.status = SubscriptionStatus.CANCELED
+    subscription.canceled_at = now
+    subscription.auto_renew = False
+    subscription.next_renewal_at = None
+
+
+def cancel(subscription: Subscription, plan: Plan, *, now: datetime, at_period_end: bool) -> Events:
+    """The user stops it: at the period end (an active one keeps access until then, no grace)
+    or now (access ends now; a subscription in grace always ends now)."""
+    if not is_live(subscription):
+        raise SubscriptionNotCancelable(f"subscription {subscription.id} is {subscription.status}")
+    if at_period_end and subscription.status == SubscriptionStatus.ACTIVE:
+        subscription.cancel_at_period_end = True
+        access_until = subscription.current_period_end
+    else:
+        _end_canceled(subscription, now)
+        access_until = now
+    return [notices.canceled(subscription, plan, now=now, access_until=access_until)]
+
+
+def revoke(
+    subscription: Subscription, plan: Plan, *, now: datetime, refund_amount: Money | None
+) -> Events:
+    """The payment for it was refunded (``refund_amount``) or disputed (None): it is canceled
+    and access ends now."""
+    if not revocable(subscription):
+        raise _refuse(subscription, "revoke")
+    _end_canceled(subscription, now)
+    return [
+        notices.canceled(subscription, plan, now=now, access_until=now, refund_amount=refund_amount)
+    ]
+
+
+def resume(subscription: Subscription, *, now: datetime) -> Events:
+    """Undo a cancel at period end while the period still runs: renewals go on as before,
+    a failed renewal's dunning retries included (the cancel kept their schedule)."""
+    end = subscription.current_period_end
+    if (
+        subscription.status != SubscriptionStatus.ACTIVE
+        or not subscription.cancel_at_period_end
+        or end is None
+        or end <= now
+    ):
+        raise SubscriptionNotResumable(f"subscription {subscription.id} cannot be resumed")
+    subscription.cancel_at_period_end = False
+    subscription.auto_renew = True
+    subscription.reminded_for = None
+    return []
+
+
+# --- plan change requests, abandoned checkout -------------------------------------------------
+
+
+def check_plan_change(subscription: Subscription, current: Plan, new: Plan) -> None:
+    """Only an active subscription that is not ending can change plan, within its currency."""
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise PlanChangeNotAllowed(
+            f"only an active subscription can change plan; this one is {subscription.status}"
+        )
+    if subscription.cancel_at_period_end:
+        raise PlanChangeNotAllowed("the subscription ends at its period end; resume it first")
+    if new.currency != current.currency:
+        raise PlanChangeNotAllowed(
+            f"plan {new.code} is sold in {new.currency}, this subscription in {current.currency}"
+        )
+
+
+def schedule_downgrade(subscription: Subscription, current: Plan, new: Plan) -> Events:
+    """A cheaper plan from the period end: the renewal then charges it and switches."""
+    check_plan_change(subscription, current, new)
+    subscription.pending_plan_id = new.id
+    return []
+
+
+def take_back_downgrade(subscription: Subscription) -> Events:
+    """The current plan asked for again: the scheduled downgrade is dropped."""
+    if subscription.pending_plan_id is None:
+        raise PlanChangeNotAllowed("the subscription is on this plan already")
+    subscription.pending_plan_id = None
+    return []
+
+
+def abandon(subscription: Subscription, payment: Payment) -> Events:
+    """The checkout ``payment`` expired unpaid: the subscription waiting for it is abandoned
+    (a late payment may still activate it, :func:`activate`)."""
+    if not abandons(subscription, payment):
+        raise _refuse(subscription, f"abandon for payment {payment.id}")
+    subscription.status = SubscriptionStatus.ABANDONED
+    return []

@@ -34,9 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext
-from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
+from billing_api.models import Payment, Plan, Subscription
 from billing_api.pricing import service as pricing
 from billing_api.pricing.inputs import load_personal_discounts, load_tiers_of
+from billing_api.subscriptions import transitions
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
         .exists()
     )
     return sa.and_(
-        Subscription.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)),
+        Subscription.status.in_(transitions.LIVE),
         Subscription.auto_renew,
         ~Subscription.cancel_at_period_end,
         sa.or_(Subscription.payment_method_ref.is_not(None), onto_free_plan),

@@ -25,10 +25,10 @@ from billing_api.models import (
     Plan,
     Refund,
     Subscription,
-    SubscriptionStatus,
 )
 from billing_api.refunds import plan_credit, policy
 from billing_api.refunds.policy import RefundQuote
+from billing_api.subscriptions import transitions
 
 PURCHASE_REFUND_WINDOW_MINUTES = 60
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
@@ -123,7 +123,7 @@ async def _paid_current_period(
     That is the subscription's most recently paid payment while the subscription runs: the
     checkout payment first, each successful renewal after it.
     """
-    if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE):
+    if not transitions.is_live(subscription):
         return False
     if subscription.current_period_start is None or subscription.current_period_end is None:
         return False

@@ -1,4 +1,5 @@
-"""Dependencies of billing's routes: the session, who is calling, the gateway client."""
+"""Dependencies of billing's routes: the session, who is calling, the gateway client, and how
+a checkout route commits before it opens the card checkout."""
 
 from __future__ import annotations
 
@@ -6,25 +7,28 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 
+from billing_api import idempotency
 from billing_api.config import BillingSettings
-from billing_api.gateway import GatewayClient
-from shared.auth import CurrentPrincipal, Principal
+from billing_api.customers import Customer
+from billing_api.gateway import GatewayClient, GatewayRefused
+from billing_api.models import Payment
+from billing_api.payments.checkout import ask_gateway, record_opened, record_refused, unopened
+from shared import db
+from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.errors import Forbidden
 
-__all__ = ["Customer", "CustomerDep", "GatewayDep", "SessionDep", "SettingsDep"]
-
-
-class Customer:
-    """An end user acting for themselves: a token whose ``sub`` is a user id."""
-
-    __slots__ = ("email", "id", "principal")
-
-    def __init__(self, principal: Principal, user_id: UUID) -> None:
-        self.principal = principal
-        self.id = user_id
-        self.email = principal.email
+__all__ = [
+    "Checkouts",
+    "CheckoutsDep",
+    "CustomerDep",
+    "GatewayDep",
+    "SessionDep",
+    "SettingsDep",
+]
 
 
 async def current_customer(principal: CurrentPrincipal) -> Customer:
@@ -46,3 +50,58 @@ def get_settings(request: Request) -> BillingSettings:
 CustomerDep = Annotated[Customer, Depends(current_customer)]
 GatewayDep = Annotated[GatewayClient, Depends(get_gateway)]
 SettingsDep = Annotated[BillingSettings, Depends(get_settings)]
+
+
+class Checkouts:
+    """How a checkout route finishes: commit what it did, then open the card checkout.
+
+    The route owns the transaction (the edge does): :meth:`open` commits it exactly as the
+    request's session dependency would at the end (through :func:`shared.db.commit`, so the
+    request's idempotency key fences it too), only earlier, before the gateway is called.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        gateway: GatewayClient,
+        settings: BillingSettings,
+        scope: Scope,
+    ) -> None:
+        self.session = session
+        self.gateway = gateway
+        self.settings = settings
+        self.scope = scope  # the request's
+
+    async def open(self, payment_id: UUID | None) -> None:
+        """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
+        (the gateway is idempotent on the id); raises ``GatewayUnavailable`` (503) with the
+        payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
+        with the payment expired."""
+        payment = await self.session.get(Payment, payment_id) if payment_id else None
+        opening = payment is not None and unopened(payment)
+        if opening:
+            # A retry finds this pending payment and asks the gateway again under its id, so a
+            # 503 or 502 from here on releases the request's Idempotency-Key. Said before the
+            # commit: a connection cut while committing leaves it unknown whether the commit
+            # landed, and a rerun is right either way. (One committed without a card checkout,
+            # a wallet payment, keeps its key: running that again would charge again.)
+            idempotency.rerun_finds_what_was_committed(self.scope)
+        await db.commit(self.session)  # no lock and no connection held during the gateway call
+        if payment is None or not opening:
+            return
+        try:
+            opened = await ask_gateway(self.gateway, self.settings, payment)
+        except GatewayRefused:
+            await record_refused(self.session, payment.id)
+            await db.commit(self.session)  # the route raises: the request's rollback undoes nothing
+            raise
+        await record_opened(self.session, payment.id, opened)
+
+
+def get_checkouts(
+    request: Request, session: SessionDep, gateway: GatewayDep, settings: SettingsDep
+) -> Checkouts:
+    return Checkouts(session, gateway, settings, request.scope)
+
+
+CheckoutsDep = Annotated[Checkouts, Depends(get_checkouts)]

@@ -20,24 +20,22 @@ finds that payment and asks the gateway again under the same id, so the provider
 checkout for it and the user can pay it once. A payment nobody comes back for is opened by
 reconciliation (the gateway answers 404 for a payment it never saw) and then expires like any
 unpaid checkout, which releases its promo code.
+
+A route runs both steps through :class:`billing_api.deps.Checkouts` (committing is the edge's
+job); reconciliation runs them through :func:`open_committed`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.types import Scope
 
-from billing_api import idempotency, locks
+from billing_api import locks
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
-from billing_api.deps import GatewayDep, SessionDep, SettingsDep
 from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused
 from billing_api.models import Payment
-from shared import db
 
 
 def unopened(payment: Payment) -> bool:
@@ -108,58 +106,3 @@ async def open_committed(
     async with sessions() as session, session.begin():
         await record_opened(session, payment_id, opened)
     return True
-
-
-class Checkouts:
-    """How a checkout route finishes: commit what it did, then open the card checkout.
-
-    The route owns the transaction (the edge does): :meth:`open` commits it exactly as the
-    request's session dependency would at the end (through :func:`shared.db.commit`, so the
-    request's idempotency key fences it too), only earlier, before the gateway is called.
-    """
-
-    def __init__(
-        self,
-        session: AsyncSession,
-        gateway: GatewayClient,
-        settings: BillingSettings,
-        scope: Scope,
-    ) -> None:
-        self.session = session
-        self.gateway = gateway
-        self.settings = settings
-        self.scope = scope  # the request's
-
-    async def open(self, payment_id: UUID | None) -> None:
-        """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
-        (the gateway is idempotent on the id); raises ``GatewayUnavailable`` (503) with the
-        payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
-        with the payment expired."""
-        payment = await self.session.get(Payment, payment_id) if payment_id else None
-        opening = payment is not None and unopened(payment)
-        if opening:
-            # A retry finds this pending payment and asks the gateway again under its id, so a
-            # 503 or 502 from here on releases the request's Idempotency-Key. Said before the
-            # commit: a connection cut while committing leaves it unknown whether the commit
-            # landed, and a rerun is right either way. (One committed without a card checkout,
-            # a wallet payment, keeps its key: running that again would charge again.)
-            idempotency.rerun_finds_what_was_committed(self.scope)
-        await db.commit(self.session)  # no lock and no connection held during the gateway call
-        if payment is None or not opening:
-            return
-        try:
-            opened = await ask_gateway(self.gateway, self.settings, payment)
-        except GatewayRefused:
-            await record_refused(self.session, payment.id)
-            await db.commit(self.session)  # the route raises: the request's rollback undoes nothing
-            raise
-        await record_opened(self.session, payment.id, opened)
-
-
-def get_checkouts(
-    request: Request, session: SessionDep, gateway: GatewayDep, settings: SettingsDep
-) -> Checkouts:
-    return Checkouts(session, gateway, settings, request.scope)
-
-
-CheckoutsDep = Annotated[Checkouts, Depends(get_checkouts)]

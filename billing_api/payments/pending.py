@@ -26,7 +26,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.models import Payment, Purchase, Subscription
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod

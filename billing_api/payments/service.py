@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.activation import service as activation
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.ledger import service as ledger_service
 from billing_api.models import Payment, PromoCode, PromoRedemption
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod, PaymentOut

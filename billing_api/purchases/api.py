@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from billing_api.deps import CustomerDep, SessionDep
-from billing_api.payments.checkout import CheckoutsDep
+from billing_api.deps import CheckoutsDep, CustomerDep, SessionDep
 from billing_api.purchases import service
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
 from shared.pagination import Cursor, Limit, Page

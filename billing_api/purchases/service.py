@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog.service import MovieNotFound
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.models import Movie, Payment, Purchase
 from billing_api.payments import pending
 from billing_api.payments import service as payments

@@ -6,8 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response, status
 
-from billing_api.deps import CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.payments.checkout import CheckoutsDep
+from billing_api.deps import CheckoutsDep, CustomerDep, GatewayDep, SessionDep, SettingsDep
 from billing_api.subscriptions import plan_change, service
 from billing_api.subscriptions.schemas import (
     CancelIn,

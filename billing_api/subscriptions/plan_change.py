@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.models import (
     Payment,
     PaymentPurpose,

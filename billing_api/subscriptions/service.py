@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api import entitlements
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.gateway import GatewayClient
 from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
 from billing_api.payments import pending

@@ -9,8 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import AfterValidator, BeforeValidator
 
-from billing_api.deps import CustomerDep, SessionDep, SettingsDep
-from billing_api.payments.checkout import CheckoutsDep
+from billing_api.deps import CheckoutsDep, CustomerDep, SessionDep, SettingsDep
 from billing_api.wallet import service
 from billing_api.wallet.schemas import StatementEntry, TopUpIn, TopUpOut, WalletOut
 from shared.pagination import Cursor, Limit, Page

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.config import BillingSettings
-from billing_api.deps import Customer
+from billing_api.customers import Customer
 from billing_api.ledger import service as ledger
 from billing_api.models import LedgerEntry, LedgerTransaction, Payment
 from billing_api.payments import pending

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from billing_api.catalog import service as catalog
 from billing_api.deps import SettingsDep
 from billing_api.pricing.inputs import price_plan
-from billing_api.pricing.schemas import QuoteOut, quote_out
+from billing_api.pricing.schemas import QuoteOut
+from billing_api.pricing.service import quote_out
 from shared.auth import OptionalPrincipal
 from shared.db import SessionDep
 

@@ -26,10 +26,9 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from billing_api.pricing.schemas import CandidateOut, CandidateSource, QuoteOut
 from shared.errors import Conflict, UnprocessableEntity
-from shared.money import apply_discount, format_minor_units, percent_half_up
-
-CandidateSource = Literal["months_tier", "personal", "tiers_and_personal", "promo"]
+from shared.money import Money, apply_discount, format_minor_units, percent_half_up
 
 
 class MonthsOutOfRange(UnprocessableEntity):
@@ -263,3 +262,29 @@ def _promo_off(base: int, promo: Promo, currency: str) -> Candidate:
     if promo.amount > base:
         detail += ", limited to the price"
     return Candidate("promo", None, min(promo.amount, base), detail, applicable=True)
+
+
+def candidate_out(candidate: Candidate, currency: str) -> CandidateOut:
+    """A discount as the API shows it."""
+    return CandidateOut(
+        source=candidate.source,
+        percent=candidate.percent,
+        amount=Money(amount=candidate.amount, currency=currency),
+        detail=candidate.detail,
+        applicable=candidate.applicable,
+    )
+
+
+def quote_out(plan_id: UUID, quote: Quote) -> QuoteOut:
+    """The quote as the API shows it: every amount as ``{amount, currency}``."""
+    currency = quote.currency
+    return QuoteOut(
+        plan_id=plan_id,
+        months=quote.months,
+        base=Money(amount=quote.base_amount, currency=currency),
+        candidates=[candidate_out(candidate, currency) for candidate in quote.candidates],
+        applied=None if quote.applied is None else candidate_out(quote.applied, currency),
+        discount=Money(amount=quote.discount_amount, currency=currency),
+        total=Money(amount=quote.total, currency=currency),
+        currency=currency,
+    )

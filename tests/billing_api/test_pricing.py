@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_api.pricing.schemas import quote_out
 from billing_api.pricing.service import (
     Candidate,
     MonthsOutOfRange,
@@ -27,6 +26,7 @@ from billing_api.pricing.service import (
     Quote,
     Tier,
     quote,
+    quote_out,
 )
 from shared.errors import AppError
 

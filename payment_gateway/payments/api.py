@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from payment_gateway.config import GatewaySettings
+from payment_gateway.deps import ProvidersDep, SessionDep, SettingsDep
 from payment_gateway.payments import service
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
 from shared.auth import InternalServicePrincipal
-from shared.db import SessionDep
 
 router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
 
@@ -25,16 +24,16 @@ router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
 )
 async def create_payment(
     body: PaymentIn,
-    request: Request,
     response: Response,
     principal: InternalServicePrincipal,
     session: SessionDep,
+    providers: ProvidersDep,
+    settings: SettingsDep,
 ) -> PaymentOut:
     """Create a checkout or charge a saved method; idempotent on payment_id."""
-    settings: GatewaySettings = request.app.state.settings
     payment, created = await service.create_payment(
         session,
-        request.app.state.providers,
+        providers,
         body,
         checkout_ttl=timedelta(minutes=settings.checkout_ttl_minutes),
     )
@@ -46,12 +45,10 @@ async def create_payment(
 @router.get("/{payment_id}", response_model=PaymentOut)
 async def get_payment(
     payment_id: UUID,
-    request: Request,
     principal: InternalServicePrincipal,
     session: SessionDep,
+    providers: ProvidersDep,
     refresh: bool = False,
 ) -> PaymentOut:
     """A payment's state; refresh=true asks the provider and applies what it says."""
-    return await service.get_payment(
-        session, request.app.state.providers, payment_id, refresh=refresh
-    )
+    return await service.get_payment(session, providers, payment_id, refresh=refresh)

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 
+from payment_gateway.deps import ProvidersDep, SessionDep
 from payment_gateway.refunds import service
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
 from shared.auth import InternalServicePrincipal
-from shared.db import SessionDep
 
 router = APIRouter(prefix="/internal/v1/refunds", tags=["refunds"])
 
 
 @router.post("", response_model=RefundOut, status_code=status.HTTP_201_CREATED)
 async def create_refund(
-    body: RefundIn, request: Request, principal: InternalServicePrincipal, session: SessionDep
+    body: RefundIn,
+    principal: InternalServicePrincipal,
+    session: SessionDep,
+    providers: ProvidersDep,
 ) -> RefundOut:
     """Refund (part of) a captured payment; idempotent on refund_id."""
-    return await service.create_refund(session, request.app.state.providers, body)
+    return await service.create_refund(session, providers, body)
 
 
 @router.get("/{refund_id}", response_model=RefundOut)

@@ -12,10 +12,10 @@ dispute on its side and sends the signed webhook (``refund.succeeded``,
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from payment_gateway.sandbox.provider import SandboxProvider
+from payment_gateway.deps import SandboxDep
 from shared.auth import InternalServicePrincipal
 from shared.money import Amount
 
@@ -52,11 +52,6 @@ class DisputeOut(BaseModel):
     reason: str
 
 
-def _provider(request: Request) -> SandboxProvider:
-    provider: SandboxProvider = request.app.state.sandbox
-    return provider
-
-
 @router.post(
     "/payments/{payment}/refunds",
     response_model=DashboardRefundOut,
@@ -64,12 +59,10 @@ def _provider(request: Request) -> SandboxProvider:
     responses={404: {"description": "no captured payment"}, 409: {"description": "too much"}},
 )
 async def refund_from_dashboard(
-    payment: str, body: DashboardRefundIn, request: Request, principal: InternalServicePrincipal
+    payment: str, body: DashboardRefundIn, provider: SandboxDep, principal: InternalServicePrincipal
 ) -> DashboardRefundOut:
     """Refund a captured sandbox payment as staff would in the provider's dashboard."""
-    refund = await _provider(request).dashboard_refund(
-        payment, amount=body.amount, reason=body.reason
-    )
+    refund = await provider.dashboard_refund(payment, amount=body.amount, reason=body.reason)
     return DashboardRefundOut(
         id=refund.id, payment_ref=refund.payment_ref, amount=refund.amount, status=refund.status
     )
@@ -82,10 +75,10 @@ async def refund_from_dashboard(
     responses={404: {"description": "no captured payment"}, 409: {"description": "disputed"}},
 )
 async def open_dispute(
-    payment: str, body: DisputeIn, request: Request, principal: InternalServicePrincipal
+    payment: str, body: DisputeIn, provider: SandboxDep, principal: InternalServicePrincipal
 ) -> DisputeOut:
     """Open a dispute (chargeback) against a captured sandbox payment, as the payer's bank."""
-    dispute = await _provider(request).open_dispute(payment, reason=body.reason)
+    dispute = await provider.open_dispute(payment, reason=body.reason)
     return DisputeOut(
         id=dispute.id, payment_ref=dispute.payment_ref, amount=dispute.amount, reason=dispute.reason
     )

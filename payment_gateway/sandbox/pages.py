@@ -14,8 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from payment_gateway.deps import SandboxDep
 from payment_gateway.sandbox.models import SandboxSession
-from payment_gateway.sandbox.provider import PayResult, SandboxProvider, UnknownTestCard
+from payment_gateway.sandbox.provider import PayResult, UnknownTestCard
 from shared.money import format_minor_units
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
@@ -37,31 +38,25 @@ class PayOut(BaseModel):
     failure_message: str | None
 
 
-def _provider(request: Request) -> SandboxProvider:
-    provider: SandboxProvider = request.app.state.sandbox
-    return provider
-
-
 @router.post("/checkout/{session_id}/pay", response_model=PayOut)
-async def pay_json(session_id: str, body: PayIn, request: Request) -> PayResult:
+async def pay_json(session_id: str, body: PayIn, provider: SandboxDep) -> PayResult:
     """Pay a sandbox checkout with a test card (the JSON twin of the page)."""
-    return await _provider(request).pay(session_id, body.card_number)
+    return await provider.pay(session_id, body.card_number)
 
 
 # The page and its form are for people, not programs: the document describes the JSON twin only
 # (a page documented without its form would advertise one method while the path has two).
 @router.get("/checkout/{session_id}", response_class=HTMLResponse, include_in_schema=False)
-async def checkout_page(session_id: str, request: Request) -> HTMLResponse:
+async def checkout_page(session_id: str, provider: SandboxDep) -> HTMLResponse:
     """The hosted checkout page a customer is sent to."""
-    checkout = await _provider(request).get_session(session_id)
+    checkout = await provider.get_session(session_id)
     return HTMLResponse(_page(checkout))
 
 
 @router.post("/checkout/{session_id}", response_class=HTMLResponse, include_in_schema=False)
-async def submit_page(session_id: str, request: Request) -> Response:
+async def submit_page(session_id: str, request: Request, provider: SandboxDep) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     card_number = form.get("card_number", [""])[0]
-    provider = _provider(request)
     try:
         result = await provider.pay(session_id, card_number)
     except UnknownTestCard as exc:

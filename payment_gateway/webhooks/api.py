@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payment_gateway.deps import ProvidersDep, SessionFactoryDep
 from payment_gateway.webhooks import service
 
 logger = logging.getLogger(__name__)
@@ -18,10 +18,10 @@ router = APIRouter(tags=["webhooks"])
     "/webhooks/{provider}",
     responses={400: {"description": "bad or missing signature; nothing stored"}},
 )
-async def receive_webhook(provider: str, request: Request) -> dict[str, object]:
+async def receive_webhook(
+    provider: str, request: Request, sessions: SessionFactoryDep, providers: ProvidersDep
+) -> dict[str, object]:
     """Verify the signature over the raw body, store the event once and process it."""
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    providers = request.app.state.providers
     body = await request.body()
     async with sessions() as session, session.begin():
         stored, notice = await service.receive(session, providers, provider, body, request.headers)

@@ -18,8 +18,9 @@ import orjson
 import sqlalchemy as sa
 
 from payment_gateway.providers import signatures
+from payment_gateway.sandbox.events import SIGNATURE_HEADER
 from payment_gateway.sandbox.models import SandboxWebhook
-from payment_gateway.sandbox.provider import SIGNATURE_HEADER, SandboxProvider
+from payment_gateway.sandbox.provider import SandboxProvider
 from shared import clock
 
 logger = logging.getLogger(__name__)

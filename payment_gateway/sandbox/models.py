@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -12,6 +13,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from payment_gateway.models import Base
 from shared.db import Timestamps
+
+
+def new_id(prefix: str) -> str:
+    """An id shaped like Stripe's, marked as the sandbox's: ``cs_sb_…``, ``evt_sb_…``."""
+    return f"{prefix}_sb_{secrets.token_hex(12)}"
 
 
 class SandboxSession(Timestamps, Base):

@@ -15,8 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from payment_gateway.deps import SandboxDep
+from payment_gateway.sandbox.cards import UnknownTestCard
 from payment_gateway.sandbox.models import SandboxSession
-from payment_gateway.sandbox.provider import PayResult, UnknownTestCard
+from payment_gateway.sandbox.provider import PayResult
 from shared.money import format_minor_units
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])

@@ -61,7 +61,7 @@ format:  ## apply ruff's formatting and fixes
 typecheck:  ## mypy --strict
 	$(RUN) mypy
 
-imports:  ## services never import each other
+imports:  ## services never import each other; routes above services above models
 	$(RUN) lint-imports
 
 ci: install lint typecheck imports test  ## what CI runs

@@ -6,7 +6,8 @@ its SetupIntent, not a PaymentIntent, carries the saved payment method.
 Every call goes through one :class:`stripe.StripeClient` (no global ``stripe.api_key``) with the
 SDK's ``*_async`` methods, and every write carries an idempotency key derived from our ids, so a
 retry (the SDK's own, or ours after a timeout) cannot charge, refund or create a customer twice
-within Stripe's 24-hour idempotency window.
+within Stripe's 24-hour idempotency window. What Stripe answers is read into the provider
+protocol's terms by :mod:`.stripe_mapping`.
 """
 
 from __future__ import annotations
@@ -15,69 +16,26 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from uuid import UUID
 
 import stripe
-from pydantic import BaseModel, ValidationError
 from stripe.checkout import Session
 from stripe.params import CustomerCreateParams, PaymentIntentCreateParams
 from stripe.params.checkout import SessionCreateParams, SessionCreateParamsPaymentIntentData
 
+from payment_gateway.providers import stripe_mapping as mapping
 from payment_gateway.providers.base import (
     CheckoutCreated,
     CheckoutRequest,
-    InvalidWebhook,
     OffSessionRequest,
     ProviderError,
     ProviderPayment,
     ProviderRefund,
     ProviderStatus,
     RefundRequest,
-    RefundStatus,
     WebhookNotice,
 )
 
-# Checkout Session and PaymentIntent events carry the payment object itself (its id is the ref).
-_PAYMENT_EVENTS = frozenset(
-    {
-        "checkout.session.completed",
-        "checkout.session.async_payment_succeeded",
-        "checkout.session.async_payment_failed",
-        "checkout.session.expired",
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-    }
-)
-# Charges, refunds and disputes point at the payment through their ``payment_intent`` field.
-_INTENT_CHILD_EVENTS = frozenset(
-    {"charge.refunded", "refund.created", "refund.updated", "charge.dispute.created"}
-)
-_REFUND_STATUSES = {
-    "succeeded": RefundStatus.SUCCEEDED,
-    "pending": RefundStatus.PENDING,
-    "requires_action": RefundStatus.PENDING,
-    "failed": RefundStatus.FAILED,
-    "canceled": RefundStatus.FAILED,
-}
 _METADATA_VALUE_LIMIT = 500  # Stripe rejects longer metadata values
-
-
-class _HasId(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-class _EventData(BaseModel):
-    object: dict[str, Any]
-
-
-class _Event(BaseModel):
-    """The envelope of a Stripe webhook event; the object stays a plain dict (shapes vary)."""
-
-    id: str
-    type: str
-    data: _EventData
 
 
 class StripeProvider:
@@ -174,8 +132,8 @@ class StripeProvider:
                     params, {"idempotency_key": f"payment-{request.payment_id}"}
                 )
             except stripe.CardError as exc:  # a decline is an answer, not an outage
-                return _declined_payment(request, exc)
-        return _intent_payment(intent.id, _intent_status(intent), intent)
+                return mapping.declined_payment(request, exc)
+        return mapping.intent_payment(intent.id, mapping.intent_status(intent), intent)
 
     async def refund(self, request: RefundRequest) -> ProviderRefund:
         metadata = {"refund_id": str(request.refund_id), "payment_id": str(request.payment_id)}
@@ -192,7 +150,7 @@ class StripeProvider:
                 },
                 {"idempotency_key": f"refund-{request.refund_id}"},
             )
-        return _provider_refund(refund)
+        return mapping.provider_refund(refund)
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment:
         with _stripe_errors("fetch_payment"):
@@ -218,21 +176,9 @@ class StripeProvider:
         )
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
-        signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
-        if not signature:
-            raise InvalidWebhook("missing Stripe-Signature header")
-        try:
-            stripe.WebhookSignature.verify_header(
-                body, signature, self._webhook_secret, self._webhook_tolerance
-            )
-            event = _Event.model_validate_json(body)
-        except stripe.SignatureVerificationError as exc:
-            raise InvalidWebhook(f"signature rejected: {exc.user_message}") from exc
-        except UnicodeDecodeError as exc:
-            raise InvalidWebhook("body is not UTF-8 text") from exc
-        except ValidationError as exc:
-            raise InvalidWebhook("body is not a Stripe event") from exc
-        return _notice_from_event(event)
+        return mapping.parse_event(
+            body, headers, secret=self._webhook_secret, tolerance=self._webhook_tolerance
+        )
 
     async def _create_customer(self, request: CheckoutRequest) -> str:
         params: CustomerCreateParams = {"metadata": {"user_id": str(request.customer.id)}}
@@ -253,22 +199,24 @@ class StripeProvider:
             return await self._fetch_setup(session), None
         intent = session.payment_intent
         if isinstance(intent, stripe.PaymentIntent):
-            return _intent_payment(session_ref, _session_status(session, intent), intent), intent
+            return mapping.intent_payment(
+                session_ref, mapping.session_status(session, intent), intent
+            ), intent
         # No attempt yet (Stripe creates the PaymentIntent when the customer pays).
         payment = ProviderPayment(
             provider_ref=session_ref,
-            status=_session_status(session, None),
+            status=mapping.session_status(session, None),
             amount=session.amount_total or 0,
             currency=(session.currency or "").upper(),
-            customer_ref=_ref(session.customer),
+            customer_ref=mapping.ref(session.customer),
         )
         return payment, None
 
     async def _fetch_setup(self, session: Session) -> ProviderPayment:
         """A setup-mode session: nothing is charged; its SetupIntent holds the saved method."""
-        setup_ref = _ref(session.setup_intent)
+        setup_ref = mapping.ref(session.setup_intent)
         setup = await self._client.v1.setup_intents.retrieve_async(setup_ref) if setup_ref else None
-        status = _setup_status(session, setup)
+        status = mapping.setup_status(session, setup)
         error = setup.last_setup_error if setup and status is not ProviderStatus.SUCCEEDED else None
         saved = setup is not None and status is ProviderStatus.SUCCEEDED
         return ProviderPayment(
@@ -276,8 +224,9 @@ class StripeProvider:
             status=status,
             amount=0,
             currency=(session.currency or "").upper(),
-            payment_method_ref=_ref(setup.payment_method) if setup and saved else None,
-            customer_ref=_ref(session.customer) or (_ref(setup.customer) if setup else None),
+            payment_method_ref=mapping.ref(setup.payment_method) if setup and saved else None,
+            customer_ref=mapping.ref(session.customer)
+            or (mapping.ref(setup.customer) if setup else None),
             failure_code=(error.decline_code or error.code) if error else None,
             failure_message=error.message if error else None,
         )
@@ -286,21 +235,21 @@ class StripeProvider:
         intent = await self._client.v1.payment_intents.retrieve_async(
             intent_ref, {"expand": ["latest_charge"]}
         )
-        status = _intent_status(intent)
+        status = mapping.intent_status(intent)
         if status is ProviderStatus.FAILED and intent.status == "requires_payment_method":
             sessions = await self._client.v1.checkout.sessions.list_async(
                 {"payment_intent": intent.id, "status": "open", "limit": 1}
             )
             if sessions.data:  # a declined Checkout attempt: the customer may still retry
                 status = ProviderStatus.PENDING
-        return _intent_payment(intent_ref, status, intent), intent
+        return mapping.intent_payment(intent_ref, status, intent), intent
 
     async def _refundable_intent(self, payment_provider_ref: str) -> str:
         """Refunds go against the PaymentIntent; a Checkout payment is known by its session."""
         if not payment_provider_ref.startswith("cs_"):
             return payment_provider_ref
         session = await self._client.v1.checkout.sessions.retrieve_async(payment_provider_ref)
-        intent_ref = _ref(session.payment_intent)
+        intent_ref = mapping.ref(session.payment_intent)
         if intent_ref is None:
             raise ProviderError(f"checkout session {payment_provider_ref} has no payment to refund")
         return intent_ref
@@ -309,7 +258,9 @@ class StripeProvider:
         listing = await self._client.v1.refunds.list_async(
             {"payment_intent": intent_ref, "limit": 100}
         )
-        return tuple([_provider_refund(refund) async for refund in listing.auto_paging_iter()])
+        return tuple(
+            [mapping.provider_refund(refund) async for refund in listing.auto_paging_iter()]
+        )
 
     async def _dispute(self, intent_ref: str) -> stripe.Dispute | None:
         disputes = await self._client.v1.disputes.list_async(
@@ -326,114 +277,3 @@ def _stripe_errors(operation: str) -> Iterator[None]:
     except stripe.StripeError as exc:
         detail = exc.user_message or type(exc).__name__
         raise ProviderError(f"stripe {operation} failed: {detail}") from exc
-
-
-def _ref(value: str | _HasId | None) -> str | None:
-    """The id of an expandable field, expanded or not."""
-    return value if value is None or isinstance(value, str) else value.id
-
-
-def _metadata_uuid(metadata: Mapping[str, Any] | None, key: str) -> UUID | None:
-    try:
-        return UUID(str(metadata[key])) if metadata and metadata.get(key) else None
-    except ValueError:
-        return None
-
-
-def _intent_status(intent: stripe.PaymentIntent) -> ProviderStatus:
-    if intent.status == "succeeded":
-        return ProviderStatus.SUCCEEDED
-    declined = intent.status == "requires_payment_method" and intent.last_payment_error is not None
-    if declined or intent.status == "canceled":
-        return ProviderStatus.FAILED
-    return ProviderStatus.PENDING
-
-
-def _session_status(session: Session, intent: stripe.PaymentIntent | None) -> ProviderStatus:
-    paid = session.status == "complete" and session.payment_status == "paid"
-    if paid or (intent is not None and intent.status == "succeeded"):
-        return ProviderStatus.SUCCEEDED
-    if session.status == "expired":
-        return ProviderStatus.EXPIRED
-    # A declined attempt in an open session is not final: Checkout lets the customer retry.
-    if session.status == "complete" and intent and _intent_status(intent) is ProviderStatus.FAILED:
-        return ProviderStatus.FAILED
-    return ProviderStatus.PENDING
-
-
-def _setup_status(session: Session, setup: stripe.SetupIntent | None) -> ProviderStatus:
-    if session.status == "complete" and setup is not None and setup.status == "succeeded":
-        return ProviderStatus.SUCCEEDED
-    if session.status == "expired":
-        return ProviderStatus.EXPIRED
-    # As with payments, a declined card leaves an open session for another try; a completed
-    # session whose (delayed) setup then needs a new method has failed.
-    failed = setup is not None and (
-        setup.status == "canceled"
-        or (setup.status == "requires_payment_method" and setup.last_setup_error is not None)
-    )
-    if session.status == "complete" and failed:
-        return ProviderStatus.FAILED
-    return ProviderStatus.PENDING
-
-
-def _intent_payment(
-    provider_ref: str, status: ProviderStatus, intent: stripe.PaymentIntent
-) -> ProviderPayment:
-    error = intent.last_payment_error if status is not ProviderStatus.SUCCEEDED else None
-    return ProviderPayment(
-        provider_ref=provider_ref,
-        status=status,
-        amount=intent.amount,
-        currency=intent.currency.upper(),
-        charge_ref=intent.id,
-        # Only a method saved for later (Checkout with setup_future_usage) is worth remembering.
-        payment_method_ref=_ref(intent.payment_method) if intent.setup_future_usage else None,
-        customer_ref=_ref(intent.customer),
-        failure_code=(error.decline_code or error.code) if error else None,
-        failure_message=error.message if error else None,
-    )
-
-
-def _declined_payment(request: OffSessionRequest, error: stripe.CardError) -> ProviderPayment:
-    details = error.error
-    intent_ref = _ref(details.payment_intent) if details else None
-    return ProviderPayment(
-        provider_ref=intent_ref or f"pi_unknown_{request.payment_id}",
-        status=ProviderStatus.FAILED,
-        amount=request.amount,
-        currency=request.currency.upper(),
-        charge_ref=intent_ref,
-        customer_ref=request.customer_ref,
-        failure_code=(details.decline_code if details else None) or error.code,
-        failure_message=error.user_message,
-    )
-
-
-def _provider_refund(refund: stripe.Refund) -> ProviderRefund:
-    metadata = refund.metadata.to_dict() if refund.metadata else None
-    return ProviderRefund(
-        provider_ref=refund.id,
-        amount=refund.amount,
-        status=_REFUND_STATUSES.get(refund.status or "", RefundStatus.PENDING),
-        refund_id=_metadata_uuid(metadata, "refund_id"),
-        failure_message=refund.failure_reason,
-    )
-
-
-def _notice_from_event(event: _Event) -> WebhookNotice:
-    """Reduce a verified event to what the gateway needs to find the payment to re-read."""
-    obj = event.data.object
-    if event.type in _PAYMENT_EVENTS:
-        provider_ref = obj.get("id")
-    elif event.type in _INTENT_CHILD_EVENTS:
-        provider_ref = obj.get("payment_intent")
-    else:
-        return WebhookNotice(event_id=event.id, event_type=event.type, relevant=False)
-    metadata = obj.get("metadata")
-    return WebhookNotice(
-        event_id=event.id,
-        event_type=event.type,
-        payment_id=_metadata_uuid(metadata if isinstance(metadata, dict) else None, "payment_id"),
-        provider_ref=provider_ref if isinstance(provider_ref, str) else None,
-    )

@@ -1,0 +1,196 @@
+"""How Stripe's objects and events read in the provider protocol's terms.
+
+Pure functions of what the SDK returned (no calls to Stripe): the status of a PaymentIntent, a
+Checkout Session or a SetupIntent, the payment and refund snapshots the gateway is given, and
+the notice a verified webhook event reduces to. :mod:`.stripe_provider` makes the calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+from uuid import UUID
+
+import stripe
+from pydantic import BaseModel, ValidationError
+from stripe.checkout import Session
+
+from payment_gateway.providers.base import (
+    InvalidWebhook,
+    OffSessionRequest,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderStatus,
+    RefundStatus,
+    WebhookNotice,
+)
+
+# Checkout Session and PaymentIntent events carry the payment object itself (its id is the ref).
+_PAYMENT_EVENTS = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+    }
+)
+# Charges, refunds and disputes point at the payment through their ``payment_intent`` field.
+_INTENT_CHILD_EVENTS = frozenset(
+    {"charge.refunded", "refund.created", "refund.updated", "charge.dispute.created"}
+)
+_REFUND_STATUSES = {
+    "succeeded": RefundStatus.SUCCEEDED,
+    "pending": RefundStatus.PENDING,
+    "requires_action": RefundStatus.PENDING,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.FAILED,
+}
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _EventData(BaseModel):
+    object: dict[str, Any]
+
+
+class _Event(BaseModel):
+    """The envelope of a Stripe webhook event; the object stays a plain dict (shapes vary)."""
+
+    id: str
+    type: str
+    data: _EventData
+
+
+def parse_event(
+    body: bytes, headers: Mapping[str, str], *, secret: str, tolerance: int
+) -> WebhookNotice:
+    """The notice a Stripe webhook carries, its signature verified; ``InvalidWebhook`` if not."""
+    signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+    if not signature:
+        raise InvalidWebhook("missing Stripe-Signature header")
+    try:
+        stripe.WebhookSignature.verify_header(body, signature, secret, tolerance)
+        event = _Event.model_validate_json(body)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidWebhook(f"signature rejected: {exc.user_message}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook("body is not UTF-8 text") from exc
+    except ValidationError as exc:
+        raise InvalidWebhook("body is not a Stripe event") from exc
+    return notice_from_event(event)
+
+
+def ref(value: str | _HasId | None) -> str | None:
+    """The id of an expandable field, expanded or not."""
+    return value if value is None or isinstance(value, str) else value.id
+
+
+def metadata_uuid(metadata: Mapping[str, Any] | None, key: str) -> UUID | None:
+    try:
+        return UUID(str(metadata[key])) if metadata and metadata.get(key) else None
+    except ValueError:
+        return None
+
+
+def intent_status(intent: stripe.PaymentIntent) -> ProviderStatus:
+    if intent.status == "succeeded":
+        return ProviderStatus.SUCCEEDED
+    declined = intent.status == "requires_payment_method" and intent.last_payment_error is not None
+    if declined or intent.status == "canceled":
+        return ProviderStatus.FAILED
+    return ProviderStatus.PENDING
+
+
+def session_status(session: Session, intent: stripe.PaymentIntent | None) -> ProviderStatus:
+    paid = session.status == "complete" and session.payment_status == "paid"
+    if paid or (intent is not None and intent.status == "succeeded"):
+        return ProviderStatus.SUCCEEDED
+    if session.status == "expired":
+        return ProviderStatus.EXPIRED
+    # A declined attempt in an open session is not final: Checkout lets the customer retry.
+    if session.status == "complete" and intent and intent_status(intent) is ProviderStatus.FAILED:
+        return ProviderStatus.FAILED
+    return ProviderStatus.PENDING
+
+
+def setup_status(session: Session, setup: stripe.SetupIntent | None) -> ProviderStatus:
+    if session.status == "complete" and setup is not None and setup.status == "succeeded":
+        return ProviderStatus.SUCCEEDED
+    if session.status == "expired":
+        return ProviderStatus.EXPIRED
+    # As with payments, a declined card leaves an open session for another try; a completed
+    # session whose (delayed) setup then needs a new method has failed.
+    failed = setup is not None and (
+        setup.status == "canceled"
+        or (setup.status == "requires_payment_method" and setup.last_setup_error is not None)
+    )
+    if session.status == "complete" and failed:
+        return ProviderStatus.FAILED
+    return ProviderStatus.PENDING
+
+
+def intent_payment(
+    provider_ref: str, status: ProviderStatus, intent: stripe.PaymentIntent
+) -> ProviderPayment:
+    error = intent.last_payment_error if status is not ProviderStatus.SUCCEEDED else None
+    return ProviderPayment(
+        provider_ref=provider_ref,
+        status=status,
+        amount=intent.amount,
+        currency=intent.currency.upper(),
+        charge_ref=intent.id,
+        # Only a method saved for later (Checkout with setup_future_usage) is worth remembering.
+        payment_method_ref=ref(intent.payment_method) if intent.setup_future_usage else None,
+        customer_ref=ref(intent.customer),
+        failure_code=(error.decline_code or error.code) if error else None,
+        failure_message=error.message if error else None,
+    )
+
+
+def declined_payment(request: OffSessionRequest, error: stripe.CardError) -> ProviderPayment:
+    details = error.error
+    intent_ref = ref(details.payment_intent) if details else None
+    return ProviderPayment(
+        provider_ref=intent_ref or f"pi_unknown_{request.payment_id}",
+        status=ProviderStatus.FAILED,
+        amount=request.amount,
+        currency=request.currency.upper(),
+        charge_ref=intent_ref,
+        customer_ref=request.customer_ref,
+        failure_code=(details.decline_code if details else None) or error.code,
+        failure_message=error.user_message,
+    )
+
+
+def provider_refund(refund: stripe.Refund) -> ProviderRefund:
+    metadata = refund.metadata.to_dict() if refund.metadata else None
+    return ProviderRefund(
+        provider_ref=refund.id,
+        amount=refund.amount,
+        status=_REFUND_STATUSES.get(refund.status or "", RefundStatus.PENDING),
+        refund_id=metadata_uuid(metadata, "refund_id"),
+        failure_message=refund.failure_reason,
+    )
+
+
+def notice_from_event(event: _Event) -> WebhookNotice:
+    """Reduce a verified event to what the gateway needs to find the payment to re-read."""
+    obj = event.data.object
+    if event.type in _PAYMENT_EVENTS:
+        provider_ref = obj.get("id")
+    elif event.type in _INTENT_CHILD_EVENTS:
+        provider_ref = obj.get("payment_intent")
+    else:
+        return WebhookNotice(event_id=event.id, event_type=event.type, relevant=False)
+    metadata = obj.get("metadata")
+    return WebhookNotice(
+        event_id=event.id,
+        event_type=event.type,
+        payment_id=metadata_uuid(metadata if isinstance(metadata, dict) else None, "payment_id"),
+        provider_ref=provider_ref if isinstance(provider_ref, str) else None,
+    )

@@ -1,4 +1,5 @@
-"""Keyset pagination: ``{"items": [...], "next_cursor": null | "..."}`` ordered newest first.
+"""Keyset pagination: ``{"items": [...], "next_cursor": null | "..."}`` ordered newest first;
+and the ``from``/``to`` bounds that listings share (``Since``, ``Until``).
 
 The cursor is the position ``(created_at, id)`` of the last item returned, so pages stay stable
 while new rows arrive (no OFFSET drift) and every page is one index range scan.
@@ -7,15 +8,16 @@ while new rows arrive (no OFFSET drift) and every page is one index range scan.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from shared.errors import UnprocessableEntity
 
@@ -23,6 +25,31 @@ T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100).")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
+
+_ISO_8601_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ].+)?")
+
+
+def _iso_8601(value: object) -> object:
+    """Only ISO 8601 text is a moment here: pydantic alone would read ``0.5`` or ``1700000000``
+    as a Unix time, which is not what a client means by ``from``/``to`` (422 instead)."""
+    if isinstance(value, str) and not _ISO_8601_DATE.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date or date-time (2026-01-31, 2026-01-31T12:00Z)")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
+"""A ``from``/``to`` bound: an ISO 8601 date or date-time; without an offset it is UTC."""
+
+Since = Annotated[
+    Moment | None, Query(alias="from", description="Inclusive, ISO 8601 (no offset: UTC).")
+]
+Until = Annotated[
+    Moment | None, Query(alias="to", description="Exclusive, ISO 8601 (no offset: UTC).")
+]
 
 
 class Page(BaseModel, Generic[T]):

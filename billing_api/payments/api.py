@@ -12,9 +12,8 @@ from billing_api.deps import CustomerDep, SessionDep
 from billing_api.models import Payment
 from billing_api.payments import service
 from billing_api.payments.schemas import PaymentOut
-from billing_api.wallet.api import Since, Until
 from shared.money import format_minor_units
-from shared.pagination import Cursor, Limit, Page
+from shared.pagination import Cursor, Limit, Page, Since, Until
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 pages = APIRouter(prefix="/checkout", tags=["pages"], include_in_schema=False)

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
-from pydantic import AfterValidator, BeforeValidator
+from fastapi import APIRouter, status
 
 from billing_api.deps import CheckoutsDep, CustomerDep, SessionDep, SettingsDep
 from billing_api.wallet import service
 from billing_api.wallet.schemas import StatementEntry, TopUpIn, TopUpOut, WalletOut
-from shared.pagination import Cursor, Limit, Page
+from shared.pagination import Cursor, Limit, Page, Since, Until
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
-
-_ISO_8601_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ].+)?")
-
-
-def _iso_8601(value: object) -> object:
-    """Only ISO 8601 text is a moment here: pydantic alone would read ``0.5`` or ``1700000000``
-    as a Unix time, which is not what a client means by ``from``/``to`` (422 instead)."""
-    if isinstance(value, str) and not _ISO_8601_DATE.fullmatch(value):
-        raise ValueError("expected an ISO 8601 date or date-time (2026-01-31, 2026-01-31T12:00Z)")
-    return value
-
-
-def _in_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-Moment = Annotated[datetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
-"""A ``from``/``to`` bound: an ISO 8601 date or date-time; without an offset it is UTC."""
-
-Since = Annotated[
-    Moment | None, Query(alias="from", description="Inclusive, ISO 8601 (no offset: UTC).")
-]
-Until = Annotated[
-    Moment | None, Query(alias="to", description="Exclusive, ISO 8601 (no offset: UTC).")
-]
 
 
 @router.get("/wallet", response_model=WalletOut)

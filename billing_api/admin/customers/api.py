@@ -25,11 +25,10 @@ from billing_api.refunds.schemas import RefundOut
 from billing_api.subscriptions import service as subscriptions
 from billing_api.subscriptions.schemas import SubscriptionOut
 from billing_api.wallet import service as wallet
-from billing_api.wallet.api import Since, Until
 from billing_api.wallet.schemas import StatementEntry, WalletOut
 from shared.auth import AdminPrincipal
 from shared.db import SessionDep
-from shared.pagination import Cursor, Limit, Page
+from shared.pagination import Cursor, Limit, Page, Since, Until
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin: customers"])
 

@@ -1,0 +1,51 @@
+"""Tables of the ``billing`` schema, one module per domain: catalog, discounts, subscriptions,
+purchases, payments, refunds, the ledger, plumbing and the back office. Constraints that protect
+money live in them, in the database; every name is re-exported here.
+"""
+
+from billing_api.models.back_office import AdminAudit, ComplimentaryGrant
+from billing_api.models.base import Base, status_column, when
+from billing_api.models.catalog import Movie, Plan, PlanMovie
+from billing_api.models.discounts import (
+    MonthTier,
+    PersonalDiscount,
+    PromoCode,
+    PromoRedemption,
+    PromoRedemptionStatus,
+)
+from billing_api.models.ledger import LedgerEntry, LedgerTransaction
+from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
+from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
+from billing_api.models.purchases import Purchase, PurchaseStatus
+from billing_api.models.refunds import Refund, RefundStatus
+from billing_api.models.subscriptions import Subscription, SubscriptionStatus
+
+__all__ = [
+    "AdminAudit",
+    "Base",
+    "ComplimentaryGrant",
+    "EntitlementVersion",
+    "IdempotencyKey",
+    "IdempotencyKeyStatus",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "MonthTier",
+    "Movie",
+    "Payment",
+    "PaymentPurpose",
+    "PaymentStatus",
+    "PersonalDiscount",
+    "Plan",
+    "PlanMovie",
+    "PromoCode",
+    "PromoRedemption",
+    "PromoRedemptionStatus",
+    "Purchase",
+    "PurchaseStatus",
+    "Refund",
+    "RefundStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "status_column",
+    "when",
+]

@@ -1,0 +1,74 @@
+"""Subscriptions to a plan and their states."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billing_api.models.base import Base, status_column, when
+from shared.db import Timestamps, UUIDPrimaryKey
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    GRACE = "grace"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+    CANCELED = "canceled"
+
+
+class Subscription(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "subscription"
+    __table_args__ = (
+        # One checkout at a time per user and plan: concurrent checkouts meet here.
+        sa.Index(
+            "uq_subscription_one_pending",
+            "user_id",
+            "plan_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        # One trial per user and plan, ever (an abandoned trial checkout does not count).
+        sa.Index(
+            "uq_subscription_one_trial",
+            "user_id",
+            "plan_id",
+            unique=True,
+            postgresql_where=sa.text("trial AND status <> 'abandoned'"),
+        ),
+        sa.CheckConstraint("months BETWEEN 1 AND 12", name="months_range"),
+    )
+
+    user_id: Mapped[UUID] = mapped_column(index=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    locale: Mapped[str] = mapped_column(sa.String(10), default="ru")
+    plan_id: Mapped[UUID] = mapped_column(sa.ForeignKey("plan.id"))
+    status: Mapped[SubscriptionStatus] = status_column(
+        SubscriptionStatus, length=10, default=SubscriptionStatus.PENDING
+    )
+    months: Mapped[int] = mapped_column(default=1)
+    current_period_start: Mapped[datetime | None] = when()
+    current_period_end: Mapped[datetime | None] = when()
+    auto_renew: Mapped[bool] = mapped_column(default=True)
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    latest_payment_id: Mapped[UUID | None]
+    canceled_at: Mapped[datetime | None] = when()
+    # Renewal and dunning: when the next off-session charge is due, and how many have failed.
+    next_renewal_at: Mapped[datetime | None] = when()
+    renewal_attempts: Mapped[int] = mapped_column(default=0)
+    dunning_started_at: Mapped[datetime | None] = when()
+    grace_until: Mapped[datetime | None] = when()
+    # The period end a "your subscription ends soon" reminder was sent for (sent once).
+    reminded_for: Mapped[datetime | None] = when()
+    # Trials: the first period is free, the card is saved at checkout, the first charge is the
+    # renewal at ``trial_end``.
+    trial: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    trial_end: Mapped[datetime | None] = when()
+    # A downgrade waits for the period end: the renewal then charges and switches to this plan.
+    pending_plan_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("plan.id"))

@@ -20,10 +20,13 @@ from billing_api.models import (
     Movie,
     Payment,
     PaymentPurpose,
+    PaymentStatus,
     Plan,
     PromoCode,
     PromoRedemption,
+    PromoRedemptionStatus,
     Purchase,
+    PurchaseStatus,
     Subscription,
 )
 from billing_api.refunds import queued as queued_refunds
@@ -33,7 +36,12 @@ from shared.money import Money
 
 logger = logging.getLogger(__name__)
 
-CLOSED = ("succeeded", "refunded", "partially_refunded", "disputed")
+CLOSED = (
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.DISPUTED,
+)
 
 
 async def complete_payment(
@@ -43,7 +51,7 @@ async def complete_payment(
     if payment.status in CLOSED:
         return False
     now = clock.now()
-    payment.status = "succeeded"
+    payment.status = PaymentStatus.SUCCEEDED
     payment.paid_at = now
     payment.failure_message = None
     payment.payment_method_ref = payment_method_ref or payment.payment_method_ref
@@ -65,7 +73,7 @@ async def complete_payment(
             currency=payment.currency,
             lines=ledger.transfer(ledger.clearing_account(provider), destination, payment.amount),
         )
-    await _settle_promo(session, payment, "redeemed")
+    await _settle_promo(session, payment, PromoRedemptionStatus.REDEEMED)
     if payment.purpose in ("subscription", "trial"):
         await _activate_subscription(session, payment, now)
     elif payment.purpose == "upgrade":
@@ -179,7 +187,7 @@ async def _replace_renewals(
         .where(
             Payment.subscription_id == subscription.id,
             Payment.purpose == PaymentPurpose.RENEWAL,
-            Payment.status == "pending",
+            Payment.status == PaymentStatus.PENDING,
         )
         .order_by(Payment.id)
         .with_for_update()
@@ -239,7 +247,8 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
     assert payment.purchase_id is not None
     purchase = await locks.lock_purchase(session, payment.purchase_id)
     assert purchase is not None
-    if purchase.status not in ("pending", "abandoned"):  # another attempt paid for it
+    # Anything else: another attempt paid for it.
+    if purchase.status not in (PurchaseStatus.PENDING, PurchaseStatus.ABANDONED):
         await queued_refunds.queue_refund(
             session,
             payment,
@@ -249,7 +258,7 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
         return
     movie = await session.get(Movie, purchase.movie_id)
     assert movie is not None
-    purchase.status = "completed"
+    purchase.status = PurchaseStatus.COMPLETED
     purchase.latest_payment_id = payment.id
     if purchase.kind == "rent":
         purchase.valid_until = now + timedelta(hours=movie.rent_hours or 48)
@@ -282,11 +291,11 @@ async def fail_payment(
 ) -> bool:
     """A declined payment: nothing is delivered, its promo code is released, and a failed
     renewal is scheduled for its next retry."""
-    if payment.status != "pending":
+    if payment.status != PaymentStatus.PENDING:
         return False
-    payment.status = "failed"
+    payment.status = PaymentStatus.FAILED
     payment.failure_message = reason
-    await _settle_promo(session, payment, "released")
+    await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
     if payment.purpose == "renewal":
         await _renewal_failed(session, payment, reason, dunning)
     return True
@@ -294,10 +303,10 @@ async def fail_payment(
 
 async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
     """The checkout can no longer be paid: what it was for is abandoned if still waiting."""
-    if payment.status not in ("pending", "failed"):
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         return False
-    payment.status = "expired"
-    await _settle_promo(session, payment, "released")
+    payment.status = PaymentStatus.EXPIRED
+    await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
     if payment.subscription_id is not None:
         # Every caller holds the subscription's lock already (billing's lock order).
         subscription = await locks.lock_subscription(session, payment.subscription_id)
@@ -308,24 +317,29 @@ async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
             sa.update(Purchase)
             .where(
                 Purchase.id == payment.purchase_id,
-                Purchase.status == "pending",
+                Purchase.status == PurchaseStatus.PENDING,
                 Purchase.latest_payment_id == payment.id,
             )
-            .values(status="abandoned")
+            .values(status=PurchaseStatus.ABANDONED)
         )
     return True
 
 
-async def _settle_promo(session: AsyncSession, payment: Payment, status: str) -> None:
+async def _settle_promo(
+    session: AsyncSession, payment: Payment, status: PromoRedemptionStatus
+) -> None:
     if payment.promo_code_id is None:
         return
     changed = await session.scalar(
         sa.update(PromoRedemption)
-        .where(PromoRedemption.payment_id == payment.id, PromoRedemption.status == "reserved")
+        .where(
+            PromoRedemption.payment_id == payment.id,
+            PromoRedemption.status == PromoRedemptionStatus.RESERVED,
+        )
         .values(status=status)
         .returning(PromoRedemption.id)
     )
-    if changed is not None and status == "released":
+    if changed is not None and status == PromoRedemptionStatus.RELEASED:
         await session.execute(
             sa.update(PromoCode)
             .where(PromoCode.id == payment.promo_code_id)

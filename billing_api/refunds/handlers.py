@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import locks
-from billing_api.models import Payment, Refund
+from billing_api.models import Payment, PaymentStatus, Refund
 from billing_api.refunds import provider_side, service
 from shared import events
 from shared.consumer import Handler
@@ -93,7 +93,7 @@ async def on_payment_disputed(
             extra={"payment_id": str(event.payment_id)},
         )
         return
-    if payment.status == "pending":
+    if payment.status == PaymentStatus.PENDING:
         raise DisputeBeforePayment(f"payment {payment.id} is still pending")
     await provider_side.record_dispute(session, payment, event)
 

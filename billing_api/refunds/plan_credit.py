@@ -20,6 +20,7 @@ from billing_api.models import (
     LedgerTransaction,
     Payment,
     PaymentPurpose,
+    PaymentStatus,
     Refund,
     Subscription,
 )
@@ -37,7 +38,13 @@ async def credited_to_upgrade(session: AsyncSession, payment: Payment) -> bool:
             Payment.subscription_id == payment.subscription_id,
             Payment.purpose == PaymentPurpose.UPGRADE,
             Payment.status.in_(
-                ("pending", "succeeded", "partially_refunded", "refunded", "disputed")
+                (
+                    PaymentStatus.PENDING,
+                    PaymentStatus.SUCCEEDED,
+                    PaymentStatus.PARTIALLY_REFUNDED,
+                    PaymentStatus.REFUNDED,
+                    PaymentStatus.DISPUTED,
+                )
             ),
             Payment.created_at >= payment.paid_at,
             Payment.id != payment.id,
@@ -62,7 +69,7 @@ async def release(session: AsyncSession, payment: Payment, refund: Refund) -> No
         return
     source = payment.quote.get("credit_payment_id")
     credited = await session.get(Payment, UUID(source), populate_existing=True) if source else None
-    if credited is not None and credited.status == "disputed":
+    if credited is not None and credited.status == PaymentStatus.DISPUTED:
         return  # that money is going back through the dispute already
     released = credit * refund.amount // payment.amount
     if credited is not None:

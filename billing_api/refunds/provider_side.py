@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.ledger import service as ledger
-from billing_api.models import Payment, PaymentPurpose, Refund
+from billing_api.models import Payment, PaymentPurpose, PaymentStatus, Refund, RefundStatus
 from billing_api.refunds import queued, quotes, service
 from shared import clock, events, outbox
 from shared.money import Money
@@ -43,7 +43,12 @@ from shared.money import Money
 logger = logging.getLogger(__name__)
 
 MADE_AT_PROVIDER = "made at the provider"
-CAPTURED = ("succeeded", "partially_refunded", "refunded", "disputed")
+CAPTURED = (
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.REFUNDED,
+    PaymentStatus.DISPUTED,
+)
 
 
 class PaymentNotCapturedYet(RuntimeError):
@@ -118,7 +123,7 @@ async def record_refund(session: AsyncSession, payment: Payment, event: events.R
         user_id=payment.user_id,
         amount=amount,
         currency=payment.currency,
-        status="pending",
+        status=RefundStatus.PENDING,
         rule=MADE_AT_PROVIDER,
         reason=f"refunded at {event.provider}",
         provider_ref=event.provider_ref,
@@ -140,7 +145,7 @@ async def _pending_of_same_amount(
         sa.select(Refund)
         .where(
             Refund.payment_id == payment.id,
-            Refund.status.in_(("queued", "pending")),
+            Refund.status.in_((RefundStatus.QUEUED, RefundStatus.PENDING)),
             Refund.amount == amount,
             Refund.provider_ref.is_(None),
         )
@@ -160,11 +165,11 @@ async def complete(session: AsyncSession, payment: Payment, refund: Refund) -> b
 
 async def _complete_top_up_refund(session: AsyncSession, payment: Payment, refund: Refund) -> bool:
     """A top-up refunded to the card: the wallet gives that money back (and may owe it)."""
-    if refund.status == "succeeded":
+    if refund.status == RefundStatus.SUCCEEDED:
         return False
-    if refund.status == "failed":
+    if refund.status == RefundStatus.FAILED:
         payment.refunded_amount += refund.amount
-    refund.status = "succeeded"
+    refund.status = RefundStatus.SUCCEEDED
     refund.completed_at = clock.now()
     assert payment.provider is not None, "a captured top-up knows its provider"
     await ledger.lock_wallet(session, payment.user_id, payment.currency)
@@ -181,9 +186,11 @@ async def _complete_top_up_refund(session: AsyncSession, payment: Payment, refun
             refund.amount,
         ),
     )
-    if payment.status in (*quotes.REFUNDABLE_STATUSES, "refunded"):
+    if payment.status in (*quotes.REFUNDABLE_STATUSES, PaymentStatus.REFUNDED):
         payment.status = (
-            "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+            PaymentStatus.REFUNDED
+            if payment.refunded_amount >= payment.amount
+            else PaymentStatus.PARTIALLY_REFUNDED
         )
     await outbox.add(
         session,
@@ -207,7 +214,7 @@ async def record_dispute(
     The caller holds the locks of what ``payment`` paid for and of ``payment``; the wallet's
     lock comes next and the entitlement snapshot last. False if it was recorded before.
     """
-    if payment.status == "disputed":
+    if payment.status == PaymentStatus.DISPUTED:
         return False
     if payment.status not in CAPTURED:
         raise PaymentNotCapturedYet(f"payment {payment.id} is {payment.status}")

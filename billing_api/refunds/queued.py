@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api.activation import unused_renewals
 from billing_api.gateway import GatewayClient, GatewayRefused, GatewayUnavailable
-from billing_api.models import Payment, PaymentPurpose, Refund, Subscription
+from billing_api.models import (
+    Payment,
+    PaymentPurpose,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    Subscription,
+)
 
 # service and this module call each other: a refund that ends a subscription queues refunds of
 # its cut-off renewals here, and a queued refund completes or fails through service. Each
@@ -35,9 +42,6 @@ from billing_api.refunds import quotes, retries, service
 
 logger = logging.getLogger(__name__)
 
-# One billing gave up on after too many tries (:mod:`billing_api.refunds.retries`) is
-# ``parked``: its reservation is freed, so staff can refund the payment by hand.
-PARKED = "parked"
 # The queued refunds one pass of the job takes, the longest due first.
 BATCH = 100
 
@@ -64,7 +68,7 @@ async def queue_refund(
         user_id=payment.user_id,
         amount=amount,
         currency=payment.currency,
-        status="queued" if payment.method == "card" else "pending",
+        status=RefundStatus.QUEUED if payment.method == "card" else RefundStatus.PENDING,
         rule=rule,
         reason=reason,
         billing_decided=True,
@@ -101,7 +105,7 @@ async def send_queued_refunds(
             await session.scalars(
                 sa.select(Refund.id)
                 .where(
-                    Refund.status == "queued",
+                    Refund.status == RefundStatus.QUEUED,
                     sa.or_(Refund.next_attempt_at.is_(None), Refund.next_attempt_at <= now),
                 )
                 .order_by(due_at, Refund.id)
@@ -143,13 +147,13 @@ async def _send_queued(
     assert found is not None
     await service.lock_payment(session, found.payment_id)
     refund = await service.relock_refund(session, found)
-    if refund.status != "queued":  # another worker sent it meanwhile
+    if refund.status != RefundStatus.QUEUED:  # another worker sent it meanwhile
         return False
-    refund.status = "pending"
+    refund.status = RefundStatus.PENDING
     answer = await gateway.create_refund(refund.id, refund.payment_id, refund.amount, refund.reason)
-    if answer.status == "succeeded":
+    if answer.status == RefundStatus.SUCCEEDED:
         await service.complete_refund(session, refund)
-    elif answer.status == "failed":
+    elif answer.status == RefundStatus.FAILED:
         await service.fail_refund(session, refund, answer.failure_message, now=now)
     return True
 
@@ -164,7 +168,7 @@ async def _try_later(
             return
         payment = await service.lock_payment(session, found.payment_id)
         refund = await service.relock_refund(session, found)
-        if refund.status != "queued":
+        if refund.status != RefundStatus.QUEUED:
             return
         refund.attempts += 1
         retries.RETRIED.labels(reason).inc()
@@ -184,12 +188,12 @@ async def retry_failed(
     of ``failed``."""
     retries.RETRIED.labels(retries.FAILED).inc()
     amount = min(failed.amount, payment.amount - payment.refunded_amount)
-    if payment.status == "disputed" or amount <= 0:
+    if payment.status == PaymentStatus.DISPUTED or amount <= 0:
         return
     attempts = failed.attempts + 1
     if retries.parks(attempts):
         failed.attempts = attempts
-        failed.status = PARKED
+        failed.status = RefundStatus.PARKED
         retries.PARKED.labels(retries.FAILED).inc()
         logger.error(
             "refund %s parked after %d tries (last: the provider failed it)",
@@ -204,7 +208,7 @@ async def retry_failed(
         user_id=payment.user_id,
         amount=amount,
         currency=payment.currency,
-        status="queued",
+        status=RefundStatus.QUEUED,
         rule=failed.rule,
         reason=failed.reason,
         billing_decided=True,
@@ -225,7 +229,7 @@ def _park(payment: Payment, refund: Refund, reason: str) -> None:
     """Billing stops trying ``refund``: its reservation is freed so staff can refund the
     payment by hand (the parked refund was never sent, or its send is not known to have
     reached the gateway: if it did, its success later finishes it like a failed one's)."""
-    refund.status = PARKED
+    refund.status = RefundStatus.PARKED
     refund.next_attempt_at = None
     payment.refunded_amount -= refund.amount
     retries.PARKED.labels(reason).inc()
@@ -252,7 +256,7 @@ async def shrink_queued_refunds(session: AsyncSession, payment: Payment, by: int
     holds the locks of what the payment paid for and of the payment."""
     queued = await session.scalars(
         sa.select(Refund)
-        .where(Refund.payment_id == payment.id, Refund.status == "queued")
+        .where(Refund.payment_id == payment.id, Refund.status == RefundStatus.QUEUED)
         .order_by(Refund.created_at.desc(), Refund.id.desc())
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -264,7 +268,7 @@ async def shrink_queued_refunds(session: AsyncSession, payment: Payment, by: int
         by -= taken
         payment.refunded_amount -= taken
         if taken == refund.amount:
-            refund.status = "failed"
+            refund.status = RefundStatus.FAILED
         else:
             refund.amount -= taken
         logger.warning(

@@ -22,8 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.models import (
     Payment,
     PaymentPurpose,
+    PaymentStatus,
     Plan,
     Refund,
+    RefundStatus,
     Subscription,
 )
 from billing_api.refunds import plan_credit, policy
@@ -31,11 +33,11 @@ from billing_api.refunds.policy import RefundQuote
 from billing_api.subscriptions import transitions
 
 PURCHASE_REFUND_WINDOW_MINUTES = 60
-REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
+REFUNDABLE_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED)
 # A refund billing decided on its own (a payment that came for something no longer sold) is
 # ``queued`` until a job has asked the gateway for it (:mod:`billing_api.refunds.queued`); then
 # it is ``pending`` like any other.
-IN_PROGRESS = ("queued", "pending")
+IN_PROGRESS = (RefundStatus.QUEUED, RefundStatus.PENDING)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ async def quote_payment(
     """The refundable amount of ``payment`` at ``now`` and the rule that decided it."""
     if payment.purpose == PaymentPurpose.TOP_UP:
         return RefundQuote(0, "wallet top-ups are not refundable")
-    if payment.status == "refunded":
+    if payment.status == PaymentStatus.REFUNDED:
         return RefundQuote(0, "already refunded")
     if payment.status not in REFUNDABLE_STATUSES or payment.paid_at is None:
         return RefundQuote(0, f"payment is {payment.status}")

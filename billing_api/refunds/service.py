@@ -31,7 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api import entitlements, locks
 from billing_api.gateway import GatewayClient
 from billing_api.ledger import service as ledger
-from billing_api.models import Payment, PaymentPurpose, Plan, Refund
+from billing_api.models import (
+    Payment,
+    PaymentPurpose,
+    PaymentStatus,
+    Plan,
+    PurchaseStatus,
+    Refund,
+    RefundStatus,
+)
 from billing_api.payments import service as payments
 
 # queued and this module call each other (see there), so it is imported as a module, not by name
@@ -131,7 +139,7 @@ async def refund_payment(
         user_id=payment.user_id,
         amount=amount,
         currency=payment.currency,
-        status="pending",
+        status=RefundStatus.PENDING,
         rule=rule,
         reason=reason,
     )
@@ -142,9 +150,9 @@ async def refund_payment(
         await complete_refund(session, refund)
         return refund
     answer = await gateway.create_refund(refund.id, payment.id, amount, reason)
-    if answer.status == "succeeded":
+    if answer.status == RefundStatus.SUCCEEDED:
         await complete_refund(session, refund)
-    elif answer.status == "failed":
+    elif answer.status == RefundStatus.FAILED:
         await fail_refund(session, refund, answer.failure_message)
     return refund
 
@@ -167,13 +175,14 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
 
     Idempotent: False (and nothing changed) if the refund had succeeded already.
     """
-    if refund.status == "succeeded":
+    if refund.status == RefundStatus.SUCCEEDED:
         return False
     payment = await lock_payment(session, refund.payment_id)
     refund = await relock_refund(session, refund)
-    if refund.status == "succeeded":
+    if refund.status == RefundStatus.SUCCEEDED:
         return False
-    if refund.status in ("failed", queued.PARKED):  # the provider reported success after a failure
+    # The provider reported success after a failure.
+    if refund.status in (RefundStatus.FAILED, RefundStatus.PARKED):
         logger.warning("refund succeeded after it had failed", extra={"refund_id": str(refund.id)})
         # The money left after all: a refund queued since (a retry of this one) would give it
         # back a second time.
@@ -182,7 +191,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         )
         payment.refunded_amount += refund.amount
     now = clock.now()
-    refund.status = "succeeded"
+    refund.status = RefundStatus.SUCCEEDED
     refund.completed_at = now
     if payment.method == "wallet":
         destination = ledger.wallet_account(payment.user_id)
@@ -199,16 +208,18 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
     )
     await plan_credit.release(session, payment, refund)
-    if payment.status in (*quotes.REFUNDABLE_STATUSES, "refunded"):
+    if payment.status in (*quotes.REFUNDABLE_STATUSES, PaymentStatus.REFUNDED):
         payment.status = (
-            "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+            PaymentStatus.REFUNDED
+            if payment.refunded_amount >= payment.amount
+            else PaymentStatus.PARTIALLY_REFUNDED
         )
     refund_money = Money(amount=refund.amount, currency=refund.currency)
     revoked = await _revoke(
         session,
         payment,
         now,
-        purchase_status="refunded",
+        purchase_status=PurchaseStatus.REFUNDED,
         refund_amount=refund_money,
         refund_started_at=refund.created_at,
     )
@@ -238,13 +249,13 @@ async def fail_refund(
     own is tried again as a new refund (the gateway answers a failed refund's id with that
     failure, so a retry needs a new id), ``queued`` after a pause, until it is parked
     (:mod:`billing_api.refunds.retries`)."""
-    if refund.status != "pending":
+    if refund.status != RefundStatus.PENDING:
         return False
     payment = await lock_payment(session, refund.payment_id)
     refund = await relock_refund(session, refund)
-    if refund.status != "pending":
+    if refund.status != RefundStatus.PENDING:
         return False
-    refund.status = "failed"
+    refund.status = RefundStatus.FAILED
     payment.refunded_amount -= refund.amount
     logger.warning(
         "refund failed",
@@ -261,13 +272,13 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
     The disputed amount is posted to the ledger by the caller,
     :func:`billing_api.refunds.provider_side.record_dispute`, before access is revoked here.
     """
-    if payment.status == "disputed":
+    if payment.status == PaymentStatus.DISPUTED:
         return False
-    payment.status = "disputed"
+    payment.status = PaymentStatus.DISPUTED
     if reason:
         payment.failure_message = f"disputed: {reason}"[:500]
     now = clock.now()
-    revoked = await _revoke(session, payment, now, purchase_status="canceled")
+    revoked = await _revoke(session, payment, now, purchase_status=PurchaseStatus.CANCELED)
     await entitlements.publish_snapshot(session, payment.user_id)
     await outbox.add_all(session, revoked.events)
     logger.warning(
@@ -294,7 +305,7 @@ async def _revoke(
     payment: Payment,
     now: datetime,
     *,
-    purchase_status: str,
+    purchase_status: PurchaseStatus,
     refund_amount: Money | None = None,
     refund_started_at: datetime | None = None,
 ) -> Revoked:
@@ -322,7 +333,8 @@ async def _revoke(
         purchase = await locks.lock_purchase(session, payment.purchase_id)
         assert purchase is not None
         revoked.locale = purchase.locale
-        if purchase.status == "completed" and not await queued.paid_for_nothing(session, payment):
+        completed = purchase.status == PurchaseStatus.COMPLETED
+        if completed and not await queued.paid_for_nothing(session, payment):
             purchase.status = purchase_status
     return revoked
 

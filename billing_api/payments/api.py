@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from billing_api.deps import CustomerDep, SessionDep
-from billing_api.models import Payment
+from billing_api.models import Payment, PaymentStatus
 from billing_api.payments import service
 from billing_api.payments.schemas import PaymentOut
 from shared.money import format_minor_units
@@ -42,10 +42,10 @@ async def get_payment(payment_id: UUID, customer: CustomerDep, session: SessionD
 
 
 MESSAGES = {
-    "succeeded": "Payment received — enjoy watching!",
-    "pending": "We are confirming your payment. This page will update in a moment.",
-    "failed": "The payment did not go through. You can try again.",
-    "expired": "This checkout has expired. You can start a new one.",
+    PaymentStatus.SUCCEEDED: "Payment received — enjoy watching!",
+    PaymentStatus.PENDING: "We are confirming your payment. This page will update in a moment.",
+    PaymentStatus.FAILED: "The payment did not go through. You can try again.",
+    PaymentStatus.EXPIRED: "This checkout has expired. You can start a new one.",
 }
 
 
@@ -56,7 +56,9 @@ async def checkout_return(payment_id: UUID, session: SessionDep) -> HTMLResponse
     payment = await session.get(Payment, payment_id)
     if payment is None:
         return HTMLResponse("<h1>Unknown payment</h1>", status_code=404)
-    refresh = "<meta http-equiv='refresh' content='3'>" if payment.status == "pending" else ""
+    refresh = (
+        "<meta http-equiv='refresh' content='3'>" if payment.status == PaymentStatus.PENDING else ""
+    )
     amount = f"{format_minor_units(payment.amount, payment.currency)} {payment.currency}"
     message = MESSAGES.get(payment.status, f"Payment {payment.status}.")
     return HTMLResponse(

@@ -35,12 +35,16 @@ from billing_api import locks
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient, GatewayPayment, GatewayRefused
-from billing_api.models import Payment
+from billing_api.models import Payment, PaymentStatus
 
 
 def unopened(payment: Payment) -> bool:
     """A card payment still waiting whose checkout the gateway has not opened for us yet."""
-    return payment.method == "card" and payment.status == "pending" and not payment.checkout_url
+    return (
+        payment.method == "card"
+        and payment.status == PaymentStatus.PENDING
+        and not payment.checkout_url
+    )
 
 
 async def ask_gateway(

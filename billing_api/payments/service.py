@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.activation import service as activation
 from billing_api.customers import Customer
 from billing_api.ledger import service as ledger_service
-from billing_api.models import Payment, PromoCode, PromoRedemption
+from billing_api.models import Payment, PaymentStatus, PromoCode, PromoRedemption
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod, PaymentOut
 from billing_api.pricing.service import PromoCodeAlreadyUsed, PromoCodeExhausted
 from shared.errors import NotFound
@@ -67,7 +67,7 @@ async def start_payment(
         plan_id=order.plan_id,
         # A zero total needs no money, except a trial's: its checkout saves the card.
         method="free" if order.amount == 0 and order.purpose != "trial" else method,
-        status="pending",
+        status=PaymentStatus.PENDING,
         amount=order.amount,
         currency=order.currency,
         base_amount=order.base_amount,
@@ -132,7 +132,7 @@ def brief(payment: Payment | None) -> PaymentBrief | None:
         id=payment.id,
         status=payment.status,
         amount=Money(amount=payment.amount, currency=payment.currency),
-        checkout_url=payment.checkout_url if payment.status == "pending" else None,
+        checkout_url=payment.checkout_url if payment.status == PaymentStatus.PENDING else None,
     )
 
 
@@ -157,7 +157,7 @@ def payment_out(payment: Payment) -> PaymentOut:
         id=payment.id,
         status=payment.status,
         amount=money(payment.amount),
-        checkout_url=payment.checkout_url if payment.status == "pending" else None,
+        checkout_url=payment.checkout_url if payment.status == PaymentStatus.PENDING else None,
         purpose=payment.purpose,
         method=payment.method,
         description=payment.description,

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog.service import MovieNotFound
 from billing_api.customers import Customer
-from billing_api.models import Movie, Payment, Purchase
+from billing_api.models import Movie, Payment, Purchase, PurchaseStatus
 from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
@@ -83,7 +83,7 @@ async def buy(
             email=customer.email,
             movie_id=movie.id,
             kind=request.kind,
-            status="pending",
+            status=PurchaseStatus.PENDING,
         )
         .on_conflict_do_nothing(
             index_elements=[Purchase.user_id, Purchase.movie_id, Purchase.kind],
@@ -96,7 +96,7 @@ async def buy(
             Purchase.user_id == customer.id,
             Purchase.movie_id == movie.id,
             Purchase.kind == request.kind,
-            Purchase.status == "pending",
+            Purchase.status == PurchaseStatus.PENDING,
         ),
         order=order,
         method=request.payment_method,

@@ -9,7 +9,14 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.models import MonthTier, PersonalDiscount, Plan, PromoCode, PromoRedemption
+from billing_api.models import (
+    MonthTier,
+    PersonalDiscount,
+    Plan,
+    PromoCode,
+    PromoRedemption,
+    PromoRedemptionStatus,
+)
 from billing_api.pricing import service as pricing
 from shared import clock
 
@@ -51,7 +58,7 @@ async def price_plan(
                 .where(
                     PromoRedemption.promo_code_id == promo_row.id,
                     PromoRedemption.user_id == user_id,
-                    PromoRedemption.status != "released",
+                    PromoRedemption.status != PromoRedemptionStatus.RELEASED,
                 )
             )
         )

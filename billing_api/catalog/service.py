@@ -10,7 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog.schemas import MovieOffer, MovieOffersOut, PlanDetailOut, PlanOut
-from billing_api.models import ComplimentaryGrant, Movie, Plan, PlanMovie, Subscription
+from billing_api.models import (
+    ComplimentaryGrant,
+    Movie,
+    Plan,
+    PlanMovie,
+    Subscription,
+    SubscriptionStatus,
+)
 from shared import clock, events, outbox
 from shared.auth import PRIVILEGED_ROLES
 from shared.errors import NotFound, UnprocessableEntity
@@ -211,7 +218,7 @@ async def plan_grants_access(session: AsyncSession, plan_id: UUID) -> bool:
         sa.select(
             sa.exists().where(
                 sa.or_(Subscription.plan_id == plan_id, Subscription.pending_plan_id == plan_id),
-                Subscription.status.in_(("active", "grace")),
+                Subscription.status.in_((SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)),
             )
             | sa.exists().where(
                 ComplimentaryGrant.plan_id == plan_id,

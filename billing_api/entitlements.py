@@ -38,11 +38,13 @@ from billing_api.models import (
     EntitlementVersion,
     Plan,
     Purchase,
+    PurchaseStatus,
     Subscription,
+    SubscriptionStatus,
 )
 from shared import clock, events, outbox
 
-LIVE_SUBSCRIPTION = ("active", "grace")
+LIVE_SUBSCRIPTION = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
 # ``session.info`` key: the users whose snapshots wait for the end of a deferred block.
 _DEFERRED = "entitlements.deferred"
 
@@ -144,7 +146,7 @@ async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
         sa.select(Purchase.id, Purchase.movie_id, Purchase.valid_until)
         .where(
             Purchase.user_id == user_id,
-            Purchase.status == "completed",
+            Purchase.status == PurchaseStatus.COMPLETED,
             sa.or_(Purchase.valid_until.is_(None), Purchase.valid_until > now),
         )
         .order_by(Purchase.id)

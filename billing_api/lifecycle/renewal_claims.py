@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext
-from billing_api.models import Payment, Plan, Subscription
+from billing_api.models import Payment, PaymentStatus, Plan, Subscription
 from billing_api.pricing import service as pricing
 from billing_api.pricing.inputs import load_personal_discounts, load_tiers_of
 from billing_api.subscriptions import transitions
@@ -160,7 +160,7 @@ async def _pending_renewals(
         .where(
             Payment.subscription_id.in_(ids),
             Payment.purpose == "renewal",
-            Payment.status == "pending",
+            Payment.status == PaymentStatus.PENDING,
         )
         .order_by(Payment.created_at)
     )
@@ -269,7 +269,7 @@ def _new_payment(row: Any, plan: Plan, quote: pricing.Quote) -> dict[str, Any]:
         "subscription_id": row.id,
         "plan_id": plan.id,
         "method": "card" if quote.total > 0 else "free",
-        "status": "pending",
+        "status": PaymentStatus.PENDING,
         "amount": quote.total,
         "currency": quote.currency,
         "base_amount": quote.base_amount,

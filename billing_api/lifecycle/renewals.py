@@ -44,7 +44,7 @@ from billing_api import entitlements
 from billing_api.gateway import GatewayPayment, GatewayRefused, GatewayUnavailable
 from billing_api.lifecycle.renewal_claims import RenewalCharge, claim_renewals
 from billing_api.lifecycle.service import JobContext, apply_gateway_result
-from billing_api.models import Payment, Plan, Subscription
+from billing_api.models import Payment, PaymentStatus, Plan, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def renew_due(ctx: JobContext) -> int:
     async with asyncio.TaskGroup() as group:
         while batch := await claim_renewals(ctx):
             results = await charge_all(ctx, batch)
-            succeeded += sum(result.status == "succeeded" for result in results)
+            succeeded += sum(result.status == PaymentStatus.SUCCEEDED for result in results)
             if settlements:
                 await settlements[-1]  # one settlement in flight at a time
             settlements.append(group.create_task(settle(ctx, results)))
@@ -119,7 +119,7 @@ def _settled_here(renewal: RenewalCharge) -> GatewayPayment:
     It is settled like any charge's answer (no provider: a free payment moves no money)."""
     return GatewayPayment(
         payment_id=renewal.payment_id,
-        status="succeeded",
+        status=PaymentStatus.SUCCEEDED,
         provider="",
         checkout_url=None,
         expires_at=None,

@@ -28,7 +28,7 @@ from billing_api.gateway import (
     GatewayRefused,
     GatewayUnavailable,
 )
-from billing_api.models import Payment, Plan, Subscription, SubscriptionStatus
+from billing_api.models import Payment, PaymentStatus, Plan, Subscription, SubscriptionStatus
 from billing_api.payments import checkout
 from billing_api.subscriptions import transitions
 from shared import outbox
@@ -59,18 +59,23 @@ async def apply_gateway_result(
     dunning: Sequence[timedelta] = activation.DEFAULT_DUNNING,
 ) -> bool:
     """Settle a payment from the gateway's answer; the same outcome as its event would have."""
-    if result.status in ("succeeded", "partially_refunded", "refunded", "disputed"):
+    if result.status in (
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.PARTIALLY_REFUNDED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.DISPUTED,
+    ):
         return await activation.complete_payment(
             session, payment, provider=result.provider, payment_method_ref=result.payment_method_ref
         )
-    if result.status == "failed":
+    if result.status == PaymentStatus.FAILED:
         return await activation.fail_payment(
             session,
             payment,
             reason=result.failure_message or result.failure_code,
             dunning=dunning,
         )
-    if result.status == "expired":
+    if result.status == PaymentStatus.EXPIRED:
         return await activation.expire_payment(session, payment)
     return False
 
@@ -201,7 +206,7 @@ async def reconcile_pending(ctx: JobContext) -> int:
             await session.execute(
                 sa.select(Payment.id, Payment.purpose)
                 .where(
-                    Payment.status == "pending",
+                    Payment.status == PaymentStatus.PENDING,
                     Payment.method == "card",
                     Payment.reconcile_parked_at.is_(None),
                     due_at <= ctx.now,
@@ -249,7 +254,7 @@ async def _reconcile_one(ctx: JobContext, payment_id: UUID, purpose: str) -> boo
         # billing's lock order: what the payment paid for first (a renewal settled here
         # meets an upgrade that voids it), then the payment, re-read
         payment = await locks.lock_payment(session, payment_id)
-        if payment is None or payment.status != "pending":
+        if payment is None or payment.status != PaymentStatus.PENDING:
             return False
         done = await apply_gateway_result(
             session, payment, result, dunning=ctx.settings.dunning_offsets
@@ -275,7 +280,7 @@ async def _open_unopened(ctx: JobContext, payment_id: UUID) -> None:
 async def _ask_later(ctx: JobContext, payment_id: UUID, reason: str) -> None:
     async with ctx.sessions() as session, session.begin():
         payment = await session.get(Payment, payment_id, with_for_update=True)
-        if payment is not None and payment.status == "pending":
+        if payment is not None and payment.status == PaymentStatus.PENDING:
             _back_off(payment, ctx.now, reason)
 
 

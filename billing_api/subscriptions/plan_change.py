@@ -42,6 +42,7 @@ from billing_api.customers import Customer
 from billing_api.models import (
     Payment,
     PaymentPurpose,
+    PaymentStatus,
     Plan,
     Refund,
     Subscription,
@@ -228,7 +229,10 @@ async def _credit_for_current_period(
     if subscription.latest_payment_id is None or start is None or end is None:
         return 0, None
     paid = await session.get(Payment, subscription.latest_payment_id)
-    if paid is None or paid.status not in ("succeeded", "partially_refunded"):
+    if paid is None or paid.status not in (
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.PARTIALLY_REFUNDED,
+    ):
         return 0, None
     value = paid.amount + plan_credit.upgrade_credit(paid) - paid.refunded_amount
     credit = unused_credit(

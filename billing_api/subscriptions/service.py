@@ -14,7 +14,14 @@ from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
 from billing_api.gateway import GatewayClient
-from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
+from billing_api.models import (
+    Payment,
+    PaymentPurpose,
+    PaymentStatus,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+)
 from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.pricing.inputs import Priced, price_plan
@@ -271,7 +278,7 @@ async def waiting_upgrade(session: AsyncSession, subscription: Subscription) -> 
         .where(
             Payment.subscription_id == subscription.id,
             Payment.purpose == PaymentPurpose.UPGRADE,
-            Payment.status == "pending",
+            Payment.status == PaymentStatus.PENDING,
         )
         .order_by(Payment.created_at.desc())
         .limit(1)

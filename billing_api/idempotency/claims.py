@@ -13,11 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_api.models import IdempotencyKey
+from billing_api.models import IdempotencyKey, IdempotencyKeyStatus
 from shared import clock
 from shared.errors import Conflict
 
-IN_PROGRESS, DONE = "in_progress", "done"
 _NOT_STORED = frozenset({401, 403})  # the caller's credentials, not the request, decided these
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -89,7 +88,7 @@ async def claim_key(
         "method": method,
         "path": path[:500],
         "request_hash": request_hash,
-        "status": IN_PROGRESS,
+        "status": IdempotencyKeyStatus.IN_PROGRESS,
         "created_at": now,
         "expires_at": now + ttl,
         "owner": owner,
@@ -100,7 +99,7 @@ async def claim_key(
     # gone -- or whose lock session was cut while it runs: the takeover then waits for its
     # transaction's fence (the row lock) and is refused once its effect is committed.
     abandoned = sa.and_(
-        table.status == IN_PROGRESS,
+        table.status == IdempotencyKeyStatus.IN_PROGRESS,
         table.request_hash == request_hash,
         table.effect_committed_at.is_(None),
     )
@@ -130,7 +129,7 @@ async def settle(sessions: SessionFactory, claim: Claim, captured: CapturedRespo
     ours = sa.and_(
         IdempotencyKey.subject == claim.subject,
         IdempotencyKey.key == claim.key,
-        IdempotencyKey.status == IN_PROGRESS,
+        IdempotencyKey.status == IdempotencyKeyStatus.IN_PROGRESS,
         IdempotencyKey.owner == claim.owner,  # not taken over meanwhile
     )
     if captured.storable():
@@ -138,7 +137,7 @@ async def settle(sessions: SessionFactory, claim: Claim, captured: CapturedRespo
             sa.update(IdempotencyKey)
             .where(ours)
             .values(
-                status=DONE,
+                status=IdempotencyKeyStatus.DONE,
                 response_status=captured.status,
                 response_body=b"".join(captured.chunks),
                 response_content_type=captured.content_type,

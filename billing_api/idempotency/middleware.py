@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_api.idempotency import claims
 from billing_api.idempotency.key_locks import KeyLocks
-from billing_api.models import IdempotencyKey
+from billing_api.models import IdempotencyKey, IdempotencyKeyStatus
 from shared import db
 from shared.auth import TokenVerifier
 from shared.errors import AppError, error_body
@@ -113,14 +113,14 @@ def _answer(existing: IdempotencyKey | None, request_hash: str, *, locked: bool)
     if existing is not None and existing.request_hash != request_hash:
         detail = "this Idempotency-Key was already used for a different request"
         return _error(422, "IdempotencyKeyReused", detail)
-    if existing is not None and existing.status == claims.IN_PROGRESS and locked:
+    if existing is not None and existing.status == IdempotencyKeyStatus.IN_PROGRESS and locked:
         # Its effect is committed (else we would have claimed it) and no response stored.
         detail = (
             "the first request with this Idempotency-Key committed its effect; its response "
             "is replayed once stored, or read the resource with GET"
         )
         return _error(409, "IdempotentRequestCompleted", detail)
-    if existing is None or existing.status == claims.IN_PROGRESS:
+    if existing is None or existing.status == IdempotencyKeyStatus.IN_PROGRESS:
         detail = "a request with this Idempotency-Key is still being processed"
         return _error(409, "IdempotencyKeyInProgress", detail, headers={"Retry-After": "1"})
     return Response(

@@ -25,7 +25,14 @@ from billing_api.admin.discounts.schemas import (
     PromoCodeOut,
 )
 from billing_api.catalog import service as catalog
-from billing_api.models import MonthTier, PersonalDiscount, Plan, PromoCode, PromoRedemption
+from billing_api.models import (
+    MonthTier,
+    PersonalDiscount,
+    Plan,
+    PromoCode,
+    PromoRedemption,
+    PromoRedemptionStatus,
+)
 from shared.errors import Conflict, NotFound, UnprocessableEntity
 from shared.money import Money
 
@@ -189,7 +196,7 @@ async def promo_out(session: AsyncSession, promo: PromoCode) -> PromoCodeOut:
         .where(PromoRedemption.promo_code_id == promo.id)
         .group_by(PromoRedemption.status)
     )
-    counts: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
+    counts: dict[PromoRedemptionStatus, int] = {row[0]: int(row[1]) for row in rows}
     amount = None
     if promo.amount is not None and promo.currency is not None:
         amount = Money(amount=promo.amount, currency=promo.currency)
@@ -205,9 +212,9 @@ async def promo_out(session: AsyncSession, promo: PromoCode) -> PromoCodeOut:
         max_redemptions=promo.max_redemptions,
         active=promo.active,
         redemptions=promo.redemptions,
-        redeemed=counts.get("redeemed", 0),
-        reserved=counts.get("reserved", 0),
-        released=counts.get("released", 0),
+        redeemed=counts.get(PromoRedemptionStatus.REDEEMED, 0),
+        reserved=counts.get(PromoRedemptionStatus.RESERVED, 0),
+        released=counts.get(PromoRedemptionStatus.RELEASED, 0),
         created_at=promo.created_at,
     )
 

@@ -27,7 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.customers import Customer
-from billing_api.models import Payment, Purchase, Subscription
+from billing_api.models import (
+    Payment,
+    PaymentStatus,
+    Purchase,
+    PurchaseStatus,
+    Subscription,
+    SubscriptionStatus,
+)
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
 from shared.errors import AppError
@@ -36,6 +43,8 @@ ATTEMPTS = 3
 """How many times a checkout meets a pending row that is gone before it is refused."""
 
 Bought = TypeVar("Bought", Subscription, Purchase)
+# What is bought is pending, in its own table's words, while its checkout is open.
+BOUGHT_PENDING = (SubscriptionStatus.PENDING, PurchaseStatus.PENDING)
 
 
 class CheckoutContended(AppError):
@@ -74,11 +83,11 @@ async def start_or_reuse(
     row, new = bought
     if not new:
         latest = await session.get(Payment, row.latest_payment_id)
-        if latest is not None and latest.status == "pending":
+        if latest is not None and latest.status == PaymentStatus.PENDING:
             return row, False
         # The last attempt failed or expired: the same row gets a new payment.
     payment = await payments.start_payment(session, customer, await order(row), method=method)
-    if row.status == "pending":  # unless a wallet or free payment completed it already
+    if row.status in BOUGHT_PENDING:  # unless a wallet or free payment completed it already
         row.latest_payment_id = payment.id
     await session.flush()
     return row, True
@@ -121,7 +130,7 @@ async def start_or_reuse_unopened(
             Payment.user_id == customer.id,
             Payment.purpose == order.purpose,
             Payment.method == "card",
-            Payment.status == "pending",
+            Payment.status == PaymentStatus.PENDING,
             Payment.checkout_url.is_(None),
             Payment.amount == order.amount,
             Payment.currency == order.currency,

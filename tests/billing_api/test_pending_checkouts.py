@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import demo, locks
 from billing_api.customers import Customer
-from billing_api.models import Subscription, SubscriptionStatus
+from billing_api.models import PurchaseStatus, Subscription, SubscriptionStatus
 from billing_api.payments import pending
 from billing_api.payments import service as payments
 from billing_api.purchases import service as purchases
@@ -190,7 +190,7 @@ class TestCheckoutMeetsARowThatIsNoLongerPending:
                 assert held is not None
                 second = asyncio.create_task(user.post("/api/v1/purchases", json=body))
                 await waiting_for_locks(suite, 1)  # on the pending purchase's row
-                held.status = "completed"  # paid meanwhile
+                held.status = PurchaseStatus.COMPLETED  # paid meanwhile
             answer = await asyncio.wait_for(second, timeout=15)
         finally:
             if second is not None and not second.done():

@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import locks
 from billing_api.activation import service as activation
-from billing_api.models import Payment
+from billing_api.models import Payment, PaymentStatus
 
 # A card checkout in one of these states is closed once it expires.
-ABANDONABLE = ("pending", "failed")
+ABANDONABLE = (PaymentStatus.PENDING, PaymentStatus.FAILED)
 
 
 async def abandon_expired_checkouts(

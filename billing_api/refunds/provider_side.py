@@ -186,12 +186,7 @@ async def _complete_top_up_refund(session: AsyncSession, payment: Payment, refun
             refund.amount,
         ),
     )
-    if payment.status in (*quotes.REFUNDABLE_STATUSES, PaymentStatus.REFUNDED):
-        payment.status = (
-            PaymentStatus.REFUNDED
-            if payment.refunded_amount >= payment.amount
-            else PaymentStatus.PARTIALLY_REFUNDED
-        )
+    quotes.mark_refunded(payment)
     await outbox.add(
         session,
         events.RefundCompleted(

@@ -40,6 +40,17 @@ REFUNDABLE_STATUSES = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED
 IN_PROGRESS = (RefundStatus.QUEUED, RefundStatus.PENDING)
 
 
+def mark_refunded(payment: Payment) -> None:
+    """``refunded`` or ``partially_refunded`` by ``refunded_amount``, once a refund of ``payment``
+    has succeeded; a payment in any other state (disputed, say) keeps it."""
+    if payment.status in (*REFUNDABLE_STATUSES, PaymentStatus.REFUNDED):
+        payment.status = (
+            PaymentStatus.REFUNDED
+            if payment.refunded_amount >= payment.amount
+            else PaymentStatus.PARTIALLY_REFUNDED
+        )
+
+
 @dataclass(frozen=True)
 class Terms:
     """The refund terms a payment was sold under."""

@@ -208,12 +208,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
         lines=ledger.transfer(ledger.REFUNDS, destination, refund.amount),
     )
     await plan_credit.release(session, payment, refund)
-    if payment.status in (*quotes.REFUNDABLE_STATUSES, PaymentStatus.REFUNDED):
-        payment.status = (
-            PaymentStatus.REFUNDED
-            if payment.refunded_amount >= payment.amount
-            else PaymentStatus.PARTIALLY_REFUNDED
-        )
+    quotes.mark_refunded(payment)
     refund_money = Money(amount=refund.amount, currency=refund.currency)
     revoked = await _revoke(
         session,

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import stripe
 
 from billing_api import demo
@@ -36,6 +37,7 @@ from tests.billing_api.conftest import Suite, User, truncate_billing
 from tests.billing_api.test_refunds import (
     BASIC_PRICE,
     AnswersPending,
+    NeverAsked,
     balance,
     handle,
     latest_grants,
@@ -193,7 +195,8 @@ class TestRefundMadeAtTheProvider:
     ) -> None:
         user = suite.as_user()
         _, payment = await paid_subscription(suite, user)
-        suite.billing.state.gateway = AnswersPending(
+        # the provider has not answered yet (no report of ours comes, so none overtakes this one)
+        suite.billing.state.gateway = NeverAsked(
             suite.gateway_http, "http://gateway.test", AuthSettings()
         )
         ours = (await user.post(f"/api/v1/payments/{payment['id']}/refund")).json()
@@ -209,9 +212,50 @@ class TestRefundMadeAtTheProvider:
             provider_ref="re_sb_reported",
         )
         await handle(suite, handlers.on_refund_succeeded, reported)
+        await handle(suite, handlers.on_refund_succeeded, reported)  # and again: found by its ref
 
         assert await count(suite, "SELECT count(*) FROM refund") == 1
         assert await suite.scalar("SELECT status FROM refund") == "succeeded"
+        assert await suite.scalar("SELECT provider_ref FROM refund") == "re_sb_reported"
+        assert await count(suite, "SELECT refunded_amount FROM payment") == BASIC_PRICE
+        assert (
+            await count(suite, "SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'") == 1
+        )
+
+    async def test_refund_of_ours_reported_again_under_another_id_after_it_succeeded_is_the_same(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        _, payment = await paid_subscription(suite, user)
+        suite.billing.state.gateway = AnswersPending(
+            suite.gateway_http, "http://gateway.test", AuthSettings()
+        )
+        ours = (await user.post(f"/api/v1/payments/{payment['id']}/refund")).json()
+        assert ours["status"] == "pending"
+
+        async def succeeded() -> bool:  # the gateway's report of ours, under our id
+            status = await suite.scalar("SELECT status FROM refund WHERE id = :id", id=ours["id"])
+            return bool(status == "succeeded")
+
+        await support.eventually(succeeded, timeout=15)
+        async with suite.gateway.state.resources.engine.connect() as conn:
+            provider_ref = await conn.scalar(
+                sa.text("SELECT provider_ref FROM refund WHERE id = :id"), {"id": ours["id"]}
+            )
+        assert provider_ref
+        # the same provider refund reported again, under an id billing never gave it
+        reported = events.RefundSucceeded(
+            refund_id=uuid4(),
+            payment_id=UUID(payment["id"]),
+            customer=events.Customer(id=user.id),
+            amount=Money(amount=BASIC_PRICE, currency="RUB"),
+            provider="sandbox",
+            provider_ref=provider_ref,
+        )
+        await handle(suite, handlers.on_refund_succeeded, reported)
+
+        assert await count(suite, "SELECT count(*) FROM refund") == 1
+        assert await suite.scalar("SELECT provider_ref FROM refund") == provider_ref
         assert await count(suite, "SELECT refunded_amount FROM payment") == BASIC_PRICE
         assert (
             await count(suite, "SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'") == 1
@@ -220,7 +264,8 @@ class TestRefundMadeAtTheProvider:
     async def test_refund_that_would_exceed_the_payment_is_not_recorded(self, suite: Suite) -> None:
         user = suite.as_user()
         _, payment = await paid_subscription(suite, user)
-        suite.billing.state.gateway = AnswersPending(
+        # ours stays pending: the provider has not answered
+        suite.billing.state.gateway = NeverAsked(
             suite.gateway_http, "http://gateway.test", AuthSettings()
         )
         await user.post(f"/api/v1/payments/{payment['id']}/refund")

@@ -5,23 +5,43 @@ them come the wallet's advisory lock and, last, the entitlement snapshot), so tw
 wait for each other instead of deadlocking. A path that starts from a payment reads it without
 a lock to learn what it paid for, locks that, and only then locks the payment and re-reads it:
 another transaction may have changed it in between.
+
+A re-read overwrites the row's attributes in the session (``populate_existing``), and billing's
+sessions do not flush on their own: a change made to the row in this transaction and not yet
+written would silently vanish. :func:`relock` writes that row's pending change first.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.models import Payment, Purchase, Subscription
+from billing_api.models.base import Base
+
+Row = TypeVar("Row", bound=Base)
+
+
+async def relock(session: AsyncSession, model: type[Row], key: UUID) -> Row | None:
+    """The ``model`` row ``key``, locked (``FOR UPDATE``) and re-read from the database.
+
+    If the session already holds that row with a change not yet written, the session's
+    changes are written first (the row's UPDATE takes the same lock at the same point of the
+    order; everything else it changed, it changed under locks it already holds), so the
+    re-read keeps them instead of overwriting them with the committed values.
+    """
+    held = session.identity_map.get(session.identity_key(model, key))
+    if held is not None and session.is_modified(held):
+        await session.flush()
+    return await session.get(model, key, with_for_update=True, populate_existing=True)
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: UUID) -> Subscription | None:
     """The subscription row, locked and re-read."""
-    return await session.get(
-        Subscription, subscription_id, with_for_update=True, populate_existing=True
-    )
+    return await relock(session, Subscription, subscription_id)
 
 
 async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
@@ -34,7 +54,7 @@ async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
 
 async def lock_purchase(session: AsyncSession, purchase_id: UUID) -> Purchase | None:
     """The purchase row, locked and re-read."""
-    return await session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
+    return await relock(session, Purchase, purchase_id)
 
 
 async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:
@@ -43,7 +63,7 @@ async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | Non
     if payment is None:
         return None
     await lock_paid_for(session, payment)
-    return await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    return await relock(session, Payment, payment_id)
 
 
 async def claim_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:

@@ -171,9 +171,7 @@ async def _replace_renewals(
     one already paid is refunded in full, one still pending is voided (see
     :mod:`billing_api.activation.unused_renewals`)."""
     if subscription.latest_payment_id is not None:
-        latest = await session.get(
-            Payment, subscription.latest_payment_id, with_for_update=True, populate_existing=True
-        )
+        latest = await locks.relock(session, Payment, subscription.latest_payment_id)
         if unused_renewals.replaced_by_upgrade(latest, upgrade):
             assert latest is not None
             await queued_refunds.queue_refund(

@@ -70,7 +70,7 @@ async def record_opened(session: AsyncSession, payment_id: UUID, opened: Gateway
 
     The payment's row lock is the only lock of this transaction, so it cannot deadlock with the
     paths that lock what was bought first."""
-    payment = await session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    payment = await locks.relock(session, Payment, payment_id)
     if payment is None or not unopened(payment):
         return
     payment.checkout_url = opened.checkout_url

@@ -345,7 +345,7 @@ async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment:
 
 async def relock_refund(session: AsyncSession, refund: Refund) -> Refund:
     """The refund row, locked and re-read after its payment's locks (the order's third)."""
-    found = await session.get(Refund, refund.id, with_for_update=True, populate_existing=True)
+    found = await locks.relock(session, Refund, refund.id)
     assert found is not None
     return found
 

@@ -133,8 +133,11 @@ class OutboxRelay:
                 except Exception:
                     logger.exception("outbox relay batch failed; will retry")
                     await asyncio.sleep(self.poll_interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # arrives as the wait ends, and the loop would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             listener.cancel()

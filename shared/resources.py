@@ -68,6 +68,30 @@ async def connect_broker_forever(broker: Broker, *, delay: float = 1.0) -> None:
             delay = min(delay * 2, 30.0)
 
 
+async def stop_tasks(tasks: list[asyncio.Task[None]], *, grace: float = 10.0) -> None:
+    """Cancel background tasks and wait for them, without ever waiting forever.
+
+    A task can miss its cancellation (one that arrives just as an ``await`` inside it
+    completes is lost on Python 3.11), so one still running is cancelled again every half
+    second; after ``grace`` seconds the ones still running are logged and left behind, so a
+    process always shuts down. What a task ended with is logged there too, not raised.
+    """
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while pending and loop.time() < deadline:
+        _, pending = await asyncio.wait(pending, timeout=min(0.5, deadline - loop.time()))
+        for task in pending:
+            task.cancel()
+    for task in pending:
+        logger.error("background task %s did not stop within %.0f s", task.get_name(), grace)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
 @contextlib.asynccontextmanager
 async def open_resources(
     settings: ServiceSettings, *, service: str, schema: str, wait_for_broker: bool = True
@@ -86,11 +110,7 @@ async def open_resources(
             await connect_broker_forever(broker)
         yield resources
     finally:
-        for task in resources.tasks:
-            task.cancel()
-        for task in resources.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(resources.tasks)
         await resources.exit_stack.aclose()
         await broker.close()
         await relay_engine.dispose()

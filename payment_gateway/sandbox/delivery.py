@@ -111,6 +111,9 @@ class WebhookSender:
                 raise
             except Exception:
                 logger.exception("sandbox webhook delivery failed")
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the wait ends, and the loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.provider.webhooks_waiting.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self.provider.webhooks_waiting.wait()
             self.provider.webhooks_waiting.clear()

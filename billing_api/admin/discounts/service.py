@@ -190,13 +190,32 @@ async def delete_personal(session: AsyncSession, actor: str, user_id: UUID) -> N
 # --- promo codes -----------------------------------------------------------------------------
 
 
-async def promo_out(session: AsyncSession, promo: PromoCode) -> PromoCodeOut:
+RedemptionCounts = dict[PromoRedemptionStatus, int]
+
+
+async def _redemption_counts(
+    session: AsyncSession, promo_ids: list[UUID]
+) -> dict[UUID, RedemptionCounts]:
+    """Each code's redemptions by status, for all ``promo_ids`` in one query."""
+    counts: dict[UUID, RedemptionCounts] = {promo_id: {} for promo_id in promo_ids}
+    if not promo_ids:
+        return counts
     rows = await session.execute(
-        sa.select(PromoRedemption.status, sa.func.count())
-        .where(PromoRedemption.promo_code_id == promo.id)
-        .group_by(PromoRedemption.status)
+        sa.select(PromoRedemption.promo_code_id, PromoRedemption.status, sa.func.count())
+        .where(PromoRedemption.promo_code_id.in_(promo_ids))
+        .group_by(PromoRedemption.promo_code_id, PromoRedemption.status)
     )
-    counts: dict[PromoRedemptionStatus, int] = {row[0]: int(row[1]) for row in rows}
+    for promo_id, status, count in rows:
+        counts[promo_id][status] = int(count)
+    return counts
+
+
+async def promo_out(session: AsyncSession, promo: PromoCode) -> PromoCodeOut:
+    counts = await _redemption_counts(session, [promo.id])
+    return _promo_out(promo, counts[promo.id])
+
+
+def _promo_out(promo: PromoCode, counts: RedemptionCounts) -> PromoCodeOut:
     amount = None
     if promo.amount is not None and promo.currency is not None:
         amount = Money(amount=promo.amount, currency=promo.currency)
@@ -223,7 +242,9 @@ async def list_promos(session: AsyncSession, *, active: bool | None) -> list[Pro
     query = sa.select(PromoCode).order_by(PromoCode.created_at.desc(), PromoCode.code)
     if active is not None:
         query = query.where(PromoCode.active.is_(active))
-    return [await promo_out(session, promo) for promo in await session.scalars(query)]
+    promos = list(await session.scalars(query))
+    counts = await _redemption_counts(session, [promo.id for promo in promos])
+    return [_promo_out(promo, counts[promo.id]) for promo in promos]
 
 
 async def create_promo(session: AsyncSession, actor: str, body: PromoCodeIn) -> PromoCodeOut:

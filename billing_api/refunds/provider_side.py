@@ -80,19 +80,7 @@ async def remember_provider_ref(
     if refund.provider_ref or not provider_ref:
         return
     if await find_by_provider_ref(session, refund.payment_id, provider_ref) is None:
-        await _name_refund(session, refund, provider_ref)
-
-
-async def _name_refund(session: AsyncSession, refund: Refund, provider_ref: str | None) -> None:
-    """Write the provider's reference of a refund now (the caller holds its row lock).
-
-    Flushed at once: completing the refund re-reads its row under lock
-    (:func:`~billing_api.refunds.service.relock_refund`), which would otherwise drop the
-    unsaved reference, and the same refund reported again under another id would no longer be
-    found by it.
-    """
-    refund.provider_ref = provider_ref
-    await session.flush()
+        refund.provider_ref = provider_ref  # kept by the re-read under lock (locks.relock)
 
 
 async def record_refund(session: AsyncSession, payment: Payment, event: events.RefundEvent) -> bool:
@@ -120,7 +108,7 @@ async def record_refund(session: AsyncSession, payment: Payment, event: events.R
                 "refund at the provider is one of ours reported under another id",
                 extra={"refund_id": str(ours.id), "reported_as": str(event.refund_id)},
             )
-            await _name_refund(session, ours, event.provider_ref)
+            ours.provider_ref = event.provider_ref
             return await complete(session, payment, ours)
         # A refund billing queued but has not sent gives way: the provider has paid that much.
         over = payment.refunded_amount + amount - payment.amount

@@ -1,5 +1,6 @@
 """Scheduled work of billing-worker; every job is a function of ``now``, safe to run twice and
-from several workers at once (rows are claimed with ``FOR UPDATE SKIP LOCKED``).
+from several workers at once (rows are claimed with ``FOR UPDATE SKIP LOCKED``, except where a
+row must not wait for the next pass: the end of a period or a grace waits for the row's lock).
 
 One convention for transactions: a job is ``async def job(ctx: JobContext) -> int`` and owns
 its transactions. It opens them from the session factory (``ctx.sessions``) and commits each

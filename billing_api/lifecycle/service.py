@@ -84,7 +84,12 @@ async def apply_gateway_result(
 
 
 async def end_periods(ctx: JobContext) -> int:
-    """Periods that ended unpaid: into grace (still renewing) or expired (the user stopped it)."""
+    """Periods that ended unpaid: into grace (still renewing) or expired (the user stopped it).
+
+    A period's end is a promise to the user, so a subscription that a request or an event holds
+    at this moment is waited for (briefly: they lock one subscription), not skipped until the
+    next pass. Rows are locked in id order, so two workers never deadlock; the second re-reads
+    each row after the first commits and leaves the ones no longer due."""
     # Several users at once: their entitlement locks are taken last, in user-id order.
     async with (
         ctx.sessions() as session,
@@ -98,8 +103,9 @@ async def end_periods(ctx: JobContext) -> int:
                     Subscription.status == SubscriptionStatus.ACTIVE,
                     Subscription.current_period_end <= ctx.now,
                 )
+                .order_by(Subscription.id)
                 .limit(BATCH)
-                .with_for_update(skip_locked=True)
+                .with_for_update()
             )
         )
         for subscription in ended:
@@ -111,6 +117,7 @@ async def end_periods(ctx: JobContext) -> int:
 
 
 async def end_graces(ctx: JobContext) -> int:
+    """Graces that ran out: expired. Held rows are waited for, as in :func:`end_periods`."""
     # Several users at once: their entitlement locks are taken last, in user-id order.
     async with (
         ctx.sessions() as session,
@@ -124,8 +131,9 @@ async def end_graces(ctx: JobContext) -> int:
                     Subscription.status == SubscriptionStatus.GRACE,
                     Subscription.grace_until <= ctx.now,
                 )
+                .order_by(Subscription.id)
                 .limit(BATCH)
-                .with_for_update(skip_locked=True)
+                .with_for_update()
             )
         )
         for subscription in over:

@@ -8,7 +8,7 @@ only on those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -142,6 +142,15 @@ class PaymentProvider(Protocol):
     async def refund(self, request: RefundRequest) -> ProviderRefund: ...
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...
+
+    async def fetch_payments(self, provider_refs: Sequence[str]) -> Mapping[str, ProviderPayment]:
+        """Several payments at once, by reference; one the provider does not know may be left out.
+
+        For the webhook processor's batches. This default asks :meth:`fetch_payment` one by one
+        and lets its errors through (a provider subclasses this protocol to inherit it); a
+        provider that can read many objects in one request overrides it.
+        """
+        return {ref: await self.fetch_payment(ref) for ref in provider_refs}
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
         """Verify the signature over the raw body first; raise :class:`InvalidWebhook`."""

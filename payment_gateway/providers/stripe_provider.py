@@ -27,6 +27,7 @@ from payment_gateway.providers.base import (
     CheckoutCreated,
     CheckoutRequest,
     OffSessionRequest,
+    PaymentProvider,
     ProviderError,
     ProviderPayment,
     ProviderRefund,
@@ -38,7 +39,7 @@ from payment_gateway.providers.base import (
 _METADATA_VALUE_LIMIT = 500  # Stripe rejects longer metadata values
 
 
-class StripeProvider:
+class StripeProvider(PaymentProvider):
     """The ``stripe`` provider of :class:`~payment_gateway.providers.base.PaymentProvider`."""
 
     name = "stripe"

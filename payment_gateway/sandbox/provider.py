@@ -8,7 +8,7 @@ reports with). This module is the provider protocol, the hosted page's and the d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -183,20 +183,36 @@ class SandboxProvider:
         return snapshots.refund_snapshot(refund)
 
     async def fetch_payment(self, provider_ref: str) -> base.ProviderPayment:
+        found = await self.fetch_payments([provider_ref])
+        if provider_ref not in found:
+            kind = "charge" if provider_ref.startswith("pi_sb_") else "checkout session"
+            raise base.ProviderError(f"no such {kind} {provider_ref}")
+        return found[provider_ref]
+
+    async def fetch_payments(
+        self, provider_refs: Sequence[str]
+    ) -> Mapping[str, base.ProviderPayment]:
+        """Sessions and charges with their refunds and disputes, read in one query.
+
+        A session found open past its expiry is expired here (locked only for that), and the
+        expiry reported by webhook once, as :meth:`get_session` does.
+        """
+        expired = False
         async with self.sessions() as db, db.begin():
-            if provider_ref.startswith("pi_sb_"):
-                charge = await db.get(SandboxCharge, provider_ref)
-                if charge is None:
-                    raise base.ProviderError(f"no such charge {provider_ref}")
-                return await snapshots.charge_snapshot(db, charge)
-            checkout = await db.get(SandboxSession, provider_ref)
-            if checkout is None:
-                raise base.ProviderError(f"no such checkout session {provider_ref}")
-            if checkout.status == "open" and checkout.expires_at <= clock.now():
-                # lock only to expire it: the expiry is reported by webhook once
-                await db.refresh(checkout, with_for_update=True)
-                await self._expire_if_due(db, checkout)
-            return await snapshots.session_snapshot(db, checkout)
+            found = await snapshots.read_many(db, provider_refs)
+            for payment, _, _ in found.values():
+                if (
+                    isinstance(payment, SandboxSession)
+                    and payment.status == "open"
+                    and payment.expires_at <= clock.now()
+                ):
+                    # refreshed in place: the snapshot below says what the lock found
+                    await db.refresh(payment, with_for_update=True)
+                    expired |= await self._expire_if_due(db, payment)
+            answer = {ref: snapshots.snapshot_of(item) for ref, item in found.items()}
+        if expired:
+            self.webhooks_waiting.set()
+        return answer
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> base.WebhookNotice:
         return events.parse_notice(

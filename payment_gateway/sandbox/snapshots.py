@@ -4,10 +4,13 @@ provider protocol's terms (:class:`payment_gateway.providers.base.ProviderPaymen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.providers import base
@@ -20,25 +23,40 @@ from payment_gateway.sandbox.models import (
 
 
 async def session_snapshot(db: AsyncSession, checkout: SandboxSession) -> base.ProviderPayment:
+    if checkout.status != "succeeded":  # only a paid session can have been refunded or disputed
+        return session_snapshot_of(checkout, refunds=(), dispute=None)
+    dispute = await db.scalar(
+        sa.select(SandboxDispute).where(SandboxDispute.payment_ref == checkout.id)
+    )
+    return session_snapshot_of(checkout, refunds=await refunds_of(db, checkout.id), dispute=dispute)
+
+
+def session_snapshot_of(
+    checkout: SandboxSession,
+    *,
+    refunds: tuple[base.ProviderRefund, ...],
+    dispute: SandboxDispute | None,
+) -> base.ProviderPayment:
     status = {
         "open": base.ProviderStatus.PENDING,
         "succeeded": base.ProviderStatus.SUCCEEDED,
         "failed": base.ProviderStatus.FAILED,
         "expired": base.ProviderStatus.EXPIRED,
     }[checkout.status]
+    paid = status is base.ProviderStatus.SUCCEEDED
     return base.ProviderPayment(
         provider_ref=checkout.id,
         status=status,
         amount=checkout.amount,
         currency=checkout.currency,
-        charge_ref=checkout.id if status is base.ProviderStatus.SUCCEEDED else None,
+        charge_ref=checkout.id if paid else None,
         payment_method_ref=checkout.payment_method_id,
         customer_ref=f"cus_sb_{checkout.customer_id.hex}",
         failure_code=checkout.failure_code,
         failure_message="the card was declined" if checkout.failure_code else None,
         # only a paid session can have been refunded or disputed
-        refunds=await refunds_of(db, checkout.id) if checkout.status == "succeeded" else (),
-        **(await dispute_fields(db, checkout.id) if checkout.status == "succeeded" else {}),
+        refunds=refunds if paid else (),
+        **(_dispute_fields_of(dispute) if paid else {}),
     )
 
 
@@ -67,13 +85,17 @@ def charge_snapshot_of(
 
 
 def refund_snapshot(refund: SandboxRefund) -> base.ProviderRefund:
+    return _refund(refund.id, refund.amount, refund.status, refund.refund_id)
+
+
+def _refund(ref: str, amount: int, status: str, refund_id: UUID | None) -> base.ProviderRefund:
     return base.ProviderRefund(
-        provider_ref=refund.id,
-        amount=refund.amount,
-        status=base.RefundStatus(refund.status),
-        refund_id=refund.refund_id,
+        provider_ref=ref,
+        amount=amount,
+        status=base.RefundStatus(status),
+        refund_id=refund_id,
         failure_message="more than the remaining captured amount, or the payment is disputed"
-        if refund.status == "failed"
+        if status == "failed"
         else None,
     )
 
@@ -90,6 +112,10 @@ async def refunds_of(db: AsyncSession, ref: str) -> tuple[base.ProviderRefund, .
 async def dispute_fields(db: AsyncSession, ref: str) -> dict[str, Any]:
     """The dispute fields of a snapshot (empty when the payment is not disputed)."""
     dispute = await db.scalar(sa.select(SandboxDispute).where(SandboxDispute.payment_ref == ref))
+    return _dispute_fields_of(dispute)
+
+
+def _dispute_fields_of(dispute: SandboxDispute | None) -> dict[str, Any]:
     if dispute is None:
         return {}
     return {
@@ -98,3 +124,61 @@ async def dispute_fields(db: AsyncSession, ref: str) -> dict[str, Any]:
         "dispute_amount": dispute.amount,
         "dispute_ref": dispute.id,
     }
+
+
+Found = tuple[
+    SandboxSession | SandboxCharge, tuple[base.ProviderRefund, ...], SandboxDispute | None
+]
+
+
+async def read_many(db: AsyncSession, refs: Sequence[str]) -> dict[str, Found]:
+    """Sessions and charges by reference with their refunds and dispute, in one query.
+
+    What :func:`session_snapshot` and :func:`charge_snapshot` read one payment at a time, for
+    a batch of webhooks; a reference the sandbox does not know is left out.
+    """
+    if not refs:
+        return {}
+    wanted = sa.values(sa.column("ref", sa.String), name="wanted").data([(ref,) for ref in refs])
+    refunds = (
+        sa.select(
+            sa.func.jsonb_agg(
+                aggregate_order_by(
+                    sa.func.jsonb_build_array(
+                        SandboxRefund.id,
+                        SandboxRefund.amount,
+                        SandboxRefund.status,
+                        SandboxRefund.refund_id,
+                    ),
+                    SandboxRefund.created_at,
+                ),
+                type_=JSONB,
+            )
+        )
+        .where(SandboxRefund.payment_ref == wanted.c.ref)
+        .scalar_subquery()
+    )
+    rows = await db.execute(
+        sa.select(wanted.c.ref, SandboxSession, SandboxCharge, SandboxDispute, refunds)
+        .select_from(wanted)
+        .outerjoin(SandboxSession, SandboxSession.id == wanted.c.ref)
+        .outerjoin(SandboxCharge, SandboxCharge.id == wanted.c.ref)
+        .outerjoin(SandboxDispute, SandboxDispute.payment_ref == wanted.c.ref)
+    )
+    found: dict[str, Found] = {}
+    for ref, checkout, charge, dispute, refund_rows in rows:
+        payment = checkout or charge
+        if payment is not None:
+            made = tuple(
+                _refund(id_, amount, status, UUID(refund_id) if refund_id else None)
+                for id_, amount, status, refund_id in refund_rows or ()
+            )
+            found[ref] = (payment, made, dispute)
+    return found
+
+
+def snapshot_of(found: Found) -> base.ProviderPayment:
+    payment, refunds, dispute = found
+    if isinstance(payment, SandboxSession):
+        return session_snapshot_of(payment, refunds=refunds, dispute=dispute)
+    return replace(charge_snapshot_of(payment, refunds=refunds), **_dispute_fields_of(dispute))

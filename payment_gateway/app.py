@@ -17,7 +17,7 @@ from payment_gateway.sandbox.delivery import WebhookSender
 from payment_gateway.sandbox.pages import router as sandbox_router
 from payment_gateway.sandbox.provider import SandboxProvider
 from payment_gateway.webhooks.api import router as webhooks_router
-from payment_gateway.webhooks.service import run_pending_loop
+from payment_gateway.webhooks.processor import WebhookProcessor
 from shared.app import create_service_app
 from shared.auth import AuthSettings
 from shared.observability import create_http_client
@@ -71,11 +71,9 @@ def create_app(
             app.state.sandbox_sender = sender
             resources.tasks.append(asyncio.create_task(sender.run(), name="sandbox-webhooks"))
         app.state.providers = providers
-        resources.tasks.append(
-            asyncio.create_task(
-                run_pending_loop(resources.session_factory, providers), name="webhook-sweep"
-            )
-        )
+        processor = WebhookProcessor(resources.session_factory, providers)
+        app.state.webhook_processor = processor
+        resources.tasks.append(asyncio.create_task(processor.run(), name="webhook-processor"))
         await start_outbox_relay(app, resources)
 
     routers = [payments_router, refunds_router, webhooks_router]

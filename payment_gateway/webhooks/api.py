@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from payment_gateway.deps import ProvidersDep, SessionFactoryDep
 from payment_gateway.webhooks import service
-
-logger = logging.getLogger(__name__)
+from payment_gateway.webhooks.processor import WebhookProcessor
 
 router = APIRouter(tags=["webhooks"])
+
+
+class WebhookReceived(BaseModel):
+    received: bool
+    duplicate: bool  # stored before: this delivery changed nothing
 
 
 @router.post(
@@ -20,23 +23,12 @@ router = APIRouter(tags=["webhooks"])
 )
 async def receive_webhook(
     provider: str, request: Request, sessions: SessionFactoryDep, providers: ProvidersDep
-) -> dict[str, object]:
-    """Verify the signature over the raw body, store the event once and process it."""
+) -> WebhookReceived:
+    """Verify the signature over the raw body and store the event once; processed right after."""
     body = await request.body()
     async with sessions() as session, session.begin():
-        stored, notice = await service.receive(session, providers, provider, body, request.headers)
-        if stored is None:
-            return {"received": True, "duplicate": True}
-        outcome = None
-        if notice.relevant:
-            try:
-                async with session.begin_nested():
-                    outcome = await service.process_received(
-                        session, providers, provider, stored, notice
-                    )
-            except Exception:
-                # Stored all the same: the sweep retries it. The provider need not resend it.
-                logger.exception(
-                    "webhook processing failed; left for the sweep", extra={"row": stored}
-                )
-    return {"received": True, "duplicate": False, "outcome": outcome}
+        stored = await service.receive(session, providers, provider, body, request.headers)
+    if stored:
+        processor: WebhookProcessor = request.app.state.webhook_processor
+        processor.wake()  # committed: the processor can see the row now
+    return WebhookReceived(received=True, duplicate=not stored)

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 
 from payment_gateway.app import create_app
@@ -53,7 +54,10 @@ class Gateway:
         )
 
     async def deliver_webhooks(self) -> int:
-        return int(await self.app.state.sandbox_sender.deliver_due())
+        """Deliver the sandbox's due webhooks, then wait until the gateway processed them."""
+        delivered = int(await self.app.state.sandbox_sender.deliver_due())
+        await webhooks_processed(self.app)
+        return delivered
 
     async def events(self) -> list[tuple[str, str]]:
         """(type, payment_id) of everything published so far (and not read before)."""
@@ -86,6 +90,19 @@ def gateway_settings(service_settings: ServiceSettings, **overrides: object) -> 
         **overrides,
     }
     return GatewaySettings(**values)
+
+
+async def webhooks_processed(app: FastAPI, *, timeout: float = 10.0) -> None:
+    """Wait until the gateway's webhook processor has worked off every stored webhook."""
+
+    async def done() -> bool:
+        async with app.state.resources.engine.connect() as conn:
+            left = await conn.scalar(
+                sa.text("SELECT count(*) FROM webhook_event WHERE processed_at IS NULL")
+            )
+        return bool(left == 0)
+
+    await support.eventually(done, timeout=timeout)
 
 
 async def truncate(app: FastAPI) -> None:

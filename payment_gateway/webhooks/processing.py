@@ -1,0 +1,207 @@
+"""Stored webhook events processed in batches: one transaction and one provider read for many.
+
+A batch claims up to :data:`BATCH_SIZE` unprocessed events in id order with ``FOR UPDATE SKIP
+LOCKED``, so processors in several replicas share the work and never take the same event. Its
+payments are found and locked with one query, in payment id order (two batches that share a
+payment wait for each other instead of deadlocking), re-read at their provider with one
+``fetch_payments`` per provider (one query for the whole batch in the sandbox), and each
+snapshot is applied once however many of the batch's events are about that payment. The events
+are then marked processed with their outcome, and the batch commits once.
+
+A batch that fails is rolled back whole and its events are processed again one per transaction,
+so one bad event never holds the others back. An event that fails alone stays unprocessed for a
+later run, its ``outcome`` saying why. :func:`~payment_gateway.payments.reconcile.apply_snapshot`
+derives every change from what is already recorded, so an event delivered twice, events out of
+order, or several events about one payment still change each thing once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
+
+from payment_gateway.models import Payment, WebhookEvent
+from payment_gateway.payments.reconcile import apply_snapshot
+from payment_gateway.providers.base import ProviderError, ProviderPayment
+from payment_gateway.providers.registry import Providers
+from shared import clock
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+UNKNOWN_PAYMENT = "unknown payment"
+
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    processed: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # event id → why, left for a retry
+
+
+async def process_batch(
+    sessions: async_sessionmaker[AsyncSession],
+    providers: Providers,
+    *,
+    limit: int = BATCH_SIZE,
+    skip: Collection[int] = (),
+) -> BatchResult:
+    """Claim up to ``limit`` unprocessed events (but those in ``skip``) and process them."""
+    ids: list[int] = []
+    try:
+        async with sessions() as session, session.begin():
+            events = await _claim(session, limit=limit, skip=skip)
+            ids = [event.id for event in events]
+            if events:
+                await apply_events(session, providers, events)
+        return BatchResult(claimed=len(ids), processed=len(ids))
+    except Exception:
+        if not ids:
+            raise  # not even claimed: nothing to fall back to
+        logger.warning("webhook batch failed; its events are processed one by one", exc_info=True)
+    result = BatchResult(claimed=len(ids))
+    for event_id in ids:
+        processed, why = await _process_alone(sessions, providers, event_id)
+        result.processed += processed
+        if why is not None:
+            result.failed[event_id] = why
+    return result
+
+
+async def _process_alone(
+    sessions: async_sessionmaker[AsyncSession], providers: Providers, event_id: int
+) -> tuple[bool, str | None]:
+    """Process one event in its own transaction: (processed here, why it failed)."""
+    try:
+        async with sessions() as session, session.begin():
+            # Another processor may have taken it since the batch let it go: then it is theirs.
+            events = await _claim(session, limit=1, only=event_id)
+            await apply_events(session, providers, events)
+        return bool(events), None
+    except Exception as exc:
+        logger.exception("webhook processing failed; will retry", extra={"row": event_id})
+        why = f"failed: {type(exc).__name__}: {exc}"[:200]
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(
+                sa.update(WebhookEvent)
+                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
+                .values(outcome=why)
+            )
+    except Exception:
+        logger.exception("could not record why a webhook failed", extra={"row": event_id})
+    return False, why
+
+
+async def _claim(
+    session: AsyncSession, *, limit: int, skip: Collection[int] = (), only: int | None = None
+) -> list[WebhookEvent]:
+    query = (
+        sa.select(WebhookEvent)
+        .options(defer(WebhookEvent.payload))
+        .where(WebhookEvent.processed_at.is_(None))
+        .order_by(WebhookEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if only is not None:
+        query = query.where(WebhookEvent.id == only)
+    if skip:
+        query = query.where(WebhookEvent.id.not_in(sorted(skip)))
+    return list(await session.scalars(query))
+
+
+async def apply_events(
+    session: AsyncSession, providers: Providers, events: Sequence[WebhookEvent]
+) -> None:
+    """Re-read the payments of claimed ``events``, apply what the providers say, mark them."""
+    payments = await _lock_payments(session, events)
+    by_id = {payment.id: payment for payment in payments}
+    by_ref: dict[tuple[str, str], Payment] = {}
+    for payment in payments:
+        for ref in (payment.provider_ref, payment.charge_ref):
+            if ref is not None:
+                by_ref.setdefault((payment.provider, ref), payment)
+    matched = {event.id: _payment_of(event, by_id, by_ref) for event in events}
+    concerned = {payment.id for payment in matched.values() if payment is not None}
+    to_apply = [payment for payment in payments if payment.id in concerned]  # in id order
+
+    snapshots = await _fetch(providers, to_apply)
+    for payment in to_apply:
+        snapshot = snapshots.get((payment.provider, payment.provider_ref or ""))
+        if snapshot is None:
+            raise ProviderError(f"{payment.provider} does not know payment {payment.provider_ref}")
+        await apply_snapshot(session, payment, snapshot)
+
+    moment = clock.now()
+    for event in events:
+        found = matched[event.id]
+        if found is None:
+            logger.warning(
+                "webhook for a payment we do not know",
+                extra={"provider": event.provider, "event_id": event.provider_event_id},
+            )
+        event.outcome = UNKNOWN_PAYMENT if found is None else f"payment {found.status}"
+        event.processed_at = moment
+    await session.flush()
+
+
+async def _fetch(
+    providers: Providers, payments: Sequence[Payment]
+) -> dict[tuple[str, str], ProviderPayment]:
+    """Each payment's snapshot, asked of its provider in one call per provider."""
+    refs: dict[str, list[str]] = {}
+    for payment in payments:
+        if payment.provider_ref is None:
+            # Created at the provider but not recorded yet: a later run finds it.
+            raise ProviderError(f"payment {payment.id} has no provider reference yet")
+        refs.setdefault(payment.provider, []).append(payment.provider_ref)
+    snapshots: dict[tuple[str, str], ProviderPayment] = {}
+    for name, wanted in refs.items():
+        found = await providers.get(name).fetch_payments(list(dict.fromkeys(wanted)))
+        snapshots.update(((name, ref), snapshot) for ref, snapshot in found.items())
+    return snapshots
+
+
+def _payment_of(
+    event: WebhookEvent,
+    by_id: dict[UUID, Payment],
+    by_ref: dict[tuple[str, str], Payment],
+) -> Payment | None:
+    if event.payment_id is not None:
+        return by_id.get(event.payment_id)
+    if event.provider_ref is not None:
+        return by_ref.get((event.provider, event.provider_ref))
+    return None
+
+
+async def _lock_payments(session: AsyncSession, events: Sequence[WebhookEvent]) -> list[Payment]:
+    """The payments the events are about, locked in id order, with one query."""
+    ids = sorted({event.payment_id for event in events if event.payment_id is not None})
+    refs: dict[str, set[str]] = {}
+    for event in events:
+        if event.payment_id is None and event.provider_ref is not None:
+            refs.setdefault(event.provider, set()).add(event.provider_ref)
+    conditions: list[sa.ColumnElement[bool]] = []
+    if ids:
+        conditions.append(Payment.id.in_(ids))
+    for provider, wanted in refs.items():
+        conditions.append(
+            sa.and_(
+                Payment.provider == provider,
+                sa.or_(
+                    Payment.provider_ref.in_(sorted(wanted)), Payment.charge_ref.in_(sorted(wanted))
+                ),
+            )
+        )
+    if not conditions:
+        return []
+    # Rows are locked as the sorted result is read, so in id order.
+    query = sa.select(Payment).where(sa.or_(*conditions)).order_by(Payment.id).with_for_update()
+    return list(await session.scalars(query))

@@ -1,8 +1,9 @@
 """The sandbox provider: Stripe-like checkouts, saved methods, refunds, expiry, disputes.
 
-Its parts: ``cards`` (what each test card decides), ``captures`` (what is left of a payment,
-locked), ``snapshots`` (what the gateway is told) and ``events`` (the signed webhooks it
-reports with). This module is the provider protocol, the hosted page's and the dashboard's side.
+Its parts: ``cards`` (what each test card decides), ``captures`` (paying a session in one
+statement; what is left of a payment, locked), ``snapshots`` (what the gateway is told) and
+``events`` (the signed webhooks it reports with). This module is the provider protocol, the
+hosted page's and the dashboard's side.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payment_gateway.providers import base
 from payment_gateway.sandbox import captures, cards, events, snapshots
-from payment_gateway.sandbox.cards import TestCard
 from payment_gateway.sandbox.models import (
     SandboxCharge,
     SandboxDispute,
@@ -231,48 +231,44 @@ class SandboxProvider:
         return checkout
 
     async def pay(self, session_id: str, card_number: str) -> PayResult:
-        """Pay a session with a test card; paying a paid session again changes nothing."""
+        """Pay a session with a test card; paying a paid session again changes nothing.
+
+        An open session is settled with one statement (:func:`captures.settle_open`); only a
+        session that is missing, already settled or due to expire is read and locked the slow way.
+        """
         card = cards.card_of(card_number)
         async with self.sessions() as db, db.begin():
-            checkout = await db.get(SandboxSession, session_id, with_for_update=True)
-            if checkout is None:
-                raise CheckoutSessionNotFound(f"checkout session {session_id} not found")
-            expired = await self._expire_if_due(db, checkout)
-            if not expired and checkout.status == "open":
-                await self._settle(db, checkout, card, cards.normalise_card(card_number))
+            settled = await captures.settle_open(
+                db,
+                session_id,
+                cards.normalise_card(card_number),
+                succeeds=card.succeeds,
+                failure_code=card.failure_code,
+                fails_off_session=card.fails_off_session,
+            )
+            if settled is None:
+                checkout = await db.get(SandboxSession, session_id, with_for_update=True)
+                if checkout is None:
+                    raise CheckoutSessionNotFound(f"checkout session {session_id} not found")
+                await self._expire_if_due(db, checkout)
+                settled = captures.Settled(
+                    checkout.status,
+                    checkout.success_url,
+                    checkout.cancel_url,
+                    checkout.failure_code,
+                )
         self.webhooks_waiting.set()
-        if checkout.status == "expired":
+        if settled.status == "expired":
             raise CheckoutSessionExpired(f"checkout session {session_id} has expired")
-        if checkout.status == "succeeded":
-            return PayResult(session_id, "succeeded", checkout.success_url)
+        if settled.status == "succeeded":
+            return PayResult(session_id, "succeeded", settled.success_url)
         return PayResult(
             session_id,
             "failed",
-            checkout.cancel_url,
-            checkout.failure_code,
-            cards.declined_message(checkout.failure_code),
+            settled.cancel_url,
+            settled.failure_code,
+            cards.declined_message(settled.failure_code),
         )
-
-    async def _settle(
-        self, db: AsyncSession, checkout: SandboxSession, card: TestCard, number: str
-    ) -> None:
-        checkout.card_last4 = number[-4:]
-        if card.succeeds:
-            checkout.status = "succeeded"
-            if checkout.save_payment_method:
-                method = SandboxPaymentMethod(
-                    id=new_id("pm"),
-                    customer_id=checkout.customer_id,
-                    card_last4=number[-4:],
-                    fails_off_session=card.fails_off_session,
-                )
-                db.add(method)
-                checkout.payment_method_id = method.id
-            await self._enqueue(db, "checkout.session.completed", checkout.id, checkout.payment_id)
-        else:
-            checkout.status = "failed"
-            checkout.failure_code = card.failure_code
-            await self._enqueue(db, "checkout.session.failed", checkout.id, checkout.payment_id)
 
     async def expire_due(self, now: datetime | None = None) -> int:
         """Expire every open session past its expiry (each reported by webhook once)."""

@@ -8,12 +8,16 @@ only on those.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
+
+# Reads of one provider's objects in flight at once when it cannot read many in one request.
+FETCH_CONCURRENCY = 8
 
 
 class ProviderStatus(StrEnum):
@@ -146,11 +150,21 @@ class PaymentProvider(Protocol):
     async def fetch_payments(self, provider_refs: Sequence[str]) -> Mapping[str, ProviderPayment]:
         """Several payments at once, by reference; one the provider does not know may be left out.
 
-        For the webhook processor's batches. This default asks :meth:`fetch_payment` one by one
-        and lets its errors through (a provider subclasses this protocol to inherit it); a
-        provider that can read many objects in one request overrides it.
+        For the webhook processor's batches, which hold their payments' locks meanwhile. This
+        default asks :meth:`fetch_payment` for ``FETCH_CONCURRENCY`` references at a time (a
+        batch of 100 Stripe events costs the time of about 13 requests, not 100) and lets the
+        first error through (a provider subclasses this protocol to inherit it); a provider that
+        can read many objects in one request overrides it.
         """
-        return {ref: await self.fetch_payment(ref) for ref in provider_refs}
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def fetch(ref: str) -> ProviderPayment:
+            async with limit:
+                return await self.fetch_payment(ref)
+
+        unique = list(dict.fromkeys(provider_refs))
+        found = await asyncio.gather(*(fetch(ref) for ref in unique))
+        return dict(zip(unique, found, strict=True))
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
         """Verify the signature over the raw body first; raise :class:`InvalidWebhook`."""

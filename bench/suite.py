@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
@@ -50,11 +51,15 @@ class Suite:
     """Processes of the suite on one scratch database; use as a context manager."""
 
     def __init__(self, name: str, *, extra_env: Mapping[str, str] | None = None) -> None:
-        self.database_url = common.bench_database_url(f"cinema_bench_{name}")
+        # A database of its own per run: two people benchmarking at once on a shared server must
+        # not drop each other's (the finally blocks drop it; a killed run leaves it behind).
+        run_id = uuid.uuid4().hex[:8]
+        self.database_url = common.bench_database_url(f"cinema_bench_{name}_{run_id}")
         self.amqp_url = common.bench_amqp_url()
         self.prefix = common.unique_prefix(f"bench-{name}")
         self.ports = {process: common.free_port() for process in HTTP_PROCESSES}
         self.servers: dict[str, common.Server] = {}
+        self.kinds: dict[str, str] = {}  # server name → the Procfile process it runs
         self.env = self._environment(extra_env or {})
 
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
@@ -109,6 +114,7 @@ class Suite:
     def start(self, process: str, *, workers: int = 1, name: str | None = None) -> common.Server:
         """Start one process of the Procfile (an API waits for ``/health/ready``)."""
         name = name or process
+        self.kinds[name] = process
         if process in HTTP_PROCESSES:
             args = [
                 *HTTP_PROCESSES[process],
@@ -156,6 +162,23 @@ class Suite:
             if not server.alive():
                 raise common.BenchFailed(f"{name} died:\n{server.log_tail()}")
 
+    def roots(self) -> dict[str, list[int]]:
+        """The process each running server started, grouped by what it runs (two billing-workers
+        are one group)."""
+        groups: dict[str, list[int]] = {}
+        for name, server in self.servers.items():
+            if server.process is not None:
+                groups.setdefault(self.kinds[name], []).append(server.process.pid)
+        return groups
+
+    def python_pids(self) -> dict[str, list[int]]:
+        """Each running server's Python processes that do the work (uvicorn's workers)."""
+        return {name: server.worker_pids() for name, server in self.servers.items()}
+
+    @property
+    def database_name(self) -> str:
+        return self.database_url.rsplit("/", 1)[-1]
+
     def pids(self) -> list[int]:
         pids = [pid for server in self.servers.values() for pid in server.pids()]
         db_name = self.database_url.rsplit("/", 1)[-1]
@@ -191,8 +214,10 @@ class Suite:
             start_new_session=True,
         )
 
-    async def wait_consumers(self, consumers: Sequence[str], *, timeout_s: float = 60.0) -> None:
-        """Until each consumer's main queue exists and has a consumer on it."""
+    async def wait_consumers(
+        self, consumers: Sequence[str], *, at_least: int = 1, timeout_s: float = 60.0
+    ) -> None:
+        """Until each consumer's main queue exists and has ``at_least`` consumers on it."""
         connection = await aio_pika.connect(self.amqp_url)
         try:
             deadline = time.monotonic() + timeout_s
@@ -202,7 +227,7 @@ class Suite:
                     channel = await connection.channel()
                     try:
                         queue = await channel.declare_queue(name, passive=True)
-                        if (queue.declaration_result.consumer_count or 0) > 0:
+                        if (queue.declaration_result.consumer_count or 0) >= at_least:
                             break
                     except aio_pika.exceptions.ChannelClosed:
                         pass
@@ -213,6 +238,19 @@ class Suite:
                         raise common.BenchFailed(f"no consumer on {name} after {timeout_s:.0f}s")
                     self.check_alive()
                     await asyncio.sleep(0.2)
+        finally:
+            await connection.close()
+
+    async def queue_depth(self, consumer: str) -> int:
+        """Messages ready in a consumer's main queue (0 when it does not exist)."""
+        connection = await aio_pika.connect(self.amqp_url)
+        try:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(f"{self.prefix}{consumer}", passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                return 0
+            return queue.declaration_result.message_count or 0
         finally:
             await connection.close()
 

@@ -79,7 +79,7 @@ bench-access: install  ## the access check against a bare endpoint (wrk)
 bench-pipeline: install  ## sandbox payments until the access API allows them
 	$(RUN) python -m bench.pipeline
 
-bench-renewals: install  ## 20,000 due subscriptions renewed by run-jobs, 1 and 2 workers
+bench-renewals: install  ## 20,000 due subscriptions renewed by billing-worker, 1 and 2 workers
 	$(RUN) python -m bench.renewals
 
 bench-checkout: install  ## POST /api/v1/subscriptions latency (wrk)

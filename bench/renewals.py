@@ -1,16 +1,29 @@
-"""``make bench-renewals``: due subscriptions renewed by ``cinema billing run-jobs --now``.
+"""``make bench-renewals``: due subscriptions renewed by billing-worker, as in production.
 
-A fresh database gets one monthly plan and 20,000 active subscriptions whose period ends within
-the renewal lead, each with a card saved at the sandbox provider (rows written straight in SQL:
-what a checkout with ``save_payment_method`` leaves behind). One gateway-api serves the
-off-session charges. Measured: wall time of one ``run-jobs`` process renewing all of them, then
-of two processes started together on another 20,000 (they split the work with SKIP LOCKED).
+A fresh database gets one monthly plan; one gateway-api serves the off-session charges. For each
+measurement, billing-worker is started and left idle first (consumers on their queue, its jobs
+pass running every ``JOBS_INTERVAL_S``), then N active subscriptions whose period ends within the
+renewal lead are written in one transaction, each with a card saved at the sandbox provider (rows
+written straight in SQL: what a checkout with ``save_payment_method`` leaves behind). The worker's
+next pass finds them due and renews them; meanwhile it also consumes the ``payment.succeeded``
+events of the sandbox's webhooks and relays its outbox, as a production worker does.
+
+Measured, on the client: from the seed's commit to the moment every one of the N subscriptions is
+settled in billing -- its period moved on, which billing does only when the renewal payment
+succeeded and was applied (checked at the end: each has a succeeded renewal payment). The start
+includes up to one jobs interval of waiting for the next pass, as in production (where the
+interval is 30 s; here 0.5 s). Then the same on another N with two billing-worker processes
+(``per_s_two_workers``: they split the renewals with SKIP LOCKED and share the event queue).
+Only the public commands (``cinema gateway api``, ``cinema billing worker``) and the tables
+``billing.subscription``, ``billing.payment`` and ``gateway.webhook_event`` are relied on.
+
+Between measurements the webhooks and events a measurement caused are left to finish (the gateway
+has processed a webhook for every renewal payment, billing's queue is empty) and the workers are
+stopped, so none measures the other's work; what was still to process at the last settlement is
+reported (``webhook_backlog``). Beside the figures: CPU milliseconds per renewal of each process
+(:mod:`bench.cpu`); ``BENCH_PROFILE=1`` adds py-spy flame graphs (:mod:`bench.profiling`).
+
 Target ≥ 500 subscriptions/s.
-
-run-jobs renews a subscription from the gateway's answer to the charge; the charge.succeeded
-webhook the sandbox then sends (and the payment.succeeded event it becomes) are not waited for,
-but they load the same gateway while it runs. Whatever is left of them when run-jobs finishes is
-reported and delivered before the next measurement starts, so none measures the other's work.
 
     python -m bench.renewals        # BENCH_RENEWALS=20000 by default
 """
@@ -25,10 +38,13 @@ from typing import Any
 
 import asyncpg
 
-from bench import common
+from bench import common, cpu, profiling
 from bench.suite import PLAN_ID, PLAN_SQL, Suite
 
 TARGET_PER_S = 500.0
+JOBS_INTERVAL_S = 0.5
+POLL_S = 0.25
+TIMEOUT_S = 300.0
 
 
 def subscriptions_count() -> int:
@@ -58,101 +74,121 @@ SELECT 'pm_bench_' || n, md5('user-' || n)::uuid, '4242', false
 FROM generate_series($1::int, $1::int + $2::int - 1) AS n
 """
 
-RENEWED_SQL = """
+# Subscriptions whose period moved on: renewed, and only a succeeded renewal payment does that.
+SETTLED_SQL = """
 SELECT count(*) FROM billing.subscription
 WHERE current_period_end > $1::timestamptz + interval '20 days'
 """
 
-# The sandbox's webhooks (one charge.succeeded per renewal) not yet delivered to the gateway.
-WEBHOOKS_DUE_SQL = "SELECT count(*) FROM gateway.sandbox_webhook WHERE delivered_at IS NULL"
+# The same, proved by the payments: each has a succeeded renewal payment.
+PAID_SQL = """
+SELECT count(*) FROM billing.subscription s
+WHERE s.current_period_end > $1::timestamptz + interval '20 days'
+  AND EXISTS (SELECT 1 FROM billing.payment p
+              WHERE p.subscription_id = s.id AND p.purpose = 'renewal' AND p.status = 'succeeded')
+"""
+
+# Renewal payments for which the gateway has not yet processed a webhook (the sandbox sends one
+# per charge).
+WEBHOOKS_DUE_SQL = """
+SELECT count(*) FROM billing.payment p
+WHERE p.purpose = 'renewal' AND p.status = 'succeeded'
+  AND NOT EXISTS (SELECT 1 FROM gateway.webhook_event w
+                  WHERE w.payment_id = p.id AND w.processed_at IS NOT NULL)
+"""
 
 
-async def seed(database_url: str, first: int, count: int, now: datetime) -> None:
-    conn = await asyncpg.connect(common.asyncpg_dsn(database_url), command_timeout=300)
+async def seed_and_wait(
+    database_url: str, first: int, count: int, meter: cpu.ProcessCpu
+) -> tuple[float, float, int]:
+    """Seed ``count`` due subscriptions and wait until all are settled: (committed, all settled
+    — client monotonic times —, webhooks still to process at that moment)."""
+    dsn = common.asyncpg_dsn(database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    seeder = await asyncpg.connect(dsn, command_timeout=300)
+    watcher = await asyncpg.connect(dsn)
+    meter.ignore(seeder.get_server_pid())
+    meter.claim(watcher.get_server_pid())
     try:
-        async with conn.transaction():
+        before: int = await watcher.fetchval(SETTLED_SQL, now)
+        async with seeder.transaction():
             if first == 1:
-                await conn.execute(PLAN_SQL)
-            await conn.execute(SUBSCRIPTIONS_SQL, first, count, now)
-            await conn.execute(METHODS_SQL, first, count)
-        await conn.execute("ANALYZE billing.subscription")
-        await conn.execute("ANALYZE gateway.sandbox_payment_method")
+                await seeder.execute(PLAN_SQL)
+            await seeder.execute(SUBSCRIPTIONS_SQL, first, count, now)
+            await seeder.execute(METHODS_SQL, first, count)
+        committed = time.monotonic()
+        await seeder.execute("ANALYZE billing.subscription")
+        await seeder.execute("ANALYZE gateway.sandbox_payment_method")
+        await seeder.close()
+        deadline = committed + max(TIMEOUT_S, count / 5)
+        settled = 0
+        while settled < count:
+            await asyncio.sleep(POLL_S)
+            settled = await watcher.fetchval(SETTLED_SQL, now) - before
+            if time.monotonic() > deadline:
+                raise common.BenchFailed(f"{settled} of {count} renewals settled in time")
+        done = time.monotonic()
+        backlog: int = await watcher.fetchval(WEBHOOKS_DUE_SQL)
+        paid: int = await watcher.fetchval(PAID_SQL, now)
+        if paid - before != count:
+            raise common.BenchFailed(f"{paid - before} of {count} renewals have a paid payment")
+        return committed, done, backlog
     finally:
-        await conn.close()
+        if not seeder.is_closed():
+            await seeder.close()
+        await watcher.close()
 
 
-async def renewed(database_url: str, now: datetime) -> int:
-    conn = await asyncpg.connect(common.asyncpg_dsn(database_url))
-    try:
-        count: int = await conn.fetchval(RENEWED_SQL, now)
-        return count
-    finally:
-        await conn.close()
-
-
-async def drain_webhooks(database_url: str, *, timeout_s: float = 600.0) -> tuple[int, float]:
-    """Wait until the gateway has received every sandbox webhook; returns (how many were still
-    to deliver when run-jobs finished, seconds it took). The renewals are counted without them
-    (billing settles each charge from the gateway's answer), but a measurement must not leave
-    its webhooks to be processed during the next one."""
-    conn = await asyncpg.connect(common.asyncpg_dsn(database_url))
+async def drain(suite: Suite, *, timeout_s: float = 600.0) -> float:
+    """Until the gateway has processed every renewal's webhook and billing's queue is empty."""
+    conn = await asyncpg.connect(common.asyncpg_dsn(suite.database_url))
     try:
         started = time.monotonic()
-        backlog: int = await conn.fetchval(WEBHOOKS_DUE_SQL)
-        while await conn.fetchval(WEBHOOKS_DUE_SQL):
+        while await conn.fetchval(WEBHOOKS_DUE_SQL) or await suite.queue_depth("billing"):
             if time.monotonic() - started > timeout_s:
-                raise common.BenchFailed(f"sandbox webhooks still undelivered after {timeout_s}s")
+                raise common.BenchFailed(f"webhooks or events still unprocessed after {timeout_s}s")
             await asyncio.sleep(0.5)
-        return backlog, time.monotonic() - started
+        return time.monotonic() - started
     finally:
         await conn.close()
 
 
-def run_jobs(suite: Suite, processes: int, now: datetime) -> float:
-    """Seconds until ``processes`` run-jobs passes started together have all finished."""
-    started = time.monotonic()
-    children = [
-        suite.popen("billing", "run-jobs", "--now", now.isoformat()) for _ in range(processes)
-    ]
-    try:
-        for child in children:
-            out, err = child.communicate(timeout=900)
-            if child.returncode != 0:
-                raise common.BenchFailed(f"run-jobs failed ({child.returncode}):\n{err[-3000:]}")
-            print(f"  run-jobs: {out.strip()}", flush=True)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    return time.monotonic() - started
-
-
-def measure(suite: Suite, count: int, processes: int, first: int) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    asyncio.run(seed(suite.database_url, first, count, now))
-    before = asyncio.run(renewed(suite.database_url, now))
-    print(f"{processes} run-jobs process(es) on {count:,} due subscriptions …", flush=True)
-    with common.CpuMeter(suite.pids) as meter:
-        seconds = run_jobs(suite, processes, now)
-    done = asyncio.run(renewed(suite.database_url, now)) - before
+def measure(suite: Suite, count: int, workers: int, first: int) -> dict[str, Any]:
+    names = (
+        ["billing-worker"] if workers == 1 else [f"billing-worker-{n + 1}" for n in range(workers)]
+    )
+    for name in names:
+        suite.start("billing-worker", name=name)
+    asyncio.run(suite.wait_consumers(["billing"], at_least=workers))
+    time.sleep(2 * JOBS_INTERVAL_S)  # every worker past its first (empty) jobs pass
+    print(f"{workers} billing-worker(s) on {count:,} due subscriptions …", flush=True)
+    meter = cpu.ProcessCpu(suite.roots, database=suite.database_name)
+    profiled = {name: suite.servers[name].worker_pids() for name in [*names, "gateway-api"]}
+    with profiling.recording(profiled), meter:
+        committed, done, backlog = asyncio.run(
+            seed_and_wait(suite.database_url, first, count, meter)
+        )
     suite.check_alive()
-    if done != count:
-        raise common.BenchFailed(f"{done} of {count} subscriptions renewed")
-    backlog, drained = asyncio.run(drain_webhooks(suite.database_url))
-    print(f"  {backlog:,} sandbox webhooks were still to deliver: {drained:.1f}s", flush=True)
+    drained = asyncio.run(drain(suite))
+    print(f"  {backlog:,} webhooks were still to process: {drained:.1f}s", flush=True)
+    for name in names:
+        suite.stop(name)
+    seconds = done - committed
+    cpu.print_breakdown(meter, count, "renewal")
     return {
         "seconds": seconds,
         "per_s": count / seconds,
         "background": meter.background_cpus,
         "webhook_backlog": backlog,
+        "cpu_ms": meter.per_unit_ms(count),
     }
 
 
 def run() -> int:
     count = subscriptions_count()
     load = os.getloadavg()
-    with Suite("renewals") as suite:
+    env = {"BILLING_JOBS_INTERVAL_SECONDS": str(JOBS_INTERVAL_S)}
+    with Suite("renewals", extra_env=env) as suite:
         suite.start("gateway-api")
         one = measure(suite, count, 1, 1)
         two = measure(suite, count, 2, count + 1)
@@ -162,6 +198,8 @@ def run() -> int:
         "per_s_two_workers": round(two["per_s"], 1),
         "seconds": round(one["seconds"], 2),
         "seconds_two_workers": round(two["seconds"], 2),
+        "cpu_ms_per_renewal": one["cpu_ms"],
+        "cpu_ms_per_renewal_two_workers": two["cpu_ms"],
         "webhook_backlog": one["webhook_backlog"],
         "webhook_backlog_two_workers": two["webhook_backlog"],
         "load_before": [round(x, 2) for x in load],
@@ -171,7 +209,7 @@ def run() -> int:
         ["renewals", "subscriptions", "seconds", "per s", "other cpus", "target", ""],
         [
             [
-                "1 worker",
+                "1 billing-worker",
                 count,
                 one["seconds"],
                 one["per_s"],
@@ -180,7 +218,7 @@ def run() -> int:
                 common.mark(one["per_s"] >= TARGET_PER_S),
             ],
             [
-                "2 workers",
+                "2 billing-workers",
                 count,
                 two["seconds"],
                 two["per_s"],
@@ -189,7 +227,7 @@ def run() -> int:
                 common.mark(best >= TARGET_PER_S),
             ],
         ],
-        title=f"renewals: run-jobs --now, sandbox provider, one gateway-api · load {load[0]:.2f}",
+        title=f"renewals: billing-worker, sandbox provider, one gateway-api · load {load[0]:.2f}",
     )
     path = common.write_results("renewals", section)
     print(f"\nwritten: {path.relative_to(common.ROOT)}")

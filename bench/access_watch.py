@@ -7,7 +7,9 @@ a user's grants change, in the transaction that changes them, so the notificatio
 the access API can serve the new grants. On a notification for a user still waiting, the access
 API is asked once; an answer other than allowed (its cache may not have dropped the user yet, or
 the notification was for an earlier change) is asked again ``RETRY_S`` later, then twice and four
-times that, after which the user waits for its next notification (or the fallback).
+times that, after which the user waits for its next notification (or the fallback). A 503 (the
+access API could not reach its database: on a shared server, PostgreSQL's connection limit) is
+asked again ``UNAVAILABLE_RETRY_S`` later and counted; any other error ends the run.
 
 A fallback poll guards against a notification that never comes: once a second it asks about
 the ``FALLBACK_BATCH`` users waiting longest who were paid more than ``FALLBACK_AFTER_S`` ago, have
@@ -38,6 +40,7 @@ CHANNEL = "access_changed"
 CONFIRM_CONCURRENCY = 4
 RETRY_S = 0.05
 RETRIES = 3
+UNAVAILABLE_RETRY_S = 0.2
 FALLBACK_EVERY_S = 1.0
 FALLBACK_AFTER_S = 5.0
 FALLBACK_BATCH = 4
@@ -73,6 +76,7 @@ class AccessWatch:
         self.checks = 0
         self.retries = 0
         self.allowed_by_fallback = 0
+        self.unavailable = 0
         self._retried: dict[uuid.UUID, int] = {}
         self._fallback_at: dict[uuid.UUID, float] = {}
         self._queued: set[uuid.UUID] = set()
@@ -155,7 +159,10 @@ class AccessWatch:
                 self._done.set()
                 return
             self._queued.discard(user)
-            if allowed:
+            if allowed is None:  # 503: the answer itself says to ask again
+                self.unavailable += 1
+                asyncio.get_running_loop().call_later(UNAVAILABLE_RETRY_S, self._enqueue, user)
+            elif allowed:
                 self.allowed_at[user] = time.monotonic()
                 self.waiting.discard(user)
                 self.allowed_by_fallback += fallback
@@ -171,11 +178,15 @@ class AccessWatch:
                 else:
                     self.notified.discard(user)  # the fallback covers it if nothing else comes
 
-    async def _check(self, client: httpx.AsyncClient, user: uuid.UUID) -> bool:
+    async def _check(self, client: httpx.AsyncClient, user: uuid.UUID) -> bool | None:
+        """Whether the access API allows ``user`` now; None when it answered 503 (counted and
+        reported: on a shared database server it means PostgreSQL turned a connection away)."""
         self.checks += 1
         answer = await client.get(
             f"/api/v1/access/{user}/movies/{self.movie}", headers=self.headers
         )
+        if answer.status_code == 503:
+            return None
         if answer.status_code != 200:
             raise common.BenchFailed(f"access: {answer.status_code} {answer.text[:300]}")
         allowed: bool = answer.json()["allowed"]

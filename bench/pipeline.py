@@ -227,6 +227,7 @@ def run() -> int:
             "access_checks": watch.checks,
             "retries": watch.retries,
             "allowed_by_fallback": watch.allowed_by_fallback,
+            "unavailable": watch.unavailable,
         },
         "load_before": [round(x, 2) for x in load],
     }
@@ -257,8 +258,8 @@ def run() -> int:
     cpu.print_breakdown(meter, count, "payment")
     print(
         f"\nwatch: {watch.notifications:,} notifications, {watch.checks:,} access checks "
-        f"({watch.retries:,} retries), {watch.allowed_by_fallback:,} users found by the fallback "
-        "poll"
+        f"({watch.retries:,} retries, {watch.unavailable:,} answered 503), "
+        f"{watch.allowed_by_fallback:,} users found by the fallback poll"
     )
     path = common.write_results("pipeline", section)
     print(f"\nwritten: {path.relative_to(common.ROOT)}")

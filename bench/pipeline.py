@@ -48,6 +48,7 @@ TARGET_P99_MS = 1000.0
 CARD = "4242424242424242"
 MOVIE = "5b1d3a52-0000-4000-8000-00000000abcd"
 CHECKOUT_CONCURRENCY = 8
+CHECKOUT_ATTEMPTS = 5
 PAY_CONCURRENCY = 64
 PER_CLIENT = 8
 TIMEOUT_S = 120.0
@@ -88,12 +89,17 @@ async def open_checkouts(billing_url: str, users: list[uuid.UUID]) -> list[str]:
 
     async def checkout(client: httpx.AsyncClient, user: uuid.UUID) -> str:
         token = mint_user_token(auth, user, email=f"{user.hex[:8]}@bench.local")
-        async with limit:
-            answer = await client.post(
-                "/api/v1/subscriptions",
-                json={"plan_id": PLAN_ID},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+        # The same key on every attempt: a 503 (the shared database turned a connection away)
+        # is asked again, as its answer says, and never opens a second checkout.
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"bench-{user}"}
+        for _ in range(CHECKOUT_ATTEMPTS):
+            async with limit:
+                answer = await client.post(
+                    "/api/v1/subscriptions", json={"plan_id": PLAN_ID}, headers=headers
+                )
+            if answer.status_code != 503:
+                break
+            await asyncio.sleep(0.5)
         if answer.status_code != 201:
             raise common.BenchFailed(f"checkout: {answer.status_code} {answer.text[:300]}")
         url: str = answer.json()["latest_payment"]["checkout_url"]

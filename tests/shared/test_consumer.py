@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
+from uuid import UUID
 
 import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import events
@@ -198,3 +201,225 @@ class TestDeclaredAhead:
         await consumer.start()
         await support.eventually(lambda: _count_at_least(engine, 1))
         assert [row[0] for row in await effects(engine)] == [early.id]
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Records each event's effect and the transaction it ran in; fails for a ``poison`` amount."""
+
+    def __init__(self, poison: int | None = None) -> None:
+        self.poison = poison
+        self.transactions: dict[UUID, set[int]] = {}
+
+    async def __call__(self, session: AsyncSession, event: ToppedUp) -> None:
+        txid = int(await session.scalar(sa.text("SELECT txid_current()")) or 0)
+        self.transactions.setdefault(event.id, set()).add(txid)
+        if event.data.amount.amount == self.poison:
+            raise RuntimeError("poison")
+        await record_effect(session, event)
+
+
+@pytest.fixture
+def inbox_statements(db: Db) -> Iterator[list[str]]:
+    """Every INSERT into the inbox the database is sent while the test runs."""
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO inbox"):
+            seen.append(statement)
+
+    engine = db[0].sync_engine
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    yield seen
+    sa.event.remove(engine, "before_cursor_execute", listen)
+
+
+async def start_on_waiting(
+    consumer: Consumer, settings: ServiceSettings, waiting: Sequence[events.Envelope[Any] | bytes]
+) -> None:
+    """Publish ``waiting`` into the consumer's declared queue, then start it: with one batch in
+    flight and a long gathering window, the messages arrive as one batch."""
+    await declare_consumer(
+        settings, consumer.name, [events.WalletToppedUp], retry_delays=consumer.queues.retry_delays
+    )
+    for item in waiting:
+        if isinstance(item, bytes):
+            await consumer.broker.publish(item, routing_key="wallet.topped_up", message_id="bad-1")
+        else:
+            await publish(consumer.broker, item)
+    await consumer.start()
+
+
+def batch_options(**options: Any) -> dict[str, Any]:
+    return {"concurrency": 1, "batch_wait": 0.5, **options}
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class TestBatches:
+    async def test_a_batch_is_handled_once_each_in_one_transaction_with_one_inbox_statement(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+        inbox_statements: list[str],
+    ) -> None:
+        engine, sessions = db
+        handler = Recorder()
+        consumer = make_consumer(
+            "batched", broker, sessions, {events.WalletToppedUp: handler}, **batch_options()
+        )
+        batch = [envelope(100 + n) for n in range(5)]
+
+        await start_on_waiting(consumer, service_settings, batch)
+
+        await support.eventually(lambda: _count_at_least(engine, 5))
+        await asyncio.sleep(0.3)
+        assert sorted(await effects(engine)) == sorted(
+            (e.id, e.data.amount.amount, None) for e in batch
+        )
+        assert len(inbox_statements) == 1
+        assert len(set.union(*handler.transactions.values())) == 1, "one transaction"
+        assert metric("consumer_batch_size_sum", consumer="batched") == 5
+
+    async def test_redelivered_and_repeated_ids_in_a_batch_are_acked_without_effect(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        handler = Recorder()
+        consumer = make_consumer(
+            "redelivered", broker, sessions, {events.WalletToppedUp: handler}, **batch_options()
+        )
+        seen, fresh, other = envelope(10), envelope(20), envelope(30)
+        await start_on_waiting(consumer, service_settings, [seen])
+        await support.eventually(lambda: _count_at_least(engine, 1))
+        await consumer.stop()
+
+        await publish(broker, seen)  # handled before
+        await publish(broker, fresh)
+        await publish(broker, fresh)  # twice in the same batch
+        await publish(broker, other)
+        await consumer.start()
+
+        await support.eventually(lambda: _count_at_least(engine, 3))
+        await asyncio.sleep(0.3)
+        assert sorted(await effects(engine)) == sorted(
+            [(seen.id, 10, None), (fresh.id, 20, None), (other.id, 30, None)]
+        )
+        assert {event_id: len(runs) for event_id, runs in handler.transactions.items()} == {
+            seen.id: 1,
+            fresh.id: 1,
+            other.id: 1,
+        }
+        assert (
+            metric(
+                "consumer_messages_total",
+                consumer="redelivered",
+                type="wallet.topped_up",
+                outcome="duplicate",
+            )
+            == 2
+        )
+        assert await _queue_empty(broker, consumer), "every message was acked"
+
+    async def test_a_poison_message_goes_to_dead_letters_and_the_rest_apply_exactly_once(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        handler = Recorder(poison=13)
+        consumer = make_consumer(
+            "poisoned",
+            broker,
+            sessions,
+            {events.WalletToppedUp: handler},
+            **batch_options(retry_delays=(0.1,)),
+        )
+        good = [envelope(100 + n) for n in range(4)]
+        poison = envelope(13)
+        garbage = b'{"type": "wallet.topped_up", "data": {}}'
+
+        await start_on_waiting(consumer, service_settings, [good[0], poison, garbage, *good[1:]])
+
+        async def dead() -> bool:
+            return len(await list_dead_letters(broker, "poisoned")) == 2
+
+        await support.eventually(dead)
+        await asyncio.sleep(0.3)
+        letters = {
+            letter.event_id: letter for letter in await list_dead_letters(broker, "poisoned")
+        }
+        assert set(letters) == {str(poison.id), "bad-1"}
+        assert (letters[str(poison.id)].attempts, letters[str(poison.id)].error) == (
+            2,
+            "RuntimeError: poison",
+        )
+        assert sorted(await effects(engine)) == sorted(
+            (e.id, e.data.amount.amount, None) for e in good
+        )
+        assert await _queue_empty(broker, consumer)
+
+    async def test_a_batch_failing_in_the_database_is_handled_again_one_by_one(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        handler = Recorder()
+        batch_calls: list[int] = []
+
+        async def deadlocking(session: AsyncSession, batch: Sequence[ToppedUp]) -> None:
+            batch_calls.append(len(batch))
+            await session.execute(
+                sa.text(
+                    "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected'"
+                    " USING ERRCODE = 'deadlock_detected'; END $$"
+                )
+            )
+
+        consumer = make_consumer(
+            "fallback",
+            broker,
+            sessions,
+            {events.WalletToppedUp: handler},
+            batch_handlers={events.WalletToppedUp: deadlocking},
+            **batch_options(),
+        )
+        batch = [envelope(200 + n) for n in range(4)]
+
+        await start_on_waiting(consumer, service_settings, batch)
+
+        await support.eventually(lambda: _count_at_least(engine, 4))
+        await asyncio.sleep(0.3)
+        assert batch_calls == [4]
+        assert sorted(await effects(engine)) == sorted(
+            (e.id, e.data.amount.amount, None) for e in batch
+        )
+        runs = [next(iter(runs)) for runs in handler.transactions.values()]
+        assert len(runs) == len(set(runs)) == 4, "each event in a transaction of its own"
+        assert metric("consumer_batches_total", consumer="fallback", outcome="fallback") == 1
+        assert await list_dead_letters(broker, "fallback") == []
+
+
+async def _queue_empty(broker: Broker, consumer: Consumer) -> bool:
+    """Nothing left unacked: the main queue holds no message once the consumer lets go."""
+    await consumer.stop()
+    channel = await broker.channel()
+    queue = await channel.declare_queue(consumer.queues.main, passive=True)
+    count = queue.declaration_result.message_count
+    await channel.close()
+    return count == 0

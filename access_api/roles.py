@@ -9,10 +9,11 @@ It is idempotent: every call states the end result (``POST`` a role, ``DELETE`` 
 "already there" (409) or "already gone" (404) count as success, so a retry after a timeout or a
 crash half-way through repeats harmless calls and converges to the same state.
 
-The projection only marks a user due (:func:`schedule`, one upsert in its own transaction); the
-syncer claims due rows with ``SKIP LOCKED`` and moves their ``due_at`` forward by a lease before any
-network call, so no lock is held while the auth service answers. A user rescheduled meanwhile keeps
-the earlier time, and a user whose role merely expires is due again at that ``valid_until``.
+The projection only marks users due (:func:`schedule`, or :func:`schedule_many` for a batch: one
+upsert in its own transaction); the syncer claims due rows with ``SKIP LOCKED`` and moves their
+``due_at`` forward by a lease before any network call, so no lock is held while the auth service
+answers. A user rescheduled meanwhile keeps the earlier time, and a user whose role merely expires
+is due again at that ``valid_until``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from uuid import UUID
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from access_api.config import SERVICE, AccessSettings
@@ -86,6 +87,26 @@ async def schedule(session: AsyncSession, user_id: UUID, *, at: datetime) -> Non
         statement.on_conflict_do_update(
             index_elements=[RoleSync.user_id],
             # LEAST ignores NULL: a user with nothing pending becomes due at ``at``.
+            set_={"due_at": sa.func.least(RoleSync.due_at, statement.excluded.due_at)},
+        )
+    )
+
+
+async def schedule_many(session: AsyncSession, user_ids: Sequence[UUID], *, at: datetime) -> None:
+    """:func:`schedule` for several users in one upsert (rows locked in the order given)."""
+    users = sa.func.unnest(sa.bindparam("user_ids", list(user_ids), type_=ARRAY(sa.Uuid)))
+    statement = insert(RoleSync).from_select(
+        ["user_id", "due_at", "attempts", "synced_roles"],
+        sa.select(
+            users,
+            sa.literal(at, sa.DateTime(timezone=True)),
+            sa.literal(0),
+            sa.literal([], ARRAY(sa.String(100))),
+        ),
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RoleSync.user_id],
             set_={"due_at": sa.func.least(RoleSync.due_at, statement.excluded.due_at)},
         )
     )

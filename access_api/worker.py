@@ -7,9 +7,8 @@ import logging
 
 from access_api import roles
 from access_api.config import SCHEMA, SERVICE, AccessSettings
-from access_api.projection import CONSUMER, HANDLERS
+from access_api.projection import make_consumer
 from shared.auth import AuthSettings
-from shared.consumer import Consumer
 from shared.observability import create_http_client
 from shared.resources import Resources
 from shared.runtime import run_worker
@@ -18,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 async def work(resources: Resources, settings: AccessSettings) -> None:
-    consumer = Consumer(CONSUMER, resources.broker, resources.session_factory, HANDLERS)
+    consumer = make_consumer(resources.broker, resources.session_factory)
     await consumer.start()
     try:
         if not roles.role_sync_enabled(settings):

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from access_api.app import create_app
 from access_api.config import AccessSettings
-from access_api.projection import CONSUMER, HANDLERS
+from access_api.projection import make_consumer
 from shared import events
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 from shared.broker import Broker
@@ -124,7 +124,7 @@ async def access(service_settings: ServiceSettings, broker: Broker) -> AsyncIter
         resources = app.state.resources
         await resources.broker.wait_connected()
         await truncate(app)
-        consumer = Consumer(CONSUMER, broker, resources.session_factory, HANDLERS)
+        consumer = make_consumer(broker, resources.session_factory)
         await consumer.start()
         cache = app.state.access_cache
         await support.eventually(lambda: _true(cache.listening))

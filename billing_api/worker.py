@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from billing_api import jobs
-from billing_api.activation.handlers import CONSUMER, make_handlers
+from billing_api.activation.handlers import make_consumer
 from billing_api.config import SCHEMA, SERVICE, BillingSettings
 from billing_api.gateway import GatewayClient
 from shared.auth import AuthSettings
-from shared.consumer import Consumer
 from shared.observability import create_http_client
 from shared.outbox import OutboxRelay
 from shared.resources import Resources
@@ -17,9 +16,7 @@ from shared.runtime import run_worker
 
 
 async def work(resources: Resources, settings: BillingSettings) -> None:
-    consumer = Consumer(
-        CONSUMER, resources.broker, resources.session_factory, make_handlers(settings)
-    )
+    consumer = make_consumer(resources.broker, resources.session_factory, settings)
     await consumer.start()
     try:
         async with create_http_client() as http, asyncio.TaskGroup() as group:

@@ -1,20 +1,30 @@
-"""billing-worker's consumer of the gateway's payment events."""
+"""billing-worker's consumer of the gateway's payment events.
+
+The consumer takes its deliveries in batches (:mod:`shared.consumer`); each handler still handles
+one event and takes billing's locks for it (what the payment paid for, then the payment). A batch
+is wrapped in :func:`billing_api.entitlements.deferred_snapshots`: a user touched by several events
+of the batch gets one snapshot at its end, and the users are locked last, in user-id order, so two
+batches (or a batch and a job) never deadlock on each other's users. A batch that fails is handled
+again event by event, each publishing its own snapshot as it always did.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_api import locks
+from billing_api import entitlements, locks
 from billing_api.activation import service
 from billing_api.config import BillingSettings
 from billing_api.models import Payment
 from billing_api.refunds import handlers as refund_handlers
 from shared import events
-from shared.consumer import Handler
+from shared.broker import Broker
+from shared.consumer import Consumer, Handler
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +92,21 @@ def make_handlers(
 
 
 HANDLERS: Mapping[type[events.EventPayload], Handler] = make_handlers()
+
+
+def make_consumer(
+    broker: Broker,
+    session_factory: async_sessionmaker[AsyncSession],
+    settings: BillingSettings | None = None,
+    **options: Any,
+) -> Consumer:
+    """billing's consumer, its batches wrapped in :func:`entitlements.deferred_snapshots`
+    (``options``: the batching knobs of :class:`Consumer`)."""
+    return Consumer(
+        CONSUMER,
+        broker,
+        session_factory,
+        make_handlers(settings),
+        around_batch=entitlements.deferred_snapshots,
+        **options,
+    )

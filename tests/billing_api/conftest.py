@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from billing_api import demo
-from billing_api.activation.handlers import CONSUMER, HANDLERS
+from billing_api.activation.handlers import make_consumer
 from billing_api.app import create_app
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
@@ -46,6 +46,7 @@ class Suite:
     http: httpx.AsyncClient  # billing, no token
     gateway_http: httpx.AsyncClient
     probe: Probe
+    consumer: Consumer | None = None  # billing's consumer of the gateway's events
     seen: list[Any] = field(default_factory=list)
 
     def as_user(self, user_id: UUID | None = None, email: str = "viewer@example.com") -> User:
@@ -134,7 +135,7 @@ async def suite(service_settings: ServiceSettings, broker: Broker) -> AsyncItera
             broker, ("entitlements.changed", "subscription.*", "purchase.*", "wallet.*")
         )
         resources = billing.state.resources
-        consumer = Consumer(CONSUMER, broker, resources.session_factory, HANDLERS)
+        consumer = make_consumer(broker, resources.session_factory)
         await consumer.start()
         relay = asyncio.create_task(
             OutboxRelay(resources.engine, resources.broker, schema="billing").run()
@@ -142,7 +143,7 @@ async def suite(service_settings: ServiceSettings, broker: Broker) -> AsyncItera
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(billing), base_url="http://billing.test"
         ) as http:
-            yield Suite(billing, gateway, http, to_gateway, probe)
+            yield Suite(billing, gateway, http, to_gateway, probe, consumer)
         relay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import stripe
 
 from billing_api import demo
-from billing_api.activation.handlers import CONSUMER, HANDLERS
+from billing_api.activation.handlers import make_consumer
 from billing_api.app import create_app
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
@@ -28,7 +28,6 @@ from billing_api.refunds import handlers, provider_side
 from shared import events
 from shared.auth import AuthSettings, mint_service_token
 from shared.broker import Broker
-from shared.consumer import Consumer
 from shared.money import Money
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -450,7 +449,7 @@ async def stripe_suite(
             await demo.load(session)
         probe = await Probe.bind_many(broker, ("entitlements.changed", "subscription.*"))
         resources = billing.state.resources
-        consumer = Consumer(CONSUMER, broker, resources.session_factory, HANDLERS)
+        consumer = make_consumer(broker, resources.session_factory)
         await consumer.start()
         relay = asyncio.create_task(
             OutboxRelay(resources.engine, resources.broker, schema="billing").run()

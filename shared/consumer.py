@@ -19,6 +19,9 @@ In a batch:
   the batch: one per user, locked last, in user-id order);
 * the messages are acknowledged after the commit, together (:meth:`Deliveries.ack`).
 
+Batches in flight at once may split the events of one payment between them; the handlers' own
+locks order those, as they did when messages were handled concurrently one at a time.
+
 **Fallback.** A batch that fails in any way (a handler raises, a deadlock, the database goes away,
 the commit fails) is rolled back whole and its messages are then handled one by one on the
 single-message path: own transaction with its own inbox row, the per-event handler, commit, ack.
@@ -27,8 +30,8 @@ header), then goes to ``<consumer>.dead`` with the last error, where ``cinema dl
 replays it. So one poison message never blocks or loses the others. A rolled back run leaves no
 effect in the database, but a handler may run twice for one attempt: anything it does outside the
 database must be safe to repeat (ours do none). A message coming back from a delay queue failed
-before, so it is handled alone rather than risk another batch; ``batch_max=1`` is today's
-message-by-message consumer.
+before, so it is handled alone rather than risk another batch; with ``batch_max=1`` every
+message takes the single-message path.
 """
 
 from __future__ import annotations

@@ -414,6 +414,38 @@ class TestBatches:
         assert metric("consumer_batches_total", consumer="fallback", outcome="fallback") == 1
         assert await list_dead_letters(broker, "fallback") == []
 
+    async def test_many_events_over_concurrent_batches_are_acked_once_and_never_come_back(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        consumer = make_consumer(
+            "many",
+            broker,
+            sessions,
+            {events.WalletToppedUp: record_effect},
+            concurrency=3,
+            batch_max=40,
+        )
+        waiting = [envelope(n + 1) for n in range(300)]
+
+        await start_on_waiting(consumer, service_settings, waiting)
+
+        await support.eventually(lambda: _count_at_least(engine, 300), timeout=30)
+        assert await _queue_empty(broker, consumer)
+        assert len(await effects(engine)) == 300
+        outcomes = {
+            outcome: metric(
+                "consumer_messages_total", consumer="many", type="wallet.topped_up", outcome=outcome
+            )
+            for outcome in ("handled", "duplicate")
+        }
+        assert outcomes == {"handled": 300, "duplicate": 0}, "no delivery came back"
+        assert metric("consumer_batch_size_count", consumer="many") < 300
+
 
 async def _queue_empty(broker: Broker, consumer: Consumer) -> bool:
     """Nothing left unacked: the main queue holds no message once the consumer lets go."""

@@ -73,7 +73,13 @@ def wrap(
 
 
 def encode(envelope: Envelope[Any]) -> bytes:
-    return orjson.dumps(envelope.model_dump(mode="json"))
+    """The bytes that travel for ``envelope``: compact UTF-8 JSON, written in one pass.
+
+    pydantic-core serialises the model straight to bytes: the same bytes as
+    ``orjson.dumps(envelope.model_dump(mode="json"))``, without building the dict in between
+    (about half the time). The outbox stores exactly these bytes and the relay publishes them.
+    """
+    return envelope.__pydantic_serializer__.to_json(envelope)
 
 
 def decode(body: bytes | str) -> Envelope[EventPayload]:

@@ -1,11 +1,17 @@
 """The transactional outbox: events leave a service only if its transaction committed.
 
 ``await outbox.add(session, SubscriptionActivated(...))`` inserts the event in the caller's
-transaction. :class:`OutboxRelay` publishes unpublished rows with publisher confirms and marks them
-published afterwards. Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays share the
-work without publishing a row twice while they are healthy; a relay that dies after publishing but
-before marking leaves its rows unmarked, they are published again (at-least-once) and the
-consumers' inbox makes the second copy a no-op.
+transaction, already serialised: the row keeps the exact bytes the relay will publish
+(:func:`shared.events.encode`), so an event is turned into JSON once in its life.
+
+:class:`OutboxRelay` publishes unpublished rows with publisher confirms. One statement claims a
+batch (``FOR UPDATE SKIP LOCKED``) and stamps it published inside the relay's transaction, which
+commits only after the broker confirmed: several relays share the work without publishing a row
+twice while they are healthy, and a relay that dies after publishing but before committing leaves
+its rows unpublished, they are published again (at-least-once) and the consumers' inbox makes the
+second copy a no-op.
+
+A relay is woken by ``NOTIFY`` on commit, and polls every ``poll_interval`` as the fallback.
 """
 
 from __future__ import annotations
@@ -17,14 +23,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-import orjson
 import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared import clock, events, observability
 from shared.broker import Broker
-from shared.tables import notify_channel, outbox
+from shared.tables import notify_channel
 
 logger = logging.getLogger(__name__)
 
@@ -38,39 +43,68 @@ def producer_of(session: AsyncSession) -> str:
     return str(producer)
 
 
+# One statement for any number of events, so a state change that returns several costs one
+# round trip (and one NOTIFY). Rows are numbered (``seq``) in the order the events were given.
+_INSERT = sa.text(
+    "INSERT INTO outbox (id, event_type, payload, correlation_id)"
+    " SELECT id, event_type, payload, correlation_id FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:event_types AS varchar[]), CAST(:payloads AS bytea[]),"
+    " CAST(:correlation_ids AS varchar[])"
+    ") WITH ORDINALITY AS row (id, event_type, payload, correlation_id, n) ORDER BY n"
+)
+
+
 async def add(
     session: AsyncSession, payload: events.EventPayload, *, correlation_id: str | None = None
 ) -> events.Envelope[Any]:
     """Record ``payload`` for publishing when (and only if) the session's transaction commits."""
-    envelope = events.wrap(
-        payload,
-        producer=producer_of(session),
-        correlation_id=correlation_id or observability.current_request_id(),
-    )
-    await session.execute(
-        outbox.insert().values(
-            id=envelope.id,
-            event_type=envelope.type,
-            body=envelope.model_dump(mode="json"),
-            correlation_id=envelope.correlation_id,
-        )
-    )
+    (envelope,) = await _insert(session, [payload], correlation_id)
     return envelope
 
 
-async def add_all(session: AsyncSession, payloads: Sequence[events.EventPayload]) -> None:
+async def add_all(
+    session: AsyncSession, payloads: Sequence[events.EventPayload]
+) -> list[events.Envelope[Any]]:
     """:func:`add` each of ``payloads`` in order (the events one state change returns)."""
-    for payload in payloads:
-        await add(session, payload)
+    if not payloads:
+        return []
+    return await _insert(session, payloads, None)
+
+
+async def _insert(
+    session: AsyncSession, payloads: Sequence[events.EventPayload], correlation_id: str | None
+) -> list[events.Envelope[Any]]:
+    producer = producer_of(session)
+    correlation_id = correlation_id or observability.current_request_id()
+    envelopes = [
+        events.wrap(payload, producer=producer, correlation_id=correlation_id)
+        for payload in payloads
+    ]
+    await session.execute(
+        _INSERT,
+        {
+            "ids": [envelope.id for envelope in envelopes],
+            "event_types": [envelope.type for envelope in envelopes],
+            "payloads": [events.encode(envelope) for envelope in envelopes],
+            "correlation_ids": [envelope.correlation_id for envelope in envelopes],
+        },
+    )
+    return envelopes
 
 
 AfterPublish = Callable[[Sequence[UUID]], Awaitable[None]]
 
+# Claim and stamp in one statement. The stamp is part of the relay's transaction, which commits
+# only after the broker confirmed: until then other relays skip the locked rows, and a failed or
+# interrupted publish rolls the stamp back with everything else. (A CTE holding ``FOR UPDATE`` is
+# never inlined, so the ``LIMIT`` applies once.) ``RETURNING`` promises no order: sorted by seq.
 _CLAIM = sa.text(
-    "SELECT id, event_type, body, correlation_id FROM outbox"
-    " WHERE published_at IS NULL ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "WITH claimed AS ("
+    "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT :limit"
+    " FOR UPDATE SKIP LOCKED"
+    ") UPDATE outbox SET published_at = :now FROM claimed WHERE outbox.id = claimed.id"
+    " RETURNING outbox.seq, outbox.id, outbox.event_type, outbox.payload, outbox.correlation_id"
 )
-_MARK = sa.text("UPDATE outbox SET published_at = :now WHERE id = ANY(:ids)")
 
 
 class OutboxRelay:
@@ -91,41 +125,45 @@ class OutboxRelay:
         self.channel = notify_channel(schema)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        # A seam for fault tests: runs after the broker confirmed, before rows are marked.
+        # A seam for fault tests: runs after the broker confirmed, before the stamp commits.
         self.after_publish = after_publish
         self._wake = asyncio.Event()
 
     async def publish_batch(self) -> int:
         """Publish one batch of unpublished rows; returns how many were published."""
         async with self.engine.connect() as conn, conn.begin():
-            rows = (await conn.execute(_CLAIM, {"limit": self.batch_size})).all()
+            claimed = await conn.execute(_CLAIM, {"limit": self.batch_size, "now": clock.now()})
+            rows = sorted(claimed.all(), key=lambda row: row.seq)
             if not rows:
                 return 0
             await self.broker.publish_many(
-                [
-                    (row.event_type, str(row.id), orjson.dumps(row.body), row.correlation_id)
-                    for row in rows
-                ]
+                [(row.event_type, str(row.id), row.payload, row.correlation_id) for row in rows]
             )
-            ids = [row.id for row in rows]
             if self.after_publish is not None:
-                await self.after_publish(ids)
-            await conn.execute(_MARK, {"ids": ids, "now": clock.now()})
+                await self.after_publish([row.id for row in rows])
         EVENTS_PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def drain(self) -> int:
-        """Publish until nothing is left; returns the total."""
+        """Publish until nothing is left; returns the total.
+
+        A batch smaller than ``batch_size`` took all there was to take, so no further (empty)
+        claim is spent on finding that out: rows committed after it wake the relay again.
+        """
         total = 0
-        while published := await self.publish_batch():
+        while True:
+            published = await self.publish_batch()
             total += published
-        return total
+            if published < self.batch_size:
+                return total
 
     async def run(self) -> None:
         """Publish forever: woken by ``NOTIFY`` on commit, polling as a fallback."""
         listener = asyncio.create_task(self._listen(), name=f"outbox-listen-{self.channel}")
         try:
             while True:
+                # Cleared before draining: a commit during the drain wakes the next round.
+                self._wake.clear()
                 try:
                     await self.drain()
                 except asyncio.CancelledError:
@@ -138,7 +176,6 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_interval):
                         await self._wake.wait()
-                self._wake.clear()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

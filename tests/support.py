@@ -195,6 +195,20 @@ async def browser_page() -> AsyncIterator[Any]:
             await browser.close()
 
 
+async def outbox_messages(engine: Any, event_type: str) -> list[dict[str, Any]]:
+    """Every ``event_type`` event in this schema's outbox, oldest first, as its consumers read it
+    (the stored bytes are what the relay publishes)."""
+    import orjson
+    import sqlalchemy as sa
+
+    async with engine.connect() as conn:
+        payloads = await conn.scalars(
+            sa.text("SELECT payload FROM outbox WHERE event_type = :type ORDER BY seq"),
+            {"type": event_type},
+        )
+        return [orjson.loads(payload) for payload in payloads]
+
+
 async def outbox_published(engine: Any, *, timeout: float = 10.0) -> None:
     """Wait until the relays have published (with confirms) everything in this schema's outbox.
 

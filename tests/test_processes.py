@@ -93,10 +93,10 @@ class TestStart:
             async with engine.begin() as conn:
                 await conn.execute(
                     sa.text(
-                        "INSERT INTO billing.outbox (id, event_type, body)"
-                        " VALUES (:id, 'wallet.topped_up', CAST(:body AS jsonb))"
+                        "INSERT INTO billing.outbox (id, event_type, payload)"
+                        " VALUES (:id, 'wallet.topped_up', :payload)"
                     ),
-                    {"id": event_id, "body": '{"note": "published by the worker process"}'},
+                    {"id": event_id, "payload": b'{"note": "published by the worker process"}'},
                 )
 
             async def published() -> bool:

@@ -7,13 +7,12 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-import orjson
 import pytest
-import sqlalchemy as sa
 
 from billing_api import demo
 from shared import clock
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
+from tests import support
 from tests.billing_api.conftest import Suite
 
 ADMIN_ID = uuid4()
@@ -45,15 +44,8 @@ async def audit_rows(suite: Suite, entity: str, entity_id: str) -> list[dict[str
 
 
 async def plan_events(suite: Suite, plan_id: str) -> list[dict[str, Any]]:
-    async with suite.billing.state.resources.engine.connect() as conn:
-        rows = await conn.scalars(
-            sa.text(
-                "SELECT body FROM billing.outbox WHERE event_type = 'plan.changed'"
-                " AND body->'data'->>'plan_id' = :id ORDER BY seq"
-            ),
-            {"id": plan_id},
-        )
-        return [row["data"] if isinstance(row, dict) else orjson.loads(row)["data"] for row in rows]
+    messages = await support.outbox_messages(suite.billing.state.resources.engine, "plan.changed")
+    return [message["data"] for message in messages if message["data"]["plan_id"] == plan_id]
 
 
 def new_plan(code: str, **fields: Any) -> dict[str, Any]:

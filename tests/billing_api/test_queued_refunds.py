@@ -107,15 +107,12 @@ async def money_back_at_the_gateway(suite: Suite, payment_id: str) -> tuple[int,
 
 async def gateway_refund_event_applied(suite: Suite, payment_id: str) -> None:
     """Wait until billing's worker has consumed the gateway's ``refund.succeeded`` of a payment."""
-    async with suite.gateway.state.resources.engine.connect() as conn:
-        event_id = await conn.scalar(
-            sa.text(
-                "SELECT id FROM gateway.outbox WHERE event_type = 'refund.succeeded'"
-                " AND body->'data'->>'payment_id' = :p"
-            ),
-            {"p": payment_id},
-        )
-    assert event_id is not None
+    messages = await support.outbox_messages(
+        suite.gateway.state.resources.engine, "refund.succeeded"
+    )
+    refunded = [UUID(m["id"]) for m in messages if m["data"]["payment_id"] == payment_id]
+    assert refunded, "the gateway recorded no refund.succeeded for the payment"
+    event_id = refunded[0]
 
     async def consumed() -> bool:
         found = await suite.scalar("SELECT count(*) FROM inbox WHERE event_id = :e", e=event_id)

@@ -399,7 +399,8 @@ async def _notifications(
                array_remove(array_agg(n.status), NULL) AS statuses
         FROM billing.outbox o
         LEFT JOIN notifier.notification n ON n.event_id = o.id AND n.channel = 'email'
-        WHERE o.event_type = ANY(:types) AND (o.body -> 'data' ->> 'user_id')::uuid = ANY(:users)
+        WHERE o.event_type = ANY(:types)
+          AND (convert_from(o.payload, 'UTF8')::jsonb -> 'data' ->> 'user_id')::uuid = ANY(:users)
         GROUP BY o.id, o.event_type
         """,
         types=BUSINESS_EVENTS,

@@ -52,8 +52,8 @@ async def stored(gateway: Gateway) -> dict[str, tuple[bool, str | None]]:
 
 async def published(gateway: Gateway) -> Counter[tuple[str, str]]:
     """(event type, payment id) of every event the gateway's outbox holds, counted."""
-    found = await rows(gateway, "SELECT event_type, body->'data'->>'payment_id' FROM outbox")
-    return Counter((str(row[0]), str(row[1])) for row in found)
+    found = await rows(gateway, "SELECT event_type, payload FROM outbox")
+    return Counter((str(row[0]), str(orjson.loads(row[1])["data"]["payment_id"])) for row in found)
 
 
 async def status(gateway: Gateway, payment_id: str) -> str:

@@ -81,9 +81,13 @@ class Probe:
         return cls(channel, queue)
 
     async def drain(self) -> list[events.Envelope[events.EventPayload]]:
+        return [events.decode(body) for body in await self.drain_bodies()]
+
+    async def drain_bodies(self) -> list[bytes]:
+        """The bodies of the messages waiting, as they travelled."""
         received = []
         while (message := await self.queue.get(no_ack=True, fail=False)) is not None:
-            received.append(events.decode(message.body))
+            received.append(message.body)
         return received
 
     async def close(self) -> None:

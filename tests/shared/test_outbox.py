@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared import outbox
+from shared import events, outbox
 from shared.broker import Broker
 from shared.consumer import Consumer
 from shared.outbox import OutboxRelay
@@ -45,6 +49,30 @@ async def crash_after_publish(ids: Sequence[UUID]) -> None:
     raise RelayCrashed
 
 
+@contextlib.contextmanager
+def counting_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every statement sent through ``engine`` while the block runs (nothing else uses it here)."""
+    sent: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def stored_payload(engine: AsyncEngine, event_id: UUID) -> bytes:
+    async with engine.connect() as conn:
+        payload = await conn.scalar(
+            sa.text("SELECT payload FROM outbox WHERE id = :id"), {"id": event_id}
+        )
+    assert isinstance(payload, bytes)
+    return payload
+
+
 class TestAdd:
     async def test_committed_event_is_published_exactly_once(
         self, db: Db, broker: Broker, probe: Probe
@@ -63,6 +91,34 @@ class TestAdd:
         assert received[0].producer == "billing_api"
         assert received[0].data == envelope.data
         assert await unpublished(engine) == 0
+
+    async def test_the_stored_bytes_are_published_as_they_are(
+        self, db: Db, broker: Broker, probe: Probe
+    ) -> None:
+        engine, sessions = db
+        async with sessions() as session:
+            envelope = await outbox.add(session, topped_up(700))
+            await session.commit()
+        stored = await stored_payload(engine, envelope.id)
+
+        await OutboxRelay(engine, broker, schema="billing").drain()
+
+        assert await probe.drain_bodies() == [stored]
+        assert stored == events.encode(envelope)
+        assert events.decode(stored) == envelope
+
+    async def test_events_of_one_change_take_one_statement_and_keep_their_order(
+        self, db: Db, broker: Broker, probe: Probe
+    ) -> None:
+        engine, sessions = db
+        async with sessions() as session:
+            with counting_statements(engine) as sent:
+                added = await outbox.add_all(session, [topped_up(n) for n in range(1, 6)])
+            await session.commit()
+
+        assert len(sent) == 1
+        await OutboxRelay(engine, broker, schema="billing", batch_size=2).drain()
+        assert [event.id for event in await probe.drain()] == [event.id for event in added]
 
     async def test_event_of_rolled_back_transaction_is_never_published(
         self, db: Db, broker: Broker, probe: Probe
@@ -140,17 +196,44 @@ class TestRelay:
             await consumer.stop()
             await support.delete_consumer_queues(broker, consumer.queues)
 
-    async def test_run_is_woken_by_a_commit_without_waiting_for_the_poll(
+    async def test_a_batch_is_claimed_and_stamped_in_one_statement(
         self, db: Db, broker: Broker, probe: Probe
     ) -> None:
         engine, sessions = db
+        async with sessions() as session:
+            await outbox.add_all(session, [topped_up(n) for n in (1, 2, 3)])
+            await session.commit()
+
+        with counting_statements(engine) as sent:
+            assert await OutboxRelay(engine, broker, schema="billing").drain() == 3
+
+        # One claim-and-stamp; the batch was short, so no empty claim follows it.
+        assert len(sent) == 1
+        assert len(await probe.drain()) == 3
+        assert await unpublished(engine) == 0
+
+    async def test_run_is_woken_by_notify_from_another_process_without_waiting_for_the_poll(
+        self, db: Db, broker: Broker, probe: Probe
+    ) -> None:
+        engine, _ = db
         relay = OutboxRelay(engine, broker, schema="billing", poll_interval=30.0)
         task = asyncio.create_task(relay.run())
         try:
             await asyncio.sleep(0.3)  # the relay is now idle, listening
-            async with sessions() as session:
-                envelope = await outbox.add(session, topped_up())
-                await session.commit()
+            # Written as another process would: no session of this one, so only NOTIFY tells.
+            envelope = events.wrap(topped_up(), producer="billing_api")
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO outbox (id, event_type, payload)"
+                        " VALUES (:id, :event_type, :payload)"
+                    ),
+                    {
+                        "id": envelope.id,
+                        "event_type": envelope.type,
+                        "payload": events.encode(envelope),
+                    },
+                )
 
             received: list[UUID] = []
 
@@ -164,3 +247,45 @@ class TestRelay:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+class TestRollingDeploy:
+    """While a deploy rolls, processes of the previous release (which wrote and published a JSON
+    ``body``) share the outbox with this one's (stored bytes)."""
+
+    async def test_event_written_by_the_previous_release_is_published_intact(
+        self, db: Db, broker: Broker, probe: Probe
+    ) -> None:
+        engine, _ = db
+        envelope = events.wrap(topped_up(900), producer="billing_api", correlation_id="r-1")
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO outbox (id, event_type, body, correlation_id)"
+                    " VALUES (:id, :event_type, CAST(:body AS jsonb), :correlation_id)"
+                ),
+                {
+                    "id": envelope.id,
+                    "event_type": envelope.type,
+                    "body": orjson.dumps(envelope.model_dump(mode="json")).decode(),
+                    "correlation_id": envelope.correlation_id,
+                },
+            )
+
+        assert await OutboxRelay(engine, broker, schema="billing").drain() == 1
+        assert await probe.drain() == [envelope]
+
+    async def test_event_written_now_is_what_a_relay_of_the_previous_release_would_publish(
+        self, db: Db
+    ) -> None:
+        engine, sessions = db
+        async with sessions() as session:
+            envelope = await outbox.add(session, topped_up(900))
+            await session.commit()
+
+        async with engine.connect() as conn:
+            body = await conn.scalar(
+                sa.text("SELECT body FROM outbox WHERE id = :id"), {"id": envelope.id}
+            )
+        # The previous relay published orjson.dumps(body).
+        assert events.decode(orjson.dumps(body)) == envelope

@@ -11,7 +11,9 @@ twice while they are healthy, and a relay that dies after publishing but before 
 its rows unpublished, they are published again (at-least-once) and the consumers' inbox makes the
 second copy a no-op.
 
-A relay is woken by ``NOTIFY`` on commit, and polls every ``poll_interval`` as the fallback.
+A relay wakes when rows may be waiting: when a session of its own process that added rows commits
+(in-process, see :mod:`shared.outbox_wake`), on ``NOTIFY`` from a commit in another process, and
+every ``poll_interval`` as the fallback for anything both missed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared import clock, events, observability
+from shared import clock, events, observability, outbox_wake
 from shared.broker import Broker
 from shared.tables import notify_channel
 
@@ -89,6 +91,7 @@ async def _insert(
             "correlation_ids": [envelope.correlation_id for envelope in envelopes],
         },
     )
+    outbox_wake.wake_on_commit(session)
     return envelopes
 
 
@@ -108,7 +111,11 @@ _CLAIM = sa.text(
 
 
 class OutboxRelay:
-    """Publishes a service's outbox; run one or many per service."""
+    """Publishes a service's outbox; run one or many per service.
+
+    ``listen=False`` leaves out ``LISTEN`` (behind a connection pooler that cannot keep one, say):
+    the relay is then woken by commits in its own process and by polling alone.
+    """
 
     def __init__(
         self,
@@ -118,16 +125,20 @@ class OutboxRelay:
         schema: str,
         batch_size: int = 200,
         poll_interval: float = 1.0,
+        listen: bool = True,
         after_publish: AfterPublish | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
+        self.schema = schema
         self.channel = notify_channel(schema)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.listen = listen
         # A seam for fault tests: runs after the broker confirmed, before the stamp commits.
         self.after_publish = after_publish
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def publish_batch(self) -> int:
         """Publish one batch of unpublished rows; returns how many were published."""
@@ -157,9 +168,32 @@ class OutboxRelay:
             if published < self.batch_size:
                 return total
 
+    def wake(self) -> None:
+        """Make a running :meth:`run` drain now. Safe from any thread and any event loop: the
+        relay's event is only ever set on the loop the relay runs on."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            on_relay_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:  # no loop running in this thread
+            on_relay_loop = False
+        if on_relay_loop:
+            self._wake.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the relay's loop has just closed
+            loop.call_soon_threadsafe(self._wake.set)
+
     async def run(self) -> None:
-        """Publish forever: woken by ``NOTIFY`` on commit, polling as a fallback."""
-        listener = asyncio.create_task(self._listen(), name=f"outbox-listen-{self.channel}")
+        """Publish forever: woken by commits (this process's, or ``NOTIFY``), polling as a
+        fallback."""
+        self._loop = asyncio.get_running_loop()
+        outbox_wake.register(self.schema, self.wake)
+        listener = (
+            asyncio.create_task(self._listen(), name=f"outbox-listen-{self.channel}")
+            if self.listen
+            else None
+        )
         try:
             while True:
                 # Cleared before draining: a commit during the drain wakes the next round.
@@ -177,9 +211,12 @@ class OutboxRelay:
                     async with asyncio.timeout(self.poll_interval):
                         await self._wake.wait()
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            outbox_wake.unregister(self.schema, self.wake)
+            self._loop = None
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
     async def _listen(self) -> None:
         """Keep a ``LISTEN`` open, reconnecting if the connection drops."""

@@ -52,7 +52,7 @@ def make_database(
         json_deserializer=orjson.loads,
     )
     factory = db.create_session_factory(engine)
-    factory.configure(info={"service": service})
+    factory.configure(info={"service": service, "schema": schema})
     return engine, factory
 
 

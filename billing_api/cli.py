@@ -58,7 +58,7 @@ def _run_jobs(args: argparse.Namespace) -> int:
     from billing_api import jobs
     from billing_api.config import SCHEMA, SERVICE, BillingSettings
     from billing_api.gateway import GatewayClient
-    from shared import clock, observability, production
+    from shared import clock, observability, production, runtime
     from shared.auth import AuthSettings
     from shared.observability import create_http_client
     from shared.resources import make_database
@@ -80,7 +80,7 @@ def _run_jobs(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    done = asyncio.run(run())
+    done = runtime.run(run())
     print(orjson.dumps(done).decode())
     return 0 if all(count >= 0 for count in done.values()) else 1
 

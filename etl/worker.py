@@ -1,6 +1,7 @@
 """The ``etl`` process: open the source, billing's client and the state store; run; stop cleanly.
 
-The ETL needs no broker, so it has its own small runner instead of :mod:`shared.runtime`'s.
+The ETL needs no broker, so it has its own small runner instead of :mod:`shared.runtime`'s
+worker; it runs on the same event loop (:func:`shared.runtime.run`, uvloop).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from etl.config import SCHEMA, SERVICE, EtlSettings
 from etl.pipeline import Etl, PassReport
 from etl.source import Source
 from etl.state import StateStore
-from shared import observability, production
+from shared import observability, production, runtime
 from shared.auth import AuthSettings
 from shared.resources import make_database
 
@@ -60,5 +61,5 @@ def main(*, once: bool) -> int:
     settings = EtlSettings()
     production.check(settings, AuthSettings())
     observability.configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
-    report = asyncio.run(serve(settings, once=once))
+    report = runtime.run(serve(settings, once=once))
     return 0 if report is not None or not once else 1

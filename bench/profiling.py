@@ -7,8 +7,9 @@ own CPU is not counted in any process's figure, but it shares the two cores, so 
 profiling on is lower than without: read the graphs for *where* the time goes, not the figures.
 
 ``BENCH_PROFILE=1`` writes ``<process>.svg`` into a new directory under the system's temporary
-directory; ``BENCH_PROFILE=/some/dir`` writes there. Open the SVGs in a browser. py-spy needs to
-be allowed to read other processes' memory (root, or ``CAP_SYS_PTRACE``, or
+directory; ``BENCH_PROFILE=/some/dir`` writes there. Open the SVGs in a browser;
+``BENCH_PROFILE_FORMAT=raw`` writes py-spy's collapsed stacks instead (``<process>.txt``).
+py-spy needs to be allowed to read other processes' memory (root, or ``CAP_SYS_PTRACE``, or
 ``kernel.yama.ptrace_scope=0``); when it cannot attach, the benchmark says so and goes on.
 
 By hand, against any running process (``make run``, for example)::
@@ -31,6 +32,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 RATE = 100
+# py-spy's output formats by BENCH_PROFILE_FORMAT: flame graphs to open in a browser (the
+# default), or the collapsed stacks ("raw": one line per stack with its sample count) to read
+# with grep and sort, say which functions' own time dominates.
+FORMATS = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
+
+
+def _format() -> tuple[str, str]:
+    form = os.environ.get("BENCH_PROFILE_FORMAT", "").strip() or "flamegraph"
+    if form not in FORMATS:
+        raise ValueError(f"BENCH_PROFILE_FORMAT must be one of {', '.join(FORMATS)}")
+    return form, FORMATS[form]
 
 
 def profile_dir() -> Path | None:
@@ -64,13 +76,15 @@ def recording(targets: Mapping[str, Sequence[int]]) -> Iterator[list[Path]]:
         print("BENCH_PROFILE: py-spy not found (uv sync --frozen installs it)", file=sys.stderr)
         yield written
         return
+    form, suffix = _format()
     spies: list[tuple[Path, subprocess.Popen[bytes]]] = []
     for name, pids in targets.items():
         for n, pid in enumerate(pids):
-            out = directory / (f"{name}.svg" if len(pids) == 1 else f"{name}-{n + 1}.svg")
+            stem = name if len(pids) == 1 else f"{name}-{n + 1}"
+            out = directory / f"{stem}.{suffix}"
             args = ["record", "--pid", str(pid), "--rate", str(RATE), "--nonblocking"]
             spy = subprocess.Popen(
-                [binary, *args, "--format", "flamegraph", "--output", str(out)],
+                [binary, *args, "--format", form, "--output", str(out)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL,
@@ -95,6 +109,6 @@ def recording(targets: Mapping[str, Sequence[int]]) -> Iterator[list[Path]]:
                 reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
                 print(f"BENCH_PROFILE: no graph for {out.stem}: {reason[0]}", file=sys.stderr)
         if written:
-            print(f"\nflame graphs (py-spy, {RATE} Hz) in {directory}:", flush=True)
+            print(f"\nprofiles (py-spy, {RATE} Hz) in {directory}:", flush=True)
             for out in written:
                 print(f"  {out.name}", flush=True)

@@ -8,6 +8,13 @@ payment wait for each other instead of deadlocking), re-read at their provider w
 snapshot is applied once however many of the batch's events are about that payment. The events
 are then marked processed with their outcome, and the batch commits once.
 
+An event that names no payment of ours by id (a Stripe refund made in the dashboard, a dispute:
+found by their PaymentIntent only) and whose reference matches none is not called unknown at
+once while it is younger than :data:`UNKNOWN_GRACE`: the payment may be one whose first success
+another batch is processing right now, its charge reference not committed yet, and that batch
+re-read the provider before this event's change. It stays unprocessed and is looked at again
+after the processor's backoff, by when the reference is known.
+
 A batch that fails is rolled back whole and its events are processed again one per transaction,
 so one bad event never holds the others back. An event that fails alone stays unprocessed for a
 later run, its ``outcome`` saying why. :func:`~payment_gateway.payments.reconcile.apply_snapshot`
@@ -20,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -36,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 UNKNOWN_PAYMENT = "unknown payment"
+NOT_KNOWN_YET = "no payment with this reference yet; looked for again later"
+UNKNOWN_GRACE = timedelta(minutes=10)
 
 
 @dataclass
@@ -54,13 +64,18 @@ async def process_batch(
 ) -> BatchResult:
     """Claim up to ``limit`` unprocessed events (but those in ``skip``) and process them."""
     ids: list[int] = []
+    left: list[int] = []
     try:
         async with sessions() as session, session.begin():
             events = await _claim(session, limit=limit, skip=skip)
             ids = [event.id for event in events]
             if events:
-                await apply_events(session, providers, events)
-        return BatchResult(claimed=len(ids), processed=len(ids))
+                left = await apply_events(session, providers, events)
+        return BatchResult(
+            claimed=len(ids),
+            processed=len(ids) - len(left),
+            failed=dict.fromkeys(left, NOT_KNOWN_YET),
+        )
     except Exception:
         if not ids:
             raise  # not even claimed: nothing to fall back to
@@ -82,8 +97,8 @@ async def _process_alone(
         async with sessions() as session, session.begin():
             # Another processor may have taken it since the batch let it go: then it is theirs.
             events = await _claim(session, limit=1, only=event_id)
-            await apply_events(session, providers, events)
-        return bool(events), None
+            left = await apply_events(session, providers, events)
+        return (False, NOT_KNOWN_YET) if left else (bool(events), None)
     except Exception as exc:
         logger.exception("webhook processing failed; will retry", extra={"row": event_id})
         why = f"failed: {type(exc).__name__}: {exc}"[:200]
@@ -119,8 +134,11 @@ async def _claim(
 
 async def apply_events(
     session: AsyncSession, providers: Providers, events: Sequence[WebhookEvent]
-) -> None:
-    """Re-read the payments of claimed ``events``, apply what the providers say, mark them."""
+) -> list[int]:
+    """Re-read the payments of claimed ``events``, apply what the providers say, mark them.
+
+    Returns the ids of the events left unprocessed to be looked at again (see the module).
+    """
     payments = await _lock_payments(session, events)
     by_id = {payment.id: payment for payment in payments}
     by_ref: dict[tuple[str, str], Payment] = {}
@@ -140,8 +158,13 @@ async def apply_events(
         await apply_snapshot(session, payment, snapshot)
 
     moment = clock.now()
+    left: list[int] = []
     for event in events:
         found = matched[event.id]
+        if found is None and _may_be_ours_soon(event, moment):
+            event.outcome = NOT_KNOWN_YET
+            left.append(event.id)
+            continue
         if found is None:
             logger.warning(
                 "webhook for a payment we do not know",
@@ -150,6 +173,16 @@ async def apply_events(
         event.outcome = UNKNOWN_PAYMENT if found is None else f"payment {found.status}"
         event.processed_at = moment
     await session.flush()
+    return left
+
+
+def _may_be_ours_soon(event: WebhookEvent, moment: datetime) -> bool:
+    """Found by reference only, and young enough that its payment may still be committing."""
+    return (
+        event.payment_id is None
+        and event.provider_ref is not None
+        and event.received_at > moment - UNKNOWN_GRACE
+    )
 
 
 async def _fetch(

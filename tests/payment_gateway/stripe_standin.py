@@ -110,6 +110,8 @@ class StripeStandin:
         self._intent_data: dict[str, Json] = {}  # session id -> its payment_intent_data
         self._answers: dict[str, tuple[Json, int, Json]] = {}  # idempotency key -> answer
         self._fail_next: int | None = None
+        self._held: dict[str, threading.Event] = {}  # GET path -> released when set
+        self.holding = threading.Event()  # set once an answer is being held back
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RequestHandler)
@@ -234,6 +236,14 @@ class StripeStandin:
             )
             return str(refund["id"])
 
+    def hold_answers(self, path: str) -> threading.Event:
+        """Answers to ``GET path`` are read now but sent only once the returned event is set.
+
+        A slow network: what the caller learns is what Stripe held when it asked."""
+        release = threading.Event()
+        self._held[path] = release
+        return release
+
     def fail_next_request(self, status: int = 500) -> None:
         """The next request gets a Stripe outage answer (marked not worth retrying)."""
         self._fail_next = status
@@ -251,9 +261,14 @@ class StripeStandin:
         with self._lock:
             self.requests.append(request)
             try:
-                return self._answer(request)
+                answer = self._answer(request)
             except StripeFailure as failure:
-                return failure.status, failure.body, {}
+                answer = failure.status, failure.body, {}
+        release = self._held.get(split.path) if method == "GET" else None
+        if release is not None:
+            self.holding.set()
+            release.wait(timeout=30)
+        return answer
 
     def _answer(self, request: RecordedRequest) -> tuple[int, Json, Json]:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":

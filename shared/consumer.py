@@ -193,7 +193,7 @@ class Consumer:
             self._busy.add(worker)
             try:
                 await self.process_batch(batch)
-            except Exception:  # the broker failed under a retry or a dead letter: they stay unacked
+            except Exception:  # a last resort: the batch's deliveries stay unacked
                 logger.exception("deliveries could not be settled", extra={"consumer": self.name})
             finally:
                 self._busy.discard(worker)
@@ -331,20 +331,20 @@ class Consumer:
         await self._send(delivery, self.queues.dead, attempt, error)
 
     async def _send(self, delivery: Delivery, queue: str, attempt: int, error: str) -> None:
-        """Copy the message into ``queue`` (confirmed), then ack the original."""
+        """Copy the message into ``queue`` (confirmed), then ack the original. A copy the broker
+        refuses leaves the original unacked (delivered again once its channel closes) and never
+        stops the rest of the batch from being settled."""
         assert self._channel is not None
         message = delivery.message
         headers = {**message.headers, ATTEMPT_HEADER: attempt, ERROR_HEADER: error}
-        await self._channel.default_exchange.publish(
-            make_message(
-                message.body,
-                message.type or "",
-                message.message_id or "",
-                message.correlation_id,
-                headers,
-            ),
-            routing_key=queue,
-        )
+        body, mid, cid = message.body, message.message_id or "", message.correlation_id
+        try:
+            await self._channel.default_exchange.publish(
+                make_message(body, message.type or "", mid, cid, headers), routing_key=queue
+            )
+        except Exception:
+            logger.exception("%s refused the copy; the message stays unacked", queue)
+            return
         await self._deliveries.ack([delivery])
 
 

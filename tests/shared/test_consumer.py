@@ -455,3 +455,33 @@ async def _queue_empty(broker: Broker, consumer: Consumer) -> bool:
     count = queue.declaration_result.message_count
     await channel.close()
     return count == 0
+
+
+class TestBrokerRefusals:
+    async def test_a_retry_the_broker_refuses_strands_no_other_message_of_the_batch(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        consumer = make_consumer(
+            "refused",
+            broker,
+            sessions,
+            {events.WalletToppedUp: Recorder(poison=13)},
+            **batch_options(retry_delays=(0.1,)),
+        )
+        good = [envelope(100 + n) for n in range(3)]
+
+        await start_on_waiting(consumer, service_settings, [envelope(13), *good])
+        # while the batch gathers: the poison's retry will come back unroutable
+        channel = await broker.channel()
+        await channel.queue_delete(consumer.queues.retries[0])
+        await channel.close()
+
+        await support.eventually(lambda: _count_at_least(engine, 3))
+        assert sorted(await effects(engine)) == sorted(
+            (e.id, e.data.amount.amount, None) for e in good
+        )

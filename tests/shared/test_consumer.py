@@ -485,3 +485,56 @@ class TestBrokerRefusals:
         assert sorted(await effects(engine)) == sorted(
             (e.id, e.data.amount.amount, None) for e in good
         )
+
+
+class TestChannelReopened:
+    async def test_a_batch_in_flight_when_its_channel_reopens_is_applied_once_and_acked(
+        self,
+        db: Db,
+        broker: Broker,
+        make_consumer: type[Consumer],
+        service_settings: ServiceSettings,
+    ) -> None:
+        engine, sessions = db
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def held(session: AsyncSession, event: ToppedUp) -> None:
+            if event.data.amount.amount == 1:
+                entered.set()
+                await release.wait()
+            await record_effect(session, event)
+
+        consumer = make_consumer(
+            "reopened",
+            broker,
+            sessions,
+            {events.WalletToppedUp: held},
+            **batch_options(concurrency=2),
+        )
+        batch = [envelope(1), envelope(2), envelope(3)]
+        await start_on_waiting(consumer, service_settings, batch)
+        await asyncio.wait_for(entered.wait(), 10)
+
+        # a stale delivery tag: the broker closes the channel, which reopens and numbers its
+        # deliveries from 1 again; the batch in flight can no longer ack what it holds
+        assert consumer._channel is not None
+        underlay = await consumer._channel.get_underlay_channel()
+        await underlay.basic_ack(10_000)
+
+        async def redelivered() -> bool:
+            duplicates = metric(
+                "consumer_messages_total",
+                consumer="reopened",
+                type="wallet.topped_up",
+                outcome="duplicate",
+            )
+            return duplicates == 3
+
+        await asyncio.sleep(1.0)  # the copies wait on the inbox rows of the batch in flight
+        release.set()
+        await support.eventually(redelivered)
+        assert sorted(await effects(engine)) == sorted(
+            (e.id, e.data.amount.amount, None) for e in batch
+        )
+        assert await _queue_empty(broker, consumer)
+        assert await list_dead_letters(broker, "reopened") == []

@@ -315,22 +315,22 @@ class Consumer:
                 extra={"consumer": self.name, "event_id": str(envelope.id), "attempt": attempt},
                 exc_info=exc,
             )
-            await self._send(delivery, self.queues.retries[attempt - 1], attempt + 1, error)
-            MESSAGES.labels(self.name, envelope.type, "retried").inc()
+            if await self._send(delivery, self.queues.retries[attempt - 1], attempt + 1, error):
+                MESSAGES.labels(self.name, envelope.type, "retried").inc()
         else:
             logger.error(
                 "handler failed for the last time; dead-lettered",
                 extra={"consumer": self.name, "event_id": str(envelope.id), "attempt": attempt},
                 exc_info=exc,
             )
-            await self._dead_letter(delivery, error)
-            MESSAGES.labels(self.name, envelope.type, "dead").inc()
+            if await self._dead_letter(delivery, error):
+                MESSAGES.labels(self.name, envelope.type, "dead").inc()
 
-    async def _dead_letter(self, delivery: Delivery, error: str) -> None:
+    async def _dead_letter(self, delivery: Delivery, error: str) -> bool:
         attempt = attempt_of(delivery.message)
-        await self._send(delivery, self.queues.dead, attempt, error)
+        return await self._send(delivery, self.queues.dead, attempt, error)
 
-    async def _send(self, delivery: Delivery, queue: str, attempt: int, error: str) -> None:
+    async def _send(self, delivery: Delivery, queue: str, attempt: int, error: str) -> bool:
         """Copy the message into ``queue`` (confirmed), then ack the original. A copy the broker
         refuses leaves the original unacked (delivered again once its channel closes) and never
         stops the rest of the batch from being settled."""
@@ -344,8 +344,9 @@ class Consumer:
             )
         except Exception:
             logger.exception("%s refused the copy; the message stays unacked", queue)
-            return
+            return False
         await self._deliveries.ack([delivery])
+        return True
 
 
 async def declare_consumer(

@@ -485,6 +485,9 @@ class TestBrokerRefusals:
         assert sorted(await effects(engine)) == sorted(
             (e.id, e.data.amount.amount, None) for e in good
         )
+        refused = {"consumer": "refused", "type": "wallet.topped_up"}
+        assert metric("consumer_messages_total", **refused, outcome="retried") == 0
+        assert metric("consumer_messages_total", **refused, outcome="handled") == 3
 
 
 class TestChannelReopened:

@@ -8,8 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from payment_gateway.deps import ProvidersDep, SessionDep, SettingsDep
-from payment_gateway.payments import service
-from payment_gateway.payments.schemas import PaymentIn, PaymentOut
+from payment_gateway.payments import batch, service
+from payment_gateway.payments.schemas import (
+    OffSessionBatchIn,
+    OffSessionBatchOut,
+    PaymentIn,
+    PaymentOut,
+)
 from shared.auth import InternalServicePrincipal
 
 router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
@@ -40,6 +45,18 @@ async def create_payment(
     if not created:
         response.status_code = status.HTTP_200_OK
     return payment
+
+
+@router.post("/off-session/batch", response_model=OffSessionBatchOut)
+async def charge_off_session_batch(
+    body: OffSessionBatchIn,
+    principal: InternalServicePrincipal,
+    session: SessionDep,
+    providers: ProvidersDep,
+) -> OffSessionBatchOut:
+    """Charge up to 200 saved methods; each idempotent on its payment_id, answered per charge."""
+    results = await batch.charge_off_session_many(session, providers, body.charges)
+    return OffSessionBatchOut(results=results)
 
 
 @router.get("/{payment_id}", response_model=PaymentOut)

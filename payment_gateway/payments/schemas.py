@@ -81,3 +81,67 @@ class PaymentOut(BaseModel):
     refunded_amount: int
     failure_code: str | None
     failure_message: str | None
+
+
+MAX_BATCH = 200
+
+
+class OffSessionChargeIn(BaseModel):
+    """One charge of a batch: an off-session payment as ``PaymentIn`` would describe it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: UUID
+    customer: CustomerIn
+    amount: PositiveAmount
+    currency: Currency
+    description: str = Field(min_length=1, max_length=500)
+    payment_method_ref: str = Field(min_length=1, max_length=255)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+    def as_payment(self) -> PaymentIn:
+        """The same charge as the single endpoint takes it (its checks apply unchanged)."""
+        return PaymentIn(
+            payment_id=self.payment_id,
+            customer=self.customer,
+            amount=self.amount,
+            currency=self.currency,
+            description=self.description,
+            mode="off_session",
+            payment_method_ref=self.payment_method_ref,
+            metadata=self.metadata,
+        )
+
+
+class OffSessionBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    charges: list[OffSessionChargeIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> OffSessionBatchIn:
+        seen: set[UUID] = set()
+        for charge in self.charges:
+            if charge.payment_id in seen:
+                raise ValueError(f"payment_id {charge.payment_id} appears twice in the batch")
+            seen.add(charge.payment_id)
+        return self
+
+
+class ChargeError(BaseModel):
+    error: str
+    detail: str
+
+
+class ChargeOutcome(BaseModel):
+    """What the single endpoint would have answered for this charge: its status code and
+    either the payment or the error."""
+
+    payment_id: UUID
+    status_code: int
+    payment: PaymentOut | None = None
+    error: ChargeError | None = None
+
+
+class OffSessionBatchOut(BaseModel):
+    results: list[ChargeOutcome]  # in the order of the request's charges

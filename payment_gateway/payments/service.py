@@ -86,7 +86,7 @@ async def create_payment(
     if payment is None:
         existing = await session.get(Payment, request.payment_id, with_for_update=True)
         assert existing is not None
-        _ensure_same(existing, request)
+        ensure_same(existing, request)
         return to_out(existing), False
 
     customer = base.Customer(id=request.customer.id, email=request.customer.email)
@@ -143,7 +143,7 @@ async def create_payment(
     return to_out(payment), True
 
 
-def _ensure_same(payment: Payment, request: PaymentIn) -> None:
+def ensure_same(payment: Payment, request: PaymentIn) -> None:
     same = (
         payment.amount == request.amount
         and payment.currency == request.currency

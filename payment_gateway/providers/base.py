@@ -143,6 +143,23 @@ class PaymentProvider(Protocol):
 
     async def charge_off_session(self, request: OffSessionRequest) -> ProviderPayment: ...
 
+    async def charge_off_session_many(
+        self, requests: Sequence[OffSessionRequest]
+    ) -> list[ProviderPayment | ProviderError]:
+        """Charge each request (idempotent on its ``payment_id``, as one charge is); the answers
+        come in the requests' order, a charge the provider could not be asked about as its error.
+
+        For renewals charged in bulk. This default asks :meth:`charge_off_session` one charge at
+        a time (Stripe has no bulk call); a provider that can charge many at once overrides it.
+        """
+        outcomes: list[ProviderPayment | ProviderError] = []
+        for request in requests:
+            try:
+                outcomes.append(await self.charge_off_session(request))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     async def refund(self, request: RefundRequest) -> ProviderRefund: ...
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payment_gateway.providers import base
-from payment_gateway.sandbox import captures, cards, events, snapshots
+from payment_gateway.sandbox import captures, cards, events, off_session, snapshots
 from payment_gateway.sandbox.models import (
     SandboxCharge,
     SandboxDispute,
@@ -147,6 +147,14 @@ class SandboxProvider:
                 snapshot = snapshots.charge_snapshot_of(charge, refunds=())
         self.webhooks_waiting.set()
         return snapshot
+
+    async def charge_off_session_many(
+        self, requests: Sequence[base.OffSessionRequest]
+    ) -> list[base.ProviderPayment | base.ProviderError]:
+        """:meth:`charge_off_session` for many payments in a few statements (``off_session``)."""
+        outcomes = await off_session.charge_many(self.sessions, requests, enqueue=self._enqueue)
+        self.webhooks_waiting.set()
+        return outcomes
 
     async def refund(self, request: base.RefundRequest) -> base.ProviderRefund:
         async with self.sessions() as db, db.begin():

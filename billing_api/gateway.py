@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -93,6 +94,49 @@ class GatewayRefund:
             failure_message=body.get("failure_message"),
             payment_status=body["payment_status"],
         )
+
+
+@dataclass(frozen=True)
+class OffSessionCharge:
+    """One charge of a saved method, as :meth:`GatewayClient.charge_off_session_many` sends it."""
+
+    payment_id: UUID
+    user_id: UUID
+    email: str | None
+    amount: int
+    currency: str
+    description: str
+    payment_method_ref: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "payment_id": str(self.payment_id),
+            "customer": {"id": str(self.user_id), "email": self.email},
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
+            "payment_method_ref": self.payment_method_ref,
+            "metadata": self.metadata,
+        }
+
+
+# The most charges the gateway takes in one request.
+MAX_CHARGES_PER_REQUEST = 200
+
+
+def _charge_outcome(item: dict[str, Any]) -> GatewayPayment | GatewayUnavailable:
+    """One charge's answer in a batch, with the meaning a single call's answer would have."""
+    code = int(item["status_code"])
+    if code < 300 and item.get("payment"):
+        return GatewayPayment.from_json(item["payment"])
+    detail = (item.get("error") or {}).get("detail", item)
+    if code >= 500 or code in (401, 403):
+        return GatewayUnavailable(
+            f"the payment gateway answered {code} for this charge; retry the same request"
+        )
+    refused = GatewayNotFound if code == 404 else GatewayRefused
+    return refused(f"payment gateway refused: {detail}")
 
 
 class GatewayClient:
@@ -193,6 +237,30 @@ class GatewayClient:
             },
         )
         return GatewayPayment.from_json(body)
+
+    async def charge_off_session_many(
+        self, charges: Sequence[OffSessionCharge]
+    ) -> list[GatewayPayment | GatewayUnavailable]:
+        """Charge up to :data:`MAX_CHARGES_PER_REQUEST` saved methods in one request (each
+        idempotent on its id). Each charge's answer comes in the charges' order: the payment,
+        or the error its single call would have raised (:class:`GatewayRefused` is a
+        :class:`GatewayUnavailable`). Raises when the gateway could not be asked at all."""
+        if not charges:
+            return []
+        if len(charges) > MAX_CHARGES_PER_REQUEST:
+            raise ValueError(f"at most {MAX_CHARGES_PER_REQUEST} charges per request")
+        body = await self._call(
+            "POST",
+            "/internal/v1/payments/off-session/batch",
+            json={"charges": [charge.to_json() for charge in charges]},
+        )
+        answers = {UUID(item["payment_id"]): item for item in body["results"]}
+        return [
+            _charge_outcome(answers[charge.payment_id])
+            if charge.payment_id in answers
+            else GatewayUnavailable(f"the payment gateway did not answer for {charge.payment_id}")
+            for charge in charges
+        ]
 
     async def get_payment(self, payment_id: UUID, *, refresh: bool = False) -> GatewayPayment:
         body = await self._call(

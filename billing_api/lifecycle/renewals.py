@@ -6,8 +6,10 @@ A renewal is charged in three steps so that no crash and no second worker can ch
    LOCKED``, each gets its renewal payment (a pending one left by an earlier run is reused, so
    its id, the gateway's idempotency key, stays the same) and a lease (``next_renewal_at``) so
    other runs skip it while it is charged. The payments are committed before any charge.
-2. **Charge**: the gateway is asked to charge each payment, ``CHARGE_CONCURRENCY`` at a time.
-   No database connection is held meanwhile: what the gateway needs was read at the claim.
+2. **Charge**: the gateway is asked to charge the batch's payments ``CHARGE_CHUNK`` to a
+   request (its bulk endpoint, each charge idempotent on its payment id), ``CHARGE_CONCURRENCY``
+   requests at a time. No database connection is held meanwhile: what the gateway needs was read
+   at the claim. A request that fails leaves its payments pending, as a single charge would.
 3. **Settle**: the answers are applied exactly as the gateway's ``payment.succeeded`` /
    ``payment.failed`` events would be (both paths are idempotent on the payment's status).
 
@@ -24,6 +26,15 @@ Design decisions, for throughput (``make bench-renewals``) without giving up any
   crash stays pending: the next run after the lease charges it again with the same id (the
   gateway answers with the first charge) and settles it, and so would the gateway's event or
   reconciliation.
+* Each payment is still settled by the functions its event uses
+  (:func:`~billing_api.activation.service.complete_payment` / ``fail_payment``): they are the
+  one home of what an outcome does, and their status checks under the payment's lock are what
+  make this run and the gateway's own event exclusive, whichever comes first or waits for the
+  other. What a group shares is read once instead: its plans, the payments that paid for the
+  running periods, and its users' entitlement snapshots (all users locked by one statement in
+  user-id order, then one read per kind of grant: ``entitlements.publish_snapshots``).
+* A batch is charged in a couple of gateway requests instead of one per payment; a lone charge
+  goes to the single endpoint (the same answer, no batch to build).
 * While one batch is settled the next one is claimed and charged: the gateway is never idle
   waiting for our commits. At most one settlement is in flight, so memory and connections stay
   bounded (a run holds at most two pooled connections).
@@ -41,15 +52,22 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements
-from billing_api.gateway import GatewayPayment, GatewayRefused, GatewayUnavailable
+from billing_api.gateway import (
+    GatewayPayment,
+    GatewayRefused,
+    GatewayUnavailable,
+    OffSessionCharge,
+)
 from billing_api.lifecycle.renewal_claims import RenewalCharge, claim_renewals
 from billing_api.lifecycle.service import JobContext, apply_gateway_result
 from billing_api.models import Payment, PaymentStatus, Plan, Subscription
 
 logger = logging.getLogger(__name__)
 
-# Charges in flight at once per run: each only waits on the gateway (no connection held).
-CHARGE_CONCURRENCY = 8
+# Charges per gateway request (the gateway takes up to MAX_CHARGES_PER_REQUEST), and requests
+# in flight at once per run: each only waits on the gateway (no connection held).
+CHARGE_CHUNK = 100
+CHARGE_CONCURRENCY = 2
 # Gateway answers applied per transaction.
 SETTLE_GROUP = 50
 
@@ -79,39 +97,79 @@ async def renew_due(ctx: JobContext) -> int:
 async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[GatewayPayment]:
     """The gateway's answer for each charge it could be asked about (others wait for the next
     run, after the lease)."""
+    answers = [_settled_here(renewal) for renewal in batch if renewal.free]
+    paid = [renewal for renewal in batch if not renewal.free]
+    chunks = [paid[start : start + CHARGE_CHUNK] for start in range(0, len(paid), CHARGE_CHUNK)]
     limit = asyncio.Semaphore(CHARGE_CONCURRENCY)
 
-    async def charge(renewal: RenewalCharge) -> GatewayPayment | None:
+    async def charge(chunk: Sequence[RenewalCharge]) -> list[GatewayPayment]:
         async with limit:
-            return await _charge(ctx, renewal)
+            return await _charge_chunk(ctx, chunk)
 
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(charge(renewal)) for renewal in batch]
-    return [outcome for task in tasks if (outcome := task.result()) is not None]
+        tasks = [group.create_task(charge(chunk)) for chunk in chunks]
+    return answers + [answer for task in tasks for answer in task.result()]
 
 
-async def _charge(ctx: JobContext, renewal: RenewalCharge) -> GatewayPayment | None:
-    if renewal.free:
-        return _settled_here(renewal)
-    assert renewal.payment_method_ref is not None
+async def _charge_chunk(ctx: JobContext, chunk: Sequence[RenewalCharge]) -> list[GatewayPayment]:
+    """One request for the whole chunk; a charge the gateway could not be asked about, or
+    refused, stays pending (the gateway's event or the next run after the lease settles it)."""
+    if len(chunk) == 1:  # one charge: the single endpoint, with the same answer
+        one = await _charge_one(ctx, chunk[0])
+        return [] if one is None else [one]
     try:
-        result = await ctx.gateway.charge_off_session(
-            payment_id=renewal.payment_id,
-            user_id=renewal.user_id,
-            email=renewal.email,
-            amount=renewal.amount,
-            currency=renewal.currency,
-            description=renewal.description,
-            payment_method_ref=renewal.payment_method_ref,
-            metadata={"purpose": "renewal", "subscription_id": str(renewal.subscription_id)},
+        answers = await ctx.gateway.charge_off_session_many([_request(r) for r in chunk])
+    except GatewayRefused as exc:  # billing and the gateway disagree: a bug, not an outage
+        logger.error("%d renewal charges refused; retried on the next run: %s", len(chunk), exc)
+        return []
+    except GatewayUnavailable as exc:
+        logger.warning("%d renewal charges not made; retried on the next run: %s", len(chunk), exc)
+        return []
+    results: list[GatewayPayment] = []
+    for answer in answers:
+        if isinstance(answer, GatewayRefused):
+            logger.error(
+                "renewal charge refused by the gateway; retried on the next run: %s", answer
+            )
+        elif isinstance(answer, GatewayUnavailable):
+            logger.warning("renewal charge not made; retried on the next run: %s", answer)
+        else:
+            results.append(answer)
+    return results
+
+
+def _request(renewal: RenewalCharge) -> OffSessionCharge:
+    assert renewal.payment_method_ref is not None
+    return OffSessionCharge(
+        payment_id=renewal.payment_id,
+        user_id=renewal.user_id,
+        email=renewal.email,
+        amount=renewal.amount,
+        currency=renewal.currency,
+        description=renewal.description,
+        payment_method_ref=renewal.payment_method_ref,
+        metadata={"purpose": "renewal", "subscription_id": str(renewal.subscription_id)},
+    )
+
+
+async def _charge_one(ctx: JobContext, renewal: RenewalCharge) -> GatewayPayment | None:
+    request = _request(renewal)
+    try:
+        return await ctx.gateway.charge_off_session(
+            payment_id=request.payment_id,
+            user_id=request.user_id,
+            email=request.email,
+            amount=request.amount,
+            currency=request.currency,
+            description=request.description,
+            payment_method_ref=request.payment_method_ref,
+            metadata=request.metadata,
         )
     except GatewayRefused as exc:  # billing and the gateway disagree: a bug, not an outage
         logger.error("renewal charge refused by the gateway; retried on the next run: %s", exc)
-        return None
     except GatewayUnavailable as exc:
         logger.warning("renewal charge not made; retried on the next run: %s", exc)
-        return None
-    return result
+    return None
 
 
 def _settled_here(renewal: RenewalCharge) -> GatewayPayment:
@@ -176,9 +234,11 @@ async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> Non
                 .with_for_update()
             )
         }
-        # The session holds unchanged objects weakly: kept referenced here, the plans are
-        # loaded once for the group instead of once per payment by each settlement.
+        # The session holds unchanged objects weakly: kept referenced here, the plans and the
+        # payments that paid for the running periods are loaded once for the group instead of
+        # once per payment by each settlement (which finds them in the session).
         plans = await _plans_of(session, payments.values())
+        latest = await _latest_payments_of(session, payments.values())
         # Each user's entitlement lock is taken last, all of them in user-id order.
         async with entitlements.deferred_snapshots(session):
             for result in group:
@@ -188,7 +248,7 @@ async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> Non
                     result,
                     dunning=ctx.settings.dunning_offsets,
                 )
-        del plans
+        del plans, latest
 
 
 async def _plans_of(session: AsyncSession, payments: Collection[Payment]) -> list[Plan]:
@@ -201,3 +261,13 @@ async def _plans_of(session: AsyncSession, payments: Collection[Payment]) -> lis
             sa.select(Plan).where(sa.or_(Plan.id.in_(plan_ids), Plan.id.in_(current)))
         )
     )
+
+
+async def _latest_payments_of(
+    session: AsyncSession, payments: Collection[Payment]
+) -> list[Payment]:
+    """The payments that paid for the running periods of the payments' subscriptions, read as
+    a renewal's settlement reads them (unlocked)."""
+    subscription_ids = [p.subscription_id for p in payments if p.subscription_id is not None]
+    latest = sa.select(Subscription.latest_payment_id).where(Subscription.id.in_(subscription_ids))
+    return list(await session.scalars(sa.select(Payment).where(Payment.id.in_(latest))))

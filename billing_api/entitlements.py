@@ -24,7 +24,7 @@ other's users.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -74,8 +74,7 @@ async def deferred_snapshots(session: AsyncSession) -> AsyncIterator[None]:
         yield
     finally:
         del session.info[_DEFERRED]
-    for user_id in sorted(users):
-        await publish_snapshot(session, user_id)
+    await publish_snapshots(session, users)
 
 
 async def publish_snapshot(
@@ -96,27 +95,64 @@ async def publish_snapshot(
     return snapshot
 
 
+async def publish_snapshots(
+    session: AsyncSession, user_ids: Collection[UUID]
+) -> list[events.EntitlementsChanged]:
+    """:func:`publish_snapshot` for several users, as one transaction settling many changes
+    needs (a batch of renewals): every user is locked by one statement, in user-id order (the
+    order :func:`deferred_snapshots` promises), then all their grants are read together."""
+    users = sorted(set(user_ids))
+    if not users:
+        return []
+    await session.flush()
+    versions = await _lock_users(session, users)
+    grants = await _grants_of(session, users)
+    snapshots = [
+        events.EntitlementsChanged(
+            user_id=user_id, version=versions[user_id], grants=tuple(grants.get(user_id, ()))
+        )
+        for user_id in users
+    ]
+    for snapshot in snapshots:
+        await outbox.add(session, snapshot)
+    return snapshots
+
+
 async def _lock_user(session: AsyncSession, user_id: UUID) -> int:
     """Bump the user's snapshot version; the row stays locked until this transaction ends."""
-    version = await session.scalar(
+    return (await _lock_users(session, [user_id]))[user_id]
+
+
+async def _lock_users(session: AsyncSession, user_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Bump each user's snapshot version, locking the rows in the order given (one statement:
+    PostgreSQL inserts the rows of a VALUES list in their order)."""
+    rows = await session.execute(
         insert(EntitlementVersion)
-        .values(user_id=user_id, version=1)
+        .values([{"user_id": user_id, "version": 1} for user_id in user_ids])
         .on_conflict_do_update(
             index_elements=[EntitlementVersion.user_id],
             set_={"version": EntitlementVersion.version + 1},
         )
-        .returning(EntitlementVersion.version)
+        .returning(EntitlementVersion.user_id, EntitlementVersion.version)
     )
-    return int(version or 1)
+    return {row.user_id: int(row.version) for row in rows}
 
 
 async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
-    """Every grant of the user valid now, read from the rows as committed (columns, not the
-    session's objects)."""
+    """Every grant of the user valid now (see :func:`_grants_of`)."""
+    return (await _grants_of(session, [user_id])).get(user_id, [])
+
+
+async def _grants_of(
+    session: AsyncSession, user_ids: Sequence[UUID]
+) -> dict[UUID, list[events.Grant]]:
+    """Every grant valid now of each user, read from the rows as committed (columns, not the
+    session's objects): one query per kind of grant, whatever the number of users."""
     now = clock.now()
-    grants: list[events.Grant] = []
+    grants: dict[UUID, list[events.Grant]] = {}
     subscriptions = await session.execute(
         sa.select(
+            Subscription.user_id,
             Subscription.id,
             Subscription.current_period_end,
             (Subscription.cancel_at_period_end | ~Subscription.auto_renew).label("stops"),
@@ -125,7 +161,7 @@ async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
             Plan.grace_days,
         )
         .join(Plan, Plan.id == Subscription.plan_id)
-        .where(Subscription.user_id == user_id, Subscription.status.in_(LIVE_SUBSCRIPTION))
+        .where(Subscription.user_id.in_(user_ids), Subscription.status.in_(LIVE_SUBSCRIPTION))
         .order_by(Subscription.id)
     )
     for row in subscriptions:
@@ -133,7 +169,7 @@ async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
             row.current_period_end, stops=row.stops, grace_days=row.grace_days
         )
         if valid_until is not None and valid_until > now:
-            grants.append(
+            grants.setdefault(row.user_id, []).append(
                 events.Grant(
                     source="subscription",
                     source_id=row.id,
@@ -143,22 +179,26 @@ async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
                 )
             )
     purchases = await session.execute(
-        sa.select(Purchase.id, Purchase.movie_id, Purchase.valid_until)
+        sa.select(Purchase.user_id, Purchase.id, Purchase.movie_id, Purchase.valid_until)
         .where(
-            Purchase.user_id == user_id,
+            Purchase.user_id.in_(user_ids),
             Purchase.status == PurchaseStatus.COMPLETED,
             sa.or_(Purchase.valid_until.is_(None), Purchase.valid_until > now),
         )
         .order_by(Purchase.id)
     )
-    grants += [
-        events.Grant(
-            source="purchase", source_id=row.id, movie_id=row.movie_id, valid_until=row.valid_until
+    for bought in purchases:
+        grants.setdefault(bought.user_id, []).append(
+            events.Grant(
+                source="purchase",
+                source_id=bought.id,
+                movie_id=bought.movie_id,
+                valid_until=bought.valid_until,
+            )
         )
-        for row in purchases
-    ]
     gifts = await session.execute(
         sa.select(
+            ComplimentaryGrant.user_id,
             ComplimentaryGrant.id,
             ComplimentaryGrant.valid_until,
             Plan.id.label("plan_id"),
@@ -166,20 +206,20 @@ async def _grants(session: AsyncSession, user_id: UUID) -> list[events.Grant]:
         )
         .join(Plan, Plan.id == ComplimentaryGrant.plan_id)
         .where(
-            ComplimentaryGrant.user_id == user_id,
+            ComplimentaryGrant.user_id.in_(user_ids),
             ComplimentaryGrant.revoked_at.is_(None),
             ComplimentaryGrant.valid_until > now,
         )
         .order_by(ComplimentaryGrant.id)
     )
-    grants += [
-        events.Grant(
-            source="complimentary",
-            source_id=row.id,
-            plan_id=row.plan_id,
-            role=row.role,
-            valid_until=row.valid_until,
+    for gift in gifts:
+        grants.setdefault(gift.user_id, []).append(
+            events.Grant(
+                source="complimentary",
+                source_id=gift.id,
+                plan_id=gift.plan_id,
+                role=gift.role,
+                valid_until=gift.valid_until,
+            )
         )
-        for row in gifts
-    ]
     return grants

@@ -1,0 +1,151 @@
+"""Renewals settled a group per transaction: each charge's outcome applied once, whichever of
+the run and the gateway's own event gets there first."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from billing_api import entitlements, locks
+from billing_api.activation import handlers
+from billing_api.gateway import GatewayPayment
+from billing_api.lifecycle import renewal_claims, renewals
+from billing_api.lifecycle.renewal_claims import RenewalCharge
+from billing_api.periods import add_months
+from shared import clock, events
+from shared.money import Money
+from tests.billing_api.conftest import Suite
+from tests.billing_api.test_lifecycle import end_of, subscribed
+from tests.billing_api.test_renewals import captured, context, period_ends, renewal_payments
+
+PAYS = "4242424242424242"
+DECLINES_LATER = "4000000000000341"  # saves fine, every off-session charge is declined
+
+
+async def due_with_cards(suite: Suite, cards: list[str]) -> tuple[list[dict[str, Any]], datetime]:
+    subscriptions = await asyncio.gather(
+        *(subscribed(suite, suite.as_user(), card=card) for card in cards)
+    )
+    return list(subscriptions), max(end_of(s) for s in subscriptions) - timedelta(minutes=30)
+
+
+async def renewal_attempts(suite: Suite, subscription_id: str) -> int:
+    return int(
+        await suite.scalar(
+            "SELECT renewal_attempts FROM subscription WHERE id = :id", id=UUID(subscription_id)
+        )
+    )
+
+
+def succeeded(charge: RenewalCharge) -> GatewayPayment:
+    """The gateway's answer that the charge succeeded."""
+    return GatewayPayment(
+        payment_id=charge.payment_id,
+        status="succeeded",
+        provider="sandbox",
+        checkout_url=None,
+        expires_at=None,
+        payment_method_ref=charge.payment_method_ref,
+        failure_code=None,
+        failure_message=None,
+    )
+
+
+def gateway_event(charge: RenewalCharge) -> events.Envelope[events.PaymentSucceeded]:
+    """The gateway's own ``payment.succeeded`` for the same charge."""
+    return events.wrap(
+        events.PaymentSucceeded(
+            payment_id=charge.payment_id,
+            customer=events.Customer(id=charge.user_id, email=charge.email),
+            amount=Money(amount=charge.amount, currency=charge.currency),
+            provider="sandbox",
+            payment_method_ref=charge.payment_method_ref,
+        ),
+        producer="payment_gateway",
+    )
+
+
+class TestMixedBatch:
+    async def test_paid_and_declined_renewals_of_one_batch_are_each_applied_once(
+        self, suite: Suite
+    ) -> None:
+        cards = [PAYS, DECLINES_LATER, PAYS, DECLINES_LATER, PAYS]
+        subscriptions, at = await due_with_cards(suite, cards)
+        captured_before = await captured(suite)
+
+        with clock.frozen(at):
+            ctx = context(suite, at)
+            claimed = await renewal_claims.claim_renewals(ctx)
+            answers = await renewals.charge_all(ctx, claimed)
+            assert await renewals.settle(ctx, answers) == []
+            # The same answers again (a retried run, a duplicate): nothing changes twice.
+            assert await renewals.settle(ctx, answers) == []
+
+        assert sorted(a.status for a in answers) == ["failed"] * 2 + ["succeeded"] * 3
+        payments = await renewal_payments(suite)
+        ends = await period_ends(suite)
+        for subscription, card in zip(subscriptions, cards, strict=True):
+            payment = payments[UUID(subscription["id"])]
+            if card == PAYS:
+                assert payment.status == "succeeded"
+                assert ends[UUID(subscription["id"])] == add_months(end_of(subscription), 1)
+                assert await renewal_attempts(suite, subscription["id"]) == 0
+            else:
+                assert payment.status == "failed"
+                assert ends[UUID(subscription["id"])] == end_of(subscription)
+                assert await renewal_attempts(suite, subscription["id"]) == 1
+        assert await captured(suite) - captured_before == 3
+        await asyncio.sleep(1)  # the gateway's own events for these charges arrive meanwhile
+        assert await captured(suite) - captured_before == 3
+        assert len(await suite.events("subscription.renewed")) == 3
+        assert len(await suite.events("subscription.renewal_failed")) == 2
+        for subscription in subscriptions[1::2]:
+            assert await renewal_attempts(suite, subscription["id"]) == 1
+
+
+class TestGatewayEventDuringSettlement:
+    async def test_an_event_applied_while_the_group_waits_for_its_lock_is_not_applied_again(
+        self, suite: Suite
+    ) -> None:
+        subscriptions, at = await due_with_cards(suite, [PAYS, PAYS, PAYS])
+        captured_before = await captured(suite)
+        sessions = suite.billing.state.session_factory
+        with clock.frozen(at):
+            ctx = context(suite, at)
+            claimed = await renewal_claims.claim_renewals(ctx)
+            raced = claimed[1]
+            async with sessions() as session, session.begin():
+                # The consumer holds the subscription and payment (billing's lock order)...
+                payment = await locks.lock_payment(session, raced.payment_id)
+                assert payment is not None
+                settling = asyncio.create_task(
+                    renewals.settle(ctx, [succeeded(charge) for charge in claimed])
+                )
+                await asyncio.sleep(0.5)
+                assert not settling.done(), "the group waits for the subscription's lock"
+                # ...and applies the event, then commits.
+                async with entitlements.deferred_snapshots(session):
+                    await handlers.on_payment_succeeded(session, gateway_event(raced))
+            assert await settling == []
+            # The event delivered again after the run: nothing either.
+            async with sessions() as session, session.begin():
+                await handlers.on_payment_succeeded(session, gateway_event(raced))
+
+        assert await captured(suite) - captured_before == 3
+        payments = await renewal_payments(suite)
+        assert {p.status for p in payments.values()} == {"succeeded"}
+        ends = await period_ends(suite)
+        for subscription in subscriptions:
+            assert ends[UUID(subscription["id"])] == add_months(end_of(subscription), 1)
+        renewed = await suite.events("subscription.renewed")
+        assert sorted(str(e.data.subscription_id) for e in renewed) == sorted(
+            str(c.subscription_id) for c in claimed
+        )
+        snapshots = [
+            e for e in await suite.events("entitlements.changed") if e.data.user_id == raced.user_id
+        ]
+        assert sorted(e.data.version for e in snapshots) == list(range(1, len(snapshots) + 1)), (
+            "every snapshot of the user has its own version"
+        )

@@ -149,3 +149,41 @@ class TestGatewayEventDuringSettlement:
         assert sorted(e.data.version for e in snapshots) == list(range(1, len(snapshots) + 1)), (
             "every snapshot of the user has its own version"
         )
+
+
+class TestChargeRefusedInABatch:
+    async def test_a_charge_the_gateway_refuses_stays_pending_and_holds_back_no_other(
+        self, suite: Suite
+    ) -> None:
+        subscriptions, at = await due_with_cards(suite, [PAYS, PAYS, PAYS])
+        gateway = suite.billing.state.gateway
+        with clock.frozen(at):
+            ctx = context(suite, at)
+            claimed = await renewal_claims.claim_renewals(ctx)
+            refused = claimed[0]
+            # Its id was already used at the gateway for a checkout (which waits for its payer,
+            # so no event settles it meanwhile): the gateway refuses the charge.
+            await gateway.create_checkout(
+                payment_id=refused.payment_id,
+                user_id=refused.user_id,
+                email=refused.email,
+                amount=refused.amount,
+                currency=refused.currency,
+                description=refused.description,
+                save_payment_method=False,
+                success_url="http://cinema.test/paid",
+                cancel_url="http://cinema.test/cancelled",
+                metadata={},
+            )
+            answers = await renewals.charge_all(ctx, claimed)
+            assert await renewals.settle(ctx, answers) == []
+
+        assert sorted(a.payment_id for a in answers) == sorted(c.payment_id for c in claimed[1:])
+        payments = await renewal_payments(suite)
+        statuses = {p.id: p.status for p in payments.values()}
+        assert statuses.pop(refused.payment_id) == "pending"
+        assert set(statuses.values()) == {"succeeded"}
+        ends = await period_ends(suite)
+        for subscription in subscriptions:
+            renewed = ends[UUID(subscription["id"])] == add_months(end_of(subscription), 1)
+            assert renewed is (UUID(subscription["id"]) != refused.subscription_id)

@@ -123,6 +123,11 @@ class OffSessionCharge:
 
 # The most charges the gateway takes in one request.
 MAX_CHARGES_PER_REQUEST = 200
+# How long billing waits for one answer. A batch of charges waits longer: the provider is asked
+# about each of them, and a batch given up on leaves every one of its renewals for the next run
+# after the lease (a lost answer costs time, never money: each charge is idempotent on its id).
+REQUEST_TIMEOUT = 15.0
+BATCH_TIMEOUT = 60.0
 
 
 def _charge_outcome(item: dict[str, Any]) -> GatewayPayment | GatewayUnavailable:
@@ -153,13 +158,15 @@ class GatewayClient:
             self._token_until = time.monotonic() + self.auth.internal_token_ttl_seconds / 2
         return {"Authorization": f"Bearer {self._token}"}
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, timeout: float = REQUEST_TIMEOUT, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
             response = await self.http.request(
                 method,
                 f"{self.base_url}{path}",
                 headers=self._authorization(),
-                timeout=15.0,
+                timeout=timeout,
                 **kwargs,
             )
         except httpx.HTTPError as exc:
@@ -253,6 +260,7 @@ class GatewayClient:
             "POST",
             "/internal/v1/payments/off-session/batch",
             json={"charges": [charge.to_json() for charge in charges]},
+            timeout=BATCH_TIMEOUT,
         )
         answers = {UUID(item["payment_id"]): item for item in body["results"]}
         return [

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-# Reads of one provider's objects in flight at once when it cannot read many in one request.
+# Requests to one provider in flight at once when it cannot read or charge many in one request.
 FETCH_CONCURRENCY = 8
 
 
@@ -149,16 +149,20 @@ class PaymentProvider(Protocol):
         """Charge each request (idempotent on its ``payment_id``, as one charge is); the answers
         come in the requests' order, a charge the provider could not be asked about as its error.
 
-        For renewals charged in bulk. This default asks :meth:`charge_off_session` one charge at
-        a time (Stripe has no bulk call); a provider that can charge many at once overrides it.
+        For renewals charged in bulk. This default asks :meth:`charge_off_session` for
+        ``FETCH_CONCURRENCY`` charges at a time (Stripe has no bulk call); a provider that can
+        charge many at once overrides it.
         """
-        outcomes: list[ProviderPayment | ProviderError] = []
-        for request in requests:
-            try:
-                outcomes.append(await self.charge_off_session(request))
-            except ProviderError as exc:
-                outcomes.append(exc)
-        return outcomes
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def charge(request: OffSessionRequest) -> ProviderPayment | ProviderError:
+            async with limit:
+                try:
+                    return await self.charge_off_session(request)
+                except ProviderError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(charge(request) for request in requests)))
 
     async def refund(self, request: RefundRequest) -> ProviderRefund: ...
 

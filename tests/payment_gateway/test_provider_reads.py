@@ -1,9 +1,10 @@
-"""A provider that reads one object per request (Stripe) is read several at a time in a batch,
-never more than ``FETCH_CONCURRENCY`` at once, and its error reaches the processor."""
+"""A provider that reads or charges one object per request (Stripe) is asked several at a time in
+a batch, never more than ``FETCH_CONCURRENCY`` at once; its errors reach the caller."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -21,6 +22,9 @@ class OnePerRequest(base.PaymentProvider):
         self.most_in_flight = 0
         self.reads: list[str] = []
         self.failing = failing
+
+    async def charge_off_session(self, request: base.OffSessionRequest) -> ProviderPayment:
+        return await self.fetch_payment(f"pi_{request.payment_id}")
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment:
         self.in_flight += 1
@@ -52,3 +56,18 @@ async def test_a_failed_read_fails_the_batch_read() -> None:
 
     with pytest.raises(base.ProviderError):
         await provider.fetch_payments([f"pi_{n}" for n in range(10)])
+
+
+async def test_renewals_charged_in_bulk_are_charged_several_at_a_time_each_answered() -> None:
+    ids = [uuid.uuid4() for _ in range(20)]
+    provider = OnePerRequest(failing=f"pi_{ids[7]}")  # type: ignore[abstract]
+    customer = base.Customer(id=uuid.uuid4(), email=None)
+    requests = [base.OffSessionRequest(id, customer, 29900, "RUB", "renewal", "pm_1") for id in ids]
+
+    answers = await provider.charge_off_session_many(requests)
+
+    assert isinstance(answers[7], base.ProviderError)  # only that charge could not be made
+    assert [a.provider_ref for a in answers if isinstance(a, ProviderPayment)] == [
+        f"pi_{id}" for n, id in enumerate(ids) if n != 7
+    ]
+    assert 1 < provider.most_in_flight <= base.FETCH_CONCURRENCY

@@ -63,7 +63,8 @@ class SandboxCharge(Timestamps, Base):
     customer_id: Mapped[UUID]
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.String(3))
-    payment_method_id: Mapped[str] = mapped_column(sa.String(64))
+    # As the gateway took it (up to 255): a reference the sandbox never issued is a failed charge.
+    payment_method_id: Mapped[str] = mapped_column(sa.String(255))
     status: Mapped[str] = mapped_column(sa.String(20))
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
 

@@ -1,5 +1,5 @@
 """Bulk renewal charges racing each other and the single endpoint, a charge the provider made
-but whose answer was lost."""
+but whose answer was lost, and a saved method the sandbox never issued."""
 
 from __future__ import annotations
 
@@ -99,3 +99,24 @@ class TestLostProviderAnswer:
         assert sorted(await settle_events(gateway)) == sorted(
             [("payment.succeeded", lost["payment_id"]), ("payment.succeeded", kept["payment_id"])]
         )
+
+
+class TestUnknownMethod:
+    async def test_a_long_method_ref_the_sandbox_never_issued_fails_only_its_own_charge(
+        self, gateway: Gateway
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        unknown = charge(customer, "pm_" + "x" * 200)  # the gateway takes refs up to 255
+        fine = charge(customer, method)
+
+        response = await post_batch(gateway.client, [unknown, fine])
+
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["status_code"] for r in results] == [201, 201]
+        assert results[0]["payment"]["status"] == "failed"
+        assert results[0]["payment"]["failure_code"] == "payment_method_not_found"
+        assert results[1]["payment"]["status"] == "succeeded"
+        alone = await charge_alone(gateway, charge(customer, "pm_" + "y" * 200))
+        assert alone.status_code == 201, alone.text
+        assert alone.json()["failure_code"] == "payment_method_not_found"

@@ -121,11 +121,30 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
+# The database rolled the request's transaction back because it collided with a concurrent one:
+# a deadlock (40P01) or a serialization failure (40001). Nothing of it was committed, so the
+# client is told to send the same request again (503 and Retry-After, as for a dependency that
+# is down; the Idempotency-Key is released on a 5xx, so the retry runs it afresh).
+_CONFLICT_SQLSTATES = {"40P01", "40001"}
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _UNSTORABLE_TEXT:
         return JSONResponse(
             error_body("InvalidText", "text must not contain NUL characters"), status_code=422
+        )
+    if sqlstate in _CONFLICT_SQLSTATES:
+        logger.warning("transaction rolled back by a concurrent one (%s): %s", sqlstate, exc)
+        return JSONResponse(
+            error_body(
+                "TransactionConflict",
+                "the request collided with a concurrent change and was undone; "
+                "retry the same request",
+            ),
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
     return await _unexpected_error(request, exc)
 

@@ -39,27 +39,8 @@ async def notify(session: AsyncSession, payload: str) -> None:
 async def on_entitlements_changed(
     session: AsyncSession, envelope: events.Envelope[events.EntitlementsChanged]
 ) -> None:
-    snapshot = envelope.data
-    statement = insert(UserGrants).values(
-        user_id=snapshot.user_id,
-        version=snapshot.version,
-        grants=[grant.model_dump(mode="json") for grant in snapshot.grants],
-        updated_at=clock.now(),
-    )
-    applied = await session.scalar(
-        statement.on_conflict_do_update(
-            index_elements=[UserGrants.user_id],
-            set_={
-                "version": statement.excluded.version,
-                "grants": statement.excluded.grants,
-                "updated_at": statement.excluded.updated_at,
-            },
-            where=UserGrants.version < statement.excluded.version,
-        ).returning(UserGrants.user_id)
-    )
-    if applied is not None:
-        await notify(session, f"u:{snapshot.user_id}")
-        await roles.schedule(session, snapshot.user_id, at=clock.now())
+    """One snapshot (the consumer's one-by-one path): a batch of one."""
+    await on_entitlements_changed_batch(session, [envelope])
 
 
 async def on_entitlements_changed_batch(

@@ -82,14 +82,7 @@ def backoff(attempts: int) -> timedelta:
 
 async def schedule(session: AsyncSession, user_id: UUID, *, at: datetime) -> None:
     """Make the user due at ``at`` or earlier; one upsert, no network."""
-    statement = insert(RoleSync).values(user_id=user_id, due_at=at, attempts=0, synced_roles=[])
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[RoleSync.user_id],
-            # LEAST ignores NULL: a user with nothing pending becomes due at ``at``.
-            set_={"due_at": sa.func.least(RoleSync.due_at, statement.excluded.due_at)},
-        )
-    )
+    await schedule_many(session, [user_id], at=at)
 
 
 async def schedule_many(session: AsyncSession, user_ids: Sequence[UUID], *, at: datetime) -> None:
@@ -107,6 +100,7 @@ async def schedule_many(session: AsyncSession, user_ids: Sequence[UUID], *, at: 
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[RoleSync.user_id],
+            # LEAST ignores NULL: a user with nothing pending becomes due at ``at``.
             set_={"due_at": sa.func.least(RoleSync.due_at, statement.excluded.due_at)},
         )
     )

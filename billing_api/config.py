@@ -32,6 +32,11 @@ class BillingSettings(ServiceSettings):
         "1h,1d,2d", description="Retries after a failed renewal, counted from the first failure."
     )
     reminder_days: int = Field(3, ge=0, description="Days before a non-renewing end to remind.")
+    account_url: str = Field(
+        "http://127.0.0.1:8000/account",
+        description="The cinema app's account page, where a subscriber updates the card or pays"
+        " what is due; notices link to it with ?subscription_id=….",
+    )
     reconcile_after_minutes: int = Field(
         15, ge=1, description="Card payments pending this long are asked of the gateway."
     )

@@ -139,18 +139,42 @@ class PlanSummary(BaseModel):
     name: str
 
 
+class CardSummary(BaseModel):
+    """What may be shown of a saved card: never its number, only brand, last four and expiry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    brand: str | None = None  # "visa", "mastercard", "mir", as the provider names it
+    last4: str | None = None
+    exp_month: int | None = Field(None, ge=1, le=12)
+    exp_year: int | None = Field(None, ge=2000, le=2200)
+
+
 # --- payment_gateway → billing -----------------------------------------------------------------
 
 
 class PaymentSucceeded(PaymentEvent):
     event_type = "payment.succeeded"
     payment_method_ref: str | None = None
+    card: CardSummary | None = None  # the card saved (or charged), when the provider says
 
 
 class PaymentFailed(PaymentEvent):
     event_type = "payment.failed"
     failure_code: str | None = None
     failure_message: str | None = None
+    # A decline that can never succeed with this card (lost, stolen, expired, closed account):
+    # retrying it is pointless, the payer must give another card. Decided by the gateway, which
+    # knows its providers' decline codes.
+    hard_decline: bool = False
+
+
+class PaymentActionRequired(PaymentEvent):
+    """An off-session charge the cardholder must confirm (3-D Secure) at ``action_url``."""
+
+    event_type = "payment.action_required"
+    action_url: str
+    failure_code: str | None = None
 
 
 class PaymentExpired(PaymentEvent):
@@ -215,6 +239,7 @@ class SubscriptionRenewalFailed(UserNotice):
     amount: Money
     next_attempt_at: AwareDatetime | None = None
     reason: str | None = None
+    update_url: str | None = None  # where the subscriber updates the card or pays what is due
 
 
 class SubscriptionExpiring(UserNotice):
@@ -230,6 +255,65 @@ class SubscriptionGraceStarted(UserNotice):
     plan: PlanSummary
     amount_due: Money
     grace_until: AwareDatetime
+    update_url: str | None = None  # where the subscriber updates the card or pays what is due
+
+
+class SubscriptionPaymentActionRequired(UserNotice):
+    """A renewal waits for the cardholder to confirm it (3-D Secure) at ``action_url``;
+    unconfirmed by ``confirm_by`` (the next dunning step) it counts as a failed renewal."""
+
+    event_type = "subscription.payment_action_required"
+    subscription_id: UUID
+    plan: PlanSummary
+    payment_id: UUID
+    amount: Money
+    action_url: str
+    confirm_by: AwareDatetime | None = None
+
+
+class SubscriptionPaymentMethodRequired(UserNotice):
+    """A renewal was declined for good (the card is lost, stolen, expired or closed): no retry
+    is made, access runs on through the grace until ``grace_until``, the card must be replaced."""
+
+    event_type = "subscription.payment_method_required"
+    subscription_id: UUID
+    plan: PlanSummary
+    amount_due: Money
+    reason: str | None = None
+    grace_until: AwareDatetime | None = None
+    update_url: str | None = None
+
+
+class PaymentMethodExpiring(UserNotice):
+    """The saved card expires before the subscription's next renewal."""
+
+    event_type = "payment_method.expiring"
+    subscription_id: UUID
+    plan: PlanSummary
+    card: CardSummary
+    next_renewal_at: AwareDatetime | None = None
+    update_url: str | None = None
+
+
+class SubscriptionPaused(UserNotice):
+    """A pause was asked for (``starts_at`` is the end of the paid period) or has begun; no
+    access and no charge until ``resumes_at``, when the subscription renews as usual."""
+
+    event_type = "subscription.paused"
+    subscription_id: UUID
+    plan: PlanSummary
+    starts_at: AwareDatetime
+    resumes_at: AwareDatetime
+
+
+class SubscriptionResumed(UserNotice):
+    """A pause was taken back before it began, or ended early by the subscriber."""
+
+    event_type = "subscription.resumed"
+    subscription_id: UUID
+    plan: PlanSummary
+    resumed_at: AwareDatetime
+    current_period_end: AwareDatetime | None = None
 
 
 class SubscriptionExpired(UserNotice):

@@ -26,6 +26,7 @@ class PaymentPurpose(StrEnum):
 
 class PaymentStatus(StrEnum):
     PENDING = "pending"  # checkout open, or an off-session charge not settled yet
+    REQUIRES_ACTION = "requires_action"  # the cardholder must confirm it (3-D Secure)
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # declined; a checkout still payable may yet succeed
     EXPIRED = "expired"  # the checkout closed unpaid

@@ -17,6 +17,7 @@ class SubscriptionStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     GRACE = "grace"
+    PAUSED = "paused"  # the subscriber paused it: no access, no charge until the pause ends
     EXPIRED = "expired"
     ABANDONED = "abandoned"
     CANCELED = "canceled"

@@ -32,8 +32,17 @@ DESIGNED_TYPES = {
     "entitlements.changed",
     "plan.changed",
 }
-# Added beyond the design's list (fields and types are only ever added): plan changes.
-ADDED_TYPES = {"subscription.plan_changed"}
+# Added beyond the design's first list (fields and types are only ever added): plan changes,
+# and the second round's retention events (design section 11) with the gateway's 3-D Secure one.
+ADDED_TYPES = {
+    "subscription.plan_changed",
+    "subscription.payment_action_required",
+    "subscription.payment_method_required",
+    "payment_method.expiring",
+    "subscription.paused",
+    "subscription.resumed",
+    "payment.action_required",
+}
 
 
 def succeeded() -> events.PaymentSucceeded:

@@ -72,6 +72,13 @@ class Payment(Timestamps, Base):
     extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     failure_code: Mapped[str | None] = mapped_column(sa.String(100))
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    # A decline that can never succeed with this card (the provider's code says so).
+    hard_decline: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The card paid with or saved, as the provider shows it (never the number).
+    card_brand: Mapped[str | None] = mapped_column(sa.String(20))
+    card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
     # Sum of refunds not failed (pending + succeeded): the database refuses more than the amount.
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     succeeded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

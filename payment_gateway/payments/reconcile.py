@@ -52,12 +52,14 @@ async def apply_snapshot(
         payment.status = PaymentStatus.FAILED
         payment.failure_code = snapshot.failure_code
         payment.failure_message = snapshot.failure_message
+        payment.hard_decline = snapshot.hard_decline
         await outbox.add(
             session,
             events.PaymentFailed(
                 **_common(payment),  # type: ignore[arg-type]
                 failure_code=snapshot.failure_code,
                 failure_message=snapshot.failure_message,
+                hard_decline=snapshot.hard_decline,
             ),
         )
     elif new_status is PaymentStatus.EXPIRED:
@@ -101,13 +103,36 @@ async def _succeed(session: AsyncSession, payment: Payment, snapshot: ProviderPa
     payment.status = PaymentStatus.SUCCEEDED
     payment.succeeded_at = clock.now()
     payment.failure_code = payment.failure_message = None
+    payment.hard_decline = False
     payment.payment_method_ref = snapshot.payment_method_ref or payment.payment_method_ref
+    if snapshot.card is not None:
+        keep_card(payment, snapshot.card)
     await outbox.add(
         session,
         events.PaymentSucceeded(
             **_common(payment),  # type: ignore[arg-type]
             payment_method_ref=payment.payment_method_ref,
+            card=card_of(payment),
         ),
+    )
+
+
+def keep_card(payment: Payment, card: events.CardSummary) -> None:
+    payment.card_brand = card.brand
+    payment.card_last4 = card.last4
+    payment.card_exp_month = card.exp_month
+    payment.card_exp_year = card.exp_year
+
+
+def card_of(payment: Payment) -> events.CardSummary | None:
+    """The card the payment was made with or saved, as the provider showed it; None if unknown."""
+    if payment.card_last4 is None and payment.card_brand is None:
+        return None
+    return events.CardSummary(
+        brand=payment.card_brand,
+        last4=payment.card_last4,
+        exp_month=payment.card_exp_month,
+        exp_year=payment.card_exp_year,
     )
 
 

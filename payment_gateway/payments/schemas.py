@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from shared.events import CardSummary
 from shared.money import Amount, Currency
 
 PositiveAmount = Annotated[Amount, Field(gt=0)]
@@ -81,6 +82,14 @@ class PaymentOut(BaseModel):
     refunded_amount: int
     failure_code: str | None
     failure_message: str | None
+    hard_decline: bool = Field(
+        False,
+        description="A decline that can never succeed with this card (lost, stolen, expired,"
+        " closed account): do not retry, ask the payer for another card.",
+    )
+    card: CardSummary | None = Field(
+        None, description="The card paid with or saved (brand, last four, expiry), when known."
+    )
 
 
 MAX_BATCH = 200

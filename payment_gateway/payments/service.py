@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import Payment, ProviderCustomer
-from payment_gateway.payments.reconcile import apply_snapshot
+from payment_gateway.payments.reconcile import apply_snapshot, card_of
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
@@ -45,6 +45,8 @@ def to_out(payment: Payment) -> PaymentOut:
         refunded_amount=payment.refunded_amount,
         failure_code=payment.failure_code,
         failure_message=payment.failure_message,
+        hard_decline=payment.hard_decline,
+        card=card_of(payment),
     )
 
 

@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
+from shared.events import CardSummary
+
 # Requests to one provider in flight at once when it cannot read or charge many in one request.
 FETCH_CONCURRENCY = 8
 
@@ -116,6 +118,10 @@ class ProviderPayment:
     customer_ref: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # A decline that can never succeed with this card (see :mod:`.declines`): no retry helps.
+    hard_decline: bool = False
+    # The card paid with or saved (brand, last four, expiry; never the number), when known.
+    card: CardSummary | None = None
     refunds: tuple[ProviderRefund, ...] = ()
     disputed: bool = False
     dispute_reason: str | None = None

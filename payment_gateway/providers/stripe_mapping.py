@@ -24,6 +24,8 @@ from payment_gateway.providers.base import (
     RefundStatus,
     WebhookNotice,
 )
+from payment_gateway.providers.declines import is_hard_decline
+from shared.events import CardSummary
 
 # Checkout Session and PaymentIntent events carry the payment object itself (its id is the ref).
 _PAYMENT_EVENTS = frozenset(
@@ -134,10 +136,22 @@ def setup_status(session: Session, setup: stripe.SetupIntent | None) -> Provider
     return ProviderStatus.PENDING
 
 
+def card_of(method: str | stripe.PaymentMethod | None) -> CardSummary | None:
+    """The card of a payment method, when it was expanded (``payment_method.card``): brand,
+    last four and expiry, as Stripe shows them (never the number)."""
+    if not isinstance(method, stripe.PaymentMethod) or method.card is None:
+        return None
+    card = method.card
+    return CardSummary(
+        brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
+    )
+
+
 def intent_payment(
     provider_ref: str, status: ProviderStatus, intent: stripe.PaymentIntent
 ) -> ProviderPayment:
     error = intent.last_payment_error if status is not ProviderStatus.SUCCEEDED else None
+    failure_code = (error.decline_code or error.code) if error else None
     return ProviderPayment(
         provider_ref=provider_ref,
         status=status,
@@ -147,14 +161,17 @@ def intent_payment(
         # Only a method saved for later (Checkout with setup_future_usage) is worth remembering.
         payment_method_ref=ref(intent.payment_method) if intent.setup_future_usage else None,
         customer_ref=ref(intent.customer),
-        failure_code=(error.decline_code or error.code) if error else None,
+        failure_code=failure_code,
         failure_message=error.message if error else None,
+        hard_decline=is_hard_decline(failure_code),
+        card=card_of(intent.payment_method),
     )
 
 
 def declined_payment(request: OffSessionRequest, error: stripe.CardError) -> ProviderPayment:
     details = error.error
     intent_ref = ref(details.payment_intent) if details else None
+    failure_code = (details.decline_code if details else None) or error.code
     return ProviderPayment(
         provider_ref=intent_ref or f"pi_unknown_{request.payment_id}",
         status=ProviderStatus.FAILED,
@@ -162,8 +179,9 @@ def declined_payment(request: OffSessionRequest, error: stripe.CardError) -> Pro
         currency=request.currency.upper(),
         charge_ref=intent_ref,
         customer_ref=request.customer_ref,
-        failure_code=(details.decline_code if details else None) or error.code,
+        failure_code=failure_code,
         failure_message=error.user_message,
+        hard_decline=is_hard_decline(failure_code),
     )
 
 

@@ -22,6 +22,7 @@ from stripe.checkout import Session
 from stripe.params import CustomerCreateParams, PaymentIntentCreateParams
 from stripe.params.checkout import SessionCreateParams, SessionCreateParamsPaymentIntentData
 
+from payment_gateway.providers import declines
 from payment_gateway.providers import stripe_mapping as mapping
 from payment_gateway.providers.base import (
     CheckoutCreated,
@@ -124,6 +125,7 @@ class StripeProvider(PaymentProvider):
             "off_session": True,
             "confirm": True,
             "metadata": {**request.metadata, "payment_id": str(request.payment_id)},
+            "expand": ["payment_method"],  # its card's brand, last four and expiry
         }
         if request.customer_ref:
             params["customer"] = request.customer_ref
@@ -194,7 +196,14 @@ class StripeProvider(PaymentProvider):
         self, session_ref: str
     ) -> tuple[ProviderPayment, stripe.PaymentIntent | None]:
         session = await self._client.v1.checkout.sessions.retrieve_async(
-            session_ref, {"expand": ["payment_intent", "payment_intent.latest_charge"]}
+            session_ref,
+            {
+                "expand": [
+                    "payment_intent",
+                    "payment_intent.latest_charge",
+                    "payment_intent.payment_method",
+                ]
+            },
         )
         if session.mode == "setup":
             return await self._fetch_setup(session), None
@@ -216,9 +225,16 @@ class StripeProvider(PaymentProvider):
     async def _fetch_setup(self, session: Session) -> ProviderPayment:
         """A setup-mode session: nothing is charged; its SetupIntent holds the saved method."""
         setup_ref = mapping.ref(session.setup_intent)
-        setup = await self._client.v1.setup_intents.retrieve_async(setup_ref) if setup_ref else None
+        setup = (
+            await self._client.v1.setup_intents.retrieve_async(
+                setup_ref, {"expand": ["payment_method"]}
+            )
+            if setup_ref
+            else None
+        )
         status = mapping.setup_status(session, setup)
         error = setup.last_setup_error if setup and status is not ProviderStatus.SUCCEEDED else None
+        failure_code = (error.decline_code or error.code) if error else None
         saved = setup is not None and status is ProviderStatus.SUCCEEDED
         return ProviderPayment(
             provider_ref=session.id,
@@ -228,13 +244,15 @@ class StripeProvider(PaymentProvider):
             payment_method_ref=mapping.ref(setup.payment_method) if setup and saved else None,
             customer_ref=mapping.ref(session.customer)
             or (mapping.ref(setup.customer) if setup else None),
-            failure_code=(error.decline_code or error.code) if error else None,
+            failure_code=failure_code,
             failure_message=error.message if error else None,
+            hard_decline=declines.is_hard_decline(failure_code),
+            card=mapping.card_of(setup.payment_method) if setup and saved else None,
         )
 
     async def _fetch_intent(self, intent_ref: str) -> tuple[ProviderPayment, stripe.PaymentIntent]:
         intent = await self._client.v1.payment_intents.retrieve_async(
-            intent_ref, {"expand": ["latest_charge"]}
+            intent_ref, {"expand": ["latest_charge", "payment_method"]}
         )
         status = mapping.intent_status(intent)
         if status is ProviderStatus.FAILED and intent.status == "requires_payment_method":

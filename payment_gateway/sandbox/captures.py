@@ -47,6 +47,10 @@ async def settle_open(
     succeeds: bool,
     failure_code: str | None,
     fails_off_session: bool,
+    off_session_failure_code: str | None = None,
+    brand: str | None = None,
+    exp_month: int | None = None,
+    exp_year: int | None = None,
 ) -> Settled | None:
     """Pay the session with the card ``number`` if it is open and not due to expire.
 
@@ -62,7 +66,13 @@ async def settle_open(
     method_id = new_id("pm")
     event_id = new_id("evt")
     event_type = "checkout.session.completed" if succeeds else "checkout.session.failed"
-    changes: dict[str, object] = {"card_last4": number[-4:], "updated_at": moment}
+    changes: dict[str, object] = {
+        "card_last4": number[-4:],
+        "card_brand": brand,
+        "card_exp_month": exp_month,
+        "card_exp_year": exp_year,
+        "updated_at": moment,
+    }
     if succeeds:
         changes["status"] = "succeeded"
         changes["payment_method_id"] = sa.case(
@@ -93,12 +103,27 @@ async def settle_open(
         .cte("paid")
     )
     saved_card = sa.insert(SandboxPaymentMethod).from_select(
-        ["id", "customer_id", "card_last4", "fails_off_session", "created_at", "updated_at"],
+        [
+            "id",
+            "customer_id",
+            "card_last4",
+            "fails_off_session",
+            "off_session_failure_code",
+            "brand",
+            "exp_month",
+            "exp_year",
+            "created_at",
+            "updated_at",
+        ],
         sa.select(
             sa.literal(method_id),
             paid.c.customer_id,
             sa.literal(number[-4:]),
             sa.literal(fails_off_session),
+            sa.literal(off_session_failure_code, sa.String),
+            sa.literal(brand, sa.String),
+            sa.literal(exp_month, sa.SmallInteger),
+            sa.literal(exp_year, sa.SmallInteger),
             sa.literal(moment),
             sa.literal(moment),
         ).where(paid.c.payment_method_id == method_id),

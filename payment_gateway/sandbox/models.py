@@ -38,12 +38,16 @@ class SandboxSession(Timestamps, Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="open")
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_brand: Mapped[str | None] = mapped_column(sa.String(20))
+    card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
     payment_method_id: Mapped[str | None] = mapped_column(sa.String(64))
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class SandboxPaymentMethod(Timestamps, Base):
-    """A saved card; ``fails_off_session`` mimics 4000000000000341."""
+    """A saved card; ``fails_off_session`` mimics 4000000000000341, and
+    ``off_session_failure_code`` the sandbox's own cards declined hard later."""
 
     __tablename__ = "sandbox_payment_method"
 
@@ -51,6 +55,10 @@ class SandboxPaymentMethod(Timestamps, Base):
     customer_id: Mapped[UUID]
     card_last4: Mapped[str] = mapped_column(sa.String(4))
     fails_off_session: Mapped[bool] = mapped_column(default=False)
+    off_session_failure_code: Mapped[str | None] = mapped_column(sa.String(64))
+    brand: Mapped[str | None] = mapped_column(sa.String(20))
+    exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
 
 
 class SandboxCharge(Timestamps, Base):
@@ -67,6 +75,11 @@ class SandboxCharge(Timestamps, Base):
     payment_method_id: Mapped[str] = mapped_column(sa.String(255))
     status: Mapped[str] = mapped_column(sa.String(20))
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
+    # The card charged, as the saved method had it (none for a method the sandbox never issued).
+    card_brand: Mapped[str | None] = mapped_column(sa.String(20))
+    card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
 
 
 class SandboxRefund(Timestamps, Base):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payment_gateway.providers import base
 from payment_gateway.sandbox import cards, snapshots
 from payment_gateway.sandbox.models import SandboxCharge, SandboxPaymentMethod, new_id
+from shared import clock
 
 Enqueue = Callable[[AsyncSession, str, str, UUID | None], Awaitable[None]]
 
@@ -43,7 +44,7 @@ async def charge_many(
             )
         }
         rows = [
-            _charge_row(request, methods.get(request.payment_method_ref))
+            charge_row(request, methods.get(request.payment_method_ref))
             for request in sorted(requests, key=lambda request: request.payment_id)
         ]
         made = {
@@ -70,10 +71,13 @@ async def charge_many(
     return outcomes
 
 
-def _charge_row(
+def charge_row(
     request: base.OffSessionRequest, method: SandboxPaymentMethod | None
 ) -> dict[str, Any]:
-    status, code = cards.off_session_outcome(method, request.customer.id)
+    """The charge of ``method`` for ``request``: its outcome by the test card, and the card
+    charged (brand, last four, expiry) when the method is the customer's."""
+    status, code = cards.off_session_outcome(method, request.customer.id, clock.now())
+    known = method is not None and method.customer_id == request.customer.id
     return {
         "id": new_id("pi"),
         "payment_id": request.payment_id,
@@ -83,6 +87,10 @@ def _charge_row(
         "payment_method_id": request.payment_method_ref,
         "status": status,
         "failure_code": code,
+        "card_brand": method.brand if known and method else None,
+        "card_last4": method.card_last4 if known and method else None,
+        "card_exp_month": method.exp_month if known and method else None,
+        "card_exp_year": method.exp_year if known and method else None,
     }
 
 

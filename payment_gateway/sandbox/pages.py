@@ -1,8 +1,10 @@
 """The sandbox's hosted checkout page and its JSON twin.
 
 ``GET /sandbox/checkout/{id}`` shows what is being paid with a card form; submitting it (or
-``POST /sandbox/checkout/{id}/pay`` with ``{"card_number": …}``) settles the session and the
-result reaches the gateway by signed webhook, exactly like a real provider's.
+``POST /sandbox/checkout/{id}/pay`` with ``{"card_number": …, "exp_month": …, "exp_year": …}``)
+settles the session and the result reaches the gateway by signed webhook, exactly like a real
+provider's. The expiry (the form's ``MM / YY`` field) is kept with a saved card; left out, it is
+December three years ahead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from payment_gateway.deps import SandboxDep
-from payment_gateway.sandbox.cards import UnknownTestCard
+from payment_gateway.sandbox.cards import InvalidExpiry, UnknownTestCard, parse_expiry
 from payment_gateway.sandbox.models import SandboxSession
 from payment_gateway.sandbox.provider import PayResult
 from shared.money import format_minor_units
@@ -25,10 +27,22 @@ router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
 class PayIn(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"card_number": "4242 4242 4242 4242"}]}
+        json_schema_extra={
+            "examples": [{"card_number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030}]
+        }
     )
 
     card_number: str = Field(min_length=12, max_length=30)
+    exp_month: int | None = Field(
+        None, ge=1, le=12, strict=True, description="Default: 12 (with the default year)."
+    )
+    exp_year: int | None = Field(
+        None,
+        ge=0,
+        le=2200,
+        strict=True,
+        description="Four digits, or two for this century. Default: three years from now.",
+    )
 
 
 class PayOut(BaseModel):
@@ -42,7 +56,9 @@ class PayOut(BaseModel):
 @router.post("/checkout/{session_id}/pay", response_model=PayOut)
 async def pay_json(session_id: str, body: PayIn, provider: SandboxDep) -> PayResult:
     """Pay a sandbox checkout with a test card (the JSON twin of the page)."""
-    return await provider.pay(session_id, body.card_number)
+    return await provider.pay(
+        session_id, body.card_number, exp_month=body.exp_month, exp_year=body.exp_year
+    )
 
 
 # The page and its form are for people, not programs: the document describes the JSON twin only
@@ -59,8 +75,9 @@ async def submit_page(session_id: str, request: Request, provider: SandboxDep) -
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     card_number = form.get("card_number", [""])[0]
     try:
-        result = await provider.pay(session_id, card_number)
-    except UnknownTestCard as exc:
+        exp_month, exp_year = parse_expiry(form.get("expiry", [""])[0])
+        result = await provider.pay(session_id, card_number, exp_month=exp_month, exp_year=exp_year)
+    except (UnknownTestCard, InvalidExpiry) as exc:
         checkout = await provider.get_session(session_id)
         return HTMLResponse(_page(checkout, error=exc.detail), status_code=422)
     if result.status == "succeeded":
@@ -132,6 +149,8 @@ def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
             f"<button type='submit' id='pay'>{escape(action)}</button>{problem}</form>"
             f"{cancel}<p class='note'>Test cards: 4242 4242 4242 4242 succeeds"
             " · 4000 0000 0000 0002 is declined · 4000 0000 0000 9995 has insufficient funds"
-            " · 4000 0000 0000 0341 saves but later renewals fail.</p>"
+            " · 4000 0000 0000 0341 saves but later renewals fail"
+            " · 4000 0999 0000 0013 / 4000 0999 0000 0021 (sandbox-only) save but later renewals"
+            " are declined as a lost / expired card.</p>"
         )
     return f"{head}{body}</main></body></html>"

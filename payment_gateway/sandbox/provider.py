@@ -120,19 +120,9 @@ class SandboxProvider:
         """
         async with self.sessions() as db, db.begin():
             method = await db.get(SandboxPaymentMethod, request.payment_method_ref)
-            status, code = cards.off_session_outcome(method, request.customer.id)
             charge = await db.scalar(
                 insert(SandboxCharge)
-                .values(
-                    id=new_id("pi"),
-                    payment_id=request.payment_id,
-                    customer_id=request.customer.id,
-                    amount=request.amount,
-                    currency=request.currency,
-                    payment_method_id=request.payment_method_ref,
-                    status=status,
-                    failure_code=code,
-                )
+                .values(off_session.charge_row(request, method))
                 .on_conflict_do_nothing(index_elements=[SandboxCharge.payment_id])
                 .returning(SandboxCharge)
             )
@@ -143,7 +133,7 @@ class SandboxProvider:
                 assert charge is not None
                 snapshot = await snapshots.charge_snapshot(db, charge)
             else:
-                await self._enqueue(db, f"charge.{status}", charge.id, charge.payment_id)
+                await self._enqueue(db, f"charge.{charge.status}", charge.id, charge.payment_id)
                 snapshot = snapshots.charge_snapshot_of(charge, refunds=())
         self.webhooks_waiting.set()
         return snapshot
@@ -238,21 +228,39 @@ class SandboxProvider:
         self.webhooks_waiting.set()
         return checkout
 
-    async def pay(self, session_id: str, card_number: str) -> PayResult:
+    async def pay(
+        self,
+        session_id: str,
+        card_number: str,
+        *,
+        exp_month: int | None = None,
+        exp_year: int | None = None,
+    ) -> PayResult:
         """Pay a session with a test card; paying a paid session again changes nothing.
+
+        The card's expiry defaults to December a few years ahead (:func:`cards.expiry_of`); an
+        expiry already over declines the checkout ``expired_card``, as an issuer would.
 
         An open session is settled with one statement (:func:`captures.settle_open`); only a
         session that is missing, already settled or due to expire is read and locked the slow way.
         """
         card = cards.card_of(card_number)
+        month, year = cards.expiry_of(exp_month, exp_year, clock.now())
+        succeeds, failure_code = card.succeeds, card.failure_code
+        if succeeds and cards.expiry_end(month, year) <= clock.now():
+            succeeds, failure_code = False, "expired_card"
         async with self.sessions() as db, db.begin():
             settled = await captures.settle_open(
                 db,
                 session_id,
                 cards.normalise_card(card_number),
-                succeeds=card.succeeds,
-                failure_code=card.failure_code,
+                succeeds=succeeds,
+                failure_code=failure_code,
                 fails_off_session=card.fails_off_session,
+                off_session_failure_code=card.off_session_failure_code,
+                brand=cards.brand_of(card_number),
+                exp_month=month,
+                exp_year=year,
             )
             if settled is None:
                 checkout = await db.get(SandboxSession, session_id, with_for_update=True)

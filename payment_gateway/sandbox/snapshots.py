@@ -14,12 +14,24 @@ from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.providers import base
+from payment_gateway.providers.declines import is_hard_decline
+from payment_gateway.sandbox import cards
 from payment_gateway.sandbox.models import (
     SandboxCharge,
     SandboxDispute,
     SandboxRefund,
     SandboxSession,
 )
+from shared.events import CardSummary
+
+
+def _card(
+    brand: str | None, last4: str | None, exp_month: int | None, exp_year: int | None
+) -> CardSummary | None:
+    """What the sandbox shows of a card (as Stripe's ``payment_method.card``), when it has one."""
+    if last4 is None:
+        return None
+    return CardSummary(brand=brand, last4=last4, exp_month=exp_month, exp_year=exp_year)
 
 
 async def session_snapshot(db: AsyncSession, checkout: SandboxSession) -> base.ProviderPayment:
@@ -53,7 +65,18 @@ def session_snapshot_of(
         payment_method_ref=checkout.payment_method_id,
         customer_ref=f"cus_sb_{checkout.customer_id.hex}",
         failure_code=checkout.failure_code,
-        failure_message="the card was declined" if checkout.failure_code else None,
+        failure_message=cards.declined_message(checkout.failure_code)
+        if checkout.failure_code
+        else None,
+        hard_decline=is_hard_decline(checkout.failure_code),
+        card=_card(
+            checkout.card_brand,
+            checkout.card_last4,
+            checkout.card_exp_month,
+            checkout.card_exp_year,
+        )
+        if paid
+        else None,
         # only a paid session can have been refunded or disputed
         refunds=refunds if paid else (),
         **(_dispute_fields_of(dispute) if paid else {}),
@@ -79,7 +102,13 @@ def charge_snapshot_of(
         payment_method_ref=charge.payment_method_id,
         customer_ref=f"cus_sb_{charge.customer_id.hex}",
         failure_code=charge.failure_code,
-        failure_message="the saved card was declined" if charge.failure_code else None,
+        failure_message=cards.declined_message(charge.failure_code)
+        if charge.failure_code
+        else None,
+        hard_decline=is_hard_decline(charge.failure_code),
+        card=_card(
+            charge.card_brand, charge.card_last4, charge.card_exp_month, charge.card_exp_year
+        ),
         refunds=refunds,
     )
 

@@ -105,6 +105,9 @@ class StripeStandin:
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self.declining_payment_methods: dict[str, str] = {}  # payment method -> decline code
+        # payment method -> its card (brand, last4, exp_month, exp_year); one not given here is
+        # a Visa ending 4242 that expires in December three years ahead
+        self.cards: dict[str, Json] = {}
         self.refund_status = "succeeded"  # what new refunds answer
         self._objects: dict[str, Json] = {}
         self._intent_data: dict[str, Json] = {}  # session id -> its payment_intent_data
@@ -167,6 +170,19 @@ class StripeStandin:
 
     # --- the customer's and the bank's side ---------------------------------------------------
 
+    def add_card(
+        self, payment_method: str, *, brand: str, last4: str, exp_month: int, exp_year: int
+    ) -> None:
+        """The card behind ``payment_method`` (what ``payment_method.card`` shows)."""
+        with self._lock:
+            self.cards[payment_method] = {
+                "brand": brand,
+                "last4": last4,
+                "exp_month": exp_month,
+                "exp_year": exp_year,
+            }
+            self._objects.pop(payment_method, None)
+
     def complete_session(self, session_id: str, *, payment_method: str = "pm_card_visa") -> str:
         """The customer pays in Checkout; answers the new PaymentIntent's id."""
         with self._lock:
@@ -183,6 +199,7 @@ class StripeStandin:
         with self._lock:
             session = self._objects[session_id]
             setup = self._objects[session["setup_intent"]]
+            self._payment_method(payment_method)
             setup.update(status="succeeded", payment_method=payment_method, last_setup_error=None)
             session.update(status="complete", payment_status="no_payment_required")
             return str(setup["id"])
@@ -394,12 +411,15 @@ class StripeStandin:
             metadata=params.get("metadata", {}),
             setup_future_usage=params.get("setup_future_usage"),
         )
+        if params.get("payment_method"):
+            self._payment_method(str(params["payment_method"]))
         decline_code = self.declining_payment_methods.get(str(params.get("payment_method")))
+        expand = params.get("expand", [])
         if params.get("confirm") != "true":
-            return 200, copy.deepcopy(intent)
+            return 200, self._expand(intent, expand)
         if decline_code is None:
             self._succeed(intent)
-            return 200, copy.deepcopy(intent)
+            return 200, self._expand(intent, expand)
         error = self._decline(intent, decline_code)
         raise StripeFailure(402, {**error, "payment_intent": copy.deepcopy(intent)})
 
@@ -487,7 +507,29 @@ class StripeStandin:
             )["id"]
         intent = self._objects[session["payment_intent"]]
         intent["payment_method"] = payment_method
+        self._payment_method(payment_method)
         return intent
+
+    def _payment_method(self, payment_method: str) -> Json:
+        """The card PaymentMethod object behind a reference (made the first time it is used)."""
+        if payment_method not in self._objects:
+            card = self.cards.get(payment_method) or {
+                "brand": "visa",
+                "last4": "4242",
+                "exp_month": 12,
+                "exp_year": time.gmtime().tm_year + 3,
+            }
+            self._objects[payment_method] = {
+                "id": payment_method,
+                "object": "payment_method",
+                "type": "card",
+                "livemode": False,
+                "created": int(time.time()),
+                "customer": None,
+                "card": dict(card),
+                "metadata": {},
+            }
+        return self._objects[payment_method]
 
     def _charge(self, intent: Json, *, paid: bool) -> Json:
         charge = self._store(

@@ -216,7 +216,7 @@ class TestSandboxCheckout:
 
     async def test_a_card_that_is_not_a_test_card_is_refused(self, gateway: Gateway) -> None:
         created = (await gateway.create_payment()).json()
-        response = await gateway.pay(created["checkout_url"], "5555555555554444")
+        response = await gateway.pay(created["checkout_url"], "4111111111111111")
         assert response.status_code == 422
         assert response.json()["error"] == "UnknownTestCard"
 

@@ -22,6 +22,7 @@ from payment_gateway.providers.base import (
     RefundStatus,
 )
 from payment_gateway.providers.stripe_provider import StripeProvider
+from shared.events import CardSummary
 from tests.payment_gateway.stripe_standin import StripeStandin, sign_webhook, webhook_body
 
 # The SDK's HTTPXClient posts its form body as a str through ``data=``, which httpx deprecates.
@@ -225,6 +226,7 @@ class TestChargeOffSession:
             "off_session": "true",
             "confirm": "true",
             "metadata": {"subscription_id": "sub-42", "payment_id": str(request.payment_id)},
+            "expand": ["payment_method"],
         }
         assert call.idempotency_key == f"payment-{request.payment_id}"
         intent = standin.objects_of("payment_intent")[0]
@@ -232,6 +234,7 @@ class TestChargeOffSession:
         assert payment.provider_ref == payment.charge_ref == intent["id"]
         assert (payment.amount, payment.currency, payment.customer_ref) == (999, "EUR", "cus_alice")
         assert payment.failure_code is None
+        assert payment.hard_decline is False
 
     async def test_declined_charge_is_failed_with_the_decline_code(
         self, provider: StripeProvider, standin: StripeStandin
@@ -247,6 +250,49 @@ class TestChargeOffSession:
         assert payment.provider_ref == intent["id"]
         assert payment.failure_code == "insufficient_funds"
         assert payment.failure_message == "Your card was declined."
+        assert payment.hard_decline is False, "insufficient funds may pass on a retry"
+
+    @pytest.mark.parametrize(
+        ("decline_code", "hard"),
+        [
+            ("lost_card", True),
+            ("stolen_card", True),
+            ("expired_card", True),
+            ("invalid_account", True),
+            ("processing_error", False),
+            ("generic_decline", False),
+        ],
+    )
+    async def test_a_decline_the_card_can_never_pass_is_hard_and_so_is_its_re_read(
+        self, provider: StripeProvider, standin: StripeStandin, decline_code: str, hard: bool
+    ) -> None:
+        standin.declining_payment_methods["pm_card_gone"] = decline_code
+
+        payment = await provider.charge_off_session(
+            off_session_request(payment_method_ref="pm_card_gone")
+        )
+        again = await provider.fetch_payment(payment.provider_ref)
+
+        assert (payment.status, payment.failure_code) == (ProviderStatus.FAILED, decline_code)
+        assert payment.hard_decline is hard
+        assert (again.status, again.failure_code, again.hard_decline) == (
+            ProviderStatus.FAILED,
+            decline_code,
+            hard,
+        )
+
+    async def test_a_charge_reports_the_card_it_was_made_with(
+        self, provider: StripeProvider, standin: StripeStandin
+    ) -> None:
+        standin.add_card(
+            "pm_card_visa", brand="mastercard", last4="4444", exp_month=1, exp_year=2030
+        )
+
+        payment = await provider.charge_off_session(off_session_request())
+        again = await provider.fetch_payment(payment.provider_ref)
+
+        card = CardSummary(brand="mastercard", last4="4444", exp_month=1, exp_year=2030)
+        assert payment.card == again.card == card
 
     async def test_charging_the_same_payment_twice_charges_once(
         self, provider: StripeProvider, standin: StripeStandin
@@ -337,6 +383,7 @@ class TestFetchPayment:
         self, provider: StripeProvider, standin: StripeStandin
     ) -> None:
         created = await provider.create_checkout(checkout_request())
+        standin.add_card("pm_saved_visa", brand="visa", last4="1881", exp_month=4, exp_year=2031)
         intent_id = standin.complete_session(created.provider_ref, payment_method="pm_saved_visa")
 
         payment = await provider.fetch_payment(created.provider_ref)
@@ -348,8 +395,15 @@ class TestFetchPayment:
         assert payment.customer_ref == created.customer_ref
         assert (payment.amount, payment.currency) == (999, "EUR")
         assert (payment.refunds, payment.disputed) == ((), False)
+        assert payment.card == CardSummary(brand="visa", last4="1881", exp_month=4, exp_year=2031)
         [call] = standin.requests_to("GET", f"/v1/checkout/sessions/{created.provider_ref}")
-        assert call.params == {"expand": ["payment_intent", "payment_intent.latest_charge"]}
+        assert call.params == {
+            "expand": [
+                "payment_intent",
+                "payment_intent.latest_charge",
+                "payment_intent.payment_method",
+            ]
+        }
 
     async def test_paid_session_without_saving_has_no_method_to_remember(
         self, provider: StripeProvider, standin: StripeStandin

@@ -37,6 +37,12 @@ class BillingSettings(ServiceSettings):
         description="The cinema app's account page, where a subscriber updates the card or pays"
         " what is due; notices link to it with ?subscription_id=….",
     )
+    card_expiry_notice_days: int = Field(
+        14,
+        ge=0,
+        description="Days before the saved card expires to tell a subscriber whose next renewal"
+        " falls after that expiry (payment_method.expiring, once per card).",
+    )
     reconcile_after_minutes: int = Field(
         15, ge=1, description="Card payments pending this long are asked of the gateway."
     )

@@ -13,6 +13,7 @@ import httpx
 
 from shared.auth import AuthSettings, mint_service_token
 from shared.errors import AppError
+from shared.events import CardSummary
 
 SERVICE_NAME = "billing_api"
 
@@ -54,6 +55,9 @@ class GatewayPayment:
     payment_method_ref: str | None
     failure_code: str | None
     failure_message: str | None
+    # A decline the card can never pass (lost, stolen, expired…): no dunning retry is made.
+    hard_decline: bool = False
+    card: CardSummary | None = None  # the card paid with or saved, when the provider says
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> GatewayPayment:
@@ -68,6 +72,8 @@ class GatewayPayment:
             payment_method_ref=body.get("payment_method_ref"),
             failure_code=body.get("failure_code"),
             failure_message=body.get("failure_message"),
+            hard_decline=bool(body.get("hard_decline", False)),
+            card=CardSummary.model_validate(body["card"]) if body.get("card") else None,
         )
 
 

@@ -28,7 +28,7 @@ from billing_api import idempotency
 from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
-from billing_api.lifecycle import renewals
+from billing_api.lifecycle import card_expiry, renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
 from billing_api.refunds import queued as queued_refunds
@@ -71,6 +71,7 @@ JOBS: dict[str, Job] = {
     "end_periods": _until_done(lifecycle.end_periods),
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),
+    "remind_card_expiring": _until_done(card_expiry.remind_card_expiring),
     "abandon_expired_checkouts": _abandon_expired_checkouts,
     "delete_expired_idempotency_keys": _delete_expired_idempotency_keys,
 }

@@ -54,18 +54,32 @@ async def on_payment_succeeded(
             extra={"payment_id": str(payment.id), "captured": event.amount.amount},
         )
     await service.complete_payment(
-        session, payment, provider=event.provider, payment_method_ref=event.payment_method_ref
+        session,
+        payment,
+        provider=event.provider,
+        payment_method_ref=event.payment_method_ref,
+        card=event.card,
     )
 
 
-def on_payment_failed(dunning: Sequence[timedelta] = service.DEFAULT_DUNNING) -> Handler:
+def on_payment_failed(
+    dunning: Sequence[timedelta] = service.DEFAULT_DUNNING,
+    account_url: str = service.DEFAULT_ACCOUNT_URL,
+) -> Handler:
     async def handle(
         session: AsyncSession, envelope: events.Envelope[events.PaymentFailed]
     ) -> None:
         payment = await _payment(session, envelope.data)
         if payment is not None:
             reason = envelope.data.failure_message or envelope.data.failure_code
-            await service.fail_payment(session, payment, reason=reason, dunning=dunning)
+            await service.fail_payment(
+                session,
+                payment,
+                reason=reason,
+                dunning=dunning,
+                hard_decline=envelope.data.hard_decline,
+                account_url=account_url,
+            )
 
     return handle
 
@@ -83,9 +97,10 @@ def make_handlers(
 ) -> dict[type[events.EventPayload], Handler]:
     """billing's consumer: payment outcomes, plus refunds and disputes."""
     dunning = settings.dunning_offsets if settings else service.DEFAULT_DUNNING
+    account_url = settings.account_url if settings else service.DEFAULT_ACCOUNT_URL
     return {
         events.PaymentSucceeded: on_payment_succeeded,
-        events.PaymentFailed: on_payment_failed(dunning),
+        events.PaymentFailed: on_payment_failed(dunning, account_url),
         events.PaymentExpired: on_payment_expired,
         **refund_handlers.HANDLERS,
     }

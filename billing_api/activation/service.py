@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements, locks
 from billing_api.activation import unused_renewals
+from billing_api.config import BillingSettings
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     Movie,
@@ -30,7 +31,7 @@ from billing_api.models import (
     Subscription,
 )
 from billing_api.refunds import queued as queued_refunds
-from billing_api.subscriptions import transitions
+from billing_api.subscriptions import cards, links, transitions
 from shared import clock, events, outbox
 from shared.money import Money
 
@@ -45,9 +46,17 @@ CLOSED = (
 
 
 async def complete_payment(
-    session: AsyncSession, payment: Payment, *, provider: str | None, payment_method_ref: str | None
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    provider: str | None,
+    payment_method_ref: str | None,
+    card: events.CardSummary | None = None,
 ) -> bool:
-    """Record the money and deliver what was bought; False if it was done already."""
+    """Record the money and deliver what was bought; False if it was done already.
+
+    ``card`` is what the gateway showed of the card paid with or saved (brand, last four,
+    expiry); a subscription keeps it with the saved method."""
     if payment.status in CLOSED:
         return False
     now = clock.now()
@@ -55,6 +64,8 @@ async def complete_payment(
     payment.paid_at = now
     payment.failure_message = None
     payment.payment_method_ref = payment_method_ref or payment.payment_method_ref
+    if card is not None and payment.method == "card":
+        cards.record_on_payment(payment, card)
     if payment.method == "card":
         assert provider is not None
         payment.provider = provider
@@ -278,6 +289,8 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
 
 
 DEFAULT_DUNNING = (timedelta(hours=1), timedelta(days=1), timedelta(days=2))
+# Where notices send a subscriber when no settings are given (BILLING_ACCOUNT_URL's default).
+DEFAULT_ACCOUNT_URL: str = BillingSettings.model_fields["account_url"].default
 
 
 async def fail_payment(
@@ -286,17 +299,44 @@ async def fail_payment(
     *,
     reason: str | None,
     dunning: Sequence[timedelta] = DEFAULT_DUNNING,
+    hard_decline: bool = False,
+    account_url: str = DEFAULT_ACCOUNT_URL,
 ) -> bool:
     """A declined payment: nothing is delivered, its promo code is released, and a failed
-    renewal is scheduled for its next retry."""
+    renewal is scheduled for its next retry -- or, declined for good (``hard_decline``: the
+    gateway says the card can never pass), retried no more and put into grace at once."""
     if payment.status != PaymentStatus.PENDING:
         return False
     payment.status = PaymentStatus.FAILED
     payment.failure_message = reason
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
-    if payment.purpose == "renewal":
+    if payment.purpose == "renewal" and hard_decline:
+        await _renewal_declined_for_good(session, payment, reason, account_url)
+    elif payment.purpose == "renewal":
         await _renewal_failed(session, payment, reason, dunning)
     return True
+
+
+async def _renewal_declined_for_good(
+    session: AsyncSession, payment: Payment, reason: str | None, account_url: str
+) -> None:
+    """No retry for a card that can never pass: grace now, and ask for another card."""
+    assert payment.subscription_id is not None
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
+    assert subscription is not None
+    if not transitions.renews(subscription):
+        return  # nothing is retried for a subscription that stopped (nor is it told so)
+    plan = await session.get(Plan, subscription.plan_id)
+    assert plan is not None
+    changes = transitions.record_hard_decline(
+        subscription,
+        plan,
+        payment,
+        reason=reason,
+        update_url=links.update_url(account_url, subscription.id),
+        now=clock.now(),
+    )
+    await outbox.add_all(session, changes)
 
 
 async def expire_payment(session: AsyncSession, payment: Payment) -> bool:

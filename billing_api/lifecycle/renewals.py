@@ -247,6 +247,7 @@ async def _settle_group(ctx: JobContext, group: Sequence[GatewayPayment]) -> Non
                     payments[result.payment_id],
                     result,
                     dunning=ctx.settings.dunning_offsets,
+                    account_url=ctx.settings.account_url,
                 )
         del plans, latest
 

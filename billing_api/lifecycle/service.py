@@ -57,8 +57,10 @@ async def apply_gateway_result(
     result: GatewayPayment,
     *,
     dunning: Sequence[timedelta] = activation.DEFAULT_DUNNING,
+    account_url: str = activation.DEFAULT_ACCOUNT_URL,
 ) -> bool:
-    """Settle a payment from the gateway's answer; the same outcome as its event would have."""
+    """Settle a payment from the gateway's answer; the same outcome as its event would have
+    (a hard decline included: the answer says it as the event does)."""
     if result.status in (
         PaymentStatus.SUCCEEDED,
         PaymentStatus.PARTIALLY_REFUNDED,
@@ -66,7 +68,11 @@ async def apply_gateway_result(
         PaymentStatus.DISPUTED,
     ):
         return await activation.complete_payment(
-            session, payment, provider=result.provider, payment_method_ref=result.payment_method_ref
+            session,
+            payment,
+            provider=result.provider,
+            payment_method_ref=result.payment_method_ref,
+            card=result.card,
         )
     if result.status == PaymentStatus.FAILED:
         return await activation.fail_payment(
@@ -74,6 +80,8 @@ async def apply_gateway_result(
             payment,
             reason=result.failure_message or result.failure_code,
             dunning=dunning,
+            hard_decline=result.hard_decline,
+            account_url=account_url,
         )
     if result.status == PaymentStatus.EXPIRED:
         return await activation.expire_payment(session, payment)
@@ -265,7 +273,11 @@ async def _reconcile_one(ctx: JobContext, payment_id: UUID, purpose: str) -> boo
         if payment is None or payment.status != PaymentStatus.PENDING:
             return False
         done = await apply_gateway_result(
-            session, payment, result, dunning=ctx.settings.dunning_offsets
+            session,
+            payment,
+            result,
+            dunning=ctx.settings.dunning_offsets,
+            account_url=ctx.settings.account_url,
         )
         if not done:
             _back_off(payment, ctx.now, "pending")

@@ -76,6 +76,11 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     expires_at: Mapped[datetime | None] = when()  # when the checkout stops being payable
     provider: Mapped[str | None] = mapped_column(sa.String(20))
     payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    # The card paid with or saved, as the provider showed it (never the number).
+    card_brand: Mapped[str | None] = mapped_column(sa.String(20))
+    card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     paid_at: Mapped[datetime | None] = when()
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))

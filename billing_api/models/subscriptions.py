@@ -43,6 +43,17 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=sa.text("trial AND status <> 'abandoned'"),
         ),
         sa.CheckConstraint("months BETWEEN 1 AND 12", name="months_range"),
+        # The card expiry reminder's claim: renewing subscriptions whose card ends before the
+        # next renewal, not yet reminded for it.
+        sa.Index(
+            "ix_subscription_card_expiry_due",
+            "card_expires_at",
+            postgresql_where=sa.text(
+                "status = 'active' AND auto_renew AND NOT cancel_at_period_end"
+                " AND card_expires_at IS NOT NULL"
+                " AND card_expiry_reminded_for IS DISTINCT FROM card_expires_at"
+            ),
+        ),
     )
 
     user_id: Mapped[UUID] = mapped_column(index=True)
@@ -58,6 +69,15 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     auto_renew: Mapped[bool] = mapped_column(default=True)
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    # The saved card behind payment_method_ref, as the provider showed it (never the number),
+    # and the moment it stops working (the end of its expiry month, UTC).
+    card_brand: Mapped[str | None] = mapped_column(sa.String(20))
+    card_last4: Mapped[str | None] = mapped_column(sa.String(4))
+    card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    card_expires_at: Mapped[datetime | None] = when()
+    # The card expiry a "your card expires before the renewal" notice was sent for (once a card).
+    card_expiry_reminded_for: Mapped[datetime | None] = when()
     latest_payment_id: Mapped[UUID | None]
     canceled_at: Mapped[datetime | None] = when()
     # Renewal and dunning: when the next off-session charge is due, and how many have failed.

@@ -136,3 +136,39 @@ def canceled(
         access_until=access_until,
         refund_amount=refund_amount,
     )
+
+
+# --- the saved card ----------------------------------------------------------------------------
+
+
+def payment_method_required(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    reason: str | None,
+    grace_until: datetime,
+    update_url: str,
+) -> events.SubscriptionPaymentMethodRequired:
+    """The renewal ``payment`` was declined for good: the card must be replaced."""
+    return events.SubscriptionPaymentMethodRequired(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        amount_due=_paid(payment),
+        reason=reason,
+        grace_until=grace_until,
+        update_url=update_url,
+    )
+
+
+def payment_method_expiring(
+    subscription: Subscription, plan: Plan, *, card: events.CardSummary, update_url: str
+) -> events.PaymentMethodExpiring:
+    """The saved ``card`` expires before the next renewal (at the period end)."""
+    return events.PaymentMethodExpiring(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        card=card,
+        next_renewal_at=subscription.current_period_end,
+        update_url=update_url,
+    )

@@ -40,6 +40,15 @@ class SubscriptionIn(BaseModel):
     )
 
 
+class SavedCard(BaseModel):
+    """The card renewals are charged to, as the payment provider shows it (never its number)."""
+
+    brand: str | None = Field(None, description='"visa", "mastercard", "mir", …')
+    last4: str | None = Field(None, description="The card number's last four digits.")
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
 class SubscriptionOut(BaseModel):
     id: UUID
     plan_id: UUID
@@ -54,6 +63,9 @@ class SubscriptionOut(BaseModel):
     trial_end: datetime | None = None
     pending_plan_id: UUID | None = Field(
         None, description="The plan a scheduled downgrade switches to at the period end."
+    )
+    payment_method: SavedCard | None = Field(
+        None, description="The saved card renewals are charged to; null when none is known."
     )
 
 

@@ -27,8 +27,8 @@ from billing_api.payments import service as payments
 from billing_api.pricing.inputs import Priced, price_plan
 from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
-from billing_api.subscriptions import transitions
-from billing_api.subscriptions.schemas import SubscriptionIn, SubscriptionOut
+from billing_api.subscriptions import cards, transitions
+from billing_api.subscriptions.schemas import SavedCard, SubscriptionIn, SubscriptionOut
 from shared import clock, outbox
 from shared.errors import Conflict, NotFound, UnprocessableEntity
 from shared.pagination import newest_first, page_of
@@ -61,7 +61,13 @@ def _subscription_out(subscription: Subscription, latest: Payment | None) -> Sub
         created_at=subscription.created_at,
         trial_end=subscription.trial_end,
         pending_plan_id=subscription.pending_plan_id,
+        payment_method=_saved_card(subscription),
     )
+
+
+def _saved_card(subscription: Subscription) -> SavedCard | None:
+    card = cards.summary_of(subscription)
+    return None if card is None else SavedCard.model_validate(card.model_dump())
 
 
 async def subscribe(

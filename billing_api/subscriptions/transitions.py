@@ -24,6 +24,8 @@ What each transition sets — decided once, the same for every caller:
   reminder is sent once per period. An upgrade switches ``plan_id`` and drops a scheduled
   downgrade (``pending_plan_id``); a renewal switches to the plan it bought (the scheduled
   downgrade) if that is another one; a trial's first period also sets ``trial_end``.
+  The saved card's summary (``card_*``, ``card_expires_at``) follows ``payment_method_ref``
+  (:func:`_keep_card`).
 * **A renewal is declined** (:func:`record_failed_renewal`): only the dunning schedule —
   ``dunning_started_at`` (the first failure), ``renewal_attempts`` + 1 and ``next_renewal_at``
   (the next retry, counted from the first failure; None once the retries are used up).
@@ -39,6 +41,12 @@ What each transition sets — decided once, the same for every caller:
   charged while it is set and :func:`resume` lets the schedule go on where it was. Resuming
   clears ``cancel_at_period_end``, turns ``auto_renew`` on and clears ``reminded_for``.
 * **The reminder** (:func:`remind_of_end`) sets ``reminded_for`` to the period end it is for.
+* **A renewal is declined for good** (:func:`record_hard_decline`: the card is lost, stolen,
+  expired, closed): no retry (``next_renewal_at`` None, ``renewal_attempts`` + 1), and grace
+  at once: ``status`` grace, ``grace_until`` = period end + the plan's ``grace_days`` (no paid
+  day is lost), the subscriber is asked for another card.
+* **The card expires before the renewal** (:func:`remind_card_expiring`) sets
+  ``card_expiry_reminded_for`` to the card expiry it is for (once per card).
 * **Plan change requests** only touch ``pending_plan_id`` (a downgrade waits for the period
   end); an upgrade changes the subscription when it is paid (:func:`upgrade`).
 * **A checkout expires unpaid** (:func:`abandon`): ``status`` abandoned, nothing else.
@@ -58,7 +66,7 @@ from datetime import datetime, timedelta
 
 from billing_api import periods
 from billing_api.models import Payment, PaymentPurpose, Plan, Subscription, SubscriptionStatus
-from billing_api.subscriptions import notices
+from billing_api.subscriptions import cards, notices
 from shared import events
 from shared.errors import Conflict
 from shared.money import Money
@@ -141,6 +149,7 @@ def _start_period(
     subscription.grace_until = None
     subscription.reminded_for = None
     subscription.latest_payment_id = payment.id
+    _keep_card(subscription, payment)
     subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
 
 
@@ -354,3 +363,85 @@ def abandon(subscription: Subscription, payment: Payment) -> Events:
         raise _refuse(subscription, f"abandon for payment {payment.id}")
     subscription.status = SubscriptionStatus.ABANDONED
     return []
+
+
+# --- the saved card: kept with its method, declined for good, expiring ----------------------
+
+
+def _keep_card(subscription: Subscription, payment: Payment) -> None:
+    """The saved card's summary follows ``payment_method_ref``: a payment that brings a card
+    summary for the method it saved or charged replaces it; a new method without one leaves
+    none (never another card's). Called before the method itself is copied.
+
+    A new card may be reminded of its expiry again (``card_expiry_reminded_for`` is cleared).
+    """
+    if payment.payment_method_ref is None:
+        return  # the saved card stays as it was
+    card = cards.summary_of(payment)
+    changed = payment.payment_method_ref != subscription.payment_method_ref
+    if card is None and not changed:
+        return
+    subscription.card_brand = card.brand if card else None
+    subscription.card_last4 = card.last4 if card else None
+    subscription.card_exp_month = card.exp_month if card else None
+    subscription.card_exp_year = card.exp_year if card else None
+    month, year = subscription.card_exp_month, subscription.card_exp_year
+    subscription.card_expires_at = cards.expiry_end(month, year) if month and year else None
+    if changed:
+        subscription.card_expiry_reminded_for = None
+
+
+def record_hard_decline(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    reason: str | None,
+    update_url: str,
+    now: datetime,
+) -> Events:
+    """A renewal was declined for good (the card is lost, stolen, expired, closed): no retry
+    can pass, so none is scheduled (``next_renewal_at`` None keeps the renewal job away), and
+    the subscription goes into grace at once until its period end + the plan's grace days: the
+    paid days run on, and the subscriber is asked for another card."""
+    if not renews(subscription):
+        raise _refuse(subscription, "record a hard decline of")
+    end = subscription.current_period_end
+    assert end is not None, "a live subscription has a period"
+    subscription.dunning_started_at = subscription.dunning_started_at or now
+    subscription.renewal_attempts += 1
+    subscription.next_renewal_at = None
+    grace_until = end + timedelta(days=plan.grace_days)
+    subscription.status = SubscriptionStatus.GRACE
+    subscription.grace_until = grace_until
+    return [
+        notices.payment_method_required(
+            subscription,
+            plan,
+            payment,
+            reason=reason,
+            grace_until=grace_until,
+            update_url=update_url,
+        )
+    ]
+
+
+def card_expires_before_renewal(subscription: Subscription) -> bool:
+    """Active and renewing, and its saved card stops working before the next renewal."""
+    expires, end = subscription.card_expires_at, subscription.current_period_end
+    return (
+        subscription.status == SubscriptionStatus.ACTIVE
+        and renews(subscription)
+        and expires is not None
+        and end is not None
+        and expires < end
+    )
+
+
+def remind_card_expiring(subscription: Subscription, plan: Plan, *, update_url: str) -> Events:
+    """Tell the subscriber that the saved card expires before the next renewal (once a card)."""
+    card = cards.summary_of(subscription)
+    if not card_expires_before_renewal(subscription) or card is None:
+        raise _refuse(subscription, "remind of the card expiry of")
+    subscription.card_expiry_reminded_for = subscription.card_expires_at
+    return [notices.payment_method_expiring(subscription, plan, card=card, update_url=update_url)]

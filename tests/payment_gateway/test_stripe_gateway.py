@@ -173,3 +173,44 @@ class TestStripeCheckout:
         http, _ = client
         response = await http.post("/sandbox/checkout/cs_sb_x/pay", json={"card_number": "4242"})
         assert response.status_code == 404
+
+
+class TestStripeCards:
+    async def test_a_paid_checkout_reports_its_card_and_a_lost_card_later_is_declined_hard(
+        self, client: tuple[httpx.AsyncClient, Probe], standin: StripeStandin
+    ) -> None:
+        http, probe = client
+        standin.add_card("pm_card_visa", brand="visa", last4="1881", exp_month=5, exp_year=2030)
+        body = payment_body()
+        created = (await http.post("/internal/v1/payments", json=body)).json()
+        standin.complete_session(created["provider_ref"])
+        event_body = webhook_body(
+            "checkout.session.completed",
+            standin.object(created["provider_ref"]),
+            event_id="evt_card_1",
+        )
+        await http.post(
+            "/webhooks/stripe",
+            content=event_body,
+            headers={"Stripe-Signature": sign_webhook(event_body, SECRET, int(time.time()))},
+        )
+        await webhooks_processed(http.app)  # type: ignore[attr-defined]
+        standin.declining_payment_methods["pm_card_visa"] = "lost_card"
+
+        renewal = await http.post(
+            "/internal/v1/payments",
+            json=payment_body(
+                customer=body["customer"], mode="off_session", payment_method_ref="pm_card_visa"
+            ),
+        )
+
+        card = {"brand": "visa", "last4": "1881", "exp_month": 5, "exp_year": 2030}
+        paid = (await http.get(f"/internal/v1/payments/{created['payment_id']}")).json()
+        assert paid["card"] == card
+        assert (renewal.json()["status"], renewal.json()["hard_decline"]) == ("failed", True)
+        await support.outbox_published(http.app.state.resources.engine)  # type: ignore[attr-defined]
+        succeeded, failed = sorted(await probe.drain(), key=lambda e: e.type, reverse=True)
+        assert isinstance(succeeded.data, events.PaymentSucceeded)
+        assert succeeded.data.card == events.CardSummary.model_validate(card)
+        assert isinstance(failed.data, events.PaymentFailed)
+        assert (failed.data.failure_code, failed.data.hard_decline) == ("lost_card", True)

@@ -46,6 +46,11 @@ NOTICES: tuple[type[events.UserNotice], ...] = (
     events.PurchaseCompleted,
     events.RefundCompleted,
     events.WalletToppedUp,
+    events.SubscriptionPaymentActionRequired,
+    events.SubscriptionPaymentMethodRequired,
+    events.PaymentMethodExpiring,
+    events.SubscriptionPaused,
+    events.SubscriptionResumed,
 )
 """Billing's business events a person is told about."""
 

@@ -240,6 +240,9 @@ class SubscriptionRenewalFailed(UserNotice):
     next_attempt_at: AwareDatetime | None = None
     reason: str | None = None
     update_url: str | None = None  # where the subscriber updates the card or pays what is due
+    # "card" or "wallet_then_card": whether the wallet is tried before the card (a plain str, so
+    # a consumer older than a new value still reads the event)
+    renewal_source: str = "card"
 
 
 class SubscriptionExpiring(UserNotice):
@@ -256,6 +259,7 @@ class SubscriptionGraceStarted(UserNotice):
     amount_due: Money
     grace_until: AwareDatetime
     update_url: str | None = None  # where the subscriber updates the card or pays what is due
+    renewal_source: str = "card"  # as in SubscriptionRenewalFailed
 
 
 class SubscriptionPaymentActionRequired(UserNotice):

@@ -15,7 +15,7 @@ import email
 import email.policy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from uuid import UUID, uuid4
@@ -274,6 +274,8 @@ async def notifier(
 
 RUB = Money(amount=152745, currency="RUB")
 MOMENT = datetime(2026, 12, 1, 21, 30, tzinfo=UTC)
+ACCOUNT_URL = "https://cinema.example/account"
+ACTION_URL = "https://bank.example/3ds/confirm?session=abc&step=1"
 
 
 def person(**overrides: Any) -> dict[str, Any]:
@@ -311,13 +313,22 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
             current_period_end=MOMENT,
         ),
         "subscription.renewal_failed": lambda: events.SubscriptionRenewalFailed(
-            **who, **subscription, amount=RUB, next_attempt_at=MOMENT, reason="card declined"
+            **who,
+            **subscription,
+            amount=RUB,
+            next_attempt_at=MOMENT,
+            reason="card declined",
+            update_url=f"{ACCOUNT_URL}?subscription_id={subscription['subscription_id']}",
         ),
         "subscription.expiring": lambda: events.SubscriptionExpiring(
             **who, **subscription, current_period_end=MOMENT
         ),
         "subscription.grace_started": lambda: events.SubscriptionGraceStarted(
-            **who, **subscription, amount_due=RUB, grace_until=MOMENT
+            **who,
+            **subscription,
+            amount_due=RUB,
+            grace_until=MOMENT,
+            update_url=f"{ACCOUNT_URL}?subscription_id={subscription['subscription_id']}",
         ),
         "subscription.expired": lambda: events.SubscriptionExpired(
             **who, **subscription, expired_at=MOMENT
@@ -338,6 +349,35 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
             **who, refund_id=uuid4(), payment_id=uuid4(), amount=RUB
         ),
         "wallet.topped_up": lambda: events.WalletToppedUp(**who, amount=RUB, balance=RUB),
+        "subscription.payment_action_required": lambda: events.SubscriptionPaymentActionRequired(
+            **who,
+            **subscription,
+            payment_id=uuid4(),
+            amount=RUB,
+            action_url=ACTION_URL,
+            confirm_by=MOMENT,
+        ),
+        "subscription.payment_method_required": lambda: events.SubscriptionPaymentMethodRequired(
+            **who,
+            **subscription,
+            amount_due=RUB,
+            reason="card reported lost",
+            grace_until=MOMENT,
+            update_url=f"{ACCOUNT_URL}?subscription_id={subscription['subscription_id']}",
+        ),
+        "payment_method.expiring": lambda: events.PaymentMethodExpiring(
+            **who,
+            **subscription,
+            card=events.CardSummary(brand="visa", last4="4242", exp_month=1, exp_year=2027),
+            next_renewal_at=MOMENT,
+            update_url=f"{ACCOUNT_URL}?subscription_id={subscription['subscription_id']}",
+        ),
+        "subscription.paused": lambda: events.SubscriptionPaused(
+            **who, **subscription, starts_at=MOMENT, resumes_at=MOMENT + timedelta(days=30)
+        ),
+        "subscription.resumed": lambda: events.SubscriptionResumed(
+            **who, **subscription, resumed_at=MOMENT, current_period_end=MOMENT + timedelta(days=30)
+        ),
     }
     built: events.UserNotice = builders[event_type]()
     return built
@@ -355,4 +395,18 @@ EVENT_TYPES = (
     "purchase.completed",
     "refund.completed",
     "wallet.topped_up",
+    "subscription.payment_action_required",
+    "subscription.payment_method_required",
+    "payment_method.expiring",
+    "subscription.paused",
+    "subscription.resumed",
 )
+
+LINKED = {
+    "subscription.payment_action_required": "action_url",
+    "subscription.payment_method_required": "update_url",
+    "payment_method.expiring": "update_url",
+    "subscription.renewal_failed": "update_url",
+    "subscription.grace_started": "update_url",
+}
+"""The events that say where to put things right, and the field with the address."""

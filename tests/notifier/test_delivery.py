@@ -12,6 +12,7 @@ import pytest
 from notifier.rendering import default_renderer
 from tests.notifier.conftest import (
     EVENT_TYPES,
+    LINKED,
     MAX_ATTEMPTS,
     WEBHOOK_SECRET,
     Delivery,
@@ -98,6 +99,21 @@ class TestDuplicates:
         assert len(notifier.smtp.mailbox.to(str(event.email))) == 1
         assert len(notifier.webhook.for_user(event.user_id)) == 1
         assert rows["email"].attempts == rows["webhook"].attempts == 1
+
+    @pytest.mark.parametrize("event_type", sorted(LINKED))
+    async def test_a_notice_with_a_link_delivered_twice_is_sent_once_with_its_link(
+        self, notifier: Notifier, event_type: str
+    ) -> None:
+        event = notice(event_type, locale="en")
+        link = getattr(event, LINKED[event_type])
+        event_id = await notifier.publish(event, times=2)
+        await notifier.wait_for(event_id, email="sent", webhook="sent")
+        await notifier.wait_for(await notifier.publish(notice("wallet.topped_up")), email="sent")
+        [mail] = notifier.smtp.mailbox.to(str(event.email))
+        assert link in part(mail, "plain")
+        [delivery] = notifier.webhook.for_user(event.user_id)
+        assert delivery.json()["data"][LINKED[event_type]] == link
+        assert link in delivery.json()["text"]
 
     async def test_a_person_without_an_email_address_gets_only_the_webhook(
         self, notifier: Notifier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -11,7 +12,7 @@ import pytest
 from notifier.rendering import Renderer, format_money
 from shared import events
 from shared.money import Money
-from tests.notifier.conftest import EVENT_TYPES, notice
+from tests.notifier.conftest import EVENT_TYPES, LINKED, notice
 
 NBSP = "\u00a0"
 NNBSP = "\u202f"  # CLDR puts a narrow no-break space before the year's "g." and before "AM"
@@ -133,3 +134,60 @@ class TestTemplates:
         message = renderer.render(event)
         assert "больше недоступны" in message.text
         assert "вернём" not in message.text
+
+
+class TestLinks:
+    @pytest.mark.parametrize("locale", ["ru", "en"])
+    @pytest.mark.parametrize("event_type", sorted(LINKED))
+    def test_a_notice_that_can_be_acted_on_carries_its_link_in_text_and_html(
+        self, renderer: Renderer, event_type: str, locale: str
+    ) -> None:
+        event = notice(event_type, locale=locale)
+        link = getattr(event, LINKED[event_type])
+        assert link
+        message = renderer.render(event)
+        assert link in message.text
+        # HTML escapes the "&" of a query string inside the attribute, as it must
+        assert f'href="{html.escape(link)}"' in message.html
+
+    @pytest.mark.parametrize(
+        "event_type", ["subscription.renewal_failed", "payment_method.expiring"]
+    )
+    def test_no_link_leaves_no_trace(self, renderer: Renderer, event_type: str) -> None:
+        event = notice(event_type, locale="en").model_copy(update={"update_url": None})
+        message = renderer.render(event)
+        assert "href" not in message.html.split("<body", 1)[1]
+        assert "Update your card:" not in message.text
+
+
+class TestDunningWording:
+    @pytest.mark.parametrize(
+        "event_type", ["subscription.renewal_failed", "subscription.grace_started"]
+    )
+    def test_a_card_renewal_asks_for_the_card_and_not_for_a_top_up(
+        self, renderer: Renderer, event_type: str
+    ) -> None:
+        for locale, wallet in (("en", "wallet"), ("ru", "кошел")):
+            message = renderer.render(notice(event_type, locale=locale))
+            assert wallet not in message.text.lower()
+            assert wallet not in message.html.lower()
+
+    @pytest.mark.parametrize(
+        "event_type", ["subscription.renewal_failed", "subscription.grace_started"]
+    )
+    def test_a_renewal_from_the_wallet_asks_for_a_top_up_of_the_amount(
+        self, renderer: Renderer, event_type: str
+    ) -> None:
+        event = notice(event_type).model_copy(update={"renewal_source": "wallet_then_card"})
+        text = renderer.render(event).text
+        assert f"Пополните кошелёк хотя бы на 1{NBSP}527,45{NBSP}₽" in text
+        english = renderer.render(event.model_copy(update={"locale": "en"})).text
+        assert "Top up your wallet with at least RUB1,527.45" in english
+
+    def test_the_card_that_expires_is_named_by_brand_last_four_and_expiry(
+        self, renderer: Renderer
+    ) -> None:
+        event = notice("payment_method.expiring", locale="en")
+        assert "VISA card ending in 4242 (expires 01/2027)" in renderer.render(event).text
+        russian = renderer.render(notice("payment_method.expiring")).text
+        assert "карта VISA с последними цифрами 4242 (действует до 01/2027)" in russian  # noqa: RUF001

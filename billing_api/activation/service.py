@@ -17,6 +17,7 @@ from billing_api import entitlements, locks
 from billing_api.activation import unused_renewals
 from billing_api.config import BillingSettings
 from billing_api.ledger import service as ledger
+from billing_api.ledger import wallet_spends
 from billing_api.models import (
     Movie,
     Payment,
@@ -236,7 +237,11 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
 
 
 async def _renewal_failed(
-    session: AsyncSession, payment: Payment, reason: str | None, offsets: Sequence[timedelta]
+    session: AsyncSession,
+    payment: Payment,
+    reason: str | None,
+    offsets: Sequence[timedelta],
+    account_url: str | None = None,
 ) -> None:
     """Schedule the next dunning retry (offsets count from the first failure), and say so."""
     assert payment.subscription_id is not None
@@ -247,7 +252,13 @@ async def _renewal_failed(
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
     changes = transitions.record_failed_renewal(
-        subscription, plan, payment, reason=reason, retry_offsets=offsets, now=clock.now()
+        subscription,
+        plan,
+        payment,
+        reason=reason,
+        retry_offsets=offsets,
+        now=clock.now(),
+        account_url=account_url,
     )
     await outbox.add_all(session, changes)
 
@@ -304,16 +315,18 @@ async def fail_payment(
 ) -> bool:
     """A declined payment: nothing is delivered, its promo code is released, and a failed
     renewal is scheduled for its next retry -- or, declined for good (``hard_decline``: the
-    gateway says the card can never pass), retried no more and put into grace at once."""
+    gateway says the card can never pass), retried no more and put into grace at once. The
+    notices link to ``account_url``, where the card is updated."""
     if payment.status != PaymentStatus.PENDING:
         return False
     payment.status = PaymentStatus.FAILED
     payment.failure_message = reason
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
+    await wallet_spends.give_back(session, payment)
     if payment.purpose == "renewal" and hard_decline:
         await _renewal_declined_for_good(session, payment, reason, account_url)
     elif payment.purpose == "renewal":
-        await _renewal_failed(session, payment, reason, dunning)
+        await _renewal_failed(session, payment, reason, dunning, account_url)
     return True
 
 
@@ -345,6 +358,7 @@ async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
         return False
     payment.status = PaymentStatus.EXPIRED
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
+    await wallet_spends.give_back(session, payment)
     if payment.subscription_id is not None:
         # Every caller holds the subscription's lock already (billing's lock order).
         subscription = await locks.lock_subscription(session, payment.subscription_id)

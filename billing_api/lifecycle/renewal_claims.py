@@ -13,6 +13,10 @@ What a renewal costs, decided at the claim:
   plan, a 100 % discount) is a ``free`` payment, like a free order at checkout: the gateway is
   not asked (it refuses zero charges) and the renewal is settled by this run as if the charge
   had succeeded. A subscription renewing onto a free plan needs no saved card.
+* **The wallet first, if asked.** A subscription renewing ``wallet_then_card`` is paid from the
+  wallet when its balance covers the renewal, else charged to the card; without a card it is
+  due all the same, and fails (dunning) when the wallet falls short
+  (:mod:`billing_api.lifecycle.wallet_renewals`).
 * **Never charge for a plan that grants nothing.** A scheduled downgrade to a plan archived since
   goes ahead (the user chose it), and an archived plan keeps granting while anyone is on it or
   will switch to it (:func:`billing_api.catalog.service.plan_grants_access`). If the last
@@ -23,8 +27,8 @@ What a renewal costs, decided at the claim:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -33,8 +37,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.catalog import service as catalog
+from billing_api.lifecycle import wallet_renewals
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext
-from billing_api.models import Payment, PaymentStatus, Plan, Subscription
+from billing_api.models import Payment, PaymentStatus, Plan, RenewalSource, Subscription
 from billing_api.pricing import service as pricing
 from billing_api.pricing.inputs import load_personal_discounts, load_tiers_of
 from billing_api.subscriptions import transitions
@@ -55,6 +60,8 @@ class RenewalCharge:
     description: str
     payment_method_ref: str | None
     free: bool = False  # nothing to pay: settled here, the gateway is not asked
+    # paid from the wallet, or failed for want of it: settled here, the gateway is not asked
+    wallet: wallet_renewals.WalletOutcome | None = None
 
 
 def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
@@ -72,7 +79,11 @@ def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
         Subscription.status.in_(transitions.LIVE),
         Subscription.auto_renew,
         ~Subscription.cancel_at_period_end,
-        sa.or_(Subscription.payment_method_ref.is_not(None), onto_free_plan),
+        sa.or_(
+            Subscription.payment_method_ref.is_not(None),
+            onto_free_plan,
+            Subscription.renewal_source == RenewalSource.WALLET_THEN_CARD,
+        ),
         sa.or_(
             sa.and_(
                 Subscription.renewal_attempts == 0,
@@ -103,6 +114,7 @@ async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
                     Subscription.pending_plan_id,
                     Subscription.months,
                     Subscription.payment_method_ref,
+                    Subscription.renewal_source,
                 )
                 .where(_due(ctx))
                 .order_by(Subscription.current_period_end)
@@ -123,13 +135,14 @@ async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
             charge = pending.get(row.id)
             if charge is None:
                 plan, quote = prices.renewal(row)
-                if quote.total > 0 and row.payment_method_ref is None:
+                if quote.total > 0 and row.payment_method_ref is None and not _wallet_first(row):
                     continue  # the plan is no longer free and there is no card: grace, expiry
                 payment = _new_payment(row, plan, quote)
                 new_payments.append(payment)
                 charge = _charge_of(payment)
             charges.append(charge)
         await _keep_granting(session, prices.plans_charged(new_payments))
+        from_wallet = await _pay_from_wallets(session, due, new_payments, pending.values())
         if new_payments:
             await session.execute(sa.insert(Payment), new_payments)
         await session.execute(
@@ -138,7 +151,69 @@ async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
             .values(next_renewal_at=ctx.now + LEASE)  # others skip them while we charge
             .execution_options(synchronize_session=False)
         )
-    return charges
+    return [
+        replace(c, wallet=from_wallet[c.payment_id]) if c.payment_id in from_wallet else c
+        for c in charges
+    ]
+
+
+def _wallet_first(row: Any) -> bool:
+    return bool(row.renewal_source == RenewalSource.WALLET_THEN_CARD)
+
+
+async def _pay_from_wallets(
+    session: AsyncSession,
+    due: Sequence[Any],
+    new_payments: list[dict[str, Any]],
+    pending: Iterable[RenewalCharge],
+) -> dict[UUID, wallet_renewals.WalletOutcome]:
+    """Decide which renewals the wallets pay (or fail for want of them): the new payments of
+    subscriptions renewing from the wallet first, and the pending wallet payments of earlier
+    runs (which never go to the card). A new payment the wallet pays or fails becomes a
+    ``wallet`` payment before it is inserted; the money is taken in this transaction.
+
+    billing's lock order: the subscriptions are held; the pending wallet payments are locked
+    here in id order (new ones are not in the database yet), then the wallets."""
+    wallet_first = {row.id for row in due if _wallet_first(row)}
+    draws = [
+        wallet_renewals.Draw(
+            payment_id=p["id"],
+            user_id=p["user_id"],
+            amount=p["amount"],
+            currency=p["currency"],
+            description=p["description"],
+            card=p["payment_method_ref"] is not None,
+        )
+        for p in new_payments
+        if p["subscription_id"] in wallet_first and p["method"] == "card"
+    ]
+    committed = [c for c in pending if c.wallet == wallet_renewals.UNDECIDED]
+    if committed:
+        await session.execute(
+            sa.select(Payment.id)
+            .where(Payment.id.in_([c.payment_id for c in committed]))
+            .order_by(Payment.id)
+            .with_for_update()
+        )
+    draws += [
+        wallet_renewals.Draw(
+            payment_id=c.payment_id,
+            user_id=c.user_id,
+            amount=c.amount,
+            currency=c.currency,
+            description=c.description,
+            card=False,
+        )
+        for c in committed
+    ]
+    if not draws:
+        return {}
+    outcomes = await wallet_renewals.draw(session, draws)
+    for payment in new_payments:
+        if payment["id"] in outcomes:
+            payment["method"] = "wallet"
+            payment["payment_method_ref"] = None
+    return outcomes
 
 
 async def _pending_renewals(
@@ -179,6 +254,9 @@ async def _pending_renewals(
                 description=row.description,
                 payment_method_ref=row.payment_method_ref,
                 free=row.method == "free" or row.amount == 0,
+                wallet=wallet_renewals.UNDECIDED
+                if row.method == "wallet" and row.amount > 0
+                else None,
             ),
         )
     # Zero renewals committed as card payments before free renewals were settled here (the

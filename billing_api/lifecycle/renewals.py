@@ -58,6 +58,7 @@ from billing_api.gateway import (
     GatewayUnavailable,
     OffSessionCharge,
 )
+from billing_api.lifecycle import wallet_renewals
 from billing_api.lifecycle.renewal_claims import RenewalCharge, claim_renewals
 from billing_api.lifecycle.service import JobContext, apply_gateway_result
 from billing_api.models import Payment, PaymentStatus, Plan, Subscription
@@ -98,7 +99,8 @@ async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[Ga
     """The gateway's answer for each charge it could be asked about (others wait for the next
     run, after the lease)."""
     answers = [_settled_here(renewal) for renewal in batch if renewal.free]
-    paid = [renewal for renewal in batch if not renewal.free]
+    answers += _settled_from_wallets(batch)
+    paid = [renewal for renewal in batch if not renewal.free and renewal.wallet is None]
     chunks = [paid[start : start + CHARGE_CHUNK] for start in range(0, len(paid), CHARGE_CHUNK)]
     limit = asyncio.Semaphore(CHARGE_CONCURRENCY)
 
@@ -185,6 +187,16 @@ def _settled_here(renewal: RenewalCharge) -> GatewayPayment:
         failure_code=None,
         failure_message=None,
     )
+
+
+def _settled_from_wallets(batch: Sequence[RenewalCharge]) -> list[GatewayPayment]:
+    """The outcomes of the renewals the claim paid from the wallet (or failed for want of it):
+    no gateway, settled like a free one (:mod:`billing_api.lifecycle.wallet_renewals`)."""
+    return [
+        wallet_renewals.settled_here(renewal.payment_id, renewal.wallet)
+        for renewal in batch
+        if renewal.wallet is not None
+    ]
 
 
 # --- 3. settle ----------------------------------------------------------------------------------

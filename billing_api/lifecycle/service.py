@@ -119,7 +119,10 @@ async def end_periods(ctx: JobContext) -> int:
         for subscription in ended:
             plan = await session.get(Plan, subscription.plan_id)
             assert plan is not None
-            await outbox.add_all(session, transitions.end_period(subscription, plan, now=ctx.now))
+            changes = transitions.end_period(
+                subscription, plan, now=ctx.now, account_url=ctx.settings.account_url
+            )
+            await outbox.add_all(session, changes)
             await entitlements.publish_snapshot(session, subscription.user_id)
     return len(ended)
 

@@ -18,7 +18,7 @@ from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
 from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
 from billing_api.models.purchases import Purchase, PurchaseStatus
 from billing_api.models.refunds import Refund, RefundStatus
-from billing_api.models.subscriptions import Subscription, SubscriptionStatus
+from billing_api.models.subscriptions import RenewalSource, Subscription, SubscriptionStatus
 
 __all__ = [
     "AdminAudit",
@@ -44,6 +44,7 @@ __all__ = [
     "PurchaseStatus",
     "Refund",
     "RefundStatus",
+    "RenewalSource",
     "Subscription",
     "SubscriptionStatus",
     "status_column",

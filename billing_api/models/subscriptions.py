@@ -23,6 +23,13 @@ class SubscriptionStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class RenewalSource(StrEnum):
+    """How a renewal is paid."""
+
+    CARD = "card"  # the saved card, off-session
+    WALLET_THEN_CARD = "wallet_then_card"  # the wallet when its balance covers it, else the card
+
+
 class Subscription(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "subscription"
     __table_args__ = (
@@ -53,6 +60,9 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
                 " AND card_expires_at IS NOT NULL"
                 " AND card_expiry_reminded_for IS DISTINCT FROM card_expires_at"
             ),
+        ),
+        sa.CheckConstraint(
+            "renewal_source IN ('card', 'wallet_then_card')", name="renewal_source_known"
         ),
     )
 
@@ -93,3 +103,7 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     trial_end: Mapped[datetime | None] = when()
     # A downgrade waits for the period end: the renewal then charges and switches to this plan.
     pending_plan_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("plan.id"))
+    # How renewals are paid (the subscriber chooses, PATCH /api/v1/subscriptions/{id}).
+    renewal_source: Mapped[str] = mapped_column(
+        sa.String(20), default=RenewalSource.CARD, server_default=RenewalSource.CARD.value
+    )

@@ -7,13 +7,14 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from billing_api.deps import CheckoutsDep, CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.subscriptions import plan_change, service
+from billing_api.subscriptions import plan_change, renewal_sources, service
 from billing_api.subscriptions.schemas import (
     CancelIn,
     ChangePlanIn,
     PlanChangeOut,
     SubscriptionIn,
     SubscriptionOut,
+    SubscriptionPatch,
 )
 from shared.pagination import Cursor, Limit, Page
 
@@ -65,6 +66,17 @@ async def get_subscription(
 ) -> SubscriptionOut:
     """One of my subscriptions."""
     return await service.get_subscription(session, customer.id, subscription_id)
+
+
+@router.patch("/{subscription_id}", response_model=SubscriptionOut)
+async def update_subscription(
+    subscription_id: UUID, body: SubscriptionPatch, customer: CustomerDep, session: SessionDep
+) -> SubscriptionOut:
+    """Choose how renewals are paid: the card, or the wallet first when it covers them."""
+    subscription = await renewal_sources.set_renewal_source(
+        session, customer.id, subscription_id, body.renewal_source
+    )
+    return await service.subscription_out(session, subscription)
 
 
 @router.post("/{subscription_id}/cancel", response_model=SubscriptionOut)

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import TypedDict
 from uuid import UUID
 
-from billing_api.models import Payment, Plan, Subscription
+from billing_api.models import Payment, Plan, RenewalSource, Subscription
+from billing_api.subscriptions import links
 from shared import events
 from shared.money import Money
 
@@ -83,26 +84,51 @@ def plan_changed(
     )
 
 
+def _update_url(subscription: Subscription, account_url: str | None) -> str | None:
+    """The account page opened on this subscription (None where no page is configured)."""
+    return links.update_url(account_url, subscription.id) if account_url else None
+
+
+def _renewal_source(subscription: Subscription) -> str:
+    # A row not yet written has no default filled in: it renews from the card.
+    return subscription.renewal_source or RenewalSource.CARD.value
+
+
 def renewal_failed(
-    subscription: Subscription, plan: Plan, payment: Payment, *, reason: str | None
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    reason: str | None,
+    account_url: str | None = None,
 ) -> events.SubscriptionRenewalFailed:
+    """Says how the renewal is paid (``renewal_source``), so the notice asks for a wallet
+    top-up only when the wallet is tried, and links to where the card is updated."""
     return events.SubscriptionRenewalFailed(
         **_about(subscription),
         plan=plan_summary(plan),
         amount=_paid(payment),
         next_attempt_at=subscription.next_renewal_at,
         reason=reason,
+        update_url=_update_url(subscription, account_url),
+        renewal_source=_renewal_source(subscription),
     )
 
 
 def grace_started(
-    subscription: Subscription, plan: Plan, *, grace_until: datetime
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    grace_until: datetime,
+    account_url: str | None = None,
 ) -> events.SubscriptionGraceStarted:
     return events.SubscriptionGraceStarted(
         **_about(subscription),
         plan=plan_summary(plan),
         amount_due=Money(amount=plan.price_amount * subscription.months, currency=plan.currency),
         grace_until=grace_until,
+        update_url=_update_url(subscription, account_url),
+        renewal_source=_renewal_source(subscription),
     )
 
 

@@ -49,6 +49,20 @@ class SavedCard(BaseModel):
     exp_year: int | None = None
 
 
+RenewalSourceName = Literal["card", "wallet_then_card"]
+
+
+class SubscriptionPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"renewal_source": "wallet_then_card"}]}
+    )
+
+    renewal_source: RenewalSourceName = Field(
+        description="How renewals are paid: `card` (the saved card) or `wallet_then_card` (the "
+        "wallet when its balance covers the renewal, else the card)."
+    )
+
+
 class SubscriptionOut(BaseModel):
     id: UUID
     plan_id: UUID
@@ -66,6 +80,9 @@ class SubscriptionOut(BaseModel):
     )
     payment_method: SavedCard | None = Field(
         None, description="The saved card renewals are charged to; null when none is known."
+    )
+    renewal_source: RenewalSourceName = Field(
+        "card", description="How renewals are paid: `card` or `wallet_then_card`."
     )
 
 

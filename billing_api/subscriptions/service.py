@@ -19,6 +19,7 @@ from billing_api.models import (
     PaymentPurpose,
     PaymentStatus,
     Plan,
+    RenewalSource,
     Subscription,
     SubscriptionStatus,
 )
@@ -28,7 +29,12 @@ from billing_api.pricing.inputs import Priced, price_plan
 from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions import cards, transitions
-from billing_api.subscriptions.schemas import SavedCard, SubscriptionIn, SubscriptionOut
+from billing_api.subscriptions.schemas import (
+    RenewalSourceName,
+    SavedCard,
+    SubscriptionIn,
+    SubscriptionOut,
+)
 from shared import clock, outbox
 from shared.errors import Conflict, NotFound, UnprocessableEntity
 from shared.pagination import newest_first, page_of
@@ -62,6 +68,15 @@ def _subscription_out(subscription: Subscription, latest: Payment | None) -> Sub
         trial_end=subscription.trial_end,
         pending_plan_id=subscription.pending_plan_id,
         payment_method=_saved_card(subscription),
+        renewal_source=renewal_source_of(subscription),
+    )
+
+
+def renewal_source_of(subscription: Subscription) -> RenewalSourceName:
+    return (
+        "wallet_then_card"
+        if subscription.renewal_source == RenewalSource.WALLET_THEN_CARD
+        else "card"
     )
 
 

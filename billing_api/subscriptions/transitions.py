@@ -219,9 +219,11 @@ def record_failed_renewal(
     reason: str | None,
     retry_offsets: Sequence[timedelta],
     now: datetime,
+    account_url: str | None = None,
 ) -> Events:
     """A renewal was declined: schedule the next retry (``retry_offsets`` count from the first
-    failure; none is left once they are used up), and say so."""
+    failure; none is left once they are used up), and say so (the notice links to
+    ``account_url``, the page where the card is updated)."""
     if not renews(subscription):
         raise _refuse(subscription, "retry the renewal of")
     started = subscription.dunning_started_at or now
@@ -231,11 +233,16 @@ def record_failed_renewal(
     subscription.next_renewal_at = (
         started + retry_offsets[retry] if retry < len(retry_offsets) else None
     )
-    return [notices.renewal_failed(subscription, plan, payment, reason=reason)]
+    return [
+        notices.renewal_failed(subscription, plan, payment, reason=reason, account_url=account_url)
+    ]
 
 
-def end_period(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
-    """The period ended unpaid: into grace if it renews, expired if the user stopped it."""
+def end_period(
+    subscription: Subscription, plan: Plan, *, now: datetime, account_url: str | None = None
+) -> Events:
+    """The period ended unpaid: into grace if it renews, expired if the user stopped it (the
+    grace notice links to ``account_url``, where what is due is paid)."""
     end = subscription.current_period_end
     if subscription.status != SubscriptionStatus.ACTIVE or end is None or end > now:
         raise _refuse(subscription, "end the period of")
@@ -244,7 +251,9 @@ def end_period(subscription: Subscription, plan: Plan, *, now: datetime) -> Even
     subscription.status = SubscriptionStatus.GRACE
     grace_until = end + timedelta(days=plan.grace_days)
     subscription.grace_until = grace_until
-    return [notices.grace_started(subscription, plan, grace_until=grace_until)]
+    return [
+        notices.grace_started(subscription, plan, grace_until=grace_until, account_url=account_url)
+    ]
 
 
 def end_grace(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:

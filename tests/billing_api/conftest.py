@@ -135,7 +135,7 @@ async def suite(service_settings: ServiceSettings, broker: Broker) -> AsyncItera
             broker, ("entitlements.changed", "subscription.*", "purchase.*", "wallet.*")
         )
         resources = billing.state.resources
-        consumer = make_consumer(broker, resources.session_factory)
+        consumer = make_consumer(broker, resources.session_factory, billing.state.settings)
         await consumer.start()
         relay = asyncio.create_task(
             OutboxRelay(resources.engine, resources.broker, schema="billing").run()

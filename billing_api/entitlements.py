@@ -113,8 +113,7 @@ async def publish_snapshots(
         )
         for user_id in users
     ]
-    for snapshot in snapshots:
-        await outbox.add(session, snapshot)
+    await outbox.add_all(session, snapshots)
     return snapshots
 
 

@@ -9,34 +9,103 @@ another transaction may have changed it in between.
 A re-read overwrites the row's attributes in the session (``populate_existing``), and billing's
 sessions do not flush on their own: a change made to the row in this transaction and not yet
 written would silently vanish. :func:`relock` writes that row's pending change first.
+
+A row is locked and re-read once per transaction: the session remembers the rows it locked
+(``session.info``, forgotten when the transaction ends), and locking one of them again returns
+the object the session already holds, which is the row as read under the lock plus this
+transaction's own changes (no other transaction can have changed it since). A path that settles
+several payments at once locks their rows with :func:`lock_all`, in one statement per table,
+and everything it then calls finds them locked without another round trip.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from billing_api.models import Payment, Purchase, Subscription
 from billing_api.models.base import Base
 
 Row = TypeVar("Row", bound=Base)
+Locked = TypeVar("Locked", Subscription, Payment, Purchase)
+
+# ``session.info`` key: the identity keys of the rows this transaction locked and read.
+_HELD = "locks.held"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    # The transaction's end forgets them all, and so does a savepoint's (its rollback may
+    # release locks taken within it): a row is then locked and read again, as it first was.
+    # (A flush runs in a subtransaction of its own, which changes nothing.)
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_HELD, None)
+
+
+def _held(session: AsyncSession) -> set[Any]:
+    held: set[Any] = session.info.setdefault(_HELD, set())
+    return held
+
+
+def _locked_here(session: AsyncSession, model: type[Row], key: UUID) -> Row | None:
+    """The session's object of a row this transaction has locked and read, if it still holds
+    it whole (an object expired since would have to be read again)."""
+    identity = session.identity_key(model, key)
+    if identity not in session.info.get(_HELD, ()):
+        return None
+    row = session.identity_map.get(identity)
+    if row is None or sa.inspect(row).expired_attributes:
+        return None
+    assert isinstance(row, model)
+    return row
 
 
 async def relock(session: AsyncSession, model: type[Row], key: UUID) -> Row | None:
-    """The ``model`` row ``key``, locked (``FOR UPDATE``) and re-read from the database.
+    """The ``model`` row ``key``, locked (``FOR UPDATE``) and re-read from the database;
+    without a statement if this transaction has locked and read it already.
 
     If the session already holds that row with a change not yet written, the session's
     changes are written first (the row's UPDATE takes the same lock at the same point of the
     order; everything else it changed, it changed under locks it already holds), so the
     re-read keeps them instead of overwriting them with the committed values.
     """
+    locked = _locked_here(session, model, key)
+    if locked is not None:
+        return locked
     held = session.identity_map.get(session.identity_key(model, key))
     if held is not None and session.is_modified(held):
         await session.flush()
-    return await session.get(model, key, with_for_update=True, populate_existing=True)
+    row = await session.get(model, key, with_for_update=True, populate_existing=True)
+    if row is not None:
+        _held(session).add(session.identity_key(model, key))
+    return row
+
+
+async def lock_all(
+    session: AsyncSession, model: type[Locked], where: sa.ColumnElement[bool]
+) -> Sequence[Locked]:
+    """The ``model`` rows matching ``where``, locked in id order (billing's order within a
+    table) and re-read by one statement; later locks of them in this transaction cost nothing.
+    Pending changes are written first, as :func:`relock` does."""
+    if any(isinstance(row, model) and session.is_modified(row) for row in session.dirty):
+        await session.flush()
+    rows = (
+        await session.scalars(
+            sa.select(model)
+            .where(where)
+            .order_by(model.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    _held(session).update(session.identity_key(model, row.id) for row in rows)
+    return rows
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: UUID) -> Subscription | None:

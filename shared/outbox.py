@@ -2,7 +2,9 @@
 
 ``await outbox.add(session, SubscriptionActivated(...))`` inserts the event in the caller's
 transaction, already serialised: the row keeps the exact bytes the relay will publish
-(:func:`shared.events.encode`), so an event is turned into JSON once in its life.
+(:func:`shared.events.encode`), so an event is turned into JSON once in its life. A transaction
+that settles many changes wraps them in :func:`collected`: their events are inserted by one
+statement at the end of the block, in the order they were added.
 
 :class:`OutboxRelay` publishes unpublished rows with publisher confirms. One statement claims a
 batch (``FOR UPDATE SKIP LOCKED``) and stamps it published inside the relay's transaction, which
@@ -21,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from shared import clock, events, observability, outbox_wake
 from shared.broker import Broker
@@ -56,6 +60,38 @@ _INSERT = sa.text(
 )
 
 
+# ``session.info`` key: the envelopes a :func:`collected` block will insert at its end.
+_COLLECTED = "outbox.collected"
+
+
+@contextlib.asynccontextmanager
+async def collected(session: AsyncSession) -> AsyncIterator[None]:
+    """Insert the events added inside the block by one statement when it ends, in the order
+    they were added (before anything added after the block: same transaction, same order).
+
+    For a transaction that settles many changes at once (a group of renewals): one round trip
+    instead of one per change. A block that fails writes nothing, so its transaction must be
+    rolled back, as the changes of a failed block are; a savepoint may not begin inside it (its
+    rollback could not take back the events already collected).
+    """
+    if _COLLECTED in session.info:  # already inside a block: that one inserts them
+        yield
+        return
+    pending: list[events.Envelope[Any]] = []
+    session.info[_COLLECTED] = pending
+    try:
+        yield
+    finally:
+        del session.info[_COLLECTED]
+    await _write(session, pending)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _no_savepoint_while_collecting(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested and _COLLECTED in session.info:
+        raise RuntimeError("a savepoint inside outbox.collected() could not take its events back")
+
+
 async def add(
     session: AsyncSession, payload: events.EventPayload, *, correlation_id: str | None = None
 ) -> events.Envelope[Any]:
@@ -82,6 +118,17 @@ async def _insert(
         events.wrap(payload, producer=producer, correlation_id=correlation_id)
         for payload in payloads
     ]
+    pending: list[events.Envelope[Any]] | None = session.info.get(_COLLECTED)
+    if pending is not None:
+        pending.extend(envelopes)
+        return envelopes
+    await _write(session, envelopes)
+    return envelopes
+
+
+async def _write(session: AsyncSession, envelopes: Sequence[events.Envelope[Any]]) -> None:
+    if not envelopes:
+        return
     await session.execute(
         _INSERT,
         {
@@ -92,7 +139,6 @@ async def _insert(
         },
     )
     outbox_wake.wake_on_commit(session)
-    return envelopes
 
 
 AfterPublish = Callable[[Sequence[UUID]], Awaitable[None]]

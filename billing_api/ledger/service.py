@@ -5,14 +5,21 @@ Accounts: ``user_wallet:<user>`` (what we owe a user; credits raise the balance)
 ``disputes`` (what providers hold back from us while a payer disputes a charge).
 Posting is idempotent on ``(kind, reference)``, so a redelivered event never posts twice, and the
 database refuses a transaction whose debits and credits differ (checked at commit).
+
+A transaction that settles many payments at once wraps them in :func:`collected`: their postings
+are written at the end of the block, one statement per table for all of them (the same rows,
+the same idempotency, the same checks), and :func:`balance` writes them first when it is asked
+inside the block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -51,6 +58,51 @@ def transfer(source: str, destination: str, amount: int) -> list[Line]:
     return [Line(source, "debit", amount), Line(destination, "credit", amount)]
 
 
+@dataclass(frozen=True)
+class _Posting:
+    id: UUID
+    kind: str
+    reference: str
+    user_id: UUID | None
+    description: str
+    currency: str
+    lines: Sequence[Line]
+    created_at: datetime
+
+
+# ``session.info`` key: the postings a :func:`collected` block will write at its end.
+_COLLECTED = "ledger.collected"
+
+
+@asynccontextmanager
+async def collected(session: AsyncSession) -> AsyncIterator[None]:
+    """Write the postings made inside the block when it ends, in one statement per table.
+
+    For a transaction that settles many payments (a group of renewals). A block that fails
+    writes nothing, so its transaction must be rolled back. Inside it the ledger is read only
+    through :func:`balance` (or after :func:`write_collected`), which sees every posting made.
+    """
+    if _COLLECTED in session.info:  # already inside a block: that one writes them
+        yield
+        return
+    session.info[_COLLECTED] = []
+    try:
+        yield
+        await write_collected(session)
+    finally:
+        del session.info[_COLLECTED]
+
+
+async def write_collected(session: AsyncSession) -> None:
+    """Write now what the enclosing :func:`collected` block has posted so far (for a read of
+    the ledger inside it)."""
+    pending: list[_Posting] | None = session.info.get(_COLLECTED)
+    if pending:
+        postings = list(pending)
+        pending.clear()
+        await _write(session, postings)
+
+
 async def post(
     session: AsyncSession,
     *,
@@ -61,44 +113,65 @@ async def post(
     currency: str,
     lines: Sequence[Line],
 ) -> bool:
-    """Write one transaction; False (and nothing written) if ``(kind, reference)`` exists."""
+    """Write one transaction; False (and nothing written) if ``(kind, reference)`` exists.
+    Inside :func:`collected` it is written at the end of the block (True; still nothing if
+    ``(kind, reference)`` exists by then)."""
     debits = sum(line.amount for line in lines if line.side == "debit")
     credits = sum(line.amount for line in lines if line.side == "credit")
     if debits != credits or not lines:
         raise ValueError(f"unbalanced ledger transaction: {debits} debit vs {credits} credit")
-    transaction_id = await session.scalar(
-        insert(LedgerTransaction)
-        .values(
-            kind=kind,
-            reference=reference,
-            user_id=user_id,
-            description=description,
-            created_at=clock.now(),
+    posting = _Posting(uuid4(), kind, reference, user_id, description, currency, lines, clock.now())
+    pending: list[_Posting] | None = session.info.get(_COLLECTED)
+    if pending is not None:
+        pending.append(posting)
+        return True
+    return bool(await _write(session, [posting]))
+
+
+async def _write(session: AsyncSession, postings: Sequence[_Posting]) -> set[UUID]:
+    """Insert the postings whose ``(kind, reference)`` is new (a repeat, even within
+    ``postings``, is left out with its entries); the ids of those written."""
+    written = set(
+        await session.scalars(
+            insert(LedgerTransaction)
+            .values(
+                [
+                    {
+                        "id": posting.id,
+                        "kind": posting.kind,
+                        "reference": posting.reference,
+                        "user_id": posting.user_id,
+                        "description": posting.description,
+                        "created_at": posting.created_at,
+                    }
+                    for posting in postings
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["kind", "reference"])
+            .returning(LedgerTransaction.id)
         )
-        .on_conflict_do_nothing(index_elements=["kind", "reference"])
-        .returning(LedgerTransaction.id)
     )
-    if transaction_id is None:
-        return False
-    await session.execute(
-        sa.insert(LedgerEntry),
-        [
-            {
-                "transaction_id": transaction_id,
-                "account": line.account,
-                "side": line.side,
-                "amount": line.amount,
-                "currency": currency,
-            }
-            for line in lines
-            if line.amount > 0
-        ],
-    )
-    return True
+    entries = [
+        {
+            "transaction_id": posting.id,
+            "account": line.account,
+            "side": line.side,
+            "amount": line.amount,
+            "currency": posting.currency,
+        }
+        for posting in postings
+        if posting.id in written
+        for line in posting.lines
+        if line.amount > 0
+    ]
+    if entries:
+        await session.execute(sa.insert(LedgerEntry), entries)
+    return written
 
 
 async def balance(session: AsyncSession, account: str, currency: str) -> int:
     """Credits minus debits of an account (a wallet's spendable balance)."""
+    await write_collected(session)
     value = await session.scalar(
         sa.select(
             sa.func.coalesce(

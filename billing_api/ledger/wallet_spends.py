@@ -26,6 +26,7 @@ RELEASE = "wallet_spend_released"
 
 
 async def _posted(session: AsyncSession, kind: str, payment_id: UUID) -> bool:
+    await ledger.write_collected(session)  # postings still collected count too
     found = await session.scalar(
         sa.select(LedgerTransaction.id).where(
             LedgerTransaction.kind == kind, LedgerTransaction.reference == str(payment_id)

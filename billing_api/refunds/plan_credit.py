@@ -92,6 +92,7 @@ async def release(session: AsyncSession, payment: Payment, refund: Refund) -> No
 
 async def _credit_released(session: AsyncSession, upgrade: Payment) -> int:
     """How much of ``upgrade``'s credit its earlier refunds gave back to the wallet."""
+    await ledger.write_collected(session)  # postings still collected count too
     released = await session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)

@@ -4,17 +4,26 @@ the run and the gateway's own event gets there first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks
 from billing_api.activation import handlers
 from billing_api.gateway import GatewayPayment
 from billing_api.lifecycle import renewal_claims, renewals
+from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.renewal_claims import RenewalCharge
+from billing_api.models import Payment
 from billing_api.periods import add_months
-from shared import clock, events
+from shared import clock, db, events
 from shared.money import Money
 from tests.billing_api.conftest import Suite
 from tests.billing_api.test_lifecycle import end_of, subscribed
@@ -151,6 +160,61 @@ class TestGatewayEventDuringSettlement:
         )
 
 
+class TestGatewayEventWhileAGroupSettles:
+    async def test_an_event_waiting_for_the_group_is_a_no_op_once_the_group_commits(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        subscriptions, at = await due_with_cards(suite, [PAYS, PAYS, PAYS])
+        captured_before = await captured(suite)
+        sessions = suite.billing.state.session_factory
+        settle_one = lifecycle.apply_gateway_result
+        settled_all = asyncio.Event()
+        release = asyncio.Event()
+
+        async def pausing(session: AsyncSession, payment: Payment, *args: Any, **kw: Any) -> bool:
+            done = await settle_one(session, payment, *args, **kw)
+            if payment.id == max(charge.payment_id for charge in claimed):
+                settled_all.set()  # the group holds every lock, nothing written yet
+                await release.wait()
+            return done
+
+        monkeypatch.setattr(renewals, "apply_gateway_result", pausing)
+        with clock.frozen(at):
+            ctx = context(suite, at)
+            claimed = await renewal_claims.claim_renewals(ctx)
+            raced = claimed[1]
+            settling = asyncio.create_task(
+                renewals.settle(ctx, [succeeded(charge) for charge in claimed])
+            )
+            await settled_all.wait()
+
+            async def on_event() -> None:
+                async with (
+                    sessions() as session,
+                    session.begin(),
+                    entitlements.deferred_snapshots(session),
+                ):
+                    await handlers.on_payment_succeeded(session, gateway_event(raced))
+
+            event = asyncio.create_task(on_event())
+            await asyncio.sleep(0.5)
+            assert not event.done(), "the event waits for the subscription's lock"
+            release.set()
+            assert await settling == []
+            await event
+
+        assert await captured(suite) - captured_before == 3
+        payments = await renewal_payments(suite)
+        assert {p.status for p in payments.values()} == {"succeeded"}
+        ends = await period_ends(suite)
+        for subscription in subscriptions:
+            assert ends[UUID(subscription["id"])] == add_months(end_of(subscription), 1)
+        renewed = await suite.events("subscription.renewed")
+        assert sorted(str(e.data.subscription_id) for e in renewed) == sorted(
+            str(c.subscription_id) for c in claimed
+        )
+
+
 class TestChargeRefusedInABatch:
     async def test_a_charge_the_gateway_refuses_stays_pending_and_holds_back_no_other(
         self, suite: Suite
@@ -187,3 +251,106 @@ class TestChargeRefusedInABatch:
         for subscription in subscriptions:
             renewed = ends[UUID(subscription["id"])] == add_months(end_of(subscription), 1)
             assert renewed is (UUID(subscription["id"]) != refused.subscription_id)
+
+
+# --- what a group costs ---------------------------------------------------------------------
+
+# Due subscriptions written straight in SQL (what a checkout that saved a card leaves behind),
+# so a group of any size is cheap to set up; their answers are made up as the gateway's.
+DUE_SQL = """
+INSERT INTO subscription (id, user_id, email, locale, plan_id, status, months,
+                          current_period_start, current_period_end, auto_renew,
+                          cancel_at_period_end, payment_method_ref, renewal_attempts, trial)
+SELECT gen_random_uuid(), gen_random_uuid(), 'user' || n || '@example.com', 'en', :plan_id,
+       'active', 1, CAST(:end AS timestamptz) - interval '30 days', :end, true, false,
+       'pm_' || n, 0, false
+FROM generate_series(1, CAST(:count AS int)) AS n
+"""
+
+
+async def user_ids(suite: Suite) -> dict[UUID, UUID]:
+    async with suite.billing.state.resources.engine.connect() as conn:
+        rows = await conn.exec_driver_sql("SELECT id, user_id FROM subscription")
+        return {row.id: row.user_id for row in rows}
+
+
+def declined(charge: RenewalCharge) -> GatewayPayment:
+    """The gateway's answer that the charge was declined."""
+    return GatewayPayment(
+        payment_id=charge.payment_id,
+        status="failed",
+        provider="sandbox",
+        checkout_url=None,
+        expires_at=None,
+        payment_method_ref=charge.payment_method_ref,
+        failure_code="card_declined",
+        failure_message="Your card was declined.",
+    )
+
+
+@contextlib.asynccontextmanager
+async def counted_sessions(
+    suite: Suite,
+) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], list[str]]]:
+    """Billing's sessions on an engine of their own, and every statement they send."""
+    settings = suite.billing.state.settings
+    engine = db.create_engine(settings.database_url, schema="billing", application_name="tests")
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    factory = suite.billing.state.session_factory
+    try:
+        yield async_sessionmaker(**{**factory.kw, "bind": engine}), statements
+    finally:
+        await engine.dispose()
+
+
+async def settle_counted(suite: Suite, count: int) -> list[str]:
+    """Settle ``count`` due renewals as one group, every other one declined; the statements
+    the settlement sent."""
+    plan = await suite.plan("premium")
+    at = clock.now().replace(microsecond=0)
+    await suite.execute(
+        DUE_SQL, plan_id=UUID(plan["id"]), end=at + timedelta(minutes=30), count=count
+    )
+    with clock.frozen(at):
+        claimed = await renewal_claims.claim_renewals(context(suite, at))
+        assert len(claimed) == count
+        answers = [
+            succeeded(charge) if n % 2 == 0 else declined(charge)
+            for n, charge in enumerate(sorted(claimed, key=lambda c: c.payment_id))
+        ]
+        async with counted_sessions(suite) as (sessions, statements):
+            ctx = dataclasses.replace(context(suite, at), sessions=sessions)
+            assert await renewals.settle(ctx, answers) == []
+    return statements
+
+
+class TestGroupCost:
+    async def test_a_group_costs_the_same_statements_whatever_its_size(self, suite: Suite) -> None:
+        captured_before = await captured(suite)
+        small = await settle_counted(suite, 4)
+        large = await settle_counted(suite, renewals.SETTLE_GROUP)
+
+        assert len(large) == len(small), "\n".join(large)
+        assert len(large) <= 20, "\n".join(large)
+        # What the renewals did, as their users see it: every other one renewed, once.
+        payments = await renewal_payments(suite)
+        assert sorted(p.status for p in payments.values()) == ["failed"] * 27 + ["succeeded"] * 27
+        assert await captured(suite) - captured_before == 27
+        assert len(await suite.events("subscription.renewed")) == 27
+        assert len(await suite.events("subscription.renewal_failed")) == 27
+        renewed = {p.subscription_id for p in payments.values() if p.status == "succeeded"}
+        snapshots = {e.data.user_id for e in await suite.events("entitlements.changed")}
+        ends = await period_ends(suite)
+        users = await user_ids(suite)
+        for subscription_id, end in ends.items():
+            if subscription_id in renewed:
+                assert end > clock.now() + timedelta(days=27)
+                assert users[subscription_id] in snapshots
+            else:
+                assert end < clock.now() + timedelta(hours=1)
+                assert await renewal_attempts(suite, str(subscription_id)) == 1

@@ -120,6 +120,47 @@ class TestAdd:
         await OutboxRelay(engine, broker, schema="billing", batch_size=2).drain()
         assert [event.id for event in await probe.drain()] == [event.id for event in added]
 
+    async def test_events_collected_in_a_block_take_one_statement_in_the_order_added(
+        self, db: Db, broker: Broker, probe: Probe
+    ) -> None:
+        engine, sessions = db
+        async with sessions() as session:
+            first = await outbox.add(session, topped_up(1))
+            with counting_statements(engine) as sent:
+                async with outbox.collected(session):
+                    added = [await outbox.add(session, topped_up(n)) for n in range(2, 5)]
+                    added += await outbox.add_all(session, [topped_up(5), topped_up(6)])
+                    assert sent == [], "nothing is written before the block ends"
+            last = await outbox.add(session, topped_up(7))
+            await session.commit()
+
+        assert len(sent) == 1
+        await OutboxRelay(engine, broker, schema="billing", batch_size=3).drain()
+        assert [event.id for event in await probe.drain()] == [
+            event.id for event in [first, *added, last]
+        ]
+
+    async def test_a_block_that_fails_writes_none_of_its_events(self, db: Db) -> None:
+        _, sessions = db
+
+        async def settle(session: AsyncSession) -> None:
+            async with outbox.collected(session):
+                await outbox.add(session, topped_up())
+                raise RuntimeError("settling failed")
+
+        async with sessions() as session:
+            with pytest.raises(RuntimeError, match="settling failed"):
+                await settle(session)
+            assert await session.scalar(sa.text("SELECT count(*) FROM outbox")) == 0
+            await session.rollback()
+
+    async def test_a_savepoint_inside_a_block_is_refused(self, db: Db) -> None:
+        _, sessions = db
+        async with sessions() as session, session.begin(), outbox.collected(session):
+            await outbox.add(session, topped_up())
+            with pytest.raises(RuntimeError, match="savepoint"):
+                await session.begin_nested()
+
     async def test_event_of_rolled_back_transaction_is_never_published(
         self, db: Db, broker: Broker, probe: Probe
     ) -> None:

@@ -60,6 +60,18 @@ async def complete_payment(
     expiry); a subscription keeps it with the saved method."""
     if payment.status in CLOSED:
         return False
+    # A wallet payment is paid by its spend: one voided after its money was taken (a renewal
+    # expired by an upgrade before its run settled it) gave that money back.
+    if (
+        payment.method == "wallet"
+        and payment.amount > 0
+        and not await wallet_spends.spent(session, payment.id)
+    ):
+        logger.warning(
+            "wallet payment not completed: its money is not taken",
+            extra={"payment_id": str(payment.id), "status": str(payment.status)},
+        )
+        return False
     now = clock.now()
     payment.status = PaymentStatus.SUCCEEDED
     payment.paid_at = now

@@ -442,3 +442,31 @@ class TestRenewalSourceApi:
         await wallet_first(user, created["id"])
         assert (await run_jobs(suite, at + timedelta(minutes=1)))["renew_due_subscriptions"] == 1
         assert await balance(user) == 0
+
+
+class TestVoidedBetweenClaimAndSettle:
+    async def test_a_wallet_renewal_voided_after_its_claim_is_not_renewed_by_the_same_run(
+        self, suite: Suite
+    ) -> None:
+        """The run that claimed the renewal (its money taken) settles it after an upgrade or
+        an expiry voided it and gave the money back: the period is not renewed for nothing."""
+        user, subscription = await card_subscriber(suite, PREMIUM)
+        end = end_of(subscription)
+        at = end - timedelta(minutes=30)
+        with clock.frozen(at):
+            ctx = context(suite, at)
+            [claimed] = await renewal_claims.claim_renewals(ctx)
+            answers = await renewals.charge_all(ctx, [claimed])
+        async with suite.billing.state.session_factory() as session, session.begin():
+            payment = await locks.lock_payment(session, claimed.payment_id)
+            assert payment is not None
+            assert await activation.expire_payment(session, payment)
+        with clock.frozen(at):
+            assert await renewals.settle(ctx, answers) == []
+
+        assert await balance(user) == PREMIUM, "given back once, and kept"
+        [renewal] = await renewal_payments(user)
+        assert (renewal["method"], renewal["status"]) == ("wallet", "expired")
+        assert end_of(await user.subscription(subscription["id"])) == end, "no free period"
+        assert await suite.events("subscription.renewed") == []
+        await assert_ledger_balanced(suite)

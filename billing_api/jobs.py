@@ -28,7 +28,7 @@ from billing_api import idempotency
 from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
-from billing_api.lifecycle import card_expiry, renewals
+from billing_api.lifecycle import card_expiry, renewals, stranded_wallet_renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
 from billing_api.refunds import queued as queued_refunds
@@ -67,6 +67,7 @@ async def _delete_expired_idempotency_keys(ctx: JobContext) -> int:
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
     "renew_due_subscriptions": renewals.renew_due,
+    "settle_stranded_wallet_renewals": stranded_wallet_renewals.settle_stranded,
     "send_queued_refunds": _send_queued_refunds,
     "end_periods": _until_done(lifecycle.end_periods),
     "end_graces": _until_done(lifecycle.end_graces),

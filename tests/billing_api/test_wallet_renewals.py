@@ -470,3 +470,31 @@ class TestVoidedBetweenClaimAndSettle:
         assert end_of(await user.subscription(subscription["id"])) == end, "no free period"
         assert await suite.events("subscription.renewed") == []
         await assert_ledger_balanced(suite)
+
+    async def test_a_wallet_renewal_left_by_a_run_that_died_is_given_back_once_renewals_stop(
+        self, suite: Suite
+    ) -> None:
+        """The run dies after taking the money; the subscriber then cancels at the period end,
+        so the subscription is never due again: the renewal's money comes back to the wallet."""
+        user, subscription = await card_subscriber(suite, PREMIUM)
+        end = end_of(subscription)
+        at = end - timedelta(minutes=30)
+        with clock.frozen(at):
+            [claimed] = await renewal_claims.claim_renewals(context(suite, at))  # then it dies
+        assert await balance(user) == 0
+        with clock.frozen(at + timedelta(minutes=1)):
+            cancelled = await user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": True}
+            )
+        assert cancelled.status_code == 200, cancelled.text
+
+        for later in (at + LEASE, end + timedelta(minutes=1), end + timedelta(days=2)):
+            await run_jobs(suite, later)
+
+        assert await balance(user) == PREMIUM, "the renewal's money is not kept for nothing"
+        [renewal] = await renewal_payments(user)
+        assert renewal["id"] == str(claimed.payment_id)
+        assert renewal["status"] != "pending"
+        assert (await user.subscription(subscription["id"]))["status"] != "active"
+        assert await off_session_charges(suite) == 0
+        await assert_ledger_balanced(suite)

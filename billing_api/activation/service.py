@@ -104,6 +104,8 @@ async def complete_payment(
         await _upgrade_subscription(session, payment, now)
     elif payment.purpose == "renewal":
         await _renew_subscription(session, payment)
+    elif payment.purpose == PaymentPurpose.CARD_UPDATE:
+        await _replace_card(session, payment)
     elif payment.purpose == "purchase":
         await _complete_purchase(session, payment, now)
     else:
@@ -248,6 +250,35 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     await outbox.add_all(session, changes)
 
 
+async def _replace_card(session: AsyncSession, payment: Payment) -> None:
+    """A card update's setup checkout completed: later renewals charge the card it saved."""
+    assert payment.subscription_id is not None
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
+    assert subscription is not None
+    if payment.payment_method_ref is None:
+        logger.error("card update %s completed without a saved card", payment.id)
+        return
+    await outbox.add_all(session, transitions.replace_payment_method(subscription, payment))
+
+
+async def _release_renewals(session: AsyncSession, payment: Payment) -> None:
+    """A checkout that paid the due renewal closed unpaid: the dunning retries it held go on
+    (see :mod:`billing_api.subscriptions.payment_method`)."""
+    hold = payment.quote.get("renewal_hold")
+    if payment.subscription_id is None or not hold:
+        return
+    # Every caller holds the subscription's lock already (billing's lock order).
+    subscription = await locks.lock_subscription(session, payment.subscription_id)
+    if subscription is None:
+        return
+    resume_at = hold.get("resume_at")
+    transitions.release_renewals(
+        subscription,
+        held_until=datetime.fromisoformat(hold["until"]),
+        resume_at=datetime.fromisoformat(resume_at) if resume_at else None,
+    )
+
+
 async def _renewal_failed(
     session: AsyncSession,
     payment: Payment,
@@ -335,9 +366,14 @@ async def fail_payment(
     payment.failure_message = reason
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
     await wallet_spends.give_back(session, payment)
-    if payment.purpose == "renewal" and hard_decline:
+    # A renewal declined at a card update's checkout is no dunning attempt: the checkout stays
+    # payable (another card) until it expires, and the retries wait for it.
+    off_session_renewal = payment.purpose == "renewal" and not transitions.renewal_at_checkout(
+        payment
+    )
+    if off_session_renewal and hard_decline:
         await _renewal_declined_for_good(session, payment, reason, account_url)
-    elif payment.purpose == "renewal":
+    elif off_session_renewal:
         await _renewal_failed(session, payment, reason, dunning, account_url)
     return True
 
@@ -371,6 +407,8 @@ async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
     payment.status = PaymentStatus.EXPIRED
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)
     await wallet_spends.give_back(session, payment)
+    if transitions.renewal_at_checkout(payment):
+        await _release_renewals(session, payment)
     if payment.subscription_id is not None:
         # Every caller holds the subscription's lock already (billing's lock order).
         subscription = await locks.lock_subscription(session, payment.subscription_id)

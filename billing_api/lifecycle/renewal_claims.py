@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -236,6 +236,9 @@ async def _pending_renewals(
             Payment.subscription_id.in_(ids),
             Payment.purpose == "renewal",
             Payment.status == PaymentStatus.PENDING,
+            # A renewal paid at a card update's checkout is the subscriber's to pay, never
+            # charged off-session (transitions.renewal_at_checkout).
+            ~Payment.save_payment_method,
         )
         .order_by(Payment.created_at)
     )
@@ -304,10 +307,8 @@ class _Prices:
         """The plan this renewal buys and its quote: a purchase of ``row.months`` periods
         today, with the plan's tiers and the user's personal discount (no promo code)."""
         plan = self.plans[row.pending_plan_id or row.plan_id]
-        quote = pricing.quote(
-            pricing.PlanPrice(
-                plan.id, plan.price_amount, plan.currency, max(plan.max_months, row.months)
-            ),
+        quote = price_renewal(
+            plan,
             row.months,
             now=self.ctx.now,
             tiers=self.tiers[plan.id],
@@ -318,6 +319,49 @@ class _Prices:
 
     def plans_charged(self, payments: Sequence[dict[str, Any]]) -> list[Plan]:
         return [self.plans[plan_id] for plan_id in {p["plan_id"] for p in payments}]
+
+
+def price_renewal(
+    plan: Plan,
+    months: int,
+    *,
+    now: datetime,
+    tiers: Sequence[pricing.Tier],
+    personal_percent: int | None,
+    max_total_percent: int,
+) -> pricing.Quote:
+    """A renewal's quote: a purchase of ``months`` periods of ``plan`` at ``now``, with the
+    plan's tiers and the user's personal discount (no promo code). The plan's ``max_months``
+    lowered since does not stop a subscription renewing for as many periods as it bought."""
+    return pricing.quote(
+        pricing.PlanPrice(plan.id, plan.price_amount, plan.currency, max(plan.max_months, months)),
+        months,
+        now=now,
+        tiers=tiers,
+        personal_percent=personal_percent,
+        max_total_percent=max_total_percent,
+    )
+
+
+async def quote_renewal(
+    session: AsyncSession, subscription: Subscription, *, now: datetime, max_total_percent: int
+) -> tuple[Plan, pricing.Quote]:
+    """What a renewal of ``subscription`` claimed at ``now`` would buy and charge, priced as the
+    claim prices it: for a renewal paid at a checkout instead (a card update while the
+    subscription owes, :mod:`billing_api.subscriptions.payment_method`)."""
+    plan = await session.get(Plan, subscription.pending_plan_id or subscription.plan_id)
+    assert plan is not None
+    tiers = await load_tiers_of(session, [plan.id])
+    personal = await load_personal_discounts(session, [subscription.user_id])
+    quote = price_renewal(
+        plan,
+        subscription.months,
+        now=now,
+        tiers=tiers[plan.id],
+        personal_percent=personal.get(subscription.user_id),
+        max_total_percent=max_total_percent,
+    )
+    return plan, quote
 
 
 async def _keep_granting(session: AsyncSession, plans: Sequence[Plan]) -> None:

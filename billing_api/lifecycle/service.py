@@ -223,7 +223,11 @@ async def reconcile_pending(ctx: JobContext) -> int:
     async with ctx.sessions() as session:
         stale = (
             await session.execute(
-                sa.select(Payment.id, Payment.purpose)
+                sa.select(
+                    Payment.id,
+                    # charged off-session by the renewal job, not opened at a checkout
+                    sa.and_(Payment.purpose == "renewal", ~Payment.save_payment_method),
+                )
                 .where(
                     Payment.status == PaymentStatus.PENDING,
                     Payment.method == "card",
@@ -236,9 +240,9 @@ async def reconcile_pending(ctx: JobContext) -> int:
             )
         ).all()
     settled = 0
-    for payment_id, purpose in stale:
+    for payment_id, off_session in stale:
         try:
-            settled += await _reconcile_one(ctx, payment_id, purpose)
+            settled += await _reconcile_one(ctx, payment_id, off_session=off_session)
         except Exception:
             # Being the longest due, a payment that fails here would come first again on every
             # pass and stop each one before the payments behind it: it waits like any other.
@@ -251,12 +255,14 @@ async def reconcile_pending(ctx: JobContext) -> int:
     return settled
 
 
-async def _reconcile_one(ctx: JobContext, payment_id: UUID, purpose: str) -> bool:
+async def _reconcile_one(ctx: JobContext, payment_id: UUID, *, off_session: bool) -> bool:
     """Ask the gateway about one payment and settle it from the answer; whether it settled."""
     try:
         result = await ctx.gateway.get_payment(payment_id, refresh=True)
     except GatewayNotFound:
-        if purpose != "renewal":  # a renewal is charged off-session by the renewal job
+        # A renewal is charged off-session by the renewal job; one paid at a card update's
+        # checkout is opened like any checkout.
+        if not off_session:
             await _open_unopened(ctx, payment_id)
         # Asked and not settled: the next ask waits like any other's.
         await _ask_later(ctx, payment_id, "not_found")

@@ -22,6 +22,7 @@ class PaymentPurpose(StrEnum):
     TOP_UP = "top_up"
     TRIAL = "trial"  # a zero-amount checkout that only saves the card
     UPGRADE = "upgrade"  # a plan change paid now, less the unused part of the current period
+    CARD_UPDATE = "card_update"  # a zero-amount checkout saving a subscription's new card
 
 
 class PaymentStatus(StrEnum):

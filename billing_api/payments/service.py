@@ -21,12 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.activation import service as activation
 from billing_api.customers import Customer
 from billing_api.ledger import service as ledger_service
-from billing_api.models import Payment, PaymentStatus, PromoCode, PromoRedemption
+from billing_api.models import Payment, PaymentPurpose, PaymentStatus, PromoCode, PromoRedemption
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod, PaymentOut
 from billing_api.pricing.service import PromoCodeAlreadyUsed, PromoCodeExhausted
 from shared.errors import NotFound
 from shared.money import Money
 from shared.pagination import newest_first, page_of
+
+# Zero-amount checkouts that only save a card (the gateway opens them as setup checkouts).
+SAVES_CARD_ONLY = (PaymentPurpose.TRIAL, PaymentPurpose.CARD_UPDATE)
 
 
 class PaymentNotFound(NotFound):
@@ -65,8 +68,9 @@ async def start_payment(
         subscription_id=order.subscription_id,
         purchase_id=order.purchase_id,
         plan_id=order.plan_id,
-        # A zero total needs no money, except a trial's: its checkout saves the card.
-        method="free" if order.amount == 0 and order.purpose != "trial" else method,
+        # A zero total needs no money, except a trial's or a card update's: their checkout
+        # saves the card.
+        method="free" if order.amount == 0 and order.purpose not in SAVES_CARD_ONLY else method,
         status=PaymentStatus.PENDING,
         amount=order.amount,
         currency=order.currency,

@@ -7,10 +7,12 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from billing_api.deps import CheckoutsDep, CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.subscriptions import plan_change, renewal_sources, service
+from billing_api.subscriptions import payment_method, plan_change, renewal_sources, service
 from billing_api.subscriptions.schemas import (
     CancelIn,
     ChangePlanIn,
+    PaymentMethodIn,
+    PaymentMethodUpdateOut,
     PlanChangeOut,
     SubscriptionIn,
     SubscriptionOut,
@@ -124,3 +126,34 @@ async def change_plan(
     )
     await checkouts.open(change.payment_id)
     return await plan_change.plan_change_out(session, change)
+
+
+@router.post(
+    "/{subscription_id}/payment-method",
+    response_model=PaymentMethodUpdateOut,
+    status_code=status.HTTP_201_CREATED,
+    response_description="A new checkout that saves the card (and pays what is due).",
+    responses={
+        200: {
+            "model": PaymentMethodUpdateOut,
+            "description": "An update checkout is open already: that one, no new charge.",
+        }
+    },
+)
+async def update_payment_method(
+    subscription_id: UUID,
+    body: PaymentMethodIn,
+    response: Response,
+    customer: CustomerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    checkouts: CheckoutsDep,
+) -> PaymentMethodUpdateOut:
+    """Save a new card for renewals at a checkout; in grace or dunning it pays the renewal due."""
+    update = await payment_method.update_payment_method(
+        session, settings, customer, subscription_id
+    )
+    await checkouts.open(update.payment.id)
+    if not update.created:
+        response.status_code = status.HTTP_200_OK
+    return payment_method.update_out(update)

@@ -120,3 +120,29 @@ class PlanChangeOut(BaseModel):
     effective_at: datetime | None = Field(
         None, description="When the new plan starts: once paid (upgrade) or the period end."
     )
+
+
+class PaymentMethodIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"payment_method": "card"}]}
+    )
+
+    payment_method: Literal["card"] = Field(
+        "card",
+        description="The kind of payment method to save for renewals: a card (the only one).",
+    )
+
+
+class PaymentMethodUpdateOut(BaseModel):
+    payment_id: UUID
+    checkout_url: str | None = Field(
+        description="Where the subscriber enters the new card (and pays what is due)."
+    )
+    purpose: Literal["card_update", "renewal"] = Field(
+        description="card_update: nothing is charged, the card is saved; renewal: the renewal "
+        "due is paid with the new card, which is then saved."
+    )
+    amount: Money = Field(description="What the checkout charges (0 for a card_update).")
+    status: str
+    expires_at: datetime | None = Field(None, description="When the checkout stops being payable.")
+    subscription_id: UUID | None

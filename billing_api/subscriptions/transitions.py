@@ -454,3 +454,74 @@ def remind_card_expiring(subscription: Subscription, plan: Plan, *, update_url: 
         raise _refuse(subscription, "remind of the card expiry of")
     subscription.card_expiry_reminded_for = subscription.card_expires_at
     return [notices.payment_method_expiring(subscription, plan, card=card, update_url=update_url)]
+
+
+# --- the card: replaced, renewal retries held while a checkout pays the renewal ---------------
+# (billing_api.subscriptions.payment_method decides which checkout a card update opens)
+
+# The states whose card may be replaced: the live ones and a paused one (it renews after the
+# pause). One that ended, or still waits for its first payment, has no card to replace.
+CARD_REPLACEABLE = (*LIVE, SubscriptionStatus.PAUSED)
+
+
+class PaymentMethodNotUpdatable(Conflict):
+    default_detail = "only an active, grace or paused subscription can have its card replaced"
+
+
+def check_card_update(subscription: Subscription) -> None:
+    """A new card may be saved for it (its next renewals will charge it)."""
+    if subscription.status not in CARD_REPLACEABLE:
+        raise PaymentMethodNotUpdatable(
+            f"subscription {subscription.id} is {subscription.status}: it renews no more"
+        )
+
+
+def owes_renewal(subscription: Subscription) -> bool:
+    """A renewal of it is due and unpaid: it is in grace, or in dunning (a renewal was declined
+    and it still renews). A card update then pays that renewal at its checkout."""
+    return renews(subscription) and (
+        subscription.status == SubscriptionStatus.GRACE or subscription.renewal_attempts > 0
+    )
+
+
+def renewal_at_checkout(payment: Payment) -> bool:
+    """A renewal the subscriber pays at a hosted checkout (a card update while it owes), not one
+    charged off-session: the only renewal that saves a card. Its decline is not a dunning
+    attempt, and the renewal job never charges it."""
+    return payment.purpose == PaymentPurpose.RENEWAL and payment.save_payment_method
+
+
+def replace_payment_method(subscription: Subscription, payment: Payment) -> Events:
+    """A card update's setup checkout is paid (nothing charged): its card is the one later
+    renewals charge, with its summary (:func:`_keep_card`). Nothing else changes; a
+    subscription that ended meanwhile keeps its card (it renews no more: nothing to do)."""
+    if payment.purpose != PaymentPurpose.CARD_UPDATE or payment.payment_method_ref is None:
+        raise _refuse(subscription, f"replace the card from payment {payment.id} of")
+    if subscription.status in CARD_REPLACEABLE:
+        _keep_card(subscription, payment)
+        subscription.payment_method_ref = payment.payment_method_ref
+    return []
+
+
+def hold_renewals(subscription: Subscription, *, until: datetime) -> bool:
+    """A checkout paying the due renewal is open until ``until``: no off-session retry may
+    charge the same period meanwhile, so the next one waits at least until then. Whether the
+    schedule changed (not when no retry is left, or the next one comes later anyway); the
+    caller keeps the time it replaced for :func:`release_renewals`."""
+    scheduled = subscription.next_renewal_at
+    if subscription.renewal_attempts > 0 and scheduled is None:
+        return False  # the retries are used up: nothing to hold
+    if scheduled is not None and scheduled >= until:
+        return False
+    subscription.next_renewal_at = until
+    return True
+
+
+def release_renewals(
+    subscription: Subscription, *, held_until: datetime, resume_at: datetime | None
+) -> None:
+    """The checkout that held the retries closed unpaid: the dunning goes on as scheduled
+    before (``resume_at``; a retry time already past is charged by the next pass). Nothing
+    changes if something else has set the schedule since (a renewal paid, a newer hold)."""
+    if subscription.next_renewal_at == held_until:
+        subscription.next_renewal_at = resume_at

@@ -9,6 +9,7 @@ checkout page and its signed webhooks) and the scheduled jobs, in-process or, wh
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,10 +17,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from billing_api.gateway import GatewayClient
 from billing_api.periods import add_months
 from shared import clock
+from shared.auth import AuthSettings
 from tests import support
 from tests.billing_api.conftest import Suite, User
+from tests.billing_api.test_checkout_opening import GatewayStandIn, assert_gateway_unavailable
 from tests.billing_api.test_lifecycle import end_of, off_session_charges, run_jobs, subscribed
 from tests.billing_api.test_provider_side import wait_for_payment
 from tests.billing_api.test_unused_renewals import (
@@ -324,18 +328,8 @@ class TestNoDoubleCharge:
         end = end_of(subscription)
         with clock.frozen(first_try + timedelta(minutes=10)):
             checkout = await opened(user, subscription["id"])
-        # What the hold prevents, forced: the old card works again at the bank and a retry is
-        # due while the checkout is still open.
-        async with suite.gateway.state.resources.engine.begin() as conn:
-            await conn.execute(
-                sa.text("UPDATE sandbox_payment_method SET fails_off_session = false")
-            )
         retry_at = first_try + timedelta(minutes=20)
-        await suite.execute(
-            "UPDATE subscription SET next_renewal_at = :at WHERE id = :id",
-            at=retry_at,
-            id=subscription["id"],
-        )
+        await make_both_succeed(suite, subscription["id"], retry_at)
 
         assert (await run_jobs(suite, retry_at))["renew_due_subscriptions"] == 1
         with clock.frozen(retry_at + timedelta(minutes=5)) as frozen:
@@ -353,5 +347,89 @@ class TestNoDoubleCharge:
         assert await refunded_in_ledger(user) == [PREMIUM]
 
 
+async def make_both_succeed(suite: Suite, subscription_id: str, retry_at: datetime) -> None:
+    """What the hold prevents, forced: the old card works again at the bank, and a retry is
+    due at ``retry_at`` while the checkout is still open (as if its hold had lapsed)."""
+    async with suite.gateway.state.resources.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE sandbox_payment_method SET fails_off_session = false"))
+    await suite.execute(
+        "UPDATE subscription SET next_renewal_at = :at WHERE id = :id",
+        at=retry_at,
+        id=subscription_id,
+    )
+
+
 async def _renewal_failures(suite: Suite, count: int) -> bool:
     return len(await suite.events("subscription.renewal_failed")) >= count
+
+
+class TestTheCheckoutPaidWhileARetryIsInFlight:
+    async def test_the_retry_succeeding_second_is_refunded_in_full(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        subscription, first_try = await in_dunning(suite, user)
+        end = end_of(subscription)
+        with clock.frozen(first_try + timedelta(minutes=10)):
+            checkout = await opened(user, subscription["id"])
+        retry_at = first_try + timedelta(minutes=20)
+        await make_both_succeed(suite, subscription["id"], retry_at)
+        held = HeldCharge(monkeypatch, suite.billing.state.gateway)
+
+        with clock.frozen(retry_at) as frozen:
+            run = asyncio.create_task(jobs_pass(suite, frozen.current))
+            await held.started.wait()  # the retry's charge is out
+            frozen.advance(timedelta(minutes=2))
+            await suite.pay(checkout["checkout_url"], GOOD)
+            await wait_for_payment(user, checkout["payment_id"], "succeeded")
+            held.release()
+            assert (await run)["renew_due_subscriptions"] == 1, "the charge itself succeeded"
+            [retry] = [
+                p
+                for p in await payments_of(user, "renewal")
+                if p["id"] != checkout["payment_id"] and p["status"] != "failed"
+            ]
+            await jobs_pass(suite, frozen.advance(timedelta(minutes=1)))
+            await wait_for_payment(user, retry["id"], "refunded")
+
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], end_of(after)) == ("active", add_months(end, 1)), "one period"
+        assert after["latest_payment"]["id"] == checkout["payment_id"]
+        assert [(r.amount, r.reason) for r in await refunds_of(suite, retry["id"])] == [
+            (PREMIUM, "renewal_superseded")
+        ]
+        assert await refunded_in_ledger(user) == [PREMIUM]
+
+
+@pytest.fixture
+async def stand_in(suite: Suite) -> AsyncIterator[GatewayStandIn]:
+    stand_in = GatewayStandIn(httpx.ASGITransport(suite.gateway))
+    async with httpx.AsyncClient(transport=stand_in, base_url="http://gateway.test") as http:
+        working = suite.billing.state.gateway
+        suite.billing.state.gateway = GatewayClient(http, "http://gateway.test", AuthSettings())
+        yield stand_in
+        suite.billing.state.gateway = working
+
+
+class TestGatewayDown:
+    async def test_a_renewal_checkout_never_opened_is_opened_by_reconciliation_not_charged(
+        self, suite: Suite, stand_in: GatewayStandIn
+    ) -> None:
+        user = suite.as_user()
+        subscription, first_try = await in_dunning(suite, user)
+        asked = first_try + timedelta(minutes=10)
+        with clock.frozen(asked):
+            stand_in.mode = "down"
+            assert_gateway_unavailable(await update(user, subscription["id"]))
+        [waiting] = [p for p in await payments_of(user, "renewal") if p["status"] == "pending"]
+        assert waiting["checkout_url"] is None
+
+        await run_jobs(suite, asked + timedelta(minutes=16))
+        reopened = (await user.get(f"/api/v1/payments/{waiting['id']}")).json()
+        assert reopened["status"] == "pending"
+        assert reopened["checkout_url"], "reconciliation opened it under the same id"
+        assert await off_session_charges(suite) == 1, "never charged off-session"
+        with clock.frozen(asked + timedelta(minutes=20)):
+            again = await update(user, subscription["id"])
+        assert (again.status_code, again.json()["payment_id"]) == (200, waiting["id"])
+        assert again.json()["checkout_url"] == reopened["checkout_url"]

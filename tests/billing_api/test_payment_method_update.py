@@ -102,6 +102,7 @@ class TestInGrace:
         assert datetime.fromisoformat(active["current_period_start"]) == end
         assert end_of(active) == add_months(end, 1), "no day lost, none doubled"
         assert active["latest_payment"]["id"] == checkout["payment_id"]
+        assert active["payment_method"]["last4"] == "4242", "the new card is saved"
         renewed = await suite.events("subscription.renewed")
         assert [(e.data.amount.amount, e.data.current_period_end) for e in renewed] == [
             (PREMIUM, add_months(end, 1))
@@ -139,8 +140,12 @@ class TestOwingNothing:
         await suite.pay(checkout["checkout_url"], GOOD)
         await wait_for_payment(user, checkout["payment_id"], "succeeded")
 
-        unchanged = await user.subscription(subscription["id"])
-        assert unchanged == subscription, "only the saved card changed"
+        updated = await user.subscription(subscription["id"])
+        assert subscription["payment_method"]["last4"] == "0341"
+        assert updated["payment_method"]["last4"] == "4242"
+        assert {**updated, "payment_method": None} == {**subscription, "payment_method": None}, (
+            "only the saved card changed"
+        )
         assert await captured(user) == [PREMIUM], "nothing was charged"
         end = end_of(subscription)
         assert (await run_jobs(suite, end - timedelta(minutes=30)))["renew_due_subscriptions"] == 1
@@ -156,6 +161,8 @@ class TestOwingNothing:
         await suite.pay(checkout["checkout_url"], "4000000000000002")
         await wait_for_payment(user, checkout["payment_id"], "failed")
 
+        kept = await user.subscription(subscription["id"])
+        assert kept["payment_method"] == subscription["payment_method"]
         end = end_of(subscription)
         assert (await run_jobs(suite, end - timedelta(minutes=30)))["renew_due_subscriptions"] == 1
 

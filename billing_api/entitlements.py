@@ -154,7 +154,12 @@ async def _grants_of(
             Subscription.user_id,
             Subscription.id,
             Subscription.current_period_end,
-            (Subscription.cancel_at_period_end | ~Subscription.auto_renew).label("stops"),
+            (
+                Subscription.cancel_at_period_end
+                | ~Subscription.auto_renew
+                # a pause starts at the period end: access ends there, no grace
+                | Subscription.pause_starts_at.is_not(None)
+            ).label("stops"),
             Plan.id.label("plan_id"),
             Plan.role,
             Plan.grace_days,

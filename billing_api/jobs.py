@@ -70,6 +70,7 @@ JOBS: dict[str, Job] = {
     "settle_stranded_wallet_renewals": stranded_wallet_renewals.settle_stranded,
     "send_queued_refunds": _send_queued_refunds,
     "end_periods": _until_done(lifecycle.end_periods),
+    "end_pauses": _until_done(lifecycle.end_pauses),
     "end_graces": _until_done(lifecycle.end_graces),
     "remind_expiring": _until_done(lifecycle.remind_expiring),
     "remind_card_expiring": _until_done(card_expiry.remind_card_expiring),

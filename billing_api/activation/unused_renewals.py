@@ -12,6 +12,10 @@ subscription lifecycle"):
   (an upgrade, or another renewal of the same period), or it bought another plan than the one
   the subscription renews to now (a downgrade scheduled or taken back meanwhile; the next pass
   charges the right plan).
+* A renewal charged for a period end that a pause then replaced is voided when the pause is
+  asked for; if its charge still succeeds it is refunded in full: while the pause is scheduled
+  the subscription does not renew (reason :data:`AFTER_CANCEL`), once paused it is renewed by
+  the charge at the pause's end, not this one (reason :data:`BEFORE_PAUSE`).
 * An upgrade replaces every renewal charged since it was quoted: one already paid is refunded in
   full when the upgrade is paid (:func:`replaced_by_upgrade`; its credit was fixed at the quote
   and did not count it), and one still pending is voided (expired, so no later pass charges it
@@ -29,6 +33,7 @@ from billing_api.subscriptions import transitions
 
 AFTER_CANCEL = "renewal_after_cancel"
 SUPERSEDED = "renewal_superseded"
+BEFORE_PAUSE = "renewal_before_pause"
 
 
 def why_unused(subscription: Subscription, renewal: Payment, latest: Payment | None) -> str | None:
@@ -38,6 +43,8 @@ def why_unused(subscription: Subscription, renewal: Payment, latest: Payment | N
     """
     if not transitions.renews(subscription):
         return AFTER_CANCEL
+    if paid_before_pause(subscription, renewal):
+        return BEFORE_PAUSE
     if (
         latest is not None
         and latest.id != renewal.id
@@ -49,6 +56,18 @@ def why_unused(subscription: Subscription, renewal: Payment, latest: Payment | N
     if renewal.plan_id is not None and renewal.plan_id != renews_to:
         return SUPERSEDED
     return None
+
+
+def paid_before_pause(subscription: Subscription, renewal: Payment) -> bool:
+    """A renewal charged for the period end a pause replaced (asked for while it was being
+    charged; the pause voided it) and paid only now the subscription is paused: the period
+    after the pause is charged at the pause's end, not by it."""
+    starts_at = subscription.pause_starts_at
+    return (
+        transitions.is_paused(subscription)
+        and starts_at is not None
+        and renewal.created_at < starts_at
+    )
 
 
 def replaced_by_upgrade(latest: Payment | None, upgrade: Payment) -> bool:

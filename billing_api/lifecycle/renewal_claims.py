@@ -39,7 +39,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.catalog import service as catalog
 from billing_api.lifecycle import wallet_renewals
 from billing_api.lifecycle.service import BATCH, LEASE, JobContext
-from billing_api.models import Payment, PaymentStatus, Plan, RenewalSource, Subscription
+from billing_api.models import (
+    Payment,
+    PaymentStatus,
+    Plan,
+    RenewalSource,
+    Subscription,
+    SubscriptionStatus,
+)
 from billing_api.pricing import service as pricing
 from billing_api.pricing.inputs import load_personal_discounts, load_tiers_of
 from billing_api.subscriptions import transitions
@@ -76,7 +83,7 @@ def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
         .exists()
     )
     return sa.and_(
-        Subscription.status.in_(transitions.LIVE),
+        _renewing(),
         Subscription.auto_renew,
         ~Subscription.cancel_at_period_end,
         sa.or_(
@@ -87,7 +94,7 @@ def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
         sa.or_(
             sa.and_(
                 Subscription.renewal_attempts == 0,
-                Subscription.current_period_end <= ctx.now + lead,
+                _next_period_start() <= ctx.now + lead,
                 sa.or_(
                     Subscription.next_renewal_at.is_(None),
                     Subscription.next_renewal_at <= ctx.now,
@@ -99,6 +106,47 @@ def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
             ),
         ),
     )
+
+
+def _renewing() -> sa.ColumnElement[bool]:
+    """Live, or paused (renewed at the pause's end), and not about to pause at the period end
+    (no renewal is charged for it: :func:`billing_api.subscriptions.transitions.renews`)."""
+    return sa.or_(
+        sa.and_(Subscription.status.in_(transitions.LIVE), Subscription.pause_starts_at.is_(None)),
+        Subscription.status == SubscriptionStatus.PAUSED,
+    )
+
+
+def _next_period_start() -> sa.ColumnElement[datetime]:
+    """When the next period starts: the period end, or a paused subscription's pause end
+    (:func:`billing_api.subscriptions.transitions.next_period_start`)."""
+    return sa.case(
+        (Subscription.status == SubscriptionStatus.PAUSED, Subscription.pause_resumes_at),
+        else_=Subscription.current_period_end,
+    )
+
+
+async def claim_renewal_of(
+    session: AsyncSession, ctx: JobContext, subscription: Subscription
+) -> RenewalCharge | None:
+    """Claim one subscription's renewal now, in the caller's transaction (which holds the
+    subscription's lock and commits the payment before anything is charged): a subscriber
+    ending a pause early renews at once. The same payment a pass of the job would commit: a
+    pending one left by an earlier claim (the same id, so the gateway charges it once), else a
+    new one priced as :func:`claim_renewals` prices it, with the same lease. None when there
+    is nothing to charge it to (a paid plan and no saved card)."""
+    charge = (await _pending_renewals(session, [subscription.id])).get(subscription.id)
+    if charge is None:
+        prices = await _Prices.load(session, ctx, [subscription])
+        plan, quote = prices.renewal(subscription)
+        if quote.total > 0 and subscription.payment_method_ref is None:
+            return None
+        payment = _new_payment(subscription, plan, quote)
+        await _keep_granting(session, prices.plans_charged([payment]))
+        await session.execute(sa.insert(Payment), [payment])
+        charge = _charge_of(payment)
+    subscription.next_renewal_at = ctx.now + LEASE
+    return charge
 
 
 async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
@@ -117,7 +165,7 @@ async def claim_renewals(ctx: JobContext) -> list[RenewalCharge]:
                     Subscription.renewal_source,
                 )
                 .where(_due(ctx))
-                .order_by(Subscription.current_period_end)
+                .order_by(_next_period_start())
                 .limit(BATCH)
                 .with_for_update(skip_locked=True)
             )

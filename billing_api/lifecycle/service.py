@@ -155,6 +155,35 @@ async def end_graces(ctx: JobContext) -> int:
     return len(over)
 
 
+async def end_pauses(ctx: JobContext) -> int:
+    """Pauses that ended without a paid renewal (the charge at the pause's end was declined, or
+    there was nothing to charge): into grace, as a period end would be. Held rows are waited
+    for, as in :func:`end_periods`."""
+    async with (
+        ctx.sessions() as session,
+        session.begin(),
+        entitlements.deferred_snapshots(session),
+    ):
+        over = list(
+            await session.scalars(
+                sa.select(Subscription)
+                .where(
+                    Subscription.status == SubscriptionStatus.PAUSED,
+                    Subscription.pause_resumes_at <= ctx.now,
+                )
+                .order_by(Subscription.id)
+                .limit(BATCH)
+                .with_for_update()
+            )
+        )
+        for subscription in over:
+            plan = await session.get(Plan, subscription.plan_id)
+            assert plan is not None
+            await outbox.add_all(session, transitions.end_pause(subscription, plan, now=ctx.now))
+            await entitlements.publish_snapshot(session, subscription.user_id)
+    return len(over)
+
+
 async def remind_expiring(ctx: JobContext) -> int:
     """Tell people whose subscription will not renew that it ends in a few days (once)."""
     horizon = ctx.now + timedelta(days=ctx.settings.reminder_days)

@@ -18,7 +18,12 @@ from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
 from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
 from billing_api.models.purchases import Purchase, PurchaseStatus
 from billing_api.models.refunds import Refund, RefundStatus
-from billing_api.models.subscriptions import RenewalSource, Subscription, SubscriptionStatus
+from billing_api.models.subscriptions import (
+    RenewalSource,
+    Subscription,
+    SubscriptionPause,
+    SubscriptionStatus,
+)
 
 __all__ = [
     "AdminAudit",
@@ -46,6 +51,7 @@ __all__ = [
     "RefundStatus",
     "RenewalSource",
     "Subscription",
+    "SubscriptionPause",
     "SubscriptionStatus",
     "status_column",
     "when",

@@ -107,3 +107,28 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     renewal_source: Mapped[str] = mapped_column(
         sa.String(20), default=RenewalSource.CARD, server_default=RenewalSource.CARD.value
     )
+    # The pause asked for (scheduled from the period end) or running (status ``paused``): no
+    # access and no charge from ``pause_starts_at``, the renewal is due at ``pause_resumes_at``.
+    # Both None without a pause; every pause asked for is also kept in ``subscription_pause``.
+    pause_starts_at: Mapped[datetime | None] = when()
+    pause_resumes_at: Mapped[datetime | None] = when()
+
+
+class SubscriptionPause(UUIDPrimaryKey, Timestamps, Base):
+    """Every pause a subscriber asked for (``created_at``), kept after it ends: the pauses of a
+    year are counted from here. One taken back before it began (``taken_back_at``) does not
+    count; one ended early by the subscriber has ``resumed_at``."""
+
+    __tablename__ = "subscription_pause"
+    __table_args__ = (
+        sa.CheckConstraint("months BETWEEN 1 AND 12", name="months_range"),
+        sa.CheckConstraint("resumes_at > starts_at", name="resumes_after_start"),
+    )
+
+    subscription_id: Mapped[UUID] = mapped_column(sa.ForeignKey("subscription.id"), index=True)
+    user_id: Mapped[UUID]
+    months: Mapped[int]
+    starts_at: Mapped[datetime] = when(nullable=False)
+    resumes_at: Mapped[datetime] = when(nullable=False)
+    taken_back_at: Mapped[datetime | None] = when()
+    resumed_at: Mapped[datetime | None] = when()

@@ -198,3 +198,32 @@ def payment_method_expiring(
         next_renewal_at=subscription.current_period_end,
         update_url=update_url,
     )
+
+
+# --- pause ---------------------------------------------------------------------------------------
+
+
+def paused(
+    subscription: Subscription, plan: Plan, *, starts_at: datetime, resumes_at: datetime
+) -> events.SubscriptionPaused:
+    """Sent when the pause is asked for: it starts at the period end."""
+    return events.SubscriptionPaused(
+        **_about(subscription), plan=plan_summary(plan), starts_at=starts_at, resumes_at=resumes_at
+    )
+
+
+def resumed(
+    subscription: Subscription,
+    plan: Plan,
+    *,
+    resumed_at: datetime,
+    current_period_end: datetime | None,
+) -> events.SubscriptionResumed:
+    """A pause taken back (the period runs on to ``current_period_end``) or ended early (None:
+    the renewal charged now sets the new end, ``subscription.renewed`` says it)."""
+    return events.SubscriptionResumed(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        resumed_at=resumed_at,
+        current_period_end=current_period_end,
+    )

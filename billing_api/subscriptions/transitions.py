@@ -14,6 +14,10 @@ else assigns a subscription's ``status`` (checkout inserts the ``pending`` row).
        │  └─paid late─ abandoned (checkout expired)     │ period ended, not renewing ──▶ expired
        └──────────── refunded / disputed ──────────────▶ canceled ◀── cancel now (active, grace)
 
+    active (pause scheduled) ──period ended──▶ paused ──renewal paid at the pause end──▶ active
+       │ ▲ resume (takes it back)               │ pause ended unpaid ──▶ grace (as a period end)
+       └─┘                                      └── cancel / refunded / disputed ──▶ canceled
+
 What each transition sets — decided once, the same for every caller:
 
 * **A new period starts** (:func:`activate`, :func:`renew`, :func:`upgrade`): ``status``
@@ -50,10 +54,37 @@ What each transition sets — decided once, the same for every caller:
 * **Plan change requests** only touch ``pending_plan_id`` (a downgrade waits for the period
   end); an upgrade changes the subscription when it is paid (:func:`upgrade`).
 * **A checkout expires unpaid** (:func:`abandon`): ``status`` abandoned, nothing else.
+* **A pause is asked for** (:func:`schedule_pause`; an active, renewing subscription whose
+  period still runs, with a saved card, no pause and no declined renewal being retried): only
+  ``pause_starts_at`` (the period end) and ``pause_resumes_at`` (that plus 1-3 calendar months);
+  ``subscription.paused`` is published now, at the request. While it is scheduled the
+  subscription does not renew (:func:`renews` is false: no charge at that period end, and a
+  renewal paid meanwhile is refunded), access ends at the period end without grace, and a plan
+  change is refused. :func:`take_back_pause` (resume before it began) clears both fields and
+  says ``subscription.resumed`` with the period end that runs on.
+* **The period ends into the pause** (:func:`end_period` with a pause scheduled): ``status``
+  paused and ``next_renewal_at`` None; nothing is published (the subscriber was told at the
+  request), the entitlement snapshot drops the grant. The paid period's dates are kept.
+* **The pause ends**: its renewal is due at ``pause_resumes_at`` (the renewal lead before it)
+  and, paid, :func:`renew` starts the new period there (:func:`next_period_start`), not at the
+  old period end: the paused months are not paid for; the pause fields are cleared with every
+  new period. Declined, dunning goes on as after any declined renewal; :func:`end_pause` then
+  puts it into grace exactly as a period end would, the pause counting as the period that ended
+  (``current_period_start``/``end`` become the pause's, ``grace_until`` = its end + the plan's
+  ``grace_days``), so grace, retries, expiry and a renewal paid in grace work unchanged.
+* **The subscriber ends a running pause early** (:func:`resume_now`): ``pause_resumes_at`` =
+  now, so the renewal is due now and the period it buys starts now; ``subscription.resumed``
+  (without a period end: ``subscription.renewed`` says it once paid). Asked again while that
+  renewal is charged, nothing moves.
+* **A cancel or a refund drops a pause**: a pause scheduled is dropped with a cancel at period
+  end (the subscription ends there instead); a paused subscription always ends now when
+  cancelled (there is no access left to keep), and a refund or dispute cancels it like a live
+  one. Expiring or being canceled clears the pause fields.
 
 A transition that is not allowed raises the error the API answers with
 (:class:`SubscriptionNotCancelable`, :class:`SubscriptionNotResumable`,
-:class:`PlanChangeNotAllowed`, all 409); those that only jobs and payment outcomes make raise
+:class:`PlanChangeNotAllowed`, :class:`SubscriptionNotPausable`, all 409); those that only
+jobs and payment outcomes make raise
 :class:`SubscriptionTransitionNotAllowed` (callers that treat the situation as an outcome —
 a payment that came too late is refunded — ask :func:`awaits_payment`, :func:`renews`,
 :func:`is_live`, :func:`revocable` or :func:`abandons` first).
@@ -76,7 +107,14 @@ Events = list[events.EventPayload]
 # The states each group of transitions may start from.
 AWAITING_PAYMENT = (SubscriptionStatus.PENDING, SubscriptionStatus.ABANDONED)
 LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE)
-REVOCABLE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.GRACE, SubscriptionStatus.PENDING)
+REVOCABLE = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.GRACE,
+    SubscriptionStatus.PENDING,
+    SubscriptionStatus.PAUSED,
+)
+# Pause lengths a subscriber may ask for, in calendar months.
+PAUSE_MONTHS = range(1, 4)
 
 
 class SubscriptionTransitionNotAllowed(Conflict):
@@ -93,6 +131,10 @@ class SubscriptionNotResumable(Conflict):
 
 class PlanChangeNotAllowed(Conflict):
     default_detail = "this subscription cannot change plan now"
+
+
+class SubscriptionNotPausable(Conflict):
+    default_detail = "only an active, renewing subscription without a pause can be paused"
 
 
 def _refuse(subscription: Subscription, action: str) -> SubscriptionTransitionNotAllowed:
@@ -115,9 +157,13 @@ def is_live(subscription: Subscription) -> bool:
 
 
 def renews(subscription: Subscription) -> bool:
-    """Live and renewing: a renewal's outcome (paid or declined) applies to it."""
+    """Live (or paused) and renewing: a renewal's outcome (paid or declined) applies to it.
+    One that will pause at its period end does not renew then (:func:`pause_scheduled`)."""
     return (
-        is_live(subscription) and not subscription.cancel_at_period_end and subscription.auto_renew
+        (is_live(subscription) or is_paused(subscription))
+        and not subscription.cancel_at_period_end
+        and subscription.auto_renew
+        and not pause_scheduled(subscription)
     )
 
 
@@ -140,6 +186,7 @@ def abandons(subscription: Subscription, payment: Payment) -> bool:
 def _start_period(
     subscription: Subscription, payment: Payment, start: datetime, end: datetime
 ) -> None:
+    _drop_pause(subscription)
     subscription.status = SubscriptionStatus.ACTIVE
     subscription.current_period_start = start
     subscription.current_period_end = end
@@ -175,12 +222,12 @@ def activate(subscription: Subscription, plan: Plan, payment: Payment, *, now: d
 
 
 def renew(subscription: Subscription, plan: Plan, payment: Payment) -> Events:
-    """A renewal is paid: the next period runs on from the old end, so no paid day is lost.
+    """A renewal is paid: the next period runs on from the old end, so no paid day is lost
+    (after a pause, from the pause's end: the paused months are not paid for).
     ``plan`` is the plan it bought (a downgrade scheduled for this period end switches here)."""
     if not renews(subscription):
         raise _refuse(subscription, "renew")
-    start = subscription.current_period_end
-    assert start is not None, "a live subscription has a period"
+    start = next_period_start(subscription)
     if plan.id != subscription.plan_id:
         subscription.plan_id = plan.id
         subscription.pending_plan_id = None
@@ -242,12 +289,15 @@ def end_period(
     subscription: Subscription, plan: Plan, *, now: datetime, account_url: str | None = None
 ) -> Events:
     """The period ended unpaid: into grace if it renews, expired if the user stopped it (the
-    grace notice links to ``account_url``, where what is due is paid)."""
+    grace notice links to ``account_url``, where what is due is paid), paused if the subscriber
+    asked for a pause from here."""
     end = subscription.current_period_end
     if subscription.status != SubscriptionStatus.ACTIVE or end is None or end > now:
         raise _refuse(subscription, "end the period of")
     if subscription.cancel_at_period_end or not subscription.auto_renew:
         return _expire(subscription, plan, now)
+    if pause_scheduled(subscription):
+        return _start_pause(subscription)
     subscription.status = SubscriptionStatus.GRACE
     grace_until = end + timedelta(days=plan.grace_days)
     subscription.grace_until = grace_until
@@ -265,6 +315,7 @@ def end_grace(subscription: Subscription, plan: Plan, *, now: datetime) -> Event
 
 
 def _expire(subscription: Subscription, plan: Plan, now: datetime) -> Events:
+    _drop_pause(subscription)
     subscription.status = SubscriptionStatus.EXPIRED
     subscription.next_renewal_at = None
     return [notices.expired(subscription, plan, now=now)]
@@ -283,6 +334,7 @@ def remind_of_end(subscription: Subscription, plan: Plan) -> Events:
 
 
 def _end_canceled(subscription: Subscription, now: datetime) -> None:
+    _drop_pause(subscription)
     subscription.status = SubscriptionStatus.CANCELED
     subscription.canceled_at = now
     subscription.auto_renew = False
@@ -291,10 +343,12 @@ def _end_canceled(subscription: Subscription, now: datetime) -> None:
 
 def cancel(subscription: Subscription, plan: Plan, *, now: datetime, at_period_end: bool) -> Events:
     """The user stops it: at the period end (an active one keeps access until then, no grace)
-    or now (access ends now; a subscription in grace always ends now)."""
-    if not is_live(subscription):
+    or now (access ends now; a subscription in grace or paused always ends now). A pause
+    scheduled from the period end is dropped with it."""
+    if not is_live(subscription) and not is_paused(subscription):
         raise SubscriptionNotCancelable(f"subscription {subscription.id} is {subscription.status}")
     if at_period_end and subscription.status == SubscriptionStatus.ACTIVE:
+        _drop_pause(subscription)
         subscription.cancel_at_period_end = True
         access_until = subscription.current_period_end
     else:
@@ -344,6 +398,8 @@ def check_plan_change(subscription: Subscription, current: Plan, new: Plan) -> N
         )
     if subscription.cancel_at_period_end:
         raise PlanChangeNotAllowed("the subscription ends at its period end; resume it first")
+    if pause_scheduled(subscription):
+        raise PlanChangeNotAllowed("the subscription pauses at its period end; resume it first")
     if new.currency != current.currency:
         raise PlanChangeNotAllowed(
             f"plan {new.code} is sold in {new.currency}, this subscription in {current.currency}"
@@ -525,3 +581,122 @@ def release_renewals(
     changes if something else has set the schedule since (a renewal paid, a newer hold)."""
     if subscription.next_renewal_at == held_until:
         subscription.next_renewal_at = resume_at
+
+
+# --- pause ------------------------------------------------------------------------------------
+
+
+def is_paused(subscription: Subscription) -> bool:
+    """The pause is running: no access and no charge until it ends."""
+    return subscription.status == SubscriptionStatus.PAUSED
+
+
+def pause_scheduled(subscription: Subscription) -> bool:
+    """Active, with a pause asked for that starts at the period end (no renewal then)."""
+    return (
+        subscription.status == SubscriptionStatus.ACTIVE
+        and subscription.pause_starts_at is not None
+    )
+
+
+def next_period_start(subscription: Subscription) -> datetime:
+    """Where the period a renewal buys starts: the pause's end for a paused subscription (a
+    subscriber who ends the pause early ends it now), else the running period's end."""
+    start = (
+        subscription.pause_resumes_at
+        if is_paused(subscription)
+        else subscription.current_period_end
+    )
+    assert start is not None, "a renewing subscription has a period or a pause"
+    return start
+
+
+def _drop_pause(subscription: Subscription) -> None:
+    subscription.pause_starts_at = None
+    subscription.pause_resumes_at = None
+
+
+def check_pausable(subscription: Subscription, *, now: datetime) -> None:
+    """A pause may be asked for an active, renewing subscription whose paid period still runs
+    (not a free trial), that has no pause already and no declined renewal being retried, and
+    that renews onto a card."""
+    end = subscription.current_period_end
+    if subscription.status != SubscriptionStatus.ACTIVE or end is None or end <= now:
+        raise SubscriptionNotPausable(
+            f"only an active subscription can be paused; this one is {subscription.status}"
+        )
+    if subscription.pause_starts_at is not None:
+        raise SubscriptionNotPausable("a pause is already scheduled; one pause at a time")
+    if subscription.cancel_at_period_end or not subscription.auto_renew:
+        raise SubscriptionNotPausable("the subscription ends at its period end; resume it first")
+    if subscription.renewal_attempts > 0:
+        raise SubscriptionNotPausable("a declined renewal is being retried; pay it first")
+    if subscription.payment_method_ref is None:
+        raise SubscriptionNotPausable("a pause ends with a card renewal; this one has no card")
+    if subscription.trial_end == end:
+        raise SubscriptionNotPausable("a free trial cannot be paused; cancel it if unwanted")
+
+
+def schedule_pause(subscription: Subscription, plan: Plan, *, months: int, now: datetime) -> Events:
+    """The subscriber asks for a pause of ``months`` calendar months from the period end:
+    access runs to the period end, then nothing is charged and nothing granted until the pause
+    ends, when the subscription renews as usual. Said at once (``subscription.paused``)."""
+    check_pausable(subscription, now=now)
+    if months not in PAUSE_MONTHS:
+        raise SubscriptionNotPausable(f"a pause lasts 1 to 3 months, not {months}")
+    starts_at = subscription.current_period_end
+    assert starts_at is not None
+    resumes_at = periods.add_months(starts_at, months)
+    subscription.pause_starts_at = starts_at
+    subscription.pause_resumes_at = resumes_at
+    return [notices.paused(subscription, plan, starts_at=starts_at, resumes_at=resumes_at)]
+
+
+def _start_pause(subscription: Subscription) -> Events:
+    """The period ended with a pause scheduled: paused (told when it was asked for)."""
+    subscription.status = SubscriptionStatus.PAUSED
+    subscription.next_renewal_at = None
+    return []
+
+
+def take_back_pause(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
+    """The subscriber resumes before the pause began: it is dropped, the period renews at its
+    end as before."""
+    if not pause_scheduled(subscription):
+        raise SubscriptionNotResumable(f"subscription {subscription.id} has no pause to take back")
+    _drop_pause(subscription)
+    end = subscription.current_period_end
+    return [notices.resumed(subscription, plan, resumed_at=now, current_period_end=end)]
+
+
+def resume_now(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
+    """The subscriber ends a running pause early: it ends now, so the renewal is due now and
+    the period it buys starts now (:func:`next_period_start`). The subscription stays paused
+    until that renewal is paid; unpaid, it goes to grace like any pause that ended
+    (:func:`end_pause`). Asked again while that renewal is charged, nothing moves."""
+    resumes_at = subscription.pause_resumes_at
+    if not is_paused(subscription) or resumes_at is None:
+        raise SubscriptionNotResumable(f"subscription {subscription.id} is not paused")
+    if resumes_at <= now:
+        return []
+    subscription.pause_resumes_at = now
+    return [notices.resumed(subscription, plan, resumed_at=now, current_period_end=None)]
+
+
+def end_pause(subscription: Subscription, plan: Plan, *, now: datetime) -> Events:
+    """The pause ended without a paid renewal: into grace exactly as a period end would be,
+    the pause counting as the period that ended (so access in grace runs to the pause's end
+    plus the plan's ``grace_days``, dunning goes on, and a renewal paid in grace starts at the
+    pause's end). One that stopped renewing meanwhile expires."""
+    starts_at, resumes_at = subscription.pause_starts_at, subscription.pause_resumes_at
+    if not is_paused(subscription) or resumes_at is None or resumes_at > now:
+        raise _refuse(subscription, "end the pause of")
+    if subscription.cancel_at_period_end or not subscription.auto_renew:
+        return _expire(subscription, plan, now)
+    _drop_pause(subscription)
+    subscription.current_period_start = starts_at
+    subscription.current_period_end = resumes_at
+    subscription.status = SubscriptionStatus.GRACE
+    grace_until = resumes_at + timedelta(days=plan.grace_days)
+    subscription.grace_until = grace_until
+    return [notices.grace_started(subscription, plan, grace_until=grace_until)]

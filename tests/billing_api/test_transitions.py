@@ -17,6 +17,7 @@ from billing_api.subscriptions import transitions
 from billing_api.subscriptions.transitions import (
     PlanChangeNotAllowed,
     SubscriptionNotCancelable,
+    SubscriptionNotPausable,
     SubscriptionNotResumable,
     SubscriptionTransitionNotAllowed,
 )
@@ -31,6 +32,11 @@ GRACE_START = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)  # the period a subscript
 GRACE_END = add_months(GRACE_START, 1)
 DUNNING_STARTED = GRACE_END - timedelta(days=1)
 OFFSETS = (timedelta(hours=1), timedelta(days=1), timedelta(days=2))
+PAUSE_RESUMES = add_months(END, 2)  # a two-month pause asked for from the period end
+# A paused subscription: its last paid period ended on 10 April, paused for two months.
+PAID_START = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+PAID_END = add_months(PAID_START, 1)
+PAUSED_UNTIL = add_months(PAID_END, 2)  # 10 June, three weeks after NOW
 
 
 def plan(code: str, price: int) -> Plan:
@@ -100,6 +106,8 @@ def subscription(status: SubscriptionStatus, **fields: Any) -> Subscription:
         "trial": False,
         "trial_end": None,
         "pending_plan_id": None,
+        "pause_starts_at": None,
+        "pause_resumes_at": None,
     }
     return Subscription(**(values | fields))
 
@@ -131,6 +139,32 @@ STATES: dict[str, Callable[[], Subscription]] = {
         renewal_attempts=2,
         dunning_started_at=DUNNING_STARTED,
         next_renewal_at=NOW + timedelta(days=1),
+    ),
+    "active, renewal declined": lambda: subscription(
+        SubscriptionStatus.ACTIVE,
+        renewal_attempts=1,
+        dunning_started_at=NOW - timedelta(minutes=30),
+        next_renewal_at=NOW + timedelta(minutes=30),
+    ),
+    "active, no card": lambda: subscription(SubscriptionStatus.ACTIVE, payment_method_ref=None),
+    "active, trial": lambda: subscription(SubscriptionStatus.ACTIVE, trial=True, trial_end=END),
+    "active, pause scheduled": lambda: subscription(
+        SubscriptionStatus.ACTIVE, pause_starts_at=END, pause_resumes_at=PAUSE_RESUMES
+    ),
+    "paused": lambda: subscription(
+        SubscriptionStatus.PAUSED,
+        current_period_start=PAID_START,
+        current_period_end=PAID_END,
+        pause_starts_at=PAID_END,
+        pause_resumes_at=PAUSED_UNTIL,
+    ),
+    # the subscriber ended the pause now; its renewal is being charged
+    "paused, resumed now": lambda: subscription(
+        SubscriptionStatus.PAUSED,
+        current_period_start=PAID_START,
+        current_period_end=PAID_END,
+        pause_starts_at=PAID_END,
+        pause_resumes_at=NOW,
     ),
     "expired": lambda: subscription(
         SubscriptionStatus.EXPIRED, current_period_start=GRACE_START, current_period_end=GRACE_END
@@ -169,6 +203,10 @@ ACTIONS: dict[str, Callable[[Subscription], transitions.Events]] = {
     "downgrade": lambda s: transitions.schedule_downgrade(s, MONTHLY, BASIC),
     "take back downgrade": lambda s: transitions.take_back_downgrade(s),
     "checkout expires": lambda s: transitions.abandon(s, CHECKOUT),
+    "pause": lambda s: transitions.schedule_pause(s, MONTHLY, months=2, now=NOW),
+    "take back pause": lambda s: transitions.take_back_pause(s, MONTHLY, now=NOW),
+    "resume now": lambda s: transitions.resume_now(s, MONTHLY, now=NOW),
+    "end pause": lambda s: transitions.end_pause(s, MONTHLY, now=_after(s.pause_resumes_at)),
 }
 
 FIELDS = (
@@ -188,6 +226,8 @@ FIELDS = (
     "cancel_at_period_end",
     "latest_payment_id",
     "payment_method_ref",
+    "pause_starts_at",
+    "pause_resumes_at",
 )
 
 
@@ -204,6 +244,8 @@ DUNNING_CLEARED = {
     "grace_until": None,
 }
 ENDED_NOW = {"status": CANCELED, "canceled_at": NOW, "auto_renew": False}
+PAUSED = SubscriptionStatus.PAUSED
+NO_PAUSE = {"pause_starts_at": None, "pause_resumes_at": None}
 
 # (state, action) → (the fields that changed, the events published)
 ALLOWED: list[tuple[str, str, dict[str, Any], list[str]]] = [
@@ -382,6 +424,82 @@ ALLOWED: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("active", "downgrade", {"pending_plan_id": BASIC.id}, []),
     ("active, downgrade scheduled", "take back downgrade", {"pending_plan_id": None}, []),
     ("pending", "checkout expires", {"status": SubscriptionStatus.ABANDONED}, []),
+    # --- pause: asked for, begun at the period end, renewed at its end or ended early ------
+    (
+        "active",
+        "pause",
+        {"pause_starts_at": END, "pause_resumes_at": PAUSE_RESUMES},
+        ["subscription.paused"],
+    ),
+    (  # the downgrade still switches, at the renewal after the pause
+        "active, downgrade scheduled",
+        "pause",
+        {"pause_starts_at": END, "pause_resumes_at": PAUSE_RESUMES},
+        ["subscription.paused"],
+    ),
+    ("active, pause scheduled", "end period", {"status": PAUSED}, []),
+    ("active, pause scheduled", "take back pause", NO_PAUSE, ["subscription.resumed"]),
+    (
+        "active, pause scheduled",
+        "cancel at period end",
+        {"cancel_at_period_end": True, **NO_PAUSE},
+        ["subscription.canceled"],
+    ),
+    ("active, pause scheduled", "cancel now", {**ENDED_NOW, **NO_PAUSE}, ["subscription.canceled"]),
+    ("active, pause scheduled", "refund", {**ENDED_NOW, **NO_PAUSE}, ["subscription.canceled"]),
+    (  # renewed at the pause's end: the paused months are not paid for
+        "paused",
+        "pay renewal",
+        {
+            "status": ACTIVE,
+            "current_period_start": PAUSED_UNTIL,
+            "current_period_end": add_months(PAUSED_UNTIL, 1),
+            "latest_payment_id": RENEWAL.id,
+            **NO_PAUSE,
+        },
+        ["subscription.renewed"],
+    ),
+    (
+        "paused",
+        "decline renewal",
+        {"renewal_attempts": 1, "dunning_started_at": NOW, "next_renewal_at": NOW + OFFSETS[0]},
+        ["subscription.renewal_failed"],
+    ),
+    ("paused", "resume now", {"pause_resumes_at": NOW}, ["subscription.resumed"]),
+    ("paused, resumed now", "resume now", {}, []),  # asked again: the same renewal is charged
+    (  # ended early: the new period runs from the moment the subscriber resumed
+        "paused, resumed now",
+        "pay renewal",
+        {
+            "status": ACTIVE,
+            "current_period_start": NOW,
+            "current_period_end": add_months(NOW, 1),
+            "latest_payment_id": RENEWAL.id,
+            **NO_PAUSE,
+        },
+        ["subscription.renewed"],
+    ),
+    (  # unpaid at its end: grace as after a period end, the pause counting as that period
+        "paused",
+        "end pause",
+        {
+            "status": GRACE,
+            "current_period_start": PAID_END,
+            "current_period_end": PAUSED_UNTIL,
+            "grace_until": PAUSED_UNTIL + timedelta(days=3),
+            **NO_PAUSE,
+        },
+        ["subscription.grace_started"],
+    ),
+    ("paused", "cancel now", {**ENDED_NOW, **NO_PAUSE}, ["subscription.canceled"]),
+    (  # nothing to keep access to: a paused subscription always ends now
+        "paused",
+        "cancel at period end",
+        {**ENDED_NOW, **NO_PAUSE},
+        ["subscription.canceled"],
+    ),
+    ("paused", "refund", {**ENDED_NOW, **NO_PAUSE}, ["subscription.canceled"]),
+    ("paused", "dispute", {**ENDED_NOW, **NO_PAUSE}, ["subscription.canceled"]),
 ]
 
 # (state, action) → the error it is refused with (every one a 409)
@@ -439,6 +557,52 @@ REFUSED: list[tuple[str, str, type[AppError]]] = [
     *(
         (state, "checkout expires", SubscriptionTransitionNotAllowed)
         for state in ("abandoned", "active")
+    ),
+    # --- pause ------------------------------------------------------------------------------
+    *(
+        (state, "pause", SubscriptionNotPausable)
+        for state in (
+            "active, pause scheduled",  # one pause at a time
+            "paused",
+            "active, ending",
+            "active, auto-renew off",
+            "active, renewal declined",
+            "active, no card",
+            "active, trial",
+            "grace",
+            "pending",
+            "expired",
+            "canceled",
+        )
+    ),
+    *(
+        (state, action, SubscriptionNotResumable)
+        for state in ("active", "grace", "paused")
+        for action in ("take back pause",)
+    ),
+    *(
+        (state, "resume now", SubscriptionNotResumable)
+        for state in ("active", "active, pause scheduled", "grace", "canceled")
+    ),
+    *(
+        (state, "resume", SubscriptionNotResumable)
+        for state in ("active, pause scheduled", "paused")
+    ),
+    *(
+        (state, "end pause", SubscriptionTransitionNotAllowed)
+        for state in ("active", "active, pause scheduled", "grace", "expired")
+    ),
+    *(  # nothing is renewed at a period end the subscription pauses at
+        ("active, pause scheduled", action, SubscriptionTransitionNotAllowed)
+        for action in ("pay renewal", "decline renewal")
+    ),
+    *(
+        ("paused", action, SubscriptionTransitionNotAllowed)
+        for action in ("pay checkout", "pay upgrade", "end period", "end grace", "remind")
+    ),
+    *(
+        (state, "downgrade", PlanChangeNotAllowed)
+        for state in ("paused", "active, pause scheduled")
     ),
 ]
 
@@ -548,3 +712,41 @@ class TestChecks:
     def test_resume_after_the_period_ended_is_refused(self) -> None:
         with pytest.raises(SubscriptionNotResumable):
             transitions.resume(STATES["active, ending"](), now=END)
+
+
+class TestPause:
+    def test_a_pause_is_one_to_three_calendar_months_from_the_period_end(self) -> None:
+        row = STATES["active"]()
+        (event,) = transitions.schedule_pause(row, MONTHLY, months=3, now=NOW)
+        assert isinstance(event, events.SubscriptionPaused)
+        assert (event.starts_at, event.resumes_at) == (END, add_months(END, 3))
+        for months in (0, 4):
+            with pytest.raises(SubscriptionNotPausable):
+                transitions.schedule_pause(STATES["active"](), MONTHLY, months=months, now=NOW)
+
+    def test_a_period_that_has_ended_cannot_be_paused(self) -> None:
+        with pytest.raises(SubscriptionNotPausable):
+            transitions.schedule_pause(STATES["active"](), MONTHLY, months=1, now=END)
+
+    def test_a_pause_that_has_not_ended_does_not_end(self) -> None:
+        with pytest.raises(SubscriptionTransitionNotAllowed):
+            transitions.end_pause(STATES["paused"](), MONTHLY, now=NOW)
+
+    def test_a_subscription_pausing_at_its_period_end_does_not_renew_then(self) -> None:
+        assert not transitions.renews(STATES["active, pause scheduled"]())
+        assert transitions.renews(STATES["paused"]())
+
+    def test_taking_a_pause_back_says_the_period_runs_on(self) -> None:
+        row = STATES["active, pause scheduled"]()
+        (event,) = transitions.take_back_pause(row, MONTHLY, now=NOW)
+        assert isinstance(event, events.SubscriptionResumed)
+        assert (event.resumed_at, event.current_period_end) == (NOW, END)
+
+    def test_ending_a_pause_early_leaves_the_new_end_to_the_renewal(self) -> None:
+        (event,) = transitions.resume_now(STATES["paused"](), MONTHLY, now=NOW)
+        assert isinstance(event, events.SubscriptionResumed)
+        assert (event.resumed_at, event.current_period_end) == (NOW, None)
+
+    def test_a_plan_change_while_a_pause_is_scheduled_is_refused(self) -> None:
+        with pytest.raises(PlanChangeNotAllowed, match="pauses"):
+            transitions.check_plan_change(STATES["active, pause scheduled"](), MONTHLY, PREMIUM)

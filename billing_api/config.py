@@ -43,6 +43,9 @@ class BillingSettings(ServiceSettings):
         description="Days before the saved card expires to tell a subscriber whose next renewal"
         " falls after that expiry (payment_method.expiring, once per card).",
     )
+    max_pauses_per_year: int = Field(
+        2, ge=0, description="Pauses a subscriber may ask for per subscription in any 365 days."
+    )
     reconcile_after_minutes: int = Field(
         15, ge=1, description="Card payments pending this long are asked of the gateway."
     )

@@ -3,20 +3,24 @@ a checkout route commits before it opens the card checkout."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Scope
 
 from billing_api import idempotency
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
 from billing_api.gateway import GatewayClient, GatewayRefused
+from billing_api.lifecycle import renewals
+from billing_api.lifecycle.renewal_claims import RenewalCharge
+from billing_api.lifecycle.service import JobContext
 from billing_api.models import Payment
 from billing_api.payments.checkout import ask_gateway, record_opened, record_refused, unopened
-from shared import db
+from shared import clock, db
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.errors import Forbidden
@@ -26,6 +30,7 @@ __all__ = [
     "CheckoutsDep",
     "CustomerDep",
     "GatewayDep",
+    "RenewalsNowDep",
     "SessionDep",
     "SettingsDep",
 ]
@@ -46,6 +51,8 @@ def get_settings(request: Request) -> BillingSettings:
     settings: BillingSettings = request.app.state.settings
     return settings
 
+
+logger = logging.getLogger(__name__)
 
 CustomerDep = Annotated[Customer, Depends(current_customer)]
 GatewayDep = Annotated[GatewayClient, Depends(get_gateway)]
@@ -96,6 +103,53 @@ class Checkouts:
             await db.commit(self.session)  # the route raises: the request's rollback undoes nothing
             raise
         await record_opened(self.session, payment.id, opened)
+
+
+class RenewalsNow:
+    """How a route that renews a subscription at once finishes (a subscriber ending a pause
+    early): commit the renewal payment its transaction made, then charge it off-session and
+    settle the answer, as the renewal job does for one of its claims
+    (:func:`billing_api.lifecycle.renewals.charge_all` and ``settle``: the same functions, the
+    same payment id as the gateway's idempotency key). The gateway out of reach, or the answer
+    not settled, leaves the payment pending: the gateway's event, the renewal job after its
+    lease, or reconciliation settles it."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        gateway: GatewayClient,
+        settings: BillingSettings,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.session = session
+        self.gateway = gateway
+        self.settings = settings
+        self.sessions = sessions
+
+    def context(self) -> JobContext:
+        return JobContext(self.sessions, self.gateway, self.settings, clock.now())
+
+    async def charge(self, ctx: JobContext, charge: RenewalCharge | None) -> None:
+        if charge is None:
+            return
+        await db.commit(self.session)  # no lock and no connection held during the gateway call
+        results = await renewals.charge_all(ctx, [charge])
+        for failure in await renewals.settle(ctx, results):
+            logger.error(
+                "renewal %s charged but not settled by the request: %s",
+                charge.payment_id,
+                failure,
+                extra={"payment_id": str(charge.payment_id)},
+            )
+
+
+def get_renewals_now(
+    request: Request, session: SessionDep, gateway: GatewayDep, settings: SettingsDep
+) -> RenewalsNow:
+    return RenewalsNow(session, gateway, settings, request.app.state.session_factory)
+
+
+RenewalsNowDep = Annotated[RenewalsNow, Depends(get_renewals_now)]
 
 
 def get_checkouts(

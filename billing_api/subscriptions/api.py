@@ -6,11 +6,19 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response, status
 
-from billing_api.deps import CheckoutsDep, CustomerDep, GatewayDep, SessionDep, SettingsDep
-from billing_api.subscriptions import payment_method, plan_change, renewal_sources, service
+from billing_api.deps import (
+    CheckoutsDep,
+    CustomerDep,
+    GatewayDep,
+    RenewalsNowDep,
+    SessionDep,
+    SettingsDep,
+)
+from billing_api.subscriptions import pauses, payment_method, plan_change, renewal_sources, service
 from billing_api.subscriptions.schemas import (
     CancelIn,
     ChangePlanIn,
+    PauseIn,
     PaymentMethodIn,
     PaymentMethodUpdateOut,
     PlanChangeOut,
@@ -97,12 +105,32 @@ async def cancel(
     return await service.subscription_out(session, subscription)
 
 
+@router.post("/{subscription_id}/pause", response_model=SubscriptionOut)
+async def pause(
+    subscription_id: UUID,
+    body: PauseIn,
+    customer: CustomerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SubscriptionOut:
+    """Pause for 1-3 months from the end of the paid period, instead of cancelling."""
+    subscription = await pauses.pause(
+        session, settings, customer.id, subscription_id, months=body.months
+    )
+    return await service.subscription_out(session, subscription)
+
+
 @router.post("/{subscription_id}/resume", response_model=SubscriptionOut)
 async def resume(
-    subscription_id: UUID, customer: CustomerDep, session: SessionDep
+    subscription_id: UUID, customer: CustomerDep, session: SessionDep, renewals: RenewalsNowDep
 ) -> SubscriptionOut:
-    """Undo a scheduled cancel while the period still runs."""
-    subscription = await service.resume(session, customer.id, subscription_id)
+    """Undo a scheduled cancel or a pause not begun yet, or end a running pause now (renewed
+    and charged at once)."""
+    ctx = renewals.context()
+    subscription, charge = await pauses.resume(session, ctx, customer.id, subscription_id)
+    await renewals.charge(ctx, charge)
+    if charge is not None:  # settled in its own transaction: read what it made
+        await session.refresh(subscription)
     return await service.subscription_out(session, subscription)
 
 

@@ -84,6 +84,24 @@ class SubscriptionOut(BaseModel):
     renewal_source: RenewalSourceName = Field(
         "card", description="How renewals are paid: `card` or `wallet_then_card`."
     )
+    pause: PauseOut | None = Field(
+        None,
+        description="The pause asked for (it starts at the period end) or running (status "
+        "paused): no access and no charge from starts_at, renewed at resumes_at.",
+    )
+
+
+class PauseOut(BaseModel):
+    starts_at: datetime
+    resumes_at: datetime
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"months": 1}]})
+
+    months: int = Field(
+        ge=1, le=3, strict=True, description="Calendar months to pause, from the period end."
+    )
 
 
 class CancelIn(BaseModel):

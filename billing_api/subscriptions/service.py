@@ -28,8 +28,9 @@ from billing_api.payments import service as payments
 from billing_api.pricing.inputs import Priced, price_plan
 from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
-from billing_api.subscriptions import cards, transitions
+from billing_api.subscriptions import cards, pause_records, transitions
 from billing_api.subscriptions.schemas import (
+    PauseOut,
     RenewalSourceName,
     SavedCard,
     SubscriptionIn,
@@ -69,6 +70,7 @@ def _subscription_out(subscription: Subscription, latest: Payment | None) -> Sub
         pending_plan_id=subscription.pending_plan_id,
         payment_method=_saved_card(subscription),
         renewal_source=renewal_source_of(subscription),
+        pause=_pause_out(subscription),
     )
 
 
@@ -83,6 +85,13 @@ def renewal_source_of(subscription: Subscription) -> RenewalSourceName:
 def _saved_card(subscription: Subscription) -> SavedCard | None:
     card = cards.summary_of(subscription)
     return None if card is None else SavedCard.model_validate(card.model_dump())
+
+
+def _pause_out(subscription: Subscription) -> PauseOut | None:
+    starts_at, resumes_at = subscription.pause_starts_at, subscription.pause_resumes_at
+    if starts_at is None or resumes_at is None:
+        return None
+    return PauseOut(starts_at=starts_at, resumes_at=resumes_at)
 
 
 async def subscribe(
@@ -286,7 +295,12 @@ async def cancel(
                     return subscription  # the refund cancelled it and said so
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
+    pause_starts_at = (
+        subscription.pause_starts_at if transitions.pause_scheduled(subscription) else None
+    )
     changes = transitions.cancel(subscription, plan, now=clock.now(), at_period_end=at_period_end)
+    if pause_starts_at is not None:  # the cancel dropped a pause before it began
+        await pause_records.mark_taken_back(session, subscription, pause_starts_at, clock.now())
     await entitlements.publish_snapshot(session, subscription.user_id)
     await outbox.add_all(session, changes)
     return subscription

@@ -1,5 +1,5 @@
-"""The subscription lifecycle over time: dunning, grace, expiry, reminders, and the
-reconciliation of payments whose outcome never arrived (renewal charges are in
+"""The subscription lifecycle over time: dunning, grace, expiry, the end of pauses, reminders,
+and the reconciliation of payments whose outcome never arrived (renewal charges are in
 :mod:`billing_api.lifecycle.renewals`).
 
 Every job is a function of ``now`` that claims its rows with ``FOR UPDATE SKIP LOCKED``, so two

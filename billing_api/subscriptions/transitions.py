@@ -471,6 +471,8 @@ def record_hard_decline(
     paid days run on, and the subscriber is asked for another card."""
     if not renews(subscription):
         raise _refuse(subscription, "record a hard decline of")
+    if is_paused(subscription):
+        return _hard_decline_in_pause(subscription, plan, payment, reason, update_url, now)
     end = subscription.current_period_end
     assert end is not None, "a live subscription has a period"
     subscription.dunning_started_at = subscription.dunning_started_at or now
@@ -700,3 +702,32 @@ def end_pause(subscription: Subscription, plan: Plan, *, now: datetime) -> Event
     grace_until = resumes_at + timedelta(days=plan.grace_days)
     subscription.grace_until = grace_until
     return [notices.grace_started(subscription, plan, grace_until=grace_until)]
+
+
+def _hard_decline_in_pause(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    reason: str | None,
+    update_url: str,
+    now: datetime,
+) -> Events:
+    """The renewal at a pause's end (or on resuming early) was declined for good: no retry, and
+    the subscriber is asked for another card. It stays paused until the pause's end, then goes
+    into grace (:func:`end_pause`) until that end + the plan's grace days."""
+    resumes_at = subscription.pause_resumes_at
+    assert resumes_at is not None, "a paused subscription has a pause"
+    subscription.dunning_started_at = subscription.dunning_started_at or now
+    subscription.renewal_attempts += 1
+    subscription.next_renewal_at = None
+    grace_until = resumes_at + timedelta(days=plan.grace_days)
+    return [
+        notices.payment_method_required(
+            subscription,
+            plan,
+            payment,
+            reason=reason,
+            grace_until=grace_until,
+            update_url=update_url,
+        )
+    ]

@@ -22,6 +22,7 @@ from tests.billing_api.test_lifecycle import (
 )
 
 FAILS_LATER = "4000000000000341"
+LOST_LATER = "4000099900000013"  # saved fine, declined for good off-session (lost card)
 GRACE_DAYS = 2  # the demo plans'
 
 
@@ -229,6 +230,24 @@ class TestPauseThroughTime:
         await run_jobs(suite, resumes_at + timedelta(days=GRACE_DAYS))
         assert (await user.subscription(subscription["id"]))["status"] == "expired"
         assert await latest_grants(suite, user) == []
+
+    async def test_a_card_lost_at_the_pause_end_is_not_retried_and_grace_follows_the_pause(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        subscription = await paused(suite, user, card=LOST_LATER)
+        _, resumes_at = pause_of(subscription)
+
+        await run_jobs(suite, resumes_at - timedelta(minutes=30))
+        assert (await user.subscription(subscription["id"]))["status"] == "paused"
+        (asked,) = await suite.events("subscription.payment_method_required")
+        assert asked.data.grace_until == resumes_at + timedelta(days=GRACE_DAYS)
+        await run_jobs(suite, resumes_at + timedelta(minutes=1))
+        assert (await user.subscription(subscription["id"]))["status"] == "grace"
+        (grant,) = await latest_grants(suite, user)
+        assert grant.valid_until == resumes_at + timedelta(days=GRACE_DAYS)
+        await run_jobs(suite, resumes_at + timedelta(days=1))
+        assert await off_session_charges(suite) == 1, "a card lost for good is not retried"
 
     async def test_resuming_during_the_pause_charges_once_and_gives_access_now(
         self, suite: Suite

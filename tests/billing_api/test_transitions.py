@@ -207,6 +207,9 @@ ACTIONS: dict[str, Callable[[Subscription], transitions.Events]] = {
     "take back pause": lambda s: transitions.take_back_pause(s, MONTHLY, now=NOW),
     "resume now": lambda s: transitions.resume_now(s, MONTHLY, now=NOW),
     "end pause": lambda s: transitions.end_pause(s, MONTHLY, now=_after(s.pause_resumes_at)),
+    "decline renewal for good": lambda s: transitions.record_hard_decline(
+        s, MONTHLY, RENEWAL, reason="card lost", update_url="https://example.com/a", now=NOW
+    ),
 }
 
 FIELDS = (
@@ -465,6 +468,12 @@ ALLOWED: list[tuple[str, str, dict[str, Any], list[str]]] = [
         {"renewal_attempts": 1, "dunning_started_at": NOW, "next_renewal_at": NOW + OFFSETS[0]},
         ["subscription.renewal_failed"],
     ),
+    (  # no retry; paused to its end, then grace (end pause)
+        "paused",
+        "decline renewal for good",
+        {"renewal_attempts": 1, "dunning_started_at": NOW},
+        ["subscription.payment_method_required"],
+    ),
     ("paused", "resume now", {"pause_resumes_at": NOW}, ["subscription.resumed"]),
     ("paused, resumed now", "resume now", {}, []),  # asked again: the same renewal is charged
     (  # ended early: the new period runs from the moment the subscriber resumed
@@ -594,7 +603,7 @@ REFUSED: list[tuple[str, str, type[AppError]]] = [
     ),
     *(  # nothing is renewed at a period end the subscription pauses at
         ("active, pause scheduled", action, SubscriptionTransitionNotAllowed)
-        for action in ("pay renewal", "decline renewal")
+        for action in ("pay renewal", "decline renewal", "decline renewal for good")
     ),
     *(
         ("paused", action, SubscriptionTransitionNotAllowed)
@@ -750,3 +759,14 @@ class TestPause:
     def test_a_plan_change_while_a_pause_is_scheduled_is_refused(self) -> None:
         with pytest.raises(PlanChangeNotAllowed, match="pauses"):
             transitions.check_plan_change(STATES["active, pause scheduled"](), MONTHLY, PREMIUM)
+
+    def test_a_card_declined_for_good_in_a_pause_asks_for_a_card_until_grace_after_it(
+        self,
+    ) -> None:
+        row = STATES["paused, resumed now"]()
+        (notice,) = transitions.record_hard_decline(
+            row, MONTHLY, RENEWAL, reason="card lost", update_url="https://example.com/a", now=NOW
+        )
+        assert isinstance(notice, events.SubscriptionPaymentMethodRequired)
+        assert notice.grace_until == NOW + timedelta(days=3)
+        assert (row.status, row.next_renewal_at) == (SubscriptionStatus.PAUSED, None)

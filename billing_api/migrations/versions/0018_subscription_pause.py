@@ -5,7 +5,7 @@ null without one). ``subscription_pause`` keeps every pause asked for, so the pa
 are counted honestly (one taken back before it began does not count).
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0019
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

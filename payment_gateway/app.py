@@ -12,10 +12,12 @@ from payment_gateway.payments.api import router as payments_router
 from payment_gateway.providers.base import PaymentProvider
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.api import router as refunds_router
+from payment_gateway.sandbox.action_pages import router as sandbox_actions_router
 from payment_gateway.sandbox.dashboard import router as sandbox_dashboard_router
 from payment_gateway.sandbox.delivery import WebhookSender
 from payment_gateway.sandbox.pages import router as sandbox_router
 from payment_gateway.sandbox.provider import SandboxProvider
+from payment_gateway.stripe_actions import router as stripe_actions_router
 from payment_gateway.webhooks.api import router as webhooks_router
 from payment_gateway.webhooks.processor import WebhookProcessor
 from shared.app import create_service_app
@@ -76,9 +78,9 @@ def create_app(
         resources.tasks.append(asyncio.create_task(processor.run(), name="webhook-processor"))
         await start_outbox_relay(app, resources)
 
-    routers = [payments_router, refunds_router, webhooks_router]
+    routers = [payments_router, refunds_router, webhooks_router, stripe_actions_router]
     if settings.sandbox_on:
-        routers.extend([sandbox_router, sandbox_dashboard_router])
+        routers.extend([sandbox_router, sandbox_actions_router, sandbox_dashboard_router])
     return create_service_app(
         service=SERVICE,
         schema=SCHEMA,
@@ -107,4 +109,5 @@ def _stripe_from(settings: GatewaySettings) -> StripeProvider:
         settings.stripe_api_key.get_secret_value(),
         settings.stripe_webhook_secret.get_secret_value(),
         api_base=settings.stripe_api_base,
+        public_url=settings.public_url,
     )

@@ -35,6 +35,13 @@ class GatewaySettings(ServiceSettings):
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key.")
     stripe_webhook_secret: SecretStr | None = Field(None, description="Stripe endpoint secret.")
     stripe_api_base: str | None = Field(None, description="Override of Stripe's API address.")
+    stripe_publishable_key: str | None = Field(
+        None,
+        description=(
+            "Stripe publishable key (pk_…), for the page where a cardholder confirms a renewal"
+            " that needs 3-D Secure (PUBLIC_URL/stripe/actions/{payment_id})."
+        ),
+    )
     sandbox_enabled: bool | None = Field(
         None,
         description=(

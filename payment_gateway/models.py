@@ -25,6 +25,7 @@ class Base(DeclarativeBase):
 
 class PaymentStatus(StrEnum):
     PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"  # an off-session charge the cardholder must confirm
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -64,6 +65,8 @@ class Payment(Timestamps, Base):
     charge_ref: Mapped[str | None] = mapped_column(sa.String(255))
     status: Mapped[str] = mapped_column(sa.String(20), default=PaymentStatus.PENDING)
     checkout_url: Mapped[str | None] = mapped_column(sa.Text)
+    # Where the cardholder confirms a ``requires_action`` charge (the provider's page).
+    action_url: Mapped[str | None] = mapped_column(sa.Text)
     expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     save_payment_method: Mapped[bool] = mapped_column(default=False)
     payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from payment_gateway.deps import ProvidersDep, SessionDep, SettingsDep
-from payment_gateway.payments import batch, service
+from payment_gateway.payments import batch, cancel, service
 from payment_gateway.payments.schemas import (
     OffSessionBatchIn,
     OffSessionBatchOut,
@@ -69,3 +69,14 @@ async def get_payment(
 ) -> PaymentOut:
     """A payment's state; refresh=true asks the provider and applies what it says."""
     return await service.get_payment(session, providers, payment_id, refresh=refresh)
+
+
+@router.post("/{payment_id}/cancel", response_model=PaymentOut)
+async def cancel_payment(
+    payment_id: UUID,
+    principal: InternalServicePrincipal,
+    session: SessionDep,
+    providers: ProvidersDep,
+) -> PaymentOut:
+    """End an off-session charge still awaiting confirmation; answers its final state."""
+    return await cancel.cancel_payment(session, providers, payment_id)

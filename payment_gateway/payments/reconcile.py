@@ -62,6 +62,20 @@ async def apply_snapshot(
                 hard_decline=snapshot.hard_decline,
             ),
         )
+    elif new_status is PaymentStatus.REQUIRES_ACTION:
+        payment.status = PaymentStatus.REQUIRES_ACTION
+        payment.action_url = snapshot.action_url
+        payment.failure_code = snapshot.failure_code
+        payment.failure_message = snapshot.failure_message
+        assert snapshot.action_url, "a charge waiting for the cardholder names where"
+        await outbox.add(
+            session,
+            events.PaymentActionRequired(
+                **_common(payment),  # type: ignore[arg-type]
+                action_url=snapshot.action_url,
+                failure_code=snapshot.failure_code,
+            ),
+        )
     elif new_status is PaymentStatus.EXPIRED:
         payment.status = PaymentStatus.EXPIRED
         await outbox.add(session, events.PaymentExpired(**_common(payment)))  # type: ignore[arg-type]

@@ -90,6 +90,8 @@ class PaymentOut(BaseModel):
     card: CardSummary | None = Field(
         None, description="The card paid with or saved (brand, last four, expiry), when known."
     )
+    # While ``status`` is ``requires_action``: where the cardholder confirms the charge.
+    action_url: str | None = None
 
 
 MAX_BATCH = 200

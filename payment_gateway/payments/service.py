@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_gateway.models import Payment, ProviderCustomer
+from payment_gateway.models import Payment, PaymentStatus, ProviderCustomer
 from payment_gateway.payments.reconcile import apply_snapshot, card_of
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
 from payment_gateway.providers import base
@@ -47,6 +47,7 @@ def to_out(payment: Payment) -> PaymentOut:
         failure_message=payment.failure_message,
         hard_decline=payment.hard_decline,
         card=card_of(payment),
+        action_url=payment.action_url if payment.status == PaymentStatus.REQUIRES_ACTION else None,
     )
 
 

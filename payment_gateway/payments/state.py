@@ -5,6 +5,11 @@
 failure or an expiry still wins: the provider captured the money, so we must record it (Stripe
 lets a customer retry a declined checkout). Everything else that would move backwards is refused
 and logged by the caller.
+
+An off-session charge that needs the cardholder's confirmation (3-D Secure) goes
+``pending → requires_action`` once, and from there ``→ succeeded`` (confirmed) or ``→ failed``
+(refused, or cancelled because it was not confirmed in time). Nothing leads back to
+``requires_action``, so ``payment.action_required`` is published once per payment.
 """
 
 from __future__ import annotations
@@ -20,17 +25,28 @@ CAPTURED = frozenset(
         PaymentStatus.DISPUTED,
     }
 )
-UNCAPTURED = frozenset({PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.EXPIRED})
+UNCAPTURED = frozenset(
+    {
+        PaymentStatus.PENDING,
+        PaymentStatus.REQUIRES_ACTION,
+        PaymentStatus.FAILED,
+        PaymentStatus.EXPIRED,
+    }
+)
+# Not settled yet: the provider may still report any outcome.
+OPEN = frozenset({PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION})
 
 
 def after_observation(current: PaymentStatus, observed: ProviderStatus) -> PaymentStatus | None:
     """The status after the provider reported ``observed``; None when nothing changes."""
     if observed is ProviderStatus.SUCCEEDED:
         return PaymentStatus.SUCCEEDED if current in UNCAPTURED else None
+    if observed is ProviderStatus.FAILED:
+        return PaymentStatus.FAILED if current in OPEN else None
     if current is not PaymentStatus.PENDING:
         return None
-    if observed is ProviderStatus.FAILED:
-        return PaymentStatus.FAILED
+    if observed is ProviderStatus.REQUIRES_ACTION:
+        return PaymentStatus.REQUIRES_ACTION
     if observed is ProviderStatus.EXPIRED:
         return PaymentStatus.EXPIRED
     return None

@@ -26,6 +26,9 @@ class ProviderStatus(StrEnum):
     """What the provider says about one payment attempt."""
 
     PENDING = "pending"
+    # An off-session charge the cardholder must confirm (3-D Secure) at the snapshot's
+    # ``action_url``; confirmed it succeeds, refused or cancelled it fails.
+    REQUIRES_ACTION = "requires_action"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -127,6 +130,7 @@ class ProviderPayment:
     dispute_reason: str | None = None
     dispute_amount: int | None = None  # what the provider holds back; None when it does not say
     dispute_ref: str | None = None
+    action_url: str | None = None  # where the cardholder confirms a ``requires_action`` charge
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,12 @@ class PaymentProvider(Protocol):
         return list(await asyncio.gather(*(charge(request) for request in requests)))
 
     async def refund(self, request: RefundRequest) -> ProviderRefund: ...
+
+    async def cancel_payment(self, provider_ref: str) -> ProviderPayment:
+        """End an off-session charge still waiting for the cardholder's confirmation; answer
+        its final state. Idempotent: a charge already cancelled answers failed again, and one
+        the cardholder confirmed first answers succeeded (it is not cancelled)."""
+        ...
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...
 

@@ -36,6 +36,8 @@ _PAYMENT_EVENTS = frozenset(
         "checkout.session.expired",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
+        "payment_intent.requires_action",
+        "payment_intent.canceled",
     }
 )
 # Charges, refunds and disputes point at the payment through their ``payment_intent`` field.
@@ -99,9 +101,25 @@ def metadata_uuid(metadata: Mapping[str, Any] | None, key: str) -> UUID | None:
         return None
 
 
+def needs_authentication(intent: stripe.PaymentIntent) -> bool:
+    """The cardholder must confirm it: a PaymentIntent in ``requires_action``, or an
+    off-session attempt Stripe refused with ``authentication_required`` (it is then back in
+    ``requires_payment_method``, to be confirmed on-session with the same card)."""
+    if intent.status == "requires_action":
+        return True
+    error = intent.last_payment_error
+    return (
+        intent.status == "requires_payment_method"
+        and error is not None
+        and error.code == "authentication_required"
+    )
+
+
 def intent_status(intent: stripe.PaymentIntent) -> ProviderStatus:
     if intent.status == "succeeded":
         return ProviderStatus.SUCCEEDED
+    if needs_authentication(intent):
+        return ProviderStatus.REQUIRES_ACTION
     declined = intent.status == "requires_payment_method" and intent.last_payment_error is not None
     if declined or intent.status == "canceled":
         return ProviderStatus.FAILED
@@ -147,8 +165,37 @@ def card_of(method: str | stripe.PaymentMethod | None) -> CardSummary | None:
     )
 
 
+def redirect_url(intent: stripe.PaymentIntent) -> str | None:
+    """The page Stripe gives for the cardholder's next step, when it gives one."""
+    action = getattr(intent, "next_action", None)
+    if action is None or getattr(action, "type", None) != "redirect_to_url":
+        return None
+    redirect = getattr(action, "redirect_to_url", None)
+    url = getattr(redirect, "url", None) if redirect is not None else None
+    return url if isinstance(url, str) else None
+
+
+def action_page_url(public_url: str, payment_id: UUID) -> str:
+    """Our page where the cardholder confirms the PaymentIntent with Stripe.js (Stripe hosts
+    no page for a bare PaymentIntent)."""
+    return f"{public_url.rstrip('/')}/stripe/actions/{payment_id}"
+
+
+def action_url(intent: stripe.PaymentIntent, public_url: str) -> str | None:
+    """Where the cardholder confirms ``intent``: Stripe's redirect when it gives one, else our
+    page (None when the PaymentIntent does not name our payment)."""
+    payment_id = metadata_uuid(intent.metadata.to_dict() if intent.metadata else None, "payment_id")
+    return redirect_url(intent) or (
+        action_page_url(public_url, payment_id) if payment_id is not None else None
+    )
+
+
 def intent_payment(
-    provider_ref: str, status: ProviderStatus, intent: stripe.PaymentIntent
+    provider_ref: str,
+    status: ProviderStatus,
+    intent: stripe.PaymentIntent,
+    *,
+    action_url: str | None = None,
 ) -> ProviderPayment:
     error = intent.last_payment_error if status is not ProviderStatus.SUCCEEDED else None
     failure_code = (error.decline_code or error.code) if error else None
@@ -165,12 +212,31 @@ def intent_payment(
         failure_message=error.message if error else None,
         hard_decline=is_hard_decline(failure_code),
         card=card_of(intent.payment_method),
+        action_url=action_url if status is ProviderStatus.REQUIRES_ACTION else None,
     )
 
 
-def declined_payment(request: OffSessionRequest, error: stripe.CardError) -> ProviderPayment:
+def declined_payment(
+    request: OffSessionRequest, error: stripe.CardError, *, public_url: str
+) -> ProviderPayment:
+    """An off-session charge Stripe refused with a card error: failed, or ``requires_action``
+    when the bank asks the cardholder to authenticate (``authentication_required``)."""
     details = error.error
     intent_ref = ref(details.payment_intent) if details else None
+    if error.code == "authentication_required" and intent_ref is not None:
+        intent = details.payment_intent if details else None
+        redirect = redirect_url(intent) if isinstance(intent, stripe.PaymentIntent) else None
+        return ProviderPayment(
+            provider_ref=intent_ref,
+            status=ProviderStatus.REQUIRES_ACTION,
+            amount=request.amount,
+            currency=request.currency.upper(),
+            charge_ref=intent_ref,
+            customer_ref=request.customer_ref,
+            failure_code="authentication_required",
+            failure_message=error.user_message,
+            action_url=redirect or action_page_url(public_url, request.payment_id),
+        )
     failure_code = (details.decline_code if details else None) or error.code
     return ProviderPayment(
         provider_ref=intent_ref or f"pi_unknown_{request.payment_id}",

@@ -8,12 +8,22 @@ SDK's ``*_async`` methods, and every write carries an idempotency key derived fr
 retry (the SDK's own, or ours after a timeout) cannot charge, refund or create a customer twice
 within Stripe's 24-hour idempotency window. What Stripe answers is read into the provider
 protocol's terms by :mod:`.stripe_mapping`.
+
+Renewals that need the cardholder (3-D Secure): an off-session PaymentIntent that Stripe
+refuses with ``authentication_required`` (or one found in ``requires_action``) is
+``requires_action``, not failed. Its ``action_url`` is Stripe's own redirect when the
+PaymentIntent gives one (``next_action.redirect_to_url``), else the gateway's page
+``/stripe/actions/{payment_id}`` (:mod:`payment_gateway.stripe_actions`), which confirms the
+PaymentIntent on-session with Stripe.js ``confirmCardPayment`` and the same card. Stripe then
+reports ``payment_intent.succeeded`` as for any charge. :meth:`StripeProvider.cancel_payment`
+cancels a PaymentIntent nobody confirmed in time; one that succeeded first cannot be cancelled
+(Stripe refuses), and the answer then says it succeeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -53,6 +63,7 @@ class StripeProvider(PaymentProvider):
         api_base: str | None = None,
         http_client: stripe.HTTPClient | None = None,
         webhook_tolerance: int = 300,
+        public_url: str = "http://127.0.0.1:8001",
     ) -> None:
         # HTTPXClient without sync support: any accidental blocking call fails instead of
         # silently stalling the event loop.
@@ -64,6 +75,7 @@ class StripeProvider(PaymentProvider):
         )
         self._webhook_secret = webhook_secret
         self._webhook_tolerance = webhook_tolerance
+        self._public_url = public_url
 
     async def aclose(self) -> None:
         """Release the HTTP connections (call from the service's lifespan)."""
@@ -135,8 +147,48 @@ class StripeProvider(PaymentProvider):
                     params, {"idempotency_key": f"payment-{request.payment_id}"}
                 )
             except stripe.CardError as exc:  # a decline is an answer, not an outage
-                return mapping.declined_payment(request, exc)
-        return mapping.intent_payment(intent.id, mapping.intent_status(intent), intent)
+                return mapping.declined_payment(request, exc, public_url=self._public_url)
+        return self._intent_payment(intent.id, mapping.intent_status(intent), intent)
+
+    async def cancel_payment(self, provider_ref: str) -> ProviderPayment:
+        """Cancel a PaymentIntent nobody confirmed; answer what it is then (succeeded when the
+        cardholder confirmed it first: Stripe refuses to cancel a successful one)."""
+        if not provider_ref.startswith("pi_"):
+            raise ProviderError(f"only a PaymentIntent can be cancelled, not {provider_ref!r}")
+        with _stripe_errors("cancel_payment"):
+            intent = await self._client.v1.payment_intents.retrieve_async(provider_ref)
+            if intent.status not in ("succeeded", "canceled", "processing"):
+                # Confirmed (or cancelled) meanwhile, Stripe refuses: what it is is read below.
+                with suppress(stripe.InvalidRequestError):
+                    await self._client.v1.payment_intents.cancel_async(
+                        provider_ref,
+                        {"cancellation_reason": "abandoned"},
+                        {"idempotency_key": f"cancel-{provider_ref}"},
+                    )
+        return await self.fetch_payment(provider_ref)
+
+    async def action_details(self, provider_ref: str) -> tuple[str, str | None] | None:
+        """What the action page needs to confirm a PaymentIntent waiting for its cardholder:
+        its client secret and the card to confirm it with; None when it no longer waits."""
+        with _stripe_errors("action_details"):
+            intent = await self._client.v1.payment_intents.retrieve_async(provider_ref)
+        if not mapping.needs_authentication(intent) or intent.client_secret is None:
+            return None
+        error = intent.last_payment_error
+        method = mapping.ref(intent.payment_method) or (
+            mapping.ref(error.payment_method) if error is not None else None
+        )
+        return intent.client_secret, method
+
+    def _intent_payment(
+        self, provider_ref: str, status: ProviderStatus, intent: stripe.PaymentIntent
+    ) -> ProviderPayment:
+        return mapping.intent_payment(
+            provider_ref,
+            status,
+            intent,
+            action_url=mapping.action_url(intent, self._public_url),
+        )
 
     async def refund(self, request: RefundRequest) -> ProviderRefund:
         metadata = {"refund_id": str(request.refund_id), "payment_id": str(request.payment_id)}
@@ -261,7 +313,7 @@ class StripeProvider(PaymentProvider):
             )
             if sessions.data:  # a declined Checkout attempt: the customer may still retry
                 status = ProviderStatus.PENDING
-        return mapping.intent_payment(intent_ref, status, intent), intent
+        return self._intent_payment(intent_ref, status, intent), intent
 
     async def _refundable_intent(self, payment_provider_ref: str) -> str:
         """Refunds go against the PaymentIntent; a Checkout payment is known by its session."""

@@ -51,6 +51,7 @@ async def settle_open(
     brand: str | None = None,
     exp_month: int | None = None,
     exp_year: int | None = None,
+    requires_action: bool = False,
 ) -> Settled | None:
     """Pay the session with the card ``number`` if it is open and not due to expire.
 
@@ -112,6 +113,7 @@ async def settle_open(
             "brand",
             "exp_month",
             "exp_year",
+            "requires_action",
             "created_at",
             "updated_at",
         ],
@@ -124,6 +126,7 @@ async def settle_open(
             sa.literal(brand, sa.String),
             sa.literal(exp_month, sa.SmallInteger),
             sa.literal(exp_year, sa.SmallInteger),
+            sa.literal(requires_action),
             sa.literal(moment),
             sa.literal(moment),
         ).where(paid.c.payment_method_id == method_id),

@@ -10,7 +10,9 @@ Stripe's numbers behave as in Stripe's test mode: ``4242424242424242`` and
 insufficient funds, ``4000000000000119`` a processing error, ``4000000000009987`` is a lost
 card, ``4000000000009979`` a stolen one, ``4000000000000069`` an expired one (all declined at
 checkout), and ``4000000000000341`` saves fine but every later charge is declined
-(``card_declined``, a soft decline).
+(``card_declined``, a soft decline), and ``4000002760003184`` saves fine but
+every later off-session charge asks the cardholder to confirm it (3-D Secure: the charge waits
+in ``requires_action`` at the sandbox's action page, :mod:`.actions`).
 
 **Sandbox-only numbers** (not Stripe test cards; Stripe's test mode would refuse them):
 
@@ -47,6 +49,7 @@ class TestCard:
     failure_code: str | None = None  # a checkout's decline
     failure_message: str | None = None
     off_session_failure_code: str | None = None  # every later charge's decline
+    requires_action_off_session: bool = False
 
 
 TEST_CARDS: Mapping[str, TestCard] = {
@@ -57,6 +60,7 @@ TEST_CARDS: Mapping[str, TestCard] = {
     # sandbox-only: saved fine, declined hard later
     "4000099900000013": TestCard(succeeds=True, off_session_failure_code="lost_card"),
     "4000099900000021": TestCard(succeeds=True, off_session_failure_code="expired_card"),
+    "4000002760003184": TestCard(succeeds=True, requires_action_off_session=True),
     "4000000000000002": TestCard(False, False, "card_declined", "Your card was declined."),
     "4000000000009995": TestCard(
         False, False, "insufficient_funds", "Your card has insufficient funds."
@@ -86,7 +90,8 @@ class UnknownTestCard(UnprocessableEntity):
         "the sandbox accepts only test cards: 4242424242424242 (succeeds), 4000000000000002"
         " (declined), 4000000000009995 (insufficient funds), 4000000000000341 (saves, later"
         " off-session charges fail), 4000099900000013 / 4000099900000021 (sandbox-only: save,"
-        " later charges declined as a lost / expired card); more in the README"
+        " later charges declined as a lost / expired card), 4000002760003184 (saves, later"
+        " off-session charges need the cardholder's confirmation); more in the README"
     )
 
 
@@ -153,7 +158,7 @@ def declined_message(failure_code: str | None) -> str | None:
 def off_session_outcome(
     method: SandboxPaymentMethod | None, customer_id: UUID, now: datetime
 ) -> tuple[str, str | None]:
-    """How a charge of a saved card ends: its status and failure code."""
+    """How a charge of a saved card ends (or waits): its status and failure code."""
     if method is None or method.customer_id != customer_id:
         return "failed", "payment_method_not_found"
     if method.off_session_failure_code:
@@ -163,4 +168,11 @@ def off_session_outcome(
     month, year = method.exp_month, method.exp_year
     if month and year and expiry_end(month, year) <= now:
         return "failed", "expired_card"
+    if method.requires_action:
+        return "requires_action", "authentication_required"
     return "succeeded", None
+
+
+def action_url(public_url: str, charge_id: str) -> str:
+    """The page where the cardholder confirms the charge ``charge_id``."""
+    return f"{public_url}/sandbox/actions/{charge_id}"

@@ -25,6 +25,8 @@ RELEVANT_EVENTS = frozenset(
         "checkout.session.expired",
         "charge.succeeded",
         "charge.failed",
+        "charge.requires_action",
+        "charge.canceled",
         "refund.succeeded",
         "refund.failed",
         "charge.dispute.created",

@@ -46,8 +46,9 @@ class SandboxSession(Timestamps, Base):
 
 
 class SandboxPaymentMethod(Timestamps, Base):
-    """A saved card; ``fails_off_session`` mimics 4000000000000341, and
-    ``off_session_failure_code`` the sandbox's own cards declined hard later."""
+    """A saved card; ``fails_off_session`` mimics 4000000000000341, ``off_session_failure_code``
+    the sandbox's own cards declined hard later, and ``requires_action`` 4000002760003184 (every
+    off-session charge waits for the cardholder's confirmation)."""
 
     __tablename__ = "sandbox_payment_method"
 
@@ -59,10 +60,16 @@ class SandboxPaymentMethod(Timestamps, Base):
     brand: Mapped[str | None] = mapped_column(sa.String(20))
     exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
     exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    requires_action: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 class SandboxCharge(Timestamps, Base):
-    """An off-session charge of a saved card (idempotent on ``payment_id``)."""
+    """An off-session charge of a saved card (idempotent on ``payment_id``).
+
+    ``status``: ``succeeded`` or ``failed`` at once, or ``requires_action`` until the cardholder
+    confirms it at ``action_url`` (then ``succeeded``), refuses it (``failed``) or the gateway
+    cancels it (``canceled``).
+    """
 
     __tablename__ = "sandbox_charge"
 
@@ -80,6 +87,7 @@ class SandboxCharge(Timestamps, Base):
     card_last4: Mapped[str | None] = mapped_column(sa.String(4))
     card_exp_month: Mapped[int | None] = mapped_column(sa.SmallInteger)
     card_exp_year: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    action_url: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class SandboxRefund(Timestamps, Base):

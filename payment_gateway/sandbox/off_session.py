@@ -31,6 +31,7 @@ async def charge_many(
     requests: Sequence[base.OffSessionRequest],
     *,
     enqueue: Enqueue,
+    public_url: str,
 ) -> list[base.ProviderPayment | base.ProviderError]:
     """Charge every request once; the snapshots come back in the requests' order."""
     if not requests:
@@ -44,7 +45,7 @@ async def charge_many(
             )
         }
         rows = [
-            charge_row(request, methods.get(request.payment_method_ref))
+            charge_row(request, methods.get(request.payment_method_ref), public_url)
             for request in sorted(requests, key=lambda request: request.payment_id)
         ]
         made = {
@@ -72,14 +73,16 @@ async def charge_many(
 
 
 def charge_row(
-    request: base.OffSessionRequest, method: SandboxPaymentMethod | None
+    request: base.OffSessionRequest, method: SandboxPaymentMethod | None, public_url: str
 ) -> dict[str, Any]:
     """The charge of ``method`` for ``request``: its outcome by the test card, and the card
-    charged (brand, last four, expiry) when the method is the customer's."""
+    charged (brand, last four, expiry) when the method is the customer's; a card that asks for
+    confirmation leaves it ``requires_action`` at its action page."""
     status, code = cards.off_session_outcome(method, request.customer.id, clock.now())
     known = method is not None and method.customer_id == request.customer.id
+    charge_id = new_id("pi")
     return {
-        "id": new_id("pi"),
+        "id": charge_id,
         "payment_id": request.payment_id,
         "customer_id": request.customer.id,
         "amount": request.amount,
@@ -91,6 +94,9 @@ def charge_row(
         "card_last4": method.card_last4 if known and method else None,
         "card_exp_month": method.exp_month if known and method else None,
         "card_exp_year": method.exp_year if known and method else None,
+        "action_url": cards.action_url(public_url, charge_id)
+        if status == "requires_action"
+        else None,
     }
 
 

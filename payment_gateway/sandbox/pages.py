@@ -86,7 +86,7 @@ async def submit_page(session_id: str, request: Request, provider: SandboxDep) -
     return HTMLResponse(_page(checkout, error=result.failure_message), status_code=402)
 
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;padding:40px 16px;color:#1d2230}
 main{max-width:420px;margin:auto;background:#fff;border-radius:12px;padding:28px;
 box-shadow:0 2px 12px rgba(0,0,0,.08)}
@@ -117,7 +117,7 @@ def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
     head = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
         f"<span class='badge'>SANDBOX — no real money moves</span>"
         f"<h1>{escape(checkout.description)}</h1>"
         f"<div class='{headline_class}'>{escape(headline)}</div>"
@@ -151,6 +151,7 @@ def _page(checkout: SandboxSession, *, error: str | None = None) -> str:
             " · 4000 0000 0000 0002 is declined · 4000 0000 0000 9995 has insufficient funds"
             " · 4000 0000 0000 0341 saves but later renewals fail"
             " · 4000 0999 0000 0013 / 4000 0999 0000 0021 (sandbox-only) save but later renewals"
-            " are declined as a lost / expired card.</p>"
+            " are declined as a lost / expired card"
+            " · 4000 0027 6000 3184 saves; later renewals ask you to confirm them.</p>"
         )
     return f"{head}{body}</main></body></html>"

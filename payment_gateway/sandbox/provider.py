@@ -1,8 +1,9 @@
 """The sandbox provider: Stripe-like checkouts, saved methods, refunds, expiry, disputes.
 
 Its parts: ``cards`` (what each test card decides), ``captures`` (paying a session in one
-statement; what is left of a payment, locked), ``snapshots`` (what the gateway is told) and
-``events`` (the signed webhooks it reports with). This module is the provider protocol, the
+statement; what is left of a payment, locked), ``actions`` (charges waiting for the
+cardholder's confirmation), ``snapshots`` (what the gateway is told) and ``events`` (the
+signed webhooks it reports with). This module is the provider protocol, the
 hosted page's and the dashboard's side.
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payment_gateway.providers import base
-from payment_gateway.sandbox import captures, cards, events, off_session, snapshots
+from payment_gateway.sandbox import actions, captures, cards, events, off_session, snapshots
 from payment_gateway.sandbox.models import (
     SandboxCharge,
     SandboxDispute,
@@ -117,12 +118,13 @@ class SandboxProvider:
 
         The charge is inserted with ``ON CONFLICT DO NOTHING`` on its unique ``payment_id``, so a
         new charge costs three statements (card, charge, webhook) and a repeat reads the first.
+        A card that asks for confirmation leaves the charge ``requires_action`` at its page.
         """
         async with self.sessions() as db, db.begin():
             method = await db.get(SandboxPaymentMethod, request.payment_method_ref)
             charge = await db.scalar(
                 insert(SandboxCharge)
-                .values(off_session.charge_row(request, method))
+                .values(off_session.charge_row(request, method, self.public_url))
                 .on_conflict_do_nothing(index_elements=[SandboxCharge.payment_id])
                 .returning(SandboxCharge)
             )
@@ -142,7 +144,9 @@ class SandboxProvider:
         self, requests: Sequence[base.OffSessionRequest]
     ) -> list[base.ProviderPayment | base.ProviderError]:
         """:meth:`charge_off_session` for many payments in a few statements (``off_session``)."""
-        outcomes = await off_session.charge_many(self.sessions, requests, enqueue=self._enqueue)
+        outcomes = await off_session.charge_many(
+            self.sessions, requests, enqueue=self._enqueue, public_url=self.public_url
+        )
         self.webhooks_waiting.set()
         return outcomes
 
@@ -179,6 +183,18 @@ class SandboxProvider:
                 )
         self.webhooks_waiting.set()
         return snapshots.refund_snapshot(refund)
+
+    async def cancel_payment(self, provider_ref: str) -> base.ProviderPayment:
+        """Cancel a charge still waiting for the cardholder; one already settled (confirmed
+        first, or cancelled before) is answered as it is (see :mod:`.actions`)."""
+        async with self.sessions() as db, db.begin():
+            charge = await db.get(SandboxCharge, provider_ref, with_for_update=True)
+            if charge is None:
+                raise base.ProviderError(f"no such charge {provider_ref}")
+            await actions.decide(db, charge, "cancel")
+            snapshot = await snapshots.charge_snapshot(db, charge)
+        self.webhooks_waiting.set()
+        return snapshot
 
     async def fetch_payment(self, provider_ref: str) -> base.ProviderPayment:
         found = await self.fetch_payments([provider_ref])
@@ -228,6 +244,18 @@ class SandboxProvider:
         self.webhooks_waiting.set()
         return checkout
 
+    async def get_action(self, charge_id: str) -> SandboxCharge:
+        """The charge behind an action page (404 when none waits or waited there)."""
+        async with self.sessions() as db, db.begin():
+            return await actions.locked_charge(db, charge_id)
+
+    async def decide_action(self, charge_id: str, decision: str) -> SandboxCharge:
+        """The cardholder confirms (``confirm``) or refuses (``decline``) a waiting charge."""
+        async with self.sessions() as db, db.begin():
+            charge = await actions.decide_by_cardholder(db, charge_id, decision)
+        self.webhooks_waiting.set()
+        return charge
+
     async def pay(
         self,
         session_id: str,
@@ -261,6 +289,7 @@ class SandboxProvider:
                 brand=cards.brand_of(card_number),
                 exp_month=month,
                 exp_year=year,
+                requires_action=card.requires_action_off_session,
             )
             if settled is None:
                 checkout = await db.get(SandboxSession, session_id, with_for_update=True)

@@ -95,22 +95,40 @@ def charge_snapshot_of(
     succeeded = charge.status == "succeeded"
     return base.ProviderPayment(
         provider_ref=charge.id,
-        status=base.ProviderStatus.SUCCEEDED if succeeded else base.ProviderStatus.FAILED,
+        status=_CHARGE_STATUSES[charge.status],
         amount=charge.amount,
         currency=charge.currency,
         charge_ref=charge.id if succeeded else None,
         payment_method_ref=charge.payment_method_id,
         customer_ref=f"cus_sb_{charge.customer_id.hex}",
-        failure_code=charge.failure_code,
-        failure_message=cards.declined_message(charge.failure_code)
-        if charge.failure_code
-        else None,
+        failure_code=None if succeeded else charge.failure_code,
+        failure_message=None if succeeded else _charge_failure(charge.failure_code),
         hard_decline=is_hard_decline(charge.failure_code),
         card=_card(
             charge.card_brand, charge.card_last4, charge.card_exp_month, charge.card_exp_year
         ),
         refunds=refunds,
+        action_url=charge.action_url if charge.status == "requires_action" else None,
     )
+
+
+_CHARGE_STATUSES = {
+    "succeeded": base.ProviderStatus.SUCCEEDED,
+    "failed": base.ProviderStatus.FAILED,
+    "requires_action": base.ProviderStatus.REQUIRES_ACTION,
+    "canceled": base.ProviderStatus.FAILED,
+}
+_CHARGE_FAILURES = {
+    "authentication_required": "the cardholder must confirm this charge",
+    "payment_intent_authentication_failure": "the cardholder did not confirm this charge",
+    "canceled": "the charge was not confirmed in time and was cancelled",
+}
+
+
+def _charge_failure(code: str | None) -> str | None:
+    if code is None:
+        return None
+    return _CHARGE_FAILURES.get(code) or cards.declined_message(code)
 
 
 def refund_snapshot(refund: SandboxRefund) -> base.ProviderRefund:

@@ -4,7 +4,14 @@ It runs a ``ThreadingHTTPServer`` on 127.0.0.1 and a free port, so the official 
 sends its real requests (form-encoded ``a[b][0][c]`` params, ``Authorization``, ``Idempotency-Key``,
 retries) and parses Stripe-shaped answers, card errors (HTTP 402) included. Every request is
 recorded; POSTs with an idempotency key replay the stored answer like Stripe does. Helpers play
-the customer's side (pay, decline, expire) and the bank's (disputes).
+the customer's side (pay, decline, expire, authenticate a charge the bank held for 3-D Secure)
+and the bank's (disputes).
+
+A saved method listed in ``declining_payment_methods`` with ``authentication_required`` behaves
+like Stripe's 4000 0027 6000 3184 off-session: the confirm answers HTTP 402 with a card error
+``authentication_required`` and the PaymentIntent stays ``requires_payment_method`` with that
+``last_payment_error``, to be confirmed on-session (:meth:`StripeStandin.authenticate`) or
+cancelled (``POST /v1/payment_intents/{id}/cancel``).
 """
 
 from __future__ import annotations
@@ -129,6 +136,7 @@ class StripeStandin:
             ("GET", re.compile(r"/v1/checkout/sessions/(?P<id>[^/]+)"), self._get),
             ("POST", re.compile(r"/v1/payment_intents"), self._create_intent),
             ("GET", re.compile(r"/v1/payment_intents/(?P<id>[^/]+)"), self._get),
+            ("POST", re.compile(r"/v1/payment_intents/(?P<id>[^/]+)/cancel"), self._cancel_intent),
             ("GET", re.compile(r"/v1/setup_intents/(?P<id>[^/]+)"), self._get),
             ("POST", re.compile(r"/v1/refunds"), self._create_refund),
             ("GET", re.compile(r"/v1/refunds"), self._list_by_intent("refund")),
@@ -226,6 +234,22 @@ class StripeStandin:
         with self._lock:
             self._objects[session_id]["status"] = "expired"
             self._objects[session_id]["url"] = None
+
+    def authenticate(self, intent_id: str) -> None:
+        """The cardholder completes 3-D Secure on-session (Stripe.js ``confirmCardPayment``):
+        a PaymentIntent that waits for it succeeds; refused like Stripe once it was cancelled."""
+        with self._lock:
+            intent = self._objects[intent_id]
+            if intent["status"] not in ("requires_payment_method", "requires_action"):
+                raise StripeFailure(
+                    400,
+                    {
+                        "type": "invalid_request_error",
+                        "code": "payment_intent_unexpected_state",
+                        "message": f"This PaymentIntent's status is {intent['status']}.",
+                    },
+                )
+            self._succeed(intent)
 
     def add_dispute(self, intent_id: str, *, reason: str = "fraudulent") -> str:
         with self._lock:
@@ -423,6 +447,23 @@ class StripeStandin:
         error = self._decline(intent, decline_code)
         raise StripeFailure(402, {**error, "payment_intent": copy.deepcopy(intent)})
 
+    def _cancel_intent(self, params: Json, id: str) -> tuple[int, Json]:
+        intent = self._objects.get(id)
+        if intent is None or intent["object"] != "payment_intent":
+            raise invalid_request(404, f"No such payment_intent: '{id}'", code="resource_missing")
+        if intent["status"] in ("succeeded", "canceled", "processing"):
+            message = (
+                "You cannot cancel this PaymentIntent because it has a status of"
+                f" {intent['status']}."
+            )
+            raise invalid_request(400, message, code="payment_intent_unexpected_state")
+        intent.update(
+            status="canceled",
+            cancellation_reason=params.get("cancellation_reason"),
+            canceled_at=int(time.time()),
+        )
+        return 200, copy.deepcopy(intent)
+
     def _create_refund(self, params: Json) -> tuple[int, Json]:
         intent = self._objects.get(params.get("payment_intent", ""))
         if intent is None or intent["object"] != "payment_intent":
@@ -482,16 +523,20 @@ class StripeStandin:
         return obj
 
     def _new_intent(self, **fields: Any) -> Json:
-        return self._store(
+        intent = self._store(
             "pi",
             {
                 "object": "payment_intent",
                 "status": "requires_payment_method",
                 "last_payment_error": None,
                 "latest_charge": None,
+                "next_action": None,
+                "cancellation_reason": None,
                 **fields,
             },
         )
+        intent["client_secret"] = f"{intent['id']}_secret_standin"
+        return intent
 
     def _session_intent(self, session: Json, payment_method: str) -> Json:
         """The session's PaymentIntent, created at the first payment attempt."""
@@ -561,8 +606,11 @@ class StripeStandin:
             "type": "card_error",
             "code": code,
             "decline_code": decline_code,
-            "message": "Your card was declined.",
+            "message": "Your card was declined."
+            if code == "card_declined"
+            else "This payment requires authentication by the cardholder.",
             "charge": charge["id"],
+            "payment_method": {"id": intent["payment_method"], "object": "payment_method"},
         }
         intent.update(status="requires_payment_method", last_payment_error=error)
         return error

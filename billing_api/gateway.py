@@ -58,6 +58,7 @@ class GatewayPayment:
     # A decline the card can never pass (lost, stolen, expired…): no dunning retry is made.
     hard_decline: bool = False
     card: CardSummary | None = None  # the card paid with or saved, when the provider says
+    action_url: str | None = None  # while ``requires_action``: where the cardholder confirms
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> GatewayPayment:
@@ -74,6 +75,7 @@ class GatewayPayment:
             failure_message=body.get("failure_message"),
             hard_decline=bool(body.get("hard_decline", False)),
             card=CardSummary.model_validate(body["card"]) if body.get("card") else None,
+            action_url=body.get("action_url"),
         )
 
 
@@ -280,6 +282,12 @@ class GatewayClient:
         body = await self._call(
             "GET", f"/internal/v1/payments/{payment_id}", params={"refresh": str(refresh).lower()}
         )
+        return GatewayPayment.from_json(body)
+
+    async def cancel_payment(self, payment_id: UUID) -> GatewayPayment:
+        """End an off-session charge still waiting for the cardholder's confirmation; the
+        answer is final: ``succeeded`` if it was confirmed first, else ``failed``. Idempotent."""
+        body = await self._call("POST", f"/internal/v1/payments/{payment_id}/cancel")
         return GatewayPayment.from_json(body)
 
     async def create_refund(

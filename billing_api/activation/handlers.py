@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks
-from billing_api.activation import service
+from billing_api.activation import confirmations, service
 from billing_api.config import BillingSettings
 from billing_api.models import Payment
 from billing_api.refunds import handlers as refund_handlers
@@ -84,6 +84,21 @@ def on_payment_failed(
     return handle
 
 
+def on_payment_action_required(
+    dunning: Sequence[timedelta] = service.DEFAULT_DUNNING,
+) -> Handler:
+    async def handle(
+        session: AsyncSession, envelope: events.Envelope[events.PaymentActionRequired]
+    ) -> None:
+        payment = await _payment(session, envelope.data)
+        if payment is not None:
+            await confirmations.require_action(
+                session, payment, action_url=envelope.data.action_url, dunning=dunning
+            )
+
+    return handle
+
+
 async def on_payment_expired(
     session: AsyncSession, envelope: events.Envelope[events.PaymentExpired]
 ) -> None:
@@ -101,6 +116,7 @@ def make_handlers(
     return {
         events.PaymentSucceeded: on_payment_succeeded,
         events.PaymentFailed: on_payment_failed(dunning, account_url),
+        events.PaymentActionRequired: on_payment_action_required(dunning),
         events.PaymentExpired: on_payment_expired,
         **refund_handlers.HANDLERS,
     }

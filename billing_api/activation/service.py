@@ -359,8 +359,9 @@ async def fail_payment(
     """A declined payment: nothing is delivered, its promo code is released, and a failed
     renewal is scheduled for its next retry -- or, declined for good (``hard_decline``: the
     gateway says the card can never pass), retried no more and put into grace at once. The
-    notices link to ``account_url``, where the card is updated."""
-    if payment.status != PaymentStatus.PENDING:
+    notices link to ``account_url``, where the card is updated. A charge that waited for the
+    cardholder's confirmation fails too when it is refused or cancelled unconfirmed."""
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION):
         return False
     payment.status = PaymentStatus.FAILED
     payment.failure_message = reason

@@ -69,6 +69,9 @@ class RenewalCharge:
     free: bool = False  # nothing to pay: settled here, the gateway is not asked
     # paid from the wallet, or failed for want of it: settled here, the gateway is not asked
     wallet: wallet_renewals.WalletOutcome | None = None
+    # Charged already and waiting for the cardholder's confirmation (3-D Secure): never charged
+    # again; the run cancels it at the gateway (billing_api.activation.confirmations).
+    confirming: bool = False
 
 
 def _due(ctx: JobContext) -> sa.ColumnElement[bool]:
@@ -267,7 +270,8 @@ async def _pay_from_wallets(
 async def _pending_renewals(
     session: AsyncSession, ids: Sequence[UUID]
 ) -> dict[UUID, RenewalCharge]:
-    """Renewal payments an earlier run committed but never settled, by subscription."""
+    """Renewal payments an earlier run committed but never settled, by subscription (one
+    waiting for the cardholder's confirmation too: it is cancelled, never charged again)."""
     rows = await session.execute(
         sa.select(
             Payment.id,
@@ -279,11 +283,12 @@ async def _pending_renewals(
             Payment.description,
             Payment.payment_method_ref,
             Payment.method,
+            Payment.status,
         )
         .where(
             Payment.subscription_id.in_(ids),
             Payment.purpose == "renewal",
-            Payment.status == PaymentStatus.PENDING,
+            Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
             # A renewal paid at a card update's checkout is the subscriber's to pay, never
             # charged off-session (transitions.renewal_at_checkout).
             ~Payment.save_payment_method,
@@ -308,6 +313,7 @@ async def _pending_renewals(
                 wallet=wallet_renewals.UNDECIDED
                 if row.method == "wallet" and row.amount > 0
                 else None,
+                confirming=row.status == PaymentStatus.REQUIRES_ACTION,
             ),
         )
     # Zero renewals committed as card payments before free renewals were settled here (the

@@ -13,6 +13,10 @@ A renewal is charged in three steps so that no crash and no second worker can ch
 3. **Settle**: the answers are applied exactly as the gateway's ``payment.succeeded`` /
    ``payment.failed`` events would be (both paths are idempotent on the payment's status).
 
+A claimed renewal whose charge still waits for the cardholder's confirmation (3-D Secure) is
+cancelled at the gateway in step 2 instead of charged, and the answer settled in step 3
+(:mod:`billing_api.lifecycle.unconfirmed`, :mod:`billing_api.activation.confirmations`).
+
 Design decisions, for throughput (``make bench-renewals``) without giving up any of the above:
 
 * A batch costs a handful of statements to claim (one query for the due rows, one for pending
@@ -74,6 +78,7 @@ from billing_api.ledger import service as ledger
 from billing_api.lifecycle import wallet_renewals
 from billing_api.lifecycle.renewal_claims import RenewalCharge, claim_renewals
 from billing_api.lifecycle.service import JobContext, apply_gateway_result
+from billing_api.lifecycle.unconfirmed import cancel_unconfirmed
 from billing_api.models import Payment, PaymentStatus, Plan, Subscription
 from shared import outbox
 
@@ -114,7 +119,9 @@ async def charge_all(ctx: JobContext, batch: Sequence[RenewalCharge]) -> list[Ga
     run, after the lease)."""
     answers = [_settled_here(renewal) for renewal in batch if renewal.free]
     answers += _settled_from_wallets(batch)
-    paid = [renewal for renewal in batch if not renewal.free and renewal.wallet is None]
+    # Charged already, waiting for the cardholder: cancelled, never charged again.
+    answers += await cancel_unconfirmed(ctx, [r for r in batch if r.confirming])
+    paid = [r for r in batch if not (r.free or r.confirming) and r.wallet is None]
     chunks = [paid[start : start + CHARGE_CHUNK] for start in range(0, len(paid), CHARGE_CHUNK)]
     limit = asyncio.Semaphore(CHARGE_CONCURRENCY)
 

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api import entitlements, locks
+from billing_api.activation import confirmations
 from billing_api.activation import service as activation
 from billing_api.config import BillingSettings
 from billing_api.gateway import (
@@ -85,6 +86,10 @@ async def apply_gateway_result(
         )
     if result.status == PaymentStatus.EXPIRED:
         return await activation.expire_payment(session, payment)
+    if result.status == PaymentStatus.REQUIRES_ACTION:
+        return await confirmations.require_action(
+            session, payment, action_url=result.action_url, dunning=dunning
+        )
     return False
 
 

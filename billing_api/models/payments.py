@@ -74,6 +74,9 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     months: Mapped[int] = mapped_column(default=1)
     description: Mapped[str] = mapped_column(sa.String(500))
     checkout_url: Mapped[str | None] = mapped_column(sa.Text)
+    # Where the cardholder confirms a ``requires_action`` payment (3-D Secure), as the gateway
+    # said; shown to the user only while the payment waits for it.
+    action_url: Mapped[str | None] = mapped_column(sa.Text)
     expires_at: Mapped[datetime | None] = when()  # when the checkout stops being payable
     provider: Mapped[str | None] = mapped_column(sa.String(20))
     payment_method_ref: Mapped[str | None] = mapped_column(sa.String(255))

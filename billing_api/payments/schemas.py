@@ -20,6 +20,8 @@ class PaymentBrief(BaseModel):
     status: str
     amount: Money
     checkout_url: str | None
+    # While ``status`` is ``requires_action``: the page where the cardholder confirms it.
+    action_url: str | None = None
 
 
 class PaymentOut(PaymentBrief):

@@ -137,7 +137,12 @@ def brief(payment: Payment | None) -> PaymentBrief | None:
         status=payment.status,
         amount=Money(amount=payment.amount, currency=payment.currency),
         checkout_url=payment.checkout_url if payment.status == PaymentStatus.PENDING else None,
+        action_url=_action_url(payment),
     )
+
+
+def _action_url(payment: Payment) -> str | None:
+    return payment.action_url if payment.status == PaymentStatus.REQUIRES_ACTION else None
 
 
 async def by_id(
@@ -162,6 +167,7 @@ def payment_out(payment: Payment) -> PaymentOut:
         status=payment.status,
         amount=money(payment.amount),
         checkout_url=payment.checkout_url if payment.status == PaymentStatus.PENDING else None,
+        action_url=_action_url(payment),
         purpose=payment.purpose,
         method=payment.method,
         description=payment.description,

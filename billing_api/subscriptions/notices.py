@@ -115,6 +115,24 @@ def renewal_failed(
     )
 
 
+def payment_action_required(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    action_url: str,
+    confirm_by: datetime | None,
+) -> events.SubscriptionPaymentActionRequired:
+    return events.SubscriptionPaymentActionRequired(
+        **_about(subscription),
+        plan=plan_summary(plan),
+        payment_id=payment.id,
+        amount=_paid(payment),
+        action_url=action_url,
+        confirm_by=confirm_by,
+    )
+
+
 def grace_started(
     subscription: Subscription,
     plan: Plan,

@@ -33,6 +33,12 @@ What each transition sets — decided once, the same for every caller:
 * **A renewal is declined** (:func:`record_failed_renewal`): only the dunning schedule —
   ``dunning_started_at`` (the first failure), ``renewal_attempts`` + 1 and ``next_renewal_at``
   (the next retry, counted from the first failure; None once the retries are used up).
+* **A renewal waits for the cardholder's confirmation** (:func:`await_confirmation`, 3-D
+  Secure): the dunning step is taken as for a decline (the same three fields), and the notice
+  gives the confirmation page and ``confirm_by``, the next step. Confirmed before it, the
+  renewal is paid (:func:`renew`); still unconfirmed at that step, the charge is cancelled and
+  recorded as a declined renewal (:func:`record_failed_renewal`), and the step after it charges
+  again (see :mod:`billing_api.activation.confirmations`).
 * **The period ends unpaid** (:func:`end_period`): a renewing subscription enters grace
   (``grace_until`` = period end + the plan's ``grace_days``); one that stops (cancelled at its
   period end, or auto-renew off) expires. :func:`end_grace` expires a grace that ran out.
@@ -273,6 +279,43 @@ def record_failed_renewal(
     ``account_url``, the page where the card is updated)."""
     if not renews(subscription):
         raise _refuse(subscription, "retry the renewal of")
+    _count_attempt(subscription, retry_offsets, now)
+    return [
+        notices.renewal_failed(subscription, plan, payment, reason=reason, account_url=account_url)
+    ]
+
+
+def await_confirmation(
+    subscription: Subscription,
+    plan: Plan,
+    payment: Payment,
+    *,
+    action_url: str,
+    retry_offsets: Sequence[timedelta],
+    now: datetime,
+) -> Events:
+    """A renewal's charge waits for the cardholder to confirm it (3-D Secure): the dunning step
+    is taken as for a decline, and the next step (``confirm_by``) is when an unconfirmed charge
+    is given up. With no step left, the charge may be confirmed while the subscription lives."""
+    if not renews(subscription):
+        raise _refuse(subscription, "wait for the confirmation of a renewal of")
+    _count_attempt(subscription, retry_offsets, now)
+    return [
+        notices.payment_action_required(
+            subscription,
+            plan,
+            payment,
+            action_url=action_url,
+            confirm_by=subscription.next_renewal_at,
+        )
+    ]
+
+
+def _count_attempt(
+    subscription: Subscription, retry_offsets: Sequence[timedelta], now: datetime
+) -> None:
+    """One more renewal attempt that did not pay: the next one is due at the next step of the
+    schedule (counted from the first), or never once the steps are used up."""
     started = subscription.dunning_started_at or now
     subscription.dunning_started_at = started
     subscription.renewal_attempts += 1
@@ -280,9 +323,6 @@ def record_failed_renewal(
     subscription.next_renewal_at = (
         started + retry_offsets[retry] if retry < len(retry_offsets) else None
     )
-    return [
-        notices.renewal_failed(subscription, plan, payment, reason=reason, account_url=account_url)
-    ]
 
 
 def end_period(

@@ -177,6 +177,9 @@ STATES: dict[str, Callable[[], Subscription]] = {
 # --- the actions ----------------------------------------------------------------------------
 
 
+ACTION_URL = "https://gateway.example/sandbox/actions/pi_sb_1"
+
+
 def _after(moment: datetime | None) -> datetime:
     return (moment or NOW) + timedelta(hours=1)
 
@@ -189,6 +192,9 @@ ACTIONS: dict[str, Callable[[Subscription], transitions.Events]] = {
     "pay upgrade": lambda s: transitions.upgrade(s, MONTHLY, PREMIUM, UPGRADE, credit=500, now=NOW),
     "decline renewal": lambda s: transitions.record_failed_renewal(
         s, MONTHLY, RENEWAL, reason="card declined", retry_offsets=OFFSETS, now=NOW
+    ),
+    "renewal awaits confirmation": lambda s: transitions.await_confirmation(
+        s, MONTHLY, RENEWAL, action_url=ACTION_URL, retry_offsets=OFFSETS, now=NOW
     ),
     "end period": lambda s: transitions.end_period(s, MONTHLY, now=_after(s.current_period_end)),
     "end grace": lambda s: transitions.end_grace(s, MONTHLY, now=_after(s.grace_until)),
@@ -385,6 +391,22 @@ ALLOWED: list[tuple[str, str, dict[str, Any], list[str]]] = [
         {"renewal_attempts": 3, "next_renewal_at": DUNNING_STARTED + OFFSETS[2]},
         ["subscription.renewal_failed"],
     ),
+    (  # the dunning step is taken as for a decline
+        "active",
+        "renewal awaits confirmation",
+        {
+            "renewal_attempts": 1,
+            "dunning_started_at": NOW,
+            "next_renewal_at": NOW + OFFSETS[0],
+        },
+        ["subscription.payment_action_required"],
+    ),
+    (
+        "grace",
+        "renewal awaits confirmation",
+        {"renewal_attempts": 3, "next_renewal_at": DUNNING_STARTED + OFFSETS[2]},
+        ["subscription.payment_action_required"],
+    ),
     (
         "active",
         "end period",
@@ -532,6 +554,10 @@ REFUSED: list[tuple[str, str, type[AppError]]] = [
     *(
         (state, "decline renewal", SubscriptionTransitionNotAllowed)
         for state in ("pending", "active, ending", "expired", "canceled")
+    ),
+    *(
+        (state, "renewal awaits confirmation", SubscriptionTransitionNotAllowed)
+        for state in ("pending", "active, ending", "active, auto-renew off", "expired", "canceled")
     ),
     *(
         (state, "end period", SubscriptionTransitionNotAllowed)
@@ -699,6 +725,21 @@ class TestEvents:
             None,
             "card declined",
         )
+
+    def test_a_renewal_awaiting_confirmation_gives_the_page_and_the_next_step_as_deadline(
+        self,
+    ) -> None:
+        row = STATES["active"]()
+        (event,) = transitions.await_confirmation(
+            row, MONTHLY, RENEWAL, action_url=ACTION_URL, retry_offsets=OFFSETS, now=NOW
+        )
+        assert isinstance(event, events.SubscriptionPaymentActionRequired)
+        assert (event.payment_id, event.action_url, event.confirm_by) == (
+            RENEWAL.id,
+            ACTION_URL,
+            NOW + OFFSETS[0],
+        )
+        assert event.amount == Money(amount=30000, currency="RUB")
 
 
 class TestChecks:

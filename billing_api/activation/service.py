@@ -194,8 +194,8 @@ async def _replace_renewals(
     session: AsyncSession, subscription: Subscription, upgrade: Payment
 ) -> None:
     """The upgrade's new period replaces any renewal charged since the upgrade was quoted:
-    one already paid is refunded in full, one still pending is voided (see
-    :mod:`billing_api.activation.unused_renewals`)."""
+    one already paid is refunded in full, one still pending (or waiting for the cardholder's
+    confirmation) is voided (see :mod:`billing_api.activation.unused_renewals`)."""
     if subscription.latest_payment_id is not None:
         latest = await locks.relock(session, Payment, subscription.latest_payment_id)
         if unused_renewals.replaced_by_upgrade(latest, upgrade):
@@ -211,7 +211,7 @@ async def _replace_renewals(
         .where(
             Payment.subscription_id == subscription.id,
             Payment.purpose == PaymentPurpose.RENEWAL,
-            Payment.status == PaymentStatus.PENDING,
+            Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
         )
         .order_by(Payment.id)
         .with_for_update()
@@ -402,8 +402,16 @@ async def _renewal_declined_for_good(
 
 
 async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
-    """The checkout can no longer be paid: what it was for is abandoned if still waiting."""
-    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+    """The checkout can no longer be paid: what it was for is abandoned if still waiting.
+
+    A renewal voided by an upgrade expires too, one waiting for the cardholder's confirmation
+    included: nothing cancels it at the provider then, so if it is still confirmed its success
+    is refunded in full as a renewal the upgrade replaced (:mod:`.unused_renewals`)."""
+    if payment.status not in (
+        PaymentStatus.PENDING,
+        PaymentStatus.REQUIRES_ACTION,
+        PaymentStatus.FAILED,
+    ):
         return False
     payment.status = PaymentStatus.EXPIRED
     await _settle_promo(session, payment, PromoRedemptionStatus.RELEASED)

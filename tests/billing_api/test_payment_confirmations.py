@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from billing_api.periods import add_months
+from shared import clock
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_lifecycle import end_of, off_session_charges, run_jobs, subscribed
@@ -89,7 +90,7 @@ class TestConfirmed:
         async def renewed() -> bool:
             return end_of(await user.subscription(subscription["id"])) == expected_end
 
-        await support.eventually(renewed, timeout=15)
+        await support.eventually(renewed, timeout=40)
         [paid] = await renewal_payments(user)
         assert (paid["status"], paid["action_url"]) == ("succeeded", None)
         # the next step finds nothing to do: nothing is cancelled or charged
@@ -177,7 +178,7 @@ class TestConfirmationRacingTheCancel:
                 [renewal] = await renewal_payments(user)
                 return bool(renewal["status"] == expected)
 
-            await support.eventually(settled, timeout=15)
+            await support.eventually(settled, timeout=40)
             now = await user.subscription(subscription["id"])
             if expected == "succeeded":
                 assert end_of(now) == add_months(end_of(subscription), 1)
@@ -253,7 +254,7 @@ class TestWorkerProcesses:
                     now = await confirmer.subscription(subscriptions[0]["id"])
                     return end_of(now) == renewed_end
 
-                await support.eventually(renewed, timeout=15)
+                await support.eventually(renewed, timeout=40)
                 await run_jobs_process(first_try + STEP)
                 refused = await browser.post(f"{action_path(ignored)}/confirm")
 
@@ -266,3 +267,48 @@ class TestWorkerProcesses:
         assert await off_session_charges(suite) == 2
         assert len(await suite.events("subscription.renewed")) == 1
         assert len(await suite.events("subscription.renewal_failed")) == 1
+
+
+class TestUpgradeWhileWaiting:
+    async def test_an_upgrade_voids_the_waiting_renewal_and_a_late_confirmation_is_refunded(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        premium = await suite.plan("premium")
+        subscription = await subscribed(suite, user, CARD_3DS, plan="basic")
+        first_try = end_of(subscription) - timedelta(minutes=30)
+        await run_jobs(suite, first_try)
+        [waiting] = await renewal_payments(user)
+        assert waiting["status"] == "requires_action"
+
+        with clock.frozen(first_try + timedelta(minutes=5)):
+            answer = await user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/change-plan",
+                json={"plan_id": premium["id"]},
+            )
+            assert answer.status_code == 200, answer.text
+            await suite.pay(answer.json()["payment"]["checkout_url"])
+
+            async def on_premium() -> bool:
+                now = await user.subscription(subscription["id"])
+                return bool(now["plan_id"] == premium["id"])
+
+            await support.eventually(on_premium, timeout=40)
+        upgraded = await user.subscription(subscription["id"])
+        [voided] = await renewal_payments(user)
+        assert (voided["status"], voided["action_url"]) == ("expired", None)
+
+        await run_jobs(suite, first_try + STEP)  # the old step: nothing to give up or charge
+        assert await suite.events("subscription.renewal_failed") == []
+        assert await off_session_charges(suite) == 1
+
+        # confirmed all the same at the provider: the money goes back, the period is unchanged
+        confirmed = await suite.gateway_http.post(f"{action_path(waiting)}/confirm")
+        assert confirmed.status_code == 200
+
+        async def refunded() -> bool:
+            sql = "SELECT count(*) FROM refund WHERE payment_id = :payment_id"
+            return bool(await suite.scalar(sql, payment_id=waiting["id"]) == 1)
+
+        await support.eventually(refunded, timeout=40)
+        assert end_of(await user.subscription(subscription["id"])) == end_of(upgraded)

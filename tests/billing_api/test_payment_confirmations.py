@@ -254,7 +254,7 @@ class TestWorkerProcesses:
                     now = await confirmer.subscription(subscriptions[0]["id"])
                     return end_of(now) == renewed_end
 
-                await support.eventually(renewed, timeout=40)
+                await support.eventually(renewed, timeout=90)
                 await run_jobs_process(first_try + STEP)
                 refused = await browser.post(f"{action_path(ignored)}/confirm")
 

@@ -4,7 +4,7 @@
 payment in ``requires_action`` (the status was allowed by 0014). Nullable: nothing is rewritten.
 
 Revision ID: 0015
-Revises: 0019
+Revises: 0018
 Create Date: 2026-12-07 03:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -68,19 +68,21 @@ def _locked_here(session: AsyncSession, model: type[Row], key: UUID) -> Row | No
 
 async def relock(session: AsyncSession, model: type[Row], key: UUID) -> Row | None:
     """The ``model`` row ``key``, locked (``FOR UPDATE``) and re-read from the database;
-    without a statement if this transaction has locked and read it already.
+    not locked and read again if this transaction has done so already.
 
     If the session already holds that row with a change not yet written, the session's
     changes are written first (the row's UPDATE takes the same lock at the same point of the
     order; everything else it changed, it changed under locks it already holds), so the
     re-read keeps them instead of overwriting them with the committed values.
     """
+    held = session.identity_map.get(session.identity_key(model, key))
+    if held is not None and session.is_modified(held):
+        # Also when the row is locked already: what follows may read this transaction's
+        # changes back with a query (the renewals a refund cuts off, by their status).
+        await session.flush()
     locked = _locked_here(session, model, key)
     if locked is not None:
         return locked
-    held = session.identity_map.get(session.identity_key(model, key))
-    if held is not None and session.is_modified(held):
-        await session.flush()
     row = await session.get(model, key, with_for_update=True, populate_existing=True)
     if row is not None:
         _held(session).add(session.identity_key(model, key))

@@ -8,7 +8,7 @@ with a partial index holding the renewing subscriptions whose card was not remin
 Existing rows have no card summary until their next payment brings one. Only nullable columns:
 no table is rewritten.
 
-Revision ID: 0016
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-07 03:00:00
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016"
+revision: str = "0015"
 down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

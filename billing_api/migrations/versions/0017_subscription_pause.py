@@ -4,8 +4,8 @@
 null without one). ``subscription_pause`` keeps every pause asked for, so the pauses of a year
 are counted honestly (one taken back before it began does not count).
 
-Revision ID: 0018
-Revises: 0019
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
-down_revision: str | None = "0019"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

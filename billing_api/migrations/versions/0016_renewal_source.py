@@ -3,8 +3,8 @@
 Adds ``subscription.renewal_source`` (``card`` by default, or ``wallet_then_card``) with a check
 of its values.
 
-Revision ID: 0019
-Revises: 0016
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-07 03:00:00
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019"
-down_revision: str | None = "0016"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

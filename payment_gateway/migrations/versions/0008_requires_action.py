@@ -1,7 +1,7 @@
 """off-session charges may wait for the cardholder's confirmation (3-D Secure)
 
-Revision ID: 0007
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-07 03:00:00
 
 ``payment.action_url``: where the cardholder confirms a ``requires_action`` charge. The sandbox
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0008"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -3,8 +3,8 @@
 ``payment.action_url``: the provider's page where the cardholder confirms (3-D Secure) a
 payment in ``requires_action`` (the status was allowed by 0014). Nullable: nothing is rewritten.
 
-Revision ID: 0015
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 03:00:00
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0018"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -10,6 +10,7 @@ stand-in); each step prints what it did and what the services answered.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from shared.auth import AuthSettings, mint_service_token, mint_user_token
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
+FAILS_LATER_CARD = "4000000000000341"
+"""Saves fine at the checkout; every later off-session charge is declined."""
 PROMO = "WELCOME15"
 
 Pay = Callable[[str, str], Awaitable[None]]
@@ -325,7 +328,80 @@ class Story:
         await self.status_becomes(dan, renewing.id, "expired")
         await self.access_becomes(dan, movie, False)
 
-        return {"ann": ann, "bob": bob, "cat": cat, "dan": dan, "roles": list(grants.roles)}
+        eve = await self.card_fails_and_is_replaced(basic, movie)
+
+        return {
+            "ann": ann,
+            "bob": bob,
+            "cat": cat,
+            "dan": dan,
+            "eve": eve,
+            "roles": list(grants.roles),
+        }
+
+    async def card_fails_and_is_replaced(self, basic: Any, movie: uuid.UUID) -> Person:
+        """Eve's card saves fine but declines her renewal; she replaces it and keeps watching."""
+        self.step(f"Eve subscribes with a card that saves but fails later ({FAILS_LATER_CARD})")
+        eve = self.person("Eve")
+        subscribed = await self.subscribe(eve, basic)
+        await self.pay(subscribed.latest_payment.checkout_url, FAILS_LATER_CARD)
+        active = await self.status_becomes(eve, subscribed.id, "active")
+        await self.access_becomes(eve, movie, True)
+        old_end = active.current_period_end
+
+        self.step("Eve's renewal is declined at the renewal window")
+        await self.jobs_at(old_end - timedelta(minutes=10))
+        await self.notified(eve, "subscription.renewal_failed")
+        expect(await self.allowed(eve, movie), "a declined renewal keeps the paid period open")
+        self.say("   access: YES until the period ends")
+
+        self.step("The period ends unpaid: grace, Eve still watches")
+        await self.jobs_at(old_end + timedelta(minutes=1))
+        await self.status_becomes(eve, subscribed.id, "grace")
+        expect(await self.allowed(eve, movie), "grace keeps access open")
+        self.say("   access in grace: YES")
+
+        self.step(f"Eve replaces her card and pays what is due with {GOOD_CARD}")
+        update = await eve.billing.call(
+            "subscriptions.update_payment_method",
+            subscribed.id,
+            body=eve.billing.model("PaymentMethodIn")(payment_method="card"),
+            expect=201,
+        )
+        self.say(
+            f"   POST /subscriptions/{subscribed.id}/payment-method: {update.purpose},"
+            f" {update.amount.amount / 100:.2f} {update.amount.currency} due"
+        )
+        self.say(f"   checkout URL: {update.checkout_url}")
+        expect(
+            update.purpose == "renewal" and update.amount.amount == basic.price.amount,
+            "the update checkout pays the renewal due",
+        )
+        await self.pay(update.checkout_url, GOOD_CARD)
+        renewed = await self.status_becomes(eve, subscribed.id, "active")
+        expect(
+            renewed.current_period_end == months_later(old_end, 1),
+            "the period runs on from the old end",
+        )
+        card = renewed.payment_method
+        expect(card is not None and card.last4 == "4242", f"the new card is saved: {card}")
+        self.say(f"   saved card: {card.brand} *{card.last4}")
+        expect(await self.allowed(eve, movie), "Eve watches on")
+        self.say("   access: YES")
+
+        self.step("The next renewal charges the new card")
+        new_end = renewed.current_period_end
+        await self.jobs_at(new_end - timedelta(minutes=10))
+
+        async def charged() -> bool:
+            current = await self.subscription(eve, subscribed.id)
+            return bool(current.current_period_end > new_end)
+
+        await within(self.wait_seconds, charged, "Eve's subscription is renewed with the new card")
+        current = await self.subscription(eve, subscribed.id)
+        expect(current.status == "active", f"Eve is active: {current.status}")
+        self.say(f"   renewed off-session: period now ends {current.current_period_end}")
+        return eve
 
     async def jobs_at(self, moment: datetime) -> None:
         self.say(f"   cinema billing run-jobs --now {moment.isoformat()}")
@@ -334,6 +410,15 @@ class Story:
     async def admin_movies(self) -> list[uuid.UUID]:
         page = await self.admin_billing.call("admin_movies.list_movies", limit=1000)
         return [movie.id for movie in page.items]
+
+
+def months_later(moment: datetime, months: int) -> datetime:
+    """The same day ``months`` later, clamped to the month's last day, as billing counts."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )
 
 
 def session_id(checkout_url: str) -> str:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from demo import clients
-from demo.story import GOOD_CARD, Story
+from demo.story import FAILS_LATER_CARD, GOOD_CARD, Story
 from shared import dbadmin
 from shared.broker import Broker
 from tests import support
@@ -177,7 +177,7 @@ def pay_in_the_browser(page: Any, billing_url: str) -> Any:
         await page.fill("#cvc", "123")
         await page.click("#pay")
         shot = support.ARTIFACTS / f"e2e-checkout-{next(shots)}.png"
-        if card_number != GOOD_CARD:
+        if card_number not in (GOOD_CARD, FAILS_LATER_CARD):
             # declined: the sandbox page stays and says why
             await page.wait_for_selector("#error, #status.error", timeout=15_000)
             await page.screenshot(path=str(shot))
@@ -209,7 +209,7 @@ async def test_the_whole_story(suite: Suite) -> None:
             raise AssertionError(
                 "\n".join(lines) + f"\n\n{exc}\n\nprocess logs:\n{suite.log_tails()}"
             ) from exc
-    ann, bob, cat = people["ann"], people["bob"], people["cat"]
+    ann, bob, cat, eve = people["ann"], people["bob"], people["cat"], people["eve"]
     (role,) = people["roles"]  # what access said Ann's grant brings
 
     # the auth service was told: Ann got the plan's role, then lost it with the refund
@@ -222,6 +222,7 @@ async def test_the_whole_story(suite: Suite) -> None:
         (ann, "subscription.activated"),
         (ann, "refund.completed"),
         (cat, "purchase.completed"),
+        (eve, "subscription.renewal_failed"),
     ):
         (recorded,) = [n for n in await story.notifications(who) if n.event_type == event_type]
         assert recorded.subject in suite.mailbox.subjects_to(who.email), event_type

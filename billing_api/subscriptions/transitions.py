@@ -202,8 +202,23 @@ def _start_period(
     subscription.grace_until = None
     subscription.reminded_for = None
     subscription.latest_payment_id = payment.id
+    if _charged_a_replaced_card(subscription, payment):
+        return  # the card saved since the charge was claimed stays the saved one
     _keep_card(subscription, payment)
     subscription.payment_method_ref = payment.payment_method_ref or subscription.payment_method_ref
+
+
+def _charged_a_replaced_card(subscription: Subscription, payment: Payment) -> bool:
+    """An off-session renewal charges the card saved when it was claimed; if a card update
+    replaced that card while the charge was in flight, the renewal must not bring the old card
+    (and its summary) back for the next renewals."""
+    return (
+        payment.purpose == PaymentPurpose.RENEWAL
+        and not payment.save_payment_method
+        and payment.payment_method_ref is not None
+        and subscription.payment_method_ref is not None
+        and payment.payment_method_ref != subscription.payment_method_ref
+    )
 
 
 def _periods_from(start: datetime, plan: Plan, payment: Payment) -> datetime:

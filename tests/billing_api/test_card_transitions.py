@@ -212,7 +212,8 @@ class TestCardFollowsTheSavedMethod:
             card_expiry_reminded_for=CARD_END,
         )
 
-        transitions.renew(row, MONTHLY, paid_with("card-9"))
+        # a renewal paid at a card update's checkout, which saved another method
+        transitions.renew(row, MONTHLY, paid_with("card-9", save_payment_method=True))
 
         assert (row.payment_method_ref, row.card_last4, row.card_expires_at) == (
             "card-9",

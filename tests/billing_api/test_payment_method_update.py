@@ -440,3 +440,28 @@ class TestGatewayDown:
             again = await update(user, subscription["id"])
         assert (again.status_code, again.json()["payment_id"]) == (200, waiting["id"])
         assert again.json()["checkout_url"] == reopened["checkout_url"]
+
+
+class TestCardReplacedWhileARenewalIsInFlight:
+    async def test_the_renewal_charged_to_the_old_card_does_not_bring_the_old_card_back(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        subscription = await subscribed(suite, user, GOOD)
+        end = end_of(subscription)
+        held = HeldCharge(monkeypatch, suite.billing.state.gateway)
+
+        with clock.frozen(end - timedelta(minutes=30)) as frozen:
+            run = asyncio.create_task(jobs_pass(suite, frozen.current))
+            await held.started.wait()  # the renewal's charge of the old card is out
+            checkout = await opened(user, subscription["id"])
+            assert checkout["purpose"] == "card_update", "nothing is owed yet"
+            await suite.pay(checkout["checkout_url"], "5555555555554444")
+            await wait_for_payment(user, checkout["payment_id"], "succeeded")
+            held.release()
+            await run
+
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], end_of(after)) == ("active", add_months(end, 1))
+        assert after["payment_method"]["last4"] == "4444", "the card saved last is kept"
+

@@ -206,12 +206,23 @@ async def _replace_renewals(
                 rule="full refund: the period it renewed was replaced by an upgrade",
                 reason=unused_renewals.SUPERSEDED,
             )
+    await _void_pending_renewals(session, subscription, upgrade)
+
+
+async def _void_pending_renewals(
+    session: AsyncSession, subscription: Subscription, paid: Payment
+) -> None:
+    """``paid`` has just paid the subscription's period: every other renewal still pending (or
+    waiting for the cardholder's confirmation) is voided (expired), so its charge declined
+    later starts no dunning of a paid period and one succeeding later is refunded in full (see
+    :mod:`billing_api.activation.unused_renewals`)."""
     pending = await session.scalars(
         sa.select(Payment)
         .where(
             Payment.subscription_id == subscription.id,
             Payment.purpose == PaymentPurpose.RENEWAL,
             Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
+            Payment.id != paid.id,
         )
         .order_by(Payment.id)
         .with_for_update()
@@ -246,6 +257,9 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
     plan = await session.get(Plan, payment.plan_id or subscription.plan_id)
     assert plan is not None
     changes = transitions.renew(subscription, plan, payment)
+    if transitions.renewal_at_checkout(payment):
+        # A retry of the old card may be in flight (a hold that lapsed, a checkout paid late).
+        await _void_pending_renewals(session, subscription, payment)
     await entitlements.publish_snapshot(session, subscription.user_id)
     await outbox.add_all(session, changes)
 

@@ -465,3 +465,37 @@ class TestCardReplacedWhileARenewalIsInFlight:
         assert (after["status"], end_of(after)) == ("active", add_months(end, 1))
         assert after["payment_method"]["last4"] == "4444", "the card saved last is kept"
 
+
+class TestTheCheckoutPaidWhileARetryIsDeclined:
+    async def test_the_declined_retry_puts_the_paid_subscription_in_no_dunning(
+        self, suite: Suite, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        user = suite.as_user()
+        subscription, first_try = await in_dunning(suite, user)
+        end = end_of(subscription)
+        with clock.frozen(first_try + timedelta(minutes=10)):
+            checkout = await opened(user, subscription["id"])
+        retry_at = first_try + timedelta(minutes=20)
+        await suite.execute(  # as if the checkout's hold had lapsed: a retry is due
+            "UPDATE subscription SET next_renewal_at = :at WHERE id = :id",
+            at=retry_at,
+            id=subscription["id"],
+        )
+        held = HeldCharge(monkeypatch, suite.billing.state.gateway)
+
+        with clock.frozen(retry_at) as frozen:
+            run = asyncio.create_task(jobs_pass(suite, frozen.current))
+            await held.started.wait()  # the retry's charge of the old card is out
+            frozen.advance(timedelta(minutes=2))
+            await suite.pay(checkout["checkout_url"], GOOD)
+            await wait_for_payment(user, checkout["payment_id"], "succeeded")
+            held.release()
+            await run  # the old card declines the retry
+
+        # The passes after it charge nothing: the period is paid.
+        for later in (timedelta(hours=2), timedelta(days=1, hours=1), timedelta(days=3)):
+            await run_jobs(suite, retry_at + later)
+        after = await user.subscription(subscription["id"])
+        assert (after["status"], end_of(after)) == ("active", add_months(end, 1)), "one period"
+        assert await captured(user) == [PREMIUM, PREMIUM], "the first period, then the checkout"
+        assert len(await suite.events("subscription.renewal_failed")) == 1, "only the first try"

@@ -400,8 +400,9 @@ async def test_the_subscription_lifecycle_follows_its_model(suite: Suite) -> Non
     await asyncio.to_thread(run_state_machine_as_test, machine, settings=options)
     print(f"lifecycle model steps: {dict(steps)}")
     # The sequences did reach every corner of the lifecycle, not only the first purchase.
-    # Confirming a waiting renewal and resuming during a pause are reached in some runs only
-    # (the sequences follow timing-dependent states), so they are printed, not required.
+    # Resuming during a pause (a good card, paused, no declined renewal) is not reached by these
+    # sequences; tests/billing_api/test_pauses.py covers it. The sequences change whenever the
+    # machine's rules change: check this set again then.
     assert {
         "subscribe",
         "renewal_window",
@@ -411,6 +412,7 @@ async def test_the_subscription_lifecycle_follows_its_model(suite: Suite) -> Non
         "resume",
         "refund_latest",
         "subscribe_3ds",
+        "confirm_pending_action",
         "pause",
         "pause_begins",
         "pause_end_window",

@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import orjson
@@ -312,3 +313,105 @@ class TestUpgradeWhileWaiting:
 
         await support.eventually(refunded, timeout=40)
         assert end_of(await user.subscription(subscription["id"])) == end_of(upgraded)
+
+
+class TestCardUpdateWhileWaiting:
+    async def test_a_card_update_paying_the_period_voids_the_waiting_renewal_refunded_if_confirmed(
+        self, suite: Suite
+    ) -> None:
+        user, subscription, waiting, first_try = await waiting_renewal(suite)
+        renewed_end = add_months(end_of(subscription), 1)
+
+        with clock.frozen(first_try + timedelta(minutes=5)):
+            answer = await user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/payment-method",
+                json={"payment_method": "card"},
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["purpose"] == "renewal"
+            await suite.pay(answer.json()["checkout_url"])
+
+            async def renewed() -> bool:
+                return end_of(await user.subscription(subscription["id"])) == renewed_end
+
+            await support.eventually(renewed, timeout=40)
+        statuses = {p["id"]: p["status"] for p in await renewal_payments(user)}
+        assert statuses[waiting["id"]] == "expired"
+
+        await run_jobs(suite, first_try + STEP)  # the old step: nothing to give up or charge
+        assert await suite.events("subscription.renewal_failed") == []
+        assert await off_session_charges(suite) == 1
+
+        confirmed = await suite.gateway_http.post(f"{action_path(waiting)}/confirm")
+        assert confirmed.status_code == 200
+
+        async def refunded() -> bool:
+            sql = "SELECT coalesce(sum(amount), 0) FROM refund WHERE payment_id = :payment_id"
+            total = await suite.scalar(sql, payment_id=waiting["id"])
+            return bool(total == waiting["amount"]["amount"])
+
+        await support.eventually(refunded, timeout=40)
+        assert end_of(await user.subscription(subscription["id"])) == renewed_end
+        assert len(await suite.events("subscription.renewed")) == 1
+
+    async def test_a_confirmation_racing_the_card_update_checkout_pays_one_period(
+        self, suite: Suite
+    ) -> None:
+        user, subscription, waiting, first_try = await waiting_renewal(suite)
+        renewed_end = add_months(end_of(subscription), 1)
+
+        with clock.frozen(first_try + timedelta(minutes=5)):
+            answer = await user.post(
+                f"/api/v1/subscriptions/{subscription['id']}/payment-method",
+                json={"payment_method": "card"},
+            )
+            assert answer.status_code == 201, answer.text
+            checkout = answer.json()
+        # paid after the checkout was opened, whichever is paid first
+        with clock.frozen(first_try + timedelta(minutes=6)):
+            confirmed, _ = await asyncio.gather(
+                suite.gateway_http.post(f"{action_path(waiting)}/confirm"),
+                suite.pay(checkout["checkout_url"]),
+            )
+            assert confirmed.status_code == 200
+
+            async def one_refunded() -> bool:
+                sql = (
+                    "SELECT count(*) FROM refund WHERE payment_id IN (:a, :b) AND amount = :amount"
+                )
+                found = await suite.scalar(
+                    sql,
+                    a=waiting["id"],
+                    b=checkout["payment_id"],
+                    amount=waiting["amount"]["amount"],
+                )
+                return bool(found == 1)
+
+            await support.eventually(one_refunded, timeout=40)
+        await asyncio.sleep(0.5)
+        assert end_of(await user.subscription(subscription["id"])) == renewed_end
+        assert len(await suite.events("subscription.renewed")) == 1
+
+
+class TestCancelledButNotSettled:
+    async def test_a_cancel_whose_settlement_died_is_settled_once_by_the_event_and_the_run(
+        self, suite: Suite
+    ) -> None:
+        user, subscription, payment, first_try = await waiting_renewal(suite)
+
+        # the run asked the gateway and died before settling: the gateway's event settles it
+        with clock.frozen(first_try + STEP):
+            answer = await suite.billing.state.gateway.cancel_payment(UUID(payment["id"]))
+        assert answer.status == "failed"
+
+        async def failed() -> bool:
+            [renewal] = await renewal_payments(user)
+            return bool(renewal["status"] == "failed")
+
+        await support.eventually(failed, timeout=40)
+        await run_jobs(suite, first_try + STEP)  # the run after it: nothing left to give up
+
+        assert [p["status"] for p in await renewal_payments(user)] == ["failed"]
+        assert len(await suite.events("subscription.renewal_failed")) == 1
+        assert await off_session_charges(suite) == 1
+        assert end_of(await user.subscription(subscription["id"])) == end_of(subscription)

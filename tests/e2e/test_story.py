@@ -224,8 +224,13 @@ async def test_the_whole_story(suite: Suite) -> None:
         (cat, "purchase.completed"),
         (eve, "subscription.renewal_failed"),
     ):
-        (recorded,) = [n for n in await story.notifications(who) if n.event_type == event_type]
-        assert recorded.subject in suite.mailbox.subjects_to(who.email), event_type
+        # Eve may be told twice: the story moves billing's jobs a month ahead while the worker
+        # that consumes the gateway's decline runs on today's clock, so a decline it records
+        # first schedules the next retry from today, and the period-end pass retries it.
+        recorded = [n for n in await story.notifications(who) if n.event_type == event_type]
+        assert recorded, event_type
+        for notification in recorded:
+            assert notification.subject in suite.mailbox.subjects_to(who.email), event_type
     assert suite.mailbox.to(bob.email) == []  # nothing to tell Bob: he never paid
 
 

@@ -9,7 +9,7 @@ workers never process the same subscription, and running a job twice changes not
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -96,72 +96,97 @@ async def apply_gateway_result(
 # --- period end, grace, reminders -------------------------------------------------------------
 
 
-EndTransition = Callable[[Subscription, Plan], transitions.Events]
+async def end_periods(ctx: JobContext) -> int:
+    """Periods that ended unpaid: into grace (still renewing) or expired (the user stopped it).
 
-
-async def _end_due(
-    ctx: JobContext, status: SubscriptionStatus, due: sa.ColumnElement[bool], end: EndTransition
-) -> int:
-    """Apply ``end`` to up to ``BATCH`` subscriptions in ``status`` that are ``due``.
-
-    An end is a promise to the user, so a subscription that a request or an event holds at this
-    moment is waited for (briefly: they lock one subscription), not skipped until the next pass.
-    Rows are locked in id order, so two workers never deadlock; the second re-reads each row
-    after the first commits and leaves the ones no longer due. Several users at once: their
-    entitlement locks are taken last, in user-id order."""
+    A period's end is a promise to the user, so a subscription that a request or an event holds
+    at this moment is waited for (briefly: they lock one subscription), not skipped until the
+    next pass. Rows are locked in id order, so two workers never deadlock; the second re-reads
+    each row after the first commits and leaves the ones no longer due."""
+    # Several users at once: their entitlement locks are taken last, in user-id order.
     async with (
         ctx.sessions() as session,
         session.begin(),
         entitlements.deferred_snapshots(session),
     ):
-        ending = list(
+        ended = list(
             await session.scalars(
                 sa.select(Subscription)
-                .where(Subscription.status == status, due)
+                .where(
+                    Subscription.status == SubscriptionStatus.ACTIVE,
+                    Subscription.current_period_end <= ctx.now,
+                )
                 .order_by(Subscription.id)
                 .limit(BATCH)
                 .with_for_update()
             )
         )
-        for subscription in ending:
+        for subscription in ended:
             plan = await session.get(Plan, subscription.plan_id)
             assert plan is not None
-            await outbox.add_all(session, end(subscription, plan))
+            changes = transitions.end_period(
+                subscription, plan, now=ctx.now, account_url=ctx.settings.account_url
+            )
+            await outbox.add_all(session, changes)
             await entitlements.publish_snapshot(session, subscription.user_id)
-    return len(ending)
-
-
-async def end_periods(ctx: JobContext) -> int:
-    """Periods that ended unpaid: into grace (still renewing) or expired (the user stopped it)."""
-    return await _end_due(
-        ctx,
-        SubscriptionStatus.ACTIVE,
-        Subscription.current_period_end <= ctx.now,
-        lambda subscription, plan: transitions.end_period(
-            subscription, plan, now=ctx.now, account_url=ctx.settings.account_url
-        ),
-    )
+    return len(ended)
 
 
 async def end_graces(ctx: JobContext) -> int:
-    """Graces that ran out: expired."""
-    return await _end_due(
-        ctx,
-        SubscriptionStatus.GRACE,
-        Subscription.grace_until <= ctx.now,
-        lambda subscription, plan: transitions.end_grace(subscription, plan, now=ctx.now),
-    )
+    """Graces that ran out: expired. Held rows are waited for, as in :func:`end_periods`."""
+    # Several users at once: their entitlement locks are taken last, in user-id order.
+    async with (
+        ctx.sessions() as session,
+        session.begin(),
+        entitlements.deferred_snapshots(session),
+    ):
+        over = list(
+            await session.scalars(
+                sa.select(Subscription)
+                .where(
+                    Subscription.status == SubscriptionStatus.GRACE,
+                    Subscription.grace_until <= ctx.now,
+                )
+                .order_by(Subscription.id)
+                .limit(BATCH)
+                .with_for_update()
+            )
+        )
+        for subscription in over:
+            plan = await session.get(Plan, subscription.plan_id)
+            assert plan is not None
+            await outbox.add_all(session, transitions.end_grace(subscription, plan, now=ctx.now))
+            await entitlements.publish_snapshot(session, subscription.user_id)
+    return len(over)
 
 
 async def end_pauses(ctx: JobContext) -> int:
     """Pauses that ended without a paid renewal (the charge at the pause's end was declined, or
-    there was nothing to charge): into grace, as a period end would be."""
-    return await _end_due(
-        ctx,
-        SubscriptionStatus.PAUSED,
-        Subscription.pause_resumes_at <= ctx.now,
-        lambda subscription, plan: transitions.end_pause(subscription, plan, now=ctx.now),
-    )
+    there was nothing to charge): into grace, as a period end would be. Held rows are waited
+    for, as in :func:`end_periods`."""
+    async with (
+        ctx.sessions() as session,
+        session.begin(),
+        entitlements.deferred_snapshots(session),
+    ):
+        over = list(
+            await session.scalars(
+                sa.select(Subscription)
+                .where(
+                    Subscription.status == SubscriptionStatus.PAUSED,
+                    Subscription.pause_resumes_at <= ctx.now,
+                )
+                .order_by(Subscription.id)
+                .limit(BATCH)
+                .with_for_update()
+            )
+        )
+        for subscription in over:
+            plan = await session.get(Plan, subscription.plan_id)
+            assert plan is not None
+            await outbox.add_all(session, transitions.end_pause(subscription, plan, now=ctx.now))
+            await entitlements.publish_snapshot(session, subscription.user_id)
+    return len(over)
 
 
 async def remind_expiring(ctx: JobContext) -> int:

@@ -12,6 +12,7 @@ from shared.money import Currency
 from shared.settings import ServiceSettings
 
 SERVICE = "billing_api"
+DEV_PORTAL_SECRET = "dev-only-portal-secret-change-me-in-prod"
 SCHEMA = "billing"
 
 
@@ -46,6 +47,38 @@ class BillingSettings(ServiceSettings):
     max_pauses_per_year: int = Field(
         2, ge=0, description="Pauses a subscriber may ask for per subscription in any 365 days."
     )
+    portal_secret: SecretStr = Field(
+        SecretStr(DEV_PORTAL_SECRET),
+        description="Signs the customer portal's session cookie and CSRF tokens and the receipt"
+        " links in emails; set the same value on every replica.",
+    )
+    portal_link_seconds: int = Field(
+        300, ge=10, le=3600, description="How long a portal link may be opened (once)."
+    )
+    portal_session_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="How long a portal session lasts after its link."
+    )
+    portal_secure_cookie: bool = Field(
+        False, description="Send the portal's cookie over HTTPS only (turn on behind TLS)."
+    )
+    seller_name: str = Field(
+        "Online Cinema LLC", description="The seller's legal name, printed on receipts."
+    )
+    seller_tax_id: str = Field("", description="The seller's tax id (INN), printed on receipts.")
+    seller_address: str = Field("", description="The seller's address, printed on receipts.")
+    seller_email: str = Field(
+        "support@cinema.example", description="Support email printed on receipts."
+    )
+    vat_percent: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="VAT included in prices, shown on receipts; unset: receipts show no VAT.",
+    )
+    receipt_font: str = Field(
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        description="A TrueType font with Cyrillic for PDF receipts (Debian's fonts-dejavu-core).",
+    )
     reconcile_after_minutes: int = Field(
         15, ge=1, description="Card payments pending this long are asked of the gateway."
     )
@@ -59,7 +92,11 @@ class BillingSettings(ServiceSettings):
     def production_problems(self) -> list[str]:
         # The admin UI's settings have their own prefix; every billing process checks them, so a
         # deployment cannot start any of them while the UI's cookie secret is the repository's.
-        return AdminUISettings().production_problems()
+        problems = AdminUISettings().production_problems()
+        portal = production.secret_problem(
+            "BILLING_PORTAL_SECRET", self.portal_secret, development_value=DEV_PORTAL_SECRET
+        )
+        return problems if portal is None else [portal, *problems]
 
     @property
     def dunning_offsets(self) -> tuple[timedelta, ...]:

@@ -23,21 +23,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_date, format_datetime, get_date_format, get_time_format
-from babel.numbers import format_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from shared import locales
 from shared.events import UserNotice
-from shared.money import Money, exponent
+from shared.money import Money
 
 TEMPLATES = Path(__file__).with_name("templates")
-DEFAULT_LOCALE = "ru"
+DEFAULT_LOCALE = locales.DEFAULT_LOCALE
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,7 @@ class Message:
 
 def format_money(money: Money, locale: str) -> str:
     """``Money(152745, "RUB")`` → "1 527,45 ₽" (ru), "RUB1,527.45" (en); exact, never a float."""
-    major = Decimal(money.amount).scaleb(-exponent(money.currency))
-    # No quantization: babel's digits for a currency may be fewer than ISO 4217's, and a
-    # notification must never round away part of an amount.
-    return format_currency(major, money.currency, locale=locale, decimal_quantization=False)
+    return locales.format_money(money.amount, money.currency, locale)
 
 
 def zone_of(name: str | None) -> tzinfo:
@@ -67,17 +62,12 @@ def zone_of(name: str | None) -> tzinfo:
 
 def format_moment(moment: datetime, locale: str, zone: tzinfo) -> str:
     """Date and time in ``zone`` with its offset: "December 2, 2026, 12:30 AM (UTC+03:00)"."""
-    pattern = (
-        f"{get_date_format('long', locale).pattern}, {get_time_format('short', locale).pattern}"
-    )
-    text = format_datetime(moment, pattern, tzinfo=zone, locale=locale)
-    offset = format_datetime(moment, "xxx", tzinfo=zone, locale=locale)
-    return f"{text} (UTC{'' if offset == '+00:00' else offset})"
+    return locales.format_moment(moment, locale, zone)
 
 
 def format_day(moment: datetime, locale: str, zone: tzinfo) -> str:
     """The date in ``zone``: "December 2, 2026"."""
-    return format_date(moment.astimezone(zone), "long", locale=locale)
+    return locales.format_day(moment, locale, zone)
 
 
 @pass_context

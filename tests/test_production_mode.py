@@ -25,6 +25,7 @@ STRONG = {
     "AUTH_JWT_SECRET": "u" * 20 + "-auth-service-secret-of-this-deployment",
     "AUTH_INTERNAL_SECRET": "i" * 20 + "-internal-token-secret-of-this-deployment",
     "BILLING_ADMIN_SESSION_SECRET": "s" * 20 + "-admin-cookie-secret-of-this-deployment",
+    "BILLING_PORTAL_SECRET": "p" * 20 + "-portal-cookie-secret-of-this-deployment",
     "GATEWAY_SANDBOX_WEBHOOK_SECRET": "w" * 20 + "-sandbox-webhook-secret-of-this-deployment",
     "NOTIFIER_WEBHOOK_SECRET": "n" * 20 + "-notifier-webhook-secret-of-this-deployment",
 }
@@ -170,6 +171,7 @@ class TestBillingApi:
             "AUTH_JWT_SECRET",
             "AUTH_INTERNAL_SECRET",
             "BILLING_ADMIN_SESSION_SECRET",
+            "BILLING_PORTAL_SECRET",
         }
 
     def test_production_with_the_development_secrets_is_refused(
@@ -183,12 +185,17 @@ class TestBillingApi:
             AUTH_JWT_SECRET="dev-only-user-token-secret-change-me-in-prod",
             AUTH_INTERNAL_SECRET="dev-only-internal-token-secret-change-me-in-prod",
             BILLING_ADMIN_SESSION_SECRET=STRONG["BILLING_ADMIN_SESSION_SECRET"],
+            BILLING_PORTAL_SECRET="dev-only-portal-secret-change-me-in-prod",
         )
 
         done = run(env, "billing", "api", "--port", str(support.free_port()))
 
         assert done.returncode == production.EXIT_NOT_READY
-        assert named_variables(done.stderr) == {"AUTH_JWT_SECRET", "AUTH_INTERNAL_SECRET"}
+        assert named_variables(done.stderr) == {
+            "AUTH_JWT_SECRET",
+            "AUTH_INTERNAL_SECRET",
+            "BILLING_PORTAL_SECRET",
+        }
 
     def test_production_with_strong_secrets_starts(
         self, database_url: str, broker_prefix: str, tmp_path: Path
@@ -215,8 +222,8 @@ class TestEveryProcess:
     @pytest.mark.parametrize(
         ("command", "variables"),
         [
-            (("billing", "worker"), {"BILLING_ADMIN_SESSION_SECRET"}),
-            (("billing", "run-jobs"), {"BILLING_ADMIN_SESSION_SECRET"}),
+            (("billing", "worker"), {"BILLING_ADMIN_SESSION_SECRET", "BILLING_PORTAL_SECRET"}),
+            (("billing", "run-jobs"), {"BILLING_ADMIN_SESSION_SECRET", "BILLING_PORTAL_SECRET"}),
             (("access", "api"), set()),
             (("access", "worker"), set()),
             (("notifier", "api"), set()),

@@ -55,6 +55,12 @@ class PaymentIn(BaseModel):
     success_url: str | None = Field(None, max_length=2000)
     cancel_url: str | None = Field(None, max_length=2000)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+    locale: str | None = Field(
+        None,
+        max_length=35,
+        description="The language of the checkout page (ru or en; a tag such as en-US counts as"
+        " en). Left out, or one we do not speak: the payer's browser decides, else ru.",
+    )
 
     @model_validator(mode="after")
     def _mode_needs(self) -> PaymentIn:

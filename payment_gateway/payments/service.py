@@ -14,7 +14,7 @@ from payment_gateway.payments.reconcile import apply_snapshot, card_of
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
-from shared import clock
+from shared import clock, locales
 from shared.errors import AppError, Conflict, NotFound
 
 
@@ -111,6 +111,7 @@ async def create_payment(
                     expires_at=clock.now() + checkout_ttl,
                     metadata=request.metadata,
                     customer_ref=customer_ref,
+                    locale=locales.language_of(request.locale),
                 )
             )
             payment.provider_ref = created.provider_ref

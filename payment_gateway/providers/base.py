@@ -67,6 +67,7 @@ class CheckoutRequest:
     expires_at: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
     customer_ref: str | None = None  # the provider's customer for this user, when known
+    locale: str | None = None  # the page's language ("ru", "en"); None: the payer's browser's
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,8 @@ class StripeProvider(PaymentProvider):
                 "cancel_url": request.cancel_url,
                 "expires_at": int(request.expires_at.timestamp()),
             }
+            if request.locale:  # else Stripe's page follows the payer's browser
+                params["locale"] = "en" if request.locale == "en" else "ru"
             if request.amount == 0:
                 # Setup mode saves the card through a SetupIntent and charges nothing; with
                 # dynamic payment methods Stripe needs the currency to pick the methods offered.

@@ -106,9 +106,12 @@ class SandboxProvider:
                     expires_at=request.expires_at,
                 )
                 db.add(found)
+        # The page's language rides on its URL (the sandbox keeps no column for it); without
+        # one the page follows the payer's browser.
+        chosen = f"?locale={request.locale}" if request.locale else ""
         return base.CheckoutCreated(
             provider_ref=found.id,
-            checkout_url=f"{self.public_url}/sandbox/checkout/{found.id}",
+            checkout_url=f"{self.public_url}/sandbox/checkout/{found.id}{chosen}",
             expires_at=found.expires_at,
             customer_ref=f"cus_sb_{request.customer.id.hex}",
         )

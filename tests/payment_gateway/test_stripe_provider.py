@@ -166,6 +166,16 @@ class TestCreateCheckout:
         [session_call] = standin.requests_to("POST", "/v1/checkout/sessions")
         assert "setup_future_usage" not in session_call.params["payment_intent_data"]
 
+    async def test_the_chosen_language_is_stripes_pages_and_none_leaves_it_to_the_browser(
+        self, provider: StripeProvider, standin: StripeStandin
+    ) -> None:
+        await provider.create_checkout(checkout_request(locale="en"))
+        await provider.create_checkout(checkout_request())
+
+        chosen, unchosen = standin.requests_to("POST", "/v1/checkout/sessions")
+        assert chosen.params["locale"] == "en"
+        assert "locale" not in unchosen.params
+
     async def test_known_customer_is_reused_without_creating_another(
         self, provider: StripeProvider, standin: StripeStandin
     ) -> None:

@@ -114,7 +114,10 @@ class TestCardSummary:
         bad = await gateway.anonymous.post(
             f"/sandbox/checkout/{other}",
             content="card_number=4242424242424242&expiry=13%2F30&cvc=123",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept-Language": "en",
+            },
         )
 
         assert page.status_code == 303

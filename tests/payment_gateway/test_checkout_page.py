@@ -49,7 +49,10 @@ class TestHostedPage:
                 await client.post(
                     "/internal/v1/payments",
                     json=payment_body(
-                        amount=49900, success_url=f"{site}/paid", cancel_url=f"{site}/cancelled"
+                        amount=49900,
+                        success_url=f"{site}/paid",
+                        cancel_url=f"{site}/cancelled",
+                        locale="ru",
                     ),
                 )
             ).json()
@@ -57,7 +60,8 @@ class TestHostedPage:
             support.ARTIFACTS.mkdir(exist_ok=True)
             async with support.browser_page() as page:
                 await page.goto(created["checkout_url"])
-                assert "499.00 RUB" in await page.inner_text(".amount")
+                assert await page.inner_text(".amount") == "499,00\u00a0₽"
+                assert await page.inner_text("#pay") == "Оплатить 499,00\u00a0₽"
                 await page.fill("#card_number", "4242 4242 4242 4242")
                 await page.fill("#expiry", "12 / 34")
                 await page.fill("#cvc", "123")
@@ -80,7 +84,9 @@ class TestHostedPage:
             created = (
                 await client.post(
                     "/internal/v1/payments",
-                    json=payment_body(success_url=f"{site}/paid", cancel_url=f"{site}/cancelled"),
+                    json=payment_body(
+                        success_url=f"{site}/paid", cancel_url=f"{site}/cancelled", locale="en"
+                    ),
                 )
             ).json()
         async with support.browser_page() as page:
@@ -105,7 +111,10 @@ class TestHostedPage:
                 await client.post(
                     "/internal/v1/payments",
                     json=payment_body(
-                        amount=0, success_url=f"{site}/paid", cancel_url=f"{site}/cancelled"
+                        amount=0,
+                        success_url=f"{site}/paid",
+                        cancel_url=f"{site}/cancelled",
+                        locale="en",
                     ),
                 )
             ).json()

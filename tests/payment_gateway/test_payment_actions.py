@@ -13,6 +13,8 @@ from tests.payment_gateway.test_off_session_batch import charge, post_batch, sav
 from tests.payment_gateway.test_payments_api import settle_events, wait_for_status
 
 CARD_3DS = "4000002760003184"
+ENGLISH = {"Accept-Language": "en"}
+NBSP = "\u00a0"
 
 
 async def charge_3ds(gateway: Gateway) -> dict[str, object]:
@@ -47,9 +49,11 @@ class TestChargeNeedingConfirmation:
         path = action_path(payment)
         read = (await gateway.client.get(f"/internal/v1/payments/{payment['payment_id']}")).json()
         assert (read["status"], read["action_url"]) == ("requires_action", payment["action_url"])
-        page = await gateway.anonymous.get(path)
-        assert page.status_code == 200
-        assert "Confirm 299.00 RUB" in page.text and "id='fail'" in page.text
+        page = await gateway.anonymous.get(path, headers=ENGLISH)
+        russian = await gateway.anonymous.get(path)
+        assert page.status_code == russian.status_code == 200
+        assert "Confirm RUB299.00" in page.text and 'id="fail"' in page.text
+        assert f"Подтвердить 299,00{NBSP}₽" in russian.text and 'id="fail"' in russian.text
         events = await settle_events(gateway)
         assert events == [("payment.action_required", str(payment["payment_id"]))]
 
@@ -68,7 +72,7 @@ class TestChargeNeedingConfirmation:
         final = await wait_for_status(gateway.client, str(payment["payment_id"]), "succeeded")
         assert final["action_url"] is None
         assert await settle_events(gateway) == [("payment.succeeded", str(payment["payment_id"]))]
-        page = await gateway.anonymous.get(path)
+        page = await gateway.anonymous.get(path, headers=ENGLISH)
         assert "Payment confirmed" in page.text
 
     async def test_refusing_on_the_page_fails_the_charge(self, gateway: Gateway) -> None:
@@ -78,7 +82,7 @@ class TestChargeNeedingConfirmation:
         page = await gateway.anonymous.post(path, content=b"decision=decline")
 
         assert page.status_code == 200
-        assert "You refused this payment" in page.text
+        assert "Вы отказались от платежа" in page.text
         final = await wait_for_status(gateway.client, str(payment["payment_id"]), "failed")
         assert final["failure_code"] == "payment_intent_authentication_failure"
 
@@ -120,7 +124,7 @@ class TestCancel:
         refused = await gateway.anonymous.post(f"{path}/confirm")
         assert refused.status_code == 409
         assert refused.json()["error"] == "ActionClosed"
-        page = await gateway.anonymous.get(path)
+        page = await gateway.anonymous.get(path, headers=ENGLISH)
         assert "can no longer be confirmed" in page.text
         events = await settle_events(gateway)
         assert events == [

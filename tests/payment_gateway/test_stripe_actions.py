@@ -125,9 +125,12 @@ class TestAuthenticationRequired:
         assert intent["status"] == "requires_payment_method"
         [created] = standin.requests_to("POST", "/v1/payment_intents")
         assert (created.params["off_session"], created.params["confirm"]) == ("true", "true")
-        page = await http.get(f"/stripe/actions/{payment['payment_id']}")
+        page = await http.get(
+            f"/stripe/actions/{payment['payment_id']}", headers={"Accept-Language": "en-GB"}
+        )
         assert page.status_code == 200
         assert "https://js.stripe.com/v3/" in page.text and "confirmCardPayment" in page.text
+        assert '<html lang="en">' in page.text and '"locale": "en"' in page.text  # Stripe's too
         assert intent["client_secret"] in page.text and PUBLISHABLE in page.text
         assert CARD_3DS in page.text  # confirmed with the same saved card
         assert await published(http) == [("payment.action_required", payment["payment_id"])]
@@ -163,7 +166,7 @@ class TestAuthenticationRequired:
             "POST", f"/v1/payment_intents/{payment['provider_ref']}/cancel"
         )
         assert cancel.idempotency_key == f"cancel-{payment['provider_ref']}"
-        page = await http.get(f"/stripe/actions/{payment['payment_id']}")
+        page = await http.get(f"/stripe/actions/{payment['payment_id']}?locale=en")
         assert page.status_code == 409 and "can no longer be confirmed" in page.text
         with pytest.raises(Exception, match="canceled"):
             standin.authenticate(payment["provider_ref"])

@@ -20,7 +20,7 @@ from billing_api.lifecycle.renewal_claims import RenewalCharge
 from billing_api.lifecycle.service import JobContext
 from billing_api.models import Payment
 from billing_api.payments.checkout import ask_gateway, record_opened, record_refused, unopened
-from shared import clock, db
+from shared import clock, db, locales
 from shared.auth import CurrentPrincipal
 from shared.db import SessionDep
 from shared.errors import Forbidden
@@ -97,12 +97,22 @@ class Checkouts:
         if payment is None or not opening:
             return
         try:
-            opened = await ask_gateway(self.gateway, self.settings, payment)
+            opened = await ask_gateway(
+                self.gateway, self.settings, payment, locale=requested_locale(self.scope)
+            )
         except GatewayRefused:
             await record_refused(self.session, payment.id)
             await db.commit(self.session)  # the route raises: the request's rollback undoes nothing
             raise
         await record_opened(self.session, payment.id, opened)
+
+
+def requested_locale(scope: Scope) -> str | None:
+    """The language a request asks for (``?locale=``, else ``Accept-Language``), if ru or en."""
+    request = Request(scope)
+    return locales.language_of(request.query_params.get("locale")) or locales.from_accept_language(
+        request.headers.get("accept-language")
+    )
 
 
 class RenewalsNow:

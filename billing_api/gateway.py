@@ -205,24 +205,24 @@ class GatewayClient:
         success_url: str,
         cancel_url: str,
         metadata: dict[str, str],
+        locale: str | None = None,
     ) -> GatewayPayment:
-        body = await self._call(
-            "POST",
-            "/internal/v1/payments",
-            json={
-                "payment_id": str(payment_id),
-                "customer": {"id": str(user_id), "email": email},
-                "amount": amount,
-                "currency": currency,
-                "description": description,
-                "mode": "checkout",
-                "save_payment_method": save_payment_method,
-                "success_url": success_url,
-                "cancel_url": cancel_url,
-                "metadata": metadata,
-            },
-        )
-        return GatewayPayment.from_json(body)
+        body: dict[str, Any] = {
+            "payment_id": str(payment_id),
+            "customer": {"id": str(user_id), "email": email},
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "mode": "checkout",
+            "save_payment_method": save_payment_method,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": metadata,
+        }
+        if locale:  # the checkout page's language; left out, the payer's browser decides
+            body["locale"] = locale
+        answer = await self._call("POST", "/internal/v1/payments", json=body)
+        return GatewayPayment.from_json(answer)
 
     async def charge_off_session(
         self,

@@ -22,7 +22,9 @@ reconciliation (the gateway answers 404 for a payment it never saw) and then exp
 unpaid checkout, which releases its promo code.
 
 A route runs both steps through :class:`billing_api.deps.Checkouts` (committing is the edge's
-job); reconciliation runs them through :func:`open_committed`.
+job), and the checkout page then speaks the language the request asked for (``?locale=``, else
+``Accept-Language``: ru or en); reconciliation runs them through :func:`open_committed`, with no
+request to ask, and the page follows the payer's browser.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def unopened(payment: Payment) -> bool:
 
 
 async def ask_gateway(
-    gateway: GatewayClient, settings: BillingSettings, payment: Payment
+    gateway: GatewayClient,
+    settings: BillingSettings,
+    payment: Payment,
+    *,
+    locale: str | None = None,
 ) -> GatewayPayment:
-    """Open (or, for an id the gateway knows, return) the checkout of ``payment``."""
+    """Open (or, for an id the gateway knows, return) the checkout of ``payment``; its page
+    speaks ``locale`` (ru or en), or the payer's browser's language when None."""
     return await gateway.create_checkout(
         payment_id=payment.id,
         user_id=payment.user_id,
@@ -62,6 +69,7 @@ async def ask_gateway(
         success_url=f"{settings.public_url}/checkout/success?payment_id={payment.id}",
         cancel_url=f"{settings.public_url}/checkout/cancel?payment_id={payment.id}",
         metadata={"purpose": payment.purpose},
+        locale=locale,
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -322,3 +323,27 @@ class TestReconciliation:
         assert (await user.subscription(pending["id"]))["status"] == "abandoned"
         assert (await user.get(payment_path)).json()["status"] == "expired"
         assert await redemptions(suite) == 0
+
+
+class TestCheckoutPageLanguage:
+    async def test_the_checkout_page_speaks_the_language_the_request_asked_for(
+        self, suite: Suite
+    ) -> None:
+        plan = await suite.plan("basic")
+        body = {"plan_id": plan["id"]}
+
+        english = await suite.as_user().post(
+            "/api/v1/subscriptions", json=body, headers={"Accept-Language": "en-US,en;q=0.9"}
+        )
+        chosen = await suite.as_user().post(
+            "/api/v1/subscriptions?locale=ru", json=body, headers={"Accept-Language": "en"}
+        )
+        silent = await suite.as_user().post("/api/v1/subscriptions", json=body)
+
+        urls = [a.json()["latest_payment"]["checkout_url"] for a in (english, chosen, silent)]
+        assert [url.partition("?")[2] for url in urls] == ["locale=en", "locale=ru", ""]
+        opened = urlsplit(urls[0])
+        page = await suite.gateway_http.get(
+            f"{opened.path}?{opened.query}", headers={"Accept-Language": "ru"}
+        )
+        assert '<html lang="en">' in page.text  # the checkout's language beats the browser's

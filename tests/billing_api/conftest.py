@@ -59,7 +59,7 @@ class Suite:
         return next(p for p in plans if p["code"] == code)
 
     async def pay(self, checkout_url: str, card: str = "4242424242424242") -> httpx.Response:
-        session_id = checkout_url.rsplit("/", 1)[1]
+        session_id = checkout_url.split("?", 1)[0].rsplit("/", 1)[1]
         return await self.gateway_http.post(
             f"/sandbox/checkout/{session_id}/pay", json={"card_number": card}
         )

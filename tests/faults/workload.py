@@ -177,7 +177,7 @@ def new_customer(rng: random.Random) -> Customer:
 
 
 async def _pay(client: Client, checkout_url: str, card: str) -> None:
-    session_id = checkout_url.rsplit("/", 1)[1]
+    session_id = checkout_url.split("?", 1)[0].rsplit("/", 1)[1]
     await client.call(
         "gateway",
         "POST",

@@ -48,7 +48,7 @@ class Gateway:
         return await self.client.post("/internal/v1/payments", json=payment_body(**overrides))
 
     async def pay(self, checkout_url: str, card: str = "4242424242424242") -> httpx.Response:
-        session_id = checkout_url.rsplit("/", 1)[1]
+        session_id = checkout_url.split("?", 1)[0].rsplit("/", 1)[1]
         return await self.anonymous.post(
             f"/sandbox/checkout/{session_id}/pay", json={"card_number": card}
         )

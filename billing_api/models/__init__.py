@@ -1,6 +1,6 @@
 """Tables of the ``billing`` schema, one module per domain: catalog, discounts, subscriptions,
-purchases, payments, refunds, the ledger, plumbing and the back office. Constraints that protect
-money live in them, in the database; every name is re-exported here.
+purchases, payments, refunds, receipts, the ledger, plumbing and the back office. Constraints
+that protect money live in them, in the database; every name is re-exported here.
 """
 
 from billing_api.models.back_office import AdminAudit, ComplimentaryGrant
@@ -17,6 +17,7 @@ from billing_api.models.ledger import LedgerEntry, LedgerTransaction
 from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
 from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
 from billing_api.models.purchases import Purchase, PurchaseStatus
+from billing_api.models.receipts import Receipt, ReceiptCounter, ReceiptKind
 from billing_api.models.refunds import Refund, RefundStatus
 from billing_api.models.subscriptions import (
     RenewalSource,
@@ -47,6 +48,9 @@ __all__ = [
     "PromoRedemptionStatus",
     "Purchase",
     "PurchaseStatus",
+    "Receipt",
+    "ReceiptCounter",
+    "ReceiptKind",
     "Refund",
     "RefundStatus",
     "RenewalSource",

@@ -14,6 +14,9 @@ from billing_api.payments.api import pages as checkout_pages
 from billing_api.payments.api import router as payments_router
 from billing_api.pricing.api import router as pricing_router
 from billing_api.purchases.api import router as purchases_router
+from billing_api.receipts import links as receipt_links
+from billing_api.receipts.api import pages as receipt_pages
+from billing_api.receipts.api import router as receipts_router
 from billing_api.refunds.api import router as refunds_router
 from billing_api.subscriptions.api import router as subscriptions_router
 from billing_api.wallet.api import router as wallet_router
@@ -34,6 +37,7 @@ def create_app(
     async def start(app: FastAPI, resources: Resources) -> None:
         http = await resources.exit_stack.enter_async_context(create_http_client())
         app.state.gateway = GatewayClient(http, settings.gateway_url, auth)
+        receipt_links.install(resources.session_factory, settings)
         app.state.admin_ui_sessions.configure(**resources.session_factory.kw)
 
     app = create_service_app(
@@ -51,7 +55,9 @@ def create_app(
             payments_router,
             refunds_router,
             wallet_router,
+            receipts_router,
             checkout_pages,
+            receipt_pages,
             *admin_routers,
         ],
         on_startup=start,

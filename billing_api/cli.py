@@ -58,6 +58,7 @@ def _run_jobs(args: argparse.Namespace) -> int:
     from billing_api import jobs
     from billing_api.config import SCHEMA, SERVICE, BillingSettings
     from billing_api.gateway import GatewayClient
+    from billing_api.receipts import links as receipt_links
     from shared import clock, observability, production, runtime
     from shared.auth import AuthSettings
     from shared.observability import create_http_client
@@ -69,6 +70,7 @@ def _run_jobs(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, int]:
         engine, sessions = make_database(settings, service=SERVICE, schema=SCHEMA)
+        receipt_links.install(sessions, settings)
         try:
             async with create_http_client() as http:
                 gateway = GatewayClient(http, settings.gateway_url, AuthSettings())

@@ -8,6 +8,7 @@ from billing_api import jobs
 from billing_api.activation.handlers import make_consumer
 from billing_api.config import SCHEMA, SERVICE, BillingSettings
 from billing_api.gateway import GatewayClient
+from billing_api.receipts import links as receipt_links
 from shared.auth import AuthSettings
 from shared.observability import create_http_client
 from shared.outbox import OutboxRelay
@@ -16,6 +17,7 @@ from shared.runtime import run_worker
 
 
 async def work(resources: Resources, settings: BillingSettings) -> None:
+    receipt_links.install(resources.session_factory, settings)
     consumer = make_consumer(resources.broker, resources.session_factory, settings)
     await consumer.start()
     try:

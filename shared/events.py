@@ -209,6 +209,7 @@ class SubscriptionActivated(UserNotice):
     amount: Money
     current_period_end: AwareDatetime
     trial: bool = False
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 class SubscriptionRenewed(UserNotice):
@@ -217,6 +218,7 @@ class SubscriptionRenewed(UserNotice):
     plan: PlanSummary
     amount: Money
     current_period_end: AwareDatetime
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 class SubscriptionPlanChanged(UserNotice):
@@ -230,6 +232,7 @@ class SubscriptionPlanChanged(UserNotice):
     amount: Money
     credit: Money
     current_period_end: AwareDatetime
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 class SubscriptionRenewalFailed(UserNotice):
@@ -344,6 +347,7 @@ class PurchaseCompleted(UserNotice):
     kind: Literal["buy", "rent"]
     amount: Money
     valid_until: AwareDatetime | None = None
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 class RefundCompleted(UserNotice):
@@ -352,6 +356,7 @@ class RefundCompleted(UserNotice):
     payment_id: UUID
     amount: Money
     description: str | None = None
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 class WalletToppedUp(UserNotice):
@@ -359,6 +364,7 @@ class WalletToppedUp(UserNotice):
     payment_id: UUID | None = None
     amount: Money
     balance: Money
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
 # --- billing → access_api ----------------------------------------------------------------------

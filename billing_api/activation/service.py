@@ -31,6 +31,7 @@ from billing_api.models import (
     PurchaseStatus,
     Subscription,
 )
+from billing_api.receipts import links as receipt_links
 from billing_api.refunds import queued as queued_refunds
 from billing_api.subscriptions import cards, links, transitions
 from shared import clock, events, outbox
@@ -121,9 +122,24 @@ async def complete_payment(
                 amount=Money(amount=payment.amount, currency=payment.currency),
                 # a wallet that owes (a disputed top-up already spent) shows 0, never below
                 balance=Money(amount=max(balance, 0), currency=payment.currency),
+                receipt_url=_receipt_url(session, payment),
             ),
         )
     return True
+
+
+def _receipt_url(session: AsyncSession, payment: Payment) -> str | None:
+    """The link to the payment's receipt (numbered as this transaction commits); a payment
+    of nothing (a trial, a card update, a free order) has none."""
+    return receipt_links.url_in(session, "payment", payment.id) if payment.amount > 0 else None
+
+
+def _with_receipt(
+    session: AsyncSession, payment: Payment, changes: list[events.EventPayload]
+) -> list[events.EventPayload]:
+    if payment.amount <= 0:
+        return changes
+    return receipt_links.stamp(session, changes, "payment", payment.id)
 
 
 async def _activate_subscription(session: AsyncSession, payment: Payment, now: datetime) -> None:
@@ -146,7 +162,9 @@ async def _activate_subscription(session: AsyncSession, payment: Payment, now: d
         return
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
-    changes = transitions.activate(subscription, plan, payment, now=now)
+    changes = _with_receipt(
+        session, payment, transitions.activate(subscription, plan, payment, now=now)
+    )
     await entitlements.publish_snapshot(session, subscription.user_id)
     await outbox.add_all(session, changes)
 
@@ -185,7 +203,11 @@ async def _upgrade_subscription(session: AsyncSession, payment: Payment, now: da
             currency=payment.currency,
             lines=ledger.transfer(ledger.REVENUE, ledger.wallet_account(payment.user_id), excess),
         )
-    changes = transitions.upgrade(subscription, previous, plan, payment, credit=credit, now=now)
+    changes = _with_receipt(
+        session,
+        payment,
+        transitions.upgrade(subscription, previous, plan, payment, credit=credit, now=now),
+    )
     await entitlements.publish_snapshot(session, subscription.user_id)
     await outbox.add_all(session, changes)
 
@@ -256,7 +278,7 @@ async def _renew_subscription(session: AsyncSession, payment: Payment) -> None:
         return
     plan = await session.get(Plan, payment.plan_id or subscription.plan_id)
     assert plan is not None
-    changes = transitions.renew(subscription, plan, payment)
+    changes = _with_receipt(session, payment, transitions.renew(subscription, plan, payment))
     if transitions.renewal_at_checkout(payment):
         # A retry of the old card may be in flight (a hold that lapsed, a checkout paid late).
         await _void_pending_renewals(session, subscription, payment)
@@ -352,6 +374,7 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
             kind="rent" if purchase.kind == "rent" else "buy",
             amount=Money(amount=payment.amount, currency=payment.currency),
             valid_until=purchase.valid_until,
+            receipt_url=_receipt_url(session, payment),
         ),
     )
 

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api.ledger import service as ledger
 from billing_api.models import Payment, PaymentPurpose, PaymentStatus, Refund, RefundStatus
+from billing_api.receipts import links as receipt_links
 from billing_api.refunds import queued, quotes, service
 from shared import clock, events, outbox
 from shared.money import Money
@@ -196,6 +197,7 @@ async def _complete_top_up_refund(session: AsyncSession, payment: Payment, refun
             payment_id=payment.id,
             amount=Money(amount=refund.amount, currency=refund.currency),
             description=payment.description,
+            receipt_url=receipt_links.url_in(session, "refund", refund.id),
         ),
     )
     return True

@@ -41,6 +41,7 @@ from billing_api.models import (
     RefundStatus,
 )
 from billing_api.payments import service as payments
+from billing_api.receipts import links as receipt_links
 
 # queued and this module call each other (see there), so it is imported as a module, not by name
 from billing_api.refunds import plan_credit, queued, quotes
@@ -229,6 +230,7 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
             payment_id=payment.id,
             amount=refund_money,
             description=payment.description,
+            receipt_url=receipt_links.url_in(session, "refund", refund.id),
         ),
     )
     await outbox.add_all(session, revoked.events)

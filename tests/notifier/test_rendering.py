@@ -160,6 +160,36 @@ class TestLinks:
         assert "Update your card:" not in message.text
 
 
+RECEIPTED = (
+    "purchase.completed",
+    "subscription.activated",
+    "subscription.renewed",
+    "subscription.plan_changed",
+    "wallet.topped_up",
+    "refund.completed",
+)
+RECEIPT_URL = "https://billing.example/receipts/WyJwYXltZW50IiwiYSJd.sig"
+
+
+class TestReceiptLinks:
+    @pytest.mark.parametrize(("locale", "label"), [("ru", "Чек"), ("en", "Receipt")])
+    @pytest.mark.parametrize("event_type", RECEIPTED)
+    def test_money_taken_or_given_back_links_to_its_receipt(
+        self, renderer: Renderer, event_type: str, locale: str, label: str
+    ) -> None:
+        event = notice(event_type, locale=locale).model_copy(update={"receipt_url": RECEIPT_URL})
+        message = renderer.render(event)
+        assert f"{label.lower()}" in message.text.lower() and RECEIPT_URL in message.text
+        assert f'href="{RECEIPT_URL}"' in message.html
+
+    @pytest.mark.parametrize("event_type", RECEIPTED)
+    def test_no_receipt_link_leaves_no_trace(self, renderer: Renderer, event_type: str) -> None:
+        message = renderer.render(notice(event_type, locale="en"))
+        assert "/receipts/" not in message.text
+        assert "receipt" not in message.html.split("<body", 1)[1].lower()
+        assert not message.text.endswith("\n\n")
+
+
 class TestDunningWording:
     @pytest.mark.parametrize(
         "event_type", ["subscription.renewal_failed", "subscription.grace_started"]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from billing_api.models.base import Base, status_column, when
 from shared.db import Timestamps, UUIDPrimaryKey
+
+if TYPE_CHECKING:
+    from billing_api.models.receipts import Receipt
 
 
 class PaymentPurpose(StrEnum):
@@ -97,3 +100,7 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     reconcile_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     reconcile_next_at: Mapped[datetime | None] = when()
     reconcile_parked_at: Mapped[datetime | None] = when()
+    # Its numbered receipt, written by the database once the money moved (read-only here).
+    receipt: Mapped[Receipt | None] = relationship(
+        lazy="raise", viewonly=True, foreign_keys="Receipt.payment_id"
+    )

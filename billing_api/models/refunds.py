@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from billing_api.models.base import Base, status_column, when
 from shared.db import Timestamps, UUIDPrimaryKey
+
+if TYPE_CHECKING:
+    from billing_api.models.receipts import Receipt
 
 
 class RefundStatus(StrEnum):
@@ -57,3 +61,7 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = when()
     retry_of: Mapped[UUID | None] = mapped_column(sa.ForeignKey("refund.id"))
+    # Its numbered receipt, written by the database once the money moved (read-only here).
+    receipt: Mapped[Receipt | None] = relationship(
+        lazy="raise", viewonly=True, foreign_keys="Receipt.refund_id"
+    )

@@ -20,6 +20,7 @@ from shared.locales import format_money
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_admin_api import admin_headers
+from tests.billing_api.test_admin_ui import admin_token, login
 from tests.billing_api.test_lifecycle import end_of, run_jobs, subscribed
 from tests.billing_api.test_receipt_numbers import pay_top_up
 from tests.billing_api.test_refunds import paid_subscription
@@ -274,3 +275,26 @@ async def _refund_receipt_url(suite: Suite, refund_id: UUID) -> str:
     data = orjson.loads(payloads)["data"]
     assert data["refund_id"] == str(refund_id)
     return str(data["receipt_url"])
+
+
+class TestAdminUI:
+    async def test_payments_and_refunds_show_their_receipt_linked_to_its_page(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        _, payment = await paid_subscription(suite, user)
+        with clock.frozen(datetime.fromisoformat(payment["paid_at"]) + timedelta(minutes=5)):
+            refunded = await user.post(f"/api/v1/payments/{payment['id']}/refund")
+        assert refunded.json()["status"] == "succeeded"
+        assert (await login(suite.http, "", admin_token())).status_code == 302
+        settings: BillingSettings = suite.billing.state.settings
+        for page, expected in (("payment", number(1)), ("refund", number(2))):
+            listed = (await suite.http.get(f"/admin/{page}/list")).text
+            [(href, shown_number)] = re.findall(
+                rf'<a href="({re.escape(settings.public_url)}/receipts/[^"]+)"[^>]*>([^<]+)</a>',
+                listed,
+            )
+            assert shown_number == expected
+            opened = await suite.http.get(href.removeprefix(settings.public_url))
+            assert opened.status_code == 200
+            assert expected in opened.text

@@ -57,6 +57,8 @@ def mount_admin_ui(
         title="Cinema billing back office",
         authentication_backend=AdminLogin(settings, verifier),
     )
+    # The UI is an app of its own: its pages reach billing's settings (receipt links) through it.
+    admin.admin.state.billing_app = app
     for view in VIEWS:
         admin.add_view(view)
     return sessions

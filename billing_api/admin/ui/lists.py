@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from markupsafe import Markup
 from sqladmin import ModelView
 from sqladmin.filters import AllUniqueStringValuesFilter, BooleanFilter
 from sqlalchemy.orm import DeclarativeBase
+from starlette.requests import Request
 
 from billing_api.admin.customers.service import customers_query
+from billing_api.config import BillingSettings
 from billing_api.models import (
     AdminAudit,
     ComplimentaryGrant,
@@ -20,6 +23,22 @@ from billing_api.models import (
     Refund,
     Subscription,
 )
+from billing_api.receipts import links
+from billing_api.receipts.links import Kind
+
+
+def _receipt_link(kind: Kind) -> Callable[[Any, Any, Request], Markup]:
+    """The receipt's number, linking to its signed page (the app's settings sign it)."""
+
+    def link(model: Any, attribute: Any, request: Request) -> Markup:
+        if model.receipt is None:
+            return Markup("")
+        settings: BillingSettings = request.app.state.billing_app.state.settings
+        return Markup('<a href="{0}" target="_blank">{1}</a>').format(
+            links.receipt_url(settings, kind, model.id), model.receipt.number
+        )
+
+    return link
 
 
 class ReadOnlyView(ModelView):
@@ -99,6 +118,7 @@ class PaymentView(ReadOnlyView, model=Payment):
         Payment.email,
         Payment.user_id,
         Payment.id,
+        Payment.receipt,
     ]
     column_searchable_list = [Payment.user_id, Payment.email, Payment.id, Payment.description]
     column_filters = [
@@ -107,6 +127,7 @@ class PaymentView(ReadOnlyView, model=Payment):
         AllUniqueStringValuesFilter(Payment.purpose),
     ]
     column_default_sort = [(Payment.created_at, True)]
+    column_formatters = {"receipt": _receipt_link("payment")}
 
 
 class PurchaseView(ReadOnlyView, model=Purchase):
@@ -145,10 +166,12 @@ class RefundView(ReadOnlyView, model=Refund):
         Refund.reason,
         Refund.created_at,
         Refund.retry_of,
+        Refund.receipt,
     ]
     column_searchable_list = [Refund.user_id, Refund.payment_id, Refund.reason]
     column_filters = [AllUniqueStringValuesFilter(Refund.status)]
     column_default_sort = [(Refund.created_at, True)]
+    column_formatters = {"receipt": _receipt_link("refund")}
 
 
 class LedgerTransactionView(ReadOnlyView, model=LedgerTransaction):

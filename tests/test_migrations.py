@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -146,3 +147,82 @@ def test_outbox_moves_to_stored_bytes_without_losing_an_unpublished_event(
         run_sql(scratch_database, (f"SELECT body ->> 'n' FROM {schema}.outbox ORDER BY id", {}))
     )
     assert bodies == [("1",), ("2",), ("3",), ("4",)]
+
+
+def test_money_moved_before_receipts_is_numbered_per_year_in_the_order_it_moved(
+    scratch_database: str,
+) -> None:
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "0018")
+    payment = (
+        "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount, currency,"
+        " base_amount, discount_amount, quote, months, description, refunded_amount, paid_at)"
+        " VALUES (:id, :user_id, 'top_up', 'card', :status, :amount, 'RUB', :amount, 0, '{}', 1,"
+        " 'Wallet top-up', :refunded, :paid_at)"
+    )
+    refund = (
+        "INSERT INTO billing.refund (id, payment_id, user_id, amount, currency, status, rule,"
+        " completed_at) VALUES (:id, :payment_id, :user_id, 500, 'RUB', 'succeeded', 'full',"
+        " :completed_at)"
+    )
+    user = uuid4()
+    late_2025, early_2026, mid_2026, zero, pending = (uuid4() for _ in range(5))
+    refund_id = uuid4()
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            *(
+                (
+                    payment,
+                    {
+                        "id": payment_id,
+                        "user_id": user,
+                        "status": status,
+                        "amount": amount,
+                        "refunded": refunded,
+                        "paid_at": at(paid_at) if paid_at else None,
+                    },
+                )
+                for payment_id, status, amount, refunded, paid_at in (
+                    (mid_2026, "partially_refunded", 1000, 500, "2026-06-01T10:00:00+00:00"),
+                    (late_2025, "succeeded", 1000, 0, "2025-12-31T23:00:00+00:00"),
+                    (early_2026, "succeeded", 1000, 0, "2026-01-01T00:30:00+03:00"),
+                    (zero, "succeeded", 0, 0, "2026-02-01T00:00:00+00:00"),
+                    (pending, "pending", 1000, 0, None),
+                )
+            ),
+            (
+                refund,
+                {
+                    "id": refund_id,
+                    "payment_id": mid_2026,
+                    "user_id": user,
+                    "completed_at": at("2026-06-02T10:00:00+00:00"),
+                },
+            ),
+        )
+    )
+    command.upgrade(cfg, "0019")
+    receipts, counters = asyncio.run(
+        run_sql(
+            scratch_database,
+            (
+                "SELECT number, coalesce(payment_id, refund_id) FROM billing.receipt"
+                " ORDER BY year, sequence",
+                {},
+            ),
+            ("SELECT year, last_number FROM billing.receipt_counter ORDER BY year", {}),
+        )
+    )
+    # 2026-01-01 00:30 in Moscow is still 2025 in UTC (21:30, before the 23:00 payment).
+    assert receipts == [
+        ("2025-000001", early_2026),
+        ("2025-000002", late_2025),
+        ("2026-000001", mid_2026),
+        ("2026-000002", refund_id),
+    ]
+    assert counters == [(2025, 2), (2026, 2)]

@@ -78,6 +78,11 @@ class TestWhoGetsAReceipt:
         assert "anna@example.com" in text
         assert "Online Cinema LLC" in text  # the seller, from the settings
         assert "НДС" not in text  # no VAT configured
+        [activated] = await suite.events("subscription.activated")
+        settings: BillingSettings = suite.billing.state.settings
+        assert activated.data.receipt_url is not None
+        linked = await suite.http.get(activated.data.receipt_url.removeprefix(settings.public_url))
+        assert number(1) in linked.text
 
     async def test_a_top_up_and_a_wallet_purchase_each_get_one(self, suite: Suite) -> None:
         user = suite.as_user()

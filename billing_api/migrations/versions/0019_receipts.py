@@ -52,8 +52,8 @@ ISSUE_RECEIPT = """
 CREATE FUNCTION billing.issue_receipt() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    issued_at timestamptz := now();
-    issued_year integer := extract(year FROM now() AT TIME ZONE 'UTC')::integer;
+    moment timestamptz := now();
+    issued_year integer := extract(year FROM moment AT TIME ZONE 'UTC')::integer;
     next_number integer;
 BEGIN
     -- A row may reach 'succeeded' twice in one transaction (inserted so, then updated): both
@@ -78,7 +78,7 @@ BEGIN
         TG_TABLE_NAME,
         CASE WHEN TG_TABLE_NAME = 'payment' THEN NEW.id END,
         CASE WHEN TG_TABLE_NAME = 'refund' THEN NEW.id END,
-        issued_at
+        moment
     );
     RETURN NULL;
 END

@@ -107,7 +107,7 @@ def printed(receipt: ReceiptView, settings: BillingSettings, locale: str) -> Pri
         rows=tuple(
             Row(
                 description=line.description,
-                quantity=labels.months(line.months),
+                quantity="1" if line.months is None else labels.months(line.months),
                 base=money(line.base_amount),
                 discount=_discount(line.discount, line.discount_note, line.credit, labels, money)
                 if line.discount

@@ -15,7 +15,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api.models import Payment, Receipt, Refund
+from billing_api.models import Payment, PaymentPurpose, Receipt, Refund
 from shared.errors import NotFound
 
 
@@ -31,10 +31,11 @@ class Buyer:
 
 @dataclass(frozen=True)
 class Line:
-    """One thing paid for: ``amount`` is ``base_amount`` less ``discount``, for ``months``."""
+    """One thing paid for: ``amount`` is ``base_amount`` less ``discount``; ``months`` of a
+    subscription, None for anything else (a movie, a top-up, a refund: one of it)."""
 
     description: str
-    months: int
+    months: int | None
     base_amount: int
     discount: int
     discount_note: str | None  # the discount applied, as the quote named it
@@ -135,7 +136,7 @@ async def for_refund(
         lines=(
             Line(
                 description=payment.description,
-                months=payment.months,
+                months=None,
                 base_amount=refund.amount,
                 discount=0,
                 discount_note=None,
@@ -153,10 +154,16 @@ async def for_refund(
     )
 
 
+# What pays for a subscription's months; the rest (a movie, a top-up) is one item.
+_BY_THE_MONTH = frozenset(
+    (PaymentPurpose.SUBSCRIPTION, PaymentPurpose.RENEWAL, PaymentPurpose.UPGRADE)
+)
+
+
 def _line(payment: Payment) -> Line:
     return Line(
         description=payment.description,
-        months=payment.months,
+        months=payment.months if payment.purpose in _BY_THE_MONTH else None,
         base_amount=payment.base_amount,
         discount=payment.discount_amount,
         discount_note=_discount_note(payment.quote or {}),

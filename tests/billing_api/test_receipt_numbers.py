@@ -95,6 +95,25 @@ class TestRolledBack:
         assert await receipt_of(suite, third["id"]) == numbered(2)
 
 
+class TestOrderOfCommits:
+    async def test_numbers_follow_commits_and_an_open_transaction_holds_back_no_one(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        first, second = await open_top_up(user, 1000), await open_top_up(user, 2000)
+        engine = suite.billing.state.resources.engine
+        succeed = sa.text("UPDATE payment SET status = 'succeeded' WHERE id = :id")
+        async with engine.connect() as slow, engine.connect() as quick:
+            slow_transaction = await slow.begin()
+            await slow.execute(succeed, {"id": UUID(first["id"])})  # left open meanwhile
+            async with quick.begin():
+                await quick.execute(succeed, {"id": UUID(second["id"])})
+            # The quick one committed (no wait for the open one) and took the first number.
+            assert await receipt_of(suite, second["id"]) == numbered(1)
+            await slow_transaction.commit()
+        assert await receipt_of(suite, first["id"]) == numbered(2)
+
+
 class TestOneTransaction:
     async def test_a_payment_succeeding_twice_in_one_transaction_is_numbered_once(
         self, suite: Suite

@@ -75,6 +75,7 @@ class TestWhoGetsAReceipt:
         assert f"Чек {number(1)}" in text
         assert f"Итого: {plain(format_money(BASIC_PRICE, 'RUB', 'ru'))}" in text
         assert "4242" in text
+        assert "1 месяц" in text  # a subscription counts its months
         assert "anna@example.com" in text
         assert "Online Cinema LLC" in text  # the seller, from the settings
         assert "НДС" not in text  # no VAT configured
@@ -102,6 +103,7 @@ class TestWhoGetsAReceipt:
         assert number(1) in top_up_page.text
         assert number(2) in purchase_page.text
         assert "Кошелёк" in purchase_page.text  # paid from the wallet
+        assert "месяц" not in purchase_page.text  # a movie is one item, not a month
 
     async def test_a_renewal_settled_by_the_renewal_job_gets_one(self, suite: Suite) -> None:
         user = suite.as_user()

@@ -13,6 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from billing_api.config import BillingSettings
 from billing_api.deps import SessionDep, SettingsDep
 from billing_api.receipts import links, render, service
 from billing_api.receipts.service import ReceiptView
@@ -84,10 +85,11 @@ def wants_pdf(accept: str | None) -> bool:
 def answer(
     request: Request,
     receipt: ReceiptView,
-    settings: SettingsDep,
+    settings: BillingSettings,
     locale: str | None,
     output: str | None = None,
 ) -> Response:
+    """The receipt in the reader's language, as a PDF when asked for one, else as a page."""
     language = negotiate(locale, request.headers.get("accept-language"))
     pdf = output == "pdf" or (output is None and wants_pdf(request.headers.get("accept")))
     if pdf:

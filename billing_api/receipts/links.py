@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from uuid import UUID
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api.config import BillingSettings
@@ -51,7 +51,7 @@ def read_token(settings: BillingSettings, token: str) -> tuple[Kind, UUID] | Non
         if kind not in ("payment", "refund"):
             return None
         return ("payment" if kind == "payment" else "refund"), UUID(str(money_id))
-    except (BadSignature, ValueError, TypeError):
+    except (BadData, ValueError, TypeError):
         return None
 
 

@@ -33,6 +33,7 @@ class Labels:
     card: str
     credit: str
     refers_to: str
+    rule: str
     reason: str
     months: Callable[[int], str]
     vat: Callable[[int], str]
@@ -72,7 +73,8 @@ LABELS: Final = {
         card="Карта",
         credit="зачёт неиспользованного периода",
         refers_to="К чеку",
-        reason="Основание",
+        rule="Основание",
+        reason="Причина",
         months=_ru_months,
         vat=lambda percent: f"В т.ч. НДС {percent}%",
     ),
@@ -99,6 +101,7 @@ LABELS: Final = {
         card="Card",
         credit="credit for the unused period",
         refers_to="Refers to receipt",
+        rule="Rule",
         reason="Reason",
         months=lambda count: f"{count} month" if count == 1 else f"{count} months",
         vat=lambda percent: f"Incl. VAT {percent}%",

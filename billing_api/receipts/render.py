@@ -79,6 +79,8 @@ def printed(receipt: ReceiptView, settings: BillingSettings, locale: str) -> Pri
         if receipt.refers_to is not None:
             day = format_day(receipt.refers_to.issued_at, locale, UTC)
             refund.append((labels.refers_to, f"{receipt.refers_to.number} ({day})"))
+        if receipt.rule:
+            refund.append((labels.rule, receipt.rule))
         if receipt.reason:
             refund.append((labels.reason, receipt.reason))
     return Printed(

@@ -74,7 +74,8 @@ class ReceiptView:
     paid_with: PaidWith
     payment_id: UUID
     refund_id: UUID | None = None
-    reason: str | None = None  # a refund's reason, else the rule that decided it
+    rule: str | None = None  # the refund rule that decided a refund's amount
+    reason: str | None = None  # why the customer asked for the refund (None: billing decided)
     refers_to: RefersTo | None = None
 
     def vat(self, percent: int | None) -> int | None:
@@ -149,7 +150,8 @@ async def for_refund(
         paid_with=_paid_with(payment),
         payment_id=payment.id,
         refund_id=refund.id,
-        reason=refund.reason or refund.rule,
+        rule=refund.rule,
+        reason=None if refund.billing_decided else refund.reason,
         refers_to=None if paid is None else RefersTo(paid.number, paid.issued_at),
     )
 

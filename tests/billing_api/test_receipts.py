@@ -132,7 +132,8 @@ class TestWhoGetsAReceipt:
         text = shown(page.text)
         assert f"Refund receipt {number(2)}" in text
         assert f"Refers to receipt: {number(1)}" in text
-        assert "changed my mind" in text
+        assert "Reason: changed my mind" in text
+        assert "Rule: full refund within 60 minutes of payment" in text
         # The payment keeps its receipt once refunded.
         assert number(1) in (await receipt_page(user, "payments", payment["id"])).text
 

@@ -24,6 +24,7 @@ from tests.billing_api.test_admin_ui import admin_token, login
 from tests.billing_api.test_lifecycle import end_of, run_jobs, subscribed
 from tests.billing_api.test_receipt_numbers import pay_top_up
 from tests.billing_api.test_refunds import paid_subscription
+from tests.billing_api.test_wallet_renewals import PREMIUM, card_subscriber, renewal_payments
 
 BASIC_PRICE = 29900
 SELLER_RU = "ООО «Онлайн-кинотеатр»"  # noqa: RUF001
@@ -116,6 +117,23 @@ class TestWhoGetsAReceipt:
         page = await receipt_page(user, "payments", str(renewal_id))
         assert page.status_code == 200, page.text
         assert number(2) in page.text
+
+    async def test_a_renewal_paid_from_the_wallet_by_the_job_gets_one_and_its_link(
+        self, suite: Suite
+    ) -> None:
+        user, subscription = await card_subscriber(suite, PREMIUM)  # receipts 1 and 2
+        ran = await run_jobs(suite, end_of(subscription) - timedelta(minutes=30))
+        assert ran["renew_due_subscriptions"] == 1
+        [renewal] = await renewal_payments(user)
+        assert renewal["method"] == "wallet"
+        page = await receipt_page(user, "payments", renewal["id"])
+        assert page.status_code == 200, page.text
+        assert number(3) in page.text
+        [renewed] = await suite.events("subscription.renewed")
+        settings: BillingSettings = suite.billing.state.settings
+        assert renewed.data.receipt_url is not None
+        linked = await suite.http.get(renewed.data.receipt_url.removeprefix(settings.public_url))
+        assert number(3) in linked.text
 
     async def test_a_refund_gets_one_that_refers_to_its_payments(self, suite: Suite) -> None:
         user = suite.as_user()

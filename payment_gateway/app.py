@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from payment_gateway.config import SCHEMA, SERVICE, GatewaySettings
 from payment_gateway.payments.api import router as payments_router
 from payment_gateway.providers.base import PaymentProvider
+from payment_gateway.providers.guard import ProviderCalls
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.api import router as refunds_router
 from payment_gateway.sandbox.action_pages import router as sandbox_actions_router
@@ -18,6 +19,7 @@ from payment_gateway.sandbox.delivery import WebhookSender
 from payment_gateway.sandbox.pages import router as sandbox_router
 from payment_gateway.sandbox.provider import SandboxProvider
 from payment_gateway.stripe_actions import router as stripe_actions_router
+from payment_gateway.webhooks.api import operator_router as webhooks_operator_router
 from payment_gateway.webhooks.api import router as webhooks_router
 from payment_gateway.webhooks.processor import WebhookProcessor
 from shared.app import create_service_app
@@ -40,7 +42,9 @@ def create_app(
     settings = settings or GatewaySettings()
 
     async def start(app: FastAPI, resources: Resources) -> None:
-        providers = Providers(default=settings.default_provider)
+        providers = Providers(
+            default=settings.default_provider, calls=ProviderCalls(resources.session_factory)
+        )
         if stripe is not None:
             providers.by_name["stripe"] = stripe
         elif settings.stripe_api_key:
@@ -73,12 +77,23 @@ def create_app(
             app.state.sandbox_sender = sender
             resources.tasks.append(asyncio.create_task(sender.run(), name="sandbox-webhooks"))
         app.state.providers = providers
-        processor = WebhookProcessor(resources.session_factory, providers)
+        processor = WebhookProcessor(
+            resources.session_factory,
+            providers,
+            max_attempts=settings.webhook_max_attempts,
+            max_backoff=settings.webhook_max_backoff_seconds,
+        )
         app.state.webhook_processor = processor
         resources.tasks.append(asyncio.create_task(processor.run(), name="webhook-processor"))
         await start_outbox_relay(app, resources)
 
-    routers = [payments_router, refunds_router, webhooks_router, stripe_actions_router]
+    routers = [
+        payments_router,
+        refunds_router,
+        webhooks_router,
+        webhooks_operator_router,
+        stripe_actions_router,
+    ]
     if settings.sandbox_on:
         routers.extend([sandbox_router, sandbox_actions_router, sandbox_dashboard_router])
     return create_service_app(

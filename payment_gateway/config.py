@@ -42,6 +42,19 @@ class GatewaySettings(ServiceSettings):
             " that needs 3-D Secure (PUBLIC_URL/stripe/actions/{payment_id})."
         ),
     )
+    webhook_max_attempts: int = Field(
+        10,
+        ge=1,
+        description=(
+            "Failed processing attempts of one webhook event before it is parked (no longer"
+            " retried; a refresh of its payment or an operator settles it)."
+        ),
+    )
+    webhook_max_backoff_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="Longest wait between two tries of a failing webhook event (1 s, 2 s, 4 s …).",
+    )
     sandbox_enabled: bool | None = Field(
         None,
         description=(

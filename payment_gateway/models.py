@@ -130,6 +130,51 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(sa.String(200))
+    # Failed processing attempts, kept across restarts and replicas: the next try waits until
+    # ``next_attempt_at``; after too many the event is parked (left for an operator or for a
+    # refresh of its payment) instead of being tried forever.
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    parked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class ProviderCallState(StrEnum):
+    STARTED = "started"  # recorded, then asked: still so if the process died meanwhile
+    ANSWERED = "answered"
+    REFUSED = "refused"  # the provider refused or could not be reached (ProviderError)
+    UNREADABLE = "unreadable"  # an answer the adapter could not read: the outcome is unknown
+
+
+class ProviderCall(Base):
+    """One call that may move money or create something at a provider, recorded (and committed
+    in its own transaction) before it is made, and marked with how it ended.
+
+    The request that made the call may roll back; this row stays. A call left ``started`` or
+    ``unreadable`` may have charged, refunded or created at the provider although nothing else
+    of ours says so: it names the payment (and refund) so that it can be looked up and settled.
+    """
+
+    __tablename__ = "provider_call"
+    __table_args__ = (
+        sa.Index("ix_provider_call_payment_id", "payment_id"),
+        sa.Index(
+            "ix_provider_call_in_doubt",
+            "started_at",
+            postgresql_where=sa.text("state IN ('started', 'unreadable')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    operation: Mapped[str] = mapped_column(sa.String(40))
+    payment_id: Mapped[UUID | None]
+    refund_id: Mapped[UUID | None]
+    customer_id: Mapped[UUID | None]
+    provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    state: Mapped[str] = mapped_column(sa.String(20), default=ProviderCallState.STARTED)
+    detail: Mapped[str | None] = mapped_column(sa.String(500))
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class ProviderCustomer(Base):

@@ -16,6 +16,7 @@ from payment_gateway.payments.schemas import (
     PaymentOut,
 )
 from shared.auth import InternalServicePrincipal
+from shared.db import commit
 
 router = APIRouter(prefix="/internal/v1/payments", tags=["payments"])
 
@@ -36,12 +37,18 @@ async def create_payment(
     settings: SettingsDep,
 ) -> PaymentOut:
     """Create a checkout or charge a saved method; idempotent on payment_id."""
-    payment, created = await service.create_payment(
-        session,
-        providers,
-        body,
-        checkout_ttl=timedelta(minutes=settings.checkout_ttl_minutes),
-    )
+    try:
+        payment, created = await service.create_payment(
+            session,
+            providers,
+            body,
+            checkout_ttl=timedelta(minutes=settings.checkout_ttl_minutes),
+        )
+    except service.ProviderOutcomeUnknown:
+        # The provider may have acted on a call whose answer we could not read: the payment
+        # stays recorded (pending) for its webhook or a refresh, and the 502 is answered after.
+        await commit(session)
+        raise
     if not created:
         response.status_code = status.HTTP_200_OK
     return payment

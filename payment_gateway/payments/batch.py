@@ -4,7 +4,8 @@
 Per charge: the same checks, the same answer (``201`` and the outcome for a new charge, ``200``
 and the stored outcome for a ``payment_id`` already known, ``409`` when that id was used for a
 different payment, ``502`` when the provider could not be asked, nothing kept, so the same id
-may be sent again). One charge's error never fails another's.
+may be sent again; ``502`` too when its answer could not be read, the payment then kept
+``pending`` since the charge may have been made). One charge's error never fails another's.
 
 What a batch costs: one multi-row insert of the payments (``ON CONFLICT DO NOTHING``, in
 ``payment_id`` order, so that two requests sharing payments wait for each other rather than
@@ -31,6 +32,7 @@ from payment_gateway.payments.reconcile import apply_snapshot
 from payment_gateway.payments.schemas import ChargeError, ChargeOutcome, OffSessionChargeIn
 from payment_gateway.payments.service import (
     PaymentIdReused,
+    ProviderOutcomeUnknown,
     ProviderUnavailable,
     ensure_same,
     to_out,
@@ -121,12 +123,15 @@ async def _charge(
         for charge in charges
     ]
     answers = await provider.charge_off_session_many(requests)
-    # A charge the provider could not be asked about leaves nothing behind, as the single
-    # endpoint's rolled-back request does: the same payment_id may be sent again.
+    # A charge the provider refused or could not be asked about leaves nothing behind, as the
+    # single endpoint's rolled-back request does: the same payment_id may be sent again. One
+    # whose answer could not be read may have been made: its payment stays pending, without a
+    # reference, for the provider's webhook to settle (asked again, the stored one answers).
     unasked = [
         charge.payment_id
         for charge, answer in zip(charges, answers, strict=True)
         if isinstance(answer, base.ProviderError)
+        and not isinstance(answer, base.ProviderAnswerUnreadable)
     ]
     if unasked:
         for payment_id in unasked:
@@ -138,6 +143,10 @@ async def _charge(
         )
     outcomes: dict[UUID, ChargeOutcome] = {}
     for charge, answer in zip(charges, answers, strict=True):
+        if isinstance(answer, base.ProviderAnswerUnreadable):
+            unknown = ProviderOutcomeUnknown(f"payment provider error: {answer}")
+            outcomes[charge.payment_id] = _error(charge.payment_id, unknown)
+            continue
         if isinstance(answer, base.ProviderError):
             error = ProviderUnavailable(f"payment provider error: {answer}")
             outcomes[charge.payment_id] = _error(charge.payment_id, error)

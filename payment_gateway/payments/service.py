@@ -14,7 +14,8 @@ from payment_gateway.payments.reconcile import apply_snapshot, card_of
 from payment_gateway.payments.schemas import PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
-from shared import clock, locales
+from payment_gateway.webhooks import parking
+from shared import locales
 from shared.errors import AppError, Conflict, NotFound
 
 
@@ -29,6 +30,22 @@ class PaymentIdReused(Conflict):
 class ProviderUnavailable(AppError):
     status_code = 502
     default_detail = "the payment provider could not be reached; retry with the same payment_id"
+
+
+class ProviderOutcomeUnknown(ProviderUnavailable):
+    """The provider was asked but its answer could not be read: it may have charged, refunded
+    or opened something. Answered as any :class:`ProviderUnavailable` (502, same name), but what
+    was recorded is kept: the route commits before answering, so the payment or refund stays
+    ``pending`` for the provider's webhook or a ``refresh=true`` to settle."""
+
+    default_detail = (
+        "the payment provider's answer could not be read; the payment is kept pending until"
+        " the provider reports it; retry with the same id"
+    )
+
+    @property
+    def name(self) -> str:
+        return ProviderUnavailable.__name__
 
 
 def to_out(payment: Payment) -> PaymentOut:
@@ -90,14 +107,53 @@ async def create_payment(
         existing = await session.get(Payment, request.payment_id, with_for_update=True)
         assert existing is not None
         ensure_same(existing, request)
+        if _in_doubt(existing):
+            # Asked again under the same idempotency key: the provider answers the checkout it
+            # opened, if any (a second one would be the only page anyone gets to pay on).
+            await _open_at_provider(
+                session, providers, existing, request, checkout_ttl=checkout_ttl
+            )
         return to_out(existing), False
 
+    await _open_at_provider(session, providers, payment, request, checkout_ttl=checkout_ttl)
+    return to_out(payment), True
+
+
+def _in_doubt(payment: Payment) -> bool:
+    """A checkout kept after an answer we could not read: we do not know whether the provider
+    opened it, and nobody was given a page to pay on."""
+    return (
+        payment.mode == "checkout"
+        and payment.provider_ref is None
+        and payment.status == PaymentStatus.PENDING
+    )
+
+
+async def _open_at_provider(
+    session: AsyncSession,
+    providers: Providers,
+    payment: Payment,
+    request: PaymentIn,
+    *,
+    checkout_ttl: timedelta,
+) -> None:
+    """Open the checkout or make the charge at the payment's provider; apply the answer.
+
+    A provider that refused or could not be reached raises :class:`ProviderUnavailable` (the
+    request rolls back: nothing kept, the same ``payment_id`` may be sent again). An answer that
+    could not be read raises :class:`ProviderOutcomeUnknown`: the payment stays ``pending``
+    without a reference, committed by the route, for the webhook or a refresh to settle.
+    """
+    provider = providers.get(payment.provider)
     customer = base.Customer(id=request.customer.id, email=request.customer.email)
-    customer_ref = await _customer_ref(session, provider.name, request.customer.id)
     try:
+        customer_ref = await _customer_ref(session, provider.name, request.customer.id)
         if request.mode == "checkout":
             assert request.success_url
             assert request.cancel_url
+            if customer_ref is None:
+                # Kept (committed) before the checkout is asked: a retry reuses it.
+                customer_ref = await providers.create_customer(provider.name, customer)
             created = await provider.create_checkout(
                 base.CheckoutRequest(
                     payment_id=payment.id,
@@ -108,7 +164,9 @@ async def create_payment(
                     success_url=request.success_url,
                     cancel_url=request.cancel_url,
                     save_payment_method=request.save_payment_method,
-                    expires_at=clock.now() + checkout_ttl,
+                    # From the payment's creation, not from now: asked again (a checkout in
+                    # doubt), the provider sees the same request under the same idempotency key.
+                    expires_at=payment.created_at + checkout_ttl,
                     metadata=request.metadata,
                     customer_ref=customer_ref,
                     locale=locales.language_of(request.locale),
@@ -118,12 +176,14 @@ async def create_payment(
             payment.checkout_url = created.checkout_url
             payment.expires_at = created.expires_at
             if created.customer_ref and created.customer_ref != customer_ref:
-                session.add(
-                    ProviderCustomer(
+                await session.execute(
+                    insert(ProviderCustomer)
+                    .values(
                         provider=provider.name,
                         user_id=request.customer.id,
                         customer_ref=created.customer_ref,
                     )
+                    .on_conflict_do_nothing(index_elements=["provider", "user_id"])
                 )
         else:
             assert request.payment_method_ref
@@ -141,10 +201,11 @@ async def create_payment(
             )
             payment.provider_ref = snapshot.provider_ref
             await apply_snapshot(session, payment, snapshot)
+    except base.ProviderAnswerUnreadable as exc:
+        raise ProviderOutcomeUnknown(f"payment provider error: {exc}") from exc
     except base.ProviderError as exc:
         raise ProviderUnavailable(f"payment provider error: {exc}") from exc
     await session.flush()
-    return to_out(payment), True
 
 
 def ensure_same(payment: Payment, request: PaymentIn) -> None:
@@ -195,4 +256,8 @@ async def get_payment(
             raise ProviderUnavailable(f"payment provider error: {exc}") from exc
         await apply_snapshot(session, payment, snapshot)
         await session.flush()
+        # What processing its parked webhooks would do is done: they are settled.
+        await parking.settle_parked(
+            session, payment, f"payment {payment.status} (settled by a refresh)"
+        )
     return to_out(payment)

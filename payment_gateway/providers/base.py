@@ -44,6 +44,15 @@ class ProviderError(Exception):
     """The provider could not be reached or refused the request for a non-card reason."""
 
 
+class ProviderAnswerUnreadable(ProviderError):
+    """The call was made but what came back could not be read (a field missing, a wrong type,
+    a body that is not JSON, a bug of the adapter): whether the provider acted is unknown.
+
+    The gateway wraps every adapter (:mod:`.guard`) so that any exception other than a
+    :class:`ProviderError` arrives as this one; an adapter may also raise it itself.
+    """
+
+
 class InvalidWebhook(Exception):
     """The webhook's signature, timestamp or body cannot be trusted; nothing may be stored."""
 
@@ -113,7 +122,9 @@ class ProviderRefund:
 class ProviderPayment:
     """The provider's current truth about a payment (re-read whenever order matters)."""
 
-    provider_ref: str
+    # None only for an off-session charge refused before the provider made any object of it
+    # (no reference to re-read it by): the decline itself is the whole answer.
+    provider_ref: str | None
     status: ProviderStatus
     amount: int
     currency: str
@@ -149,6 +160,16 @@ class PaymentProvider(Protocol):
     """What the gateway needs from a payment provider."""
 
     name: str
+
+    async def create_customer(self, customer: Customer) -> str | None:
+        """The provider's customer object for ``customer``, created now (idempotent on its id
+        where the provider allows); None for a provider without customer objects (the default).
+
+        Asked before a checkout when the user has no customer at this provider yet; the gateway
+        keeps the answer (committed at once) and hands it to :meth:`create_checkout` as
+        ``customer_ref``, so a checkout that fails after this never creates a second customer.
+        """
+        return None
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutCreated: ...
 

@@ -239,7 +239,9 @@ def declined_payment(
         )
     failure_code = (details.decline_code if details else None) or error.code
     return ProviderPayment(
-        provider_ref=intent_ref or f"pi_unknown_{request.payment_id}",
+        # Stripe may refuse before it makes a PaymentIntent: then there is nothing to re-read,
+        # and no reference is invented (one Stripe does not know could never be refreshed).
+        provider_ref=intent_ref,
         status=ProviderStatus.FAILED,
         amount=request.amount,
         currency=request.currency.upper(),

@@ -37,8 +37,10 @@ from payment_gateway.providers import stripe_mapping as mapping
 from payment_gateway.providers.base import (
     CheckoutCreated,
     CheckoutRequest,
+    Customer,
     OffSessionRequest,
     PaymentProvider,
+    ProviderAnswerUnreadable,
     ProviderError,
     ProviderPayment,
     ProviderRefund,
@@ -85,7 +87,7 @@ class StripeProvider(PaymentProvider):
         """A Checkout Session: ``mode=payment``, or ``mode=setup`` for amount 0 (save only)."""
         metadata = {**request.metadata, "payment_id": str(request.payment_id)}
         with _stripe_errors("create_checkout"):
-            customer_ref = request.customer_ref or await self._create_customer(request)
+            customer_ref = request.customer_ref or await self._create_customer(request.customer)
             params: SessionCreateParams = {
                 "customer": customer_ref,
                 "client_reference_id": str(request.payment_id),
@@ -237,14 +239,19 @@ class StripeProvider(PaymentProvider):
             body, headers, secret=self._webhook_secret, tolerance=self._webhook_tolerance
         )
 
-    async def _create_customer(self, request: CheckoutRequest) -> str:
-        params: CustomerCreateParams = {"metadata": {"user_id": str(request.customer.id)}}
-        if request.customer.email:
-            params["email"] = request.customer.email
-        customer = await self._client.v1.customers.create_async(
-            params, {"idempotency_key": f"customer-{request.customer.id}"}
+    async def create_customer(self, customer: Customer) -> str:
+        """The Stripe customer of one of our users (the gateway keeps it before the checkout)."""
+        with _stripe_errors("create_customer"):
+            return await self._create_customer(customer)
+
+    async def _create_customer(self, customer: Customer) -> str:
+        params: CustomerCreateParams = {"metadata": {"user_id": str(customer.id)}}
+        if customer.email:
+            params["email"] = customer.email
+        created = await self._client.v1.customers.create_async(
+            params, {"idempotency_key": f"customer-{customer.id}"}
         )
-        return customer.id
+        return created.id
 
     async def _fetch_session(
         self, session_ref: str
@@ -347,6 +354,13 @@ def _stripe_errors(operation: str) -> Iterator[None]:
     """Turn the SDK's errors into :class:`ProviderError` (the cause keeps the original)."""
     try:
         yield
+    except stripe.APIError as exc:
+        detail = exc.user_message or type(exc).__name__
+        status = exc.http_status
+        if status is not None and 200 <= status < 300:
+            # A success whose body the SDK could not parse (not JSON): Stripe acted.
+            raise ProviderAnswerUnreadable(f"stripe {operation}: unreadable answer") from exc
+        raise ProviderError(f"stripe {operation} failed: {detail}") from exc
     except stripe.StripeError as exc:
         detail = exc.user_message or type(exc).__name__
         raise ProviderError(f"stripe {operation} failed: {detail}") from exc

@@ -7,9 +7,11 @@ from uuid import UUID
 from fastapi import APIRouter, status
 
 from payment_gateway.deps import ProvidersDep, SessionDep
+from payment_gateway.payments.service import ProviderOutcomeUnknown
 from payment_gateway.refunds import service
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
 from shared.auth import InternalServicePrincipal
+from shared.db import commit
 
 router = APIRouter(prefix="/internal/v1/refunds", tags=["refunds"])
 
@@ -22,7 +24,13 @@ async def create_refund(
     providers: ProvidersDep,
 ) -> RefundOut:
     """Refund (part of) a captured payment; idempotent on refund_id."""
-    return await service.create_refund(session, providers, body)
+    try:
+        return await service.create_refund(session, providers, body)
+    except ProviderOutcomeUnknown:
+        # The provider may have made the refund: it stays recorded (pending, its amount held
+        # back from further refunds) for the provider's report to settle; 502 after the commit.
+        await commit(session)
+        raise
 
 
 @router.get("/{refund_id}", response_model=RefundOut)

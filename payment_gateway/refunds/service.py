@@ -13,7 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
 from payment_gateway.payments import state
 from payment_gateway.payments.reconcile import apply_refund, settle_status
-from payment_gateway.payments.service import PaymentNotFound, ProviderUnavailable
+from payment_gateway.payments.service import (
+    PaymentNotFound,
+    ProviderOutcomeUnknown,
+    ProviderUnavailable,
+)
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
@@ -91,6 +95,10 @@ async def create_refund(
                 reason=request.reason,
             )
         )
+    except base.ProviderAnswerUnreadable as exc:
+        # Kept pending (the route commits): the provider may have refunded, and its report
+        # (webhook, or the refunds listed by a refresh of the payment) settles this refund.
+        raise ProviderOutcomeUnknown(f"payment provider error: {exc}") from exc
     except base.ProviderError as exc:
         raise ProviderUnavailable(f"payment provider error: {exc}") from exc
     await apply_refund(

@@ -85,6 +85,10 @@ class SandboxProvider:
 
     # --- the provider protocol ---------------------------------------------------------------
 
+    async def create_customer(self, customer: base.Customer) -> str | None:
+        """The sandbox's customer of a user: named after the user, nothing to create."""
+        return f"cus_sb_{customer.id.hex}"
+
     async def create_checkout(self, request: base.CheckoutRequest) -> base.CheckoutCreated:
         async with self.sessions() as db, db.begin():
             found = await db.scalar(

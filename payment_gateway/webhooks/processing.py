@@ -17,7 +17,12 @@ after the processor's backoff, by when the reference is known.
 
 A batch that fails is rolled back whole and its events are processed again one per transaction,
 so one bad event never holds the others back. An event that fails alone stays unprocessed for a
-later run, its ``outcome`` saying why. :func:`~payment_gateway.payments.reconcile.apply_snapshot`
+later run, its ``outcome`` saying why, its ``attempts`` counted in its row and its next try not
+before ``next_attempt_at`` (1 s, 2 s, 4 s … at most :attr:`RetryPolicy.max_backoff`, counted
+from the failure); at :attr:`RetryPolicy.max_attempts` failures it is parked (``parked_at``,
+metric ``gateway_webhook_events_parked_total``) and no longer claimed: a refresh of its payment
+settles it, or an operator sends it back (:mod:`.parking`). Being in the row, the count and the
+wait hold across restarts and replicas. :func:`~payment_gateway.payments.reconcile.apply_snapshot`
 derives every change from what is already recorded, so an event delivered twice, events out of
 order, or several events about one payment still change each thing once.
 """
@@ -34,10 +39,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
-from payment_gateway.models import Payment, WebhookEvent
+from payment_gateway.models import Payment, PaymentStatus, WebhookEvent
 from payment_gateway.payments.reconcile import apply_snapshot
+from payment_gateway.payments.state import OPEN
 from payment_gateway.providers.base import ProviderError, ProviderPayment
 from payment_gateway.providers.registry import Providers
+from payment_gateway.webhooks import parking
 from shared import clock
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,8 @@ BATCH_SIZE = 100
 UNKNOWN_PAYMENT = "unknown payment"
 NOT_KNOWN_YET = "no payment with this reference yet; looked for again later"
 UNKNOWN_GRACE = timedelta(minutes=10)
+# How soon an event whose payment is not known yet is looked at again (not a failure).
+NOT_KNOWN_YET_RECHECK = timedelta(seconds=2)
 
 
 @dataclass
@@ -53,6 +62,7 @@ class BatchResult:
     claimed: int = 0
     processed: int = 0
     failed: dict[int, str] = field(default_factory=dict)  # event id → why, left for a retry
+    parked: list[int] = field(default_factory=list)  # of those, the ones parked now
 
 
 async def process_batch(
@@ -61,8 +71,10 @@ async def process_batch(
     *,
     limit: int = BATCH_SIZE,
     skip: Collection[int] = (),
+    policy: parking.RetryPolicy = parking.DEFAULT_POLICY,
 ) -> BatchResult:
-    """Claim up to ``limit`` unprocessed events (but those in ``skip``) and process them."""
+    """Claim up to ``limit`` due, unparked, unprocessed events (but those in ``skip``) and
+    process them."""
     ids: list[int] = []
     left: list[int] = []
     try:
@@ -82,36 +94,37 @@ async def process_batch(
         logger.warning("webhook batch failed; its events are processed one by one", exc_info=True)
     result = BatchResult(claimed=len(ids))
     for event_id in ids:
-        processed, why = await _process_alone(sessions, providers, event_id)
+        processed, why, parked = await _process_alone(sessions, providers, event_id, policy)
         result.processed += processed
         if why is not None:
             result.failed[event_id] = why
+        if parked:
+            result.parked.append(event_id)
     return result
 
 
 async def _process_alone(
-    sessions: async_sessionmaker[AsyncSession], providers: Providers, event_id: int
-) -> tuple[bool, str | None]:
-    """Process one event in its own transaction: (processed here, why it failed)."""
+    sessions: async_sessionmaker[AsyncSession],
+    providers: Providers,
+    event_id: int,
+    policy: parking.RetryPolicy,
+) -> tuple[bool, str | None, bool]:
+    """Process one event in its own transaction: (processed here, why it failed, parked)."""
     try:
         async with sessions() as session, session.begin():
             # Another processor may have taken it since the batch let it go: then it is theirs.
             events = await _claim(session, limit=1, only=event_id)
             left = await apply_events(session, providers, events)
-        return (False, NOT_KNOWN_YET) if left else (bool(events), None)
+        return (False, NOT_KNOWN_YET, False) if left else (bool(events), None, False)
     except Exception as exc:
         logger.exception("webhook processing failed; will retry", extra={"row": event_id})
         why = f"failed: {type(exc).__name__}: {exc}"[:200]
     try:
-        async with sessions() as session, session.begin():
-            await session.execute(
-                sa.update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
-                .values(outcome=why)
-            )
+        parked = await parking.count_failure(sessions, event_id, why, policy)
     except Exception:
         logger.exception("could not record why a webhook failed", extra={"row": event_id})
-    return False, why
+        parked = False
+    return False, why, parked
 
 
 async def _claim(
@@ -120,7 +133,14 @@ async def _claim(
     query = (
         sa.select(WebhookEvent)
         .options(defer(WebhookEvent.payload))
-        .where(WebhookEvent.processed_at.is_(None))
+        .where(
+            WebhookEvent.processed_at.is_(None),
+            WebhookEvent.parked_at.is_(None),
+            sa.or_(
+                WebhookEvent.next_attempt_at.is_(None),
+                WebhookEvent.next_attempt_at <= clock.now(),
+            ),
+        )
         .order_by(WebhookEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -150,9 +170,16 @@ async def apply_events(
     concerned = {payment.id for payment in matched.values() if payment is not None}
     to_apply = [payment for payment in payments if payment.id in concerned]  # in id order
 
+    for payment in to_apply:
+        if payment.provider_ref is None:
+            _adopt_reference(payment, events)
     snapshots = await _fetch(providers, to_apply)
     for payment in to_apply:
-        snapshot = snapshots.get((payment.provider, payment.provider_ref or ""))
+        if payment.provider_ref is None:
+            # Refused before the provider made anything (a decline without a PaymentIntent):
+            # settled already, with nothing to re-read.
+            continue
+        snapshot = snapshots.get((payment.provider, payment.provider_ref))
         if snapshot is None:
             raise ProviderError(f"{payment.provider} does not know payment {payment.provider_ref}")
         await apply_snapshot(session, payment, snapshot)
@@ -163,6 +190,7 @@ async def apply_events(
         found = matched[event.id]
         if found is None and _may_be_ours_soon(event, moment):
             event.outcome = NOT_KNOWN_YET
+            event.next_attempt_at = moment + NOT_KNOWN_YET_RECHECK
             left.append(event.id)
             continue
         if found is None:
@@ -185,6 +213,19 @@ def _may_be_ours_soon(event: WebhookEvent, moment: datetime) -> bool:
     )
 
 
+def _adopt_reference(payment: Payment, events: Sequence[WebhookEvent]) -> None:
+    """A payment kept without the provider's reference (the answer to the call that made it
+    could not be read) takes the one a verified event about it names by our id."""
+    for event in events:
+        if event.payment_id == payment.id and event.provider_ref is not None:
+            logger.warning(
+                "payment takes its provider reference from a webhook",
+                extra={"payment_id": str(payment.id), "provider_ref": event.provider_ref},
+            )
+            payment.provider_ref = event.provider_ref
+            return
+
+
 async def _fetch(
     providers: Providers, payments: Sequence[Payment]
 ) -> dict[tuple[str, str], ProviderPayment]:
@@ -192,6 +233,8 @@ async def _fetch(
     refs: dict[str, list[str]] = {}
     for payment in payments:
         if payment.provider_ref is None:
+            if PaymentStatus(payment.status) not in OPEN:
+                continue  # settled without a reference: nothing to re-read
             # Created at the provider but not recorded yet: a later run finds it.
             raise ProviderError(f"payment {payment.id} has no provider reference yet")
         refs.setdefault(payment.provider, []).append(payment.provider_ref)

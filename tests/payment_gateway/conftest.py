@@ -24,6 +24,7 @@ GATEWAY_TABLES = (
     "refund",
     "webhook_event",
     "provider_customer",
+    "provider_call",
     "sandbox_session",
     "sandbox_payment_method",
     "sandbox_charge",

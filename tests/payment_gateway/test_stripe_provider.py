@@ -281,6 +281,7 @@ class TestChargeOffSession:
         payment = await provider.charge_off_session(
             off_session_request(payment_method_ref="pm_card_gone")
         )
+        assert payment.provider_ref is not None
         again = await provider.fetch_payment(payment.provider_ref)
 
         assert (payment.status, payment.failure_code) == (ProviderStatus.FAILED, decline_code)
@@ -299,6 +300,7 @@ class TestChargeOffSession:
         )
 
         payment = await provider.charge_off_session(off_session_request())
+        assert payment.provider_ref is not None
         again = await provider.fetch_payment(payment.provider_ref)
 
         card = CardSummary(brand="mastercard", last4="4444", exp_month=1, exp_year=2030)
@@ -477,6 +479,7 @@ class TestFetchPayment:
     ) -> None:
         charged = await provider.charge_off_session(off_session_request())
 
+        assert charged.provider_ref is not None
         payment = await provider.fetch_payment(charged.provider_ref)
 
         assert payment.status is ProviderStatus.SUCCEEDED
@@ -491,6 +494,7 @@ class TestFetchPayment:
             off_session_request(payment_method_ref="pm_card_declined")
         )
 
+        assert charged.provider_ref is not None
         payment = await provider.fetch_payment(charged.provider_ref)
 
         assert payment.status is ProviderStatus.FAILED

@@ -124,7 +124,10 @@ class StripeProvider(PaymentProvider):
                 params, {"idempotency_key": f"checkout-{request.payment_id}"}
             )
         if session.url is None:
-            raise ProviderError(f"stripe returned checkout session {session.id} without a url")
+            # The session exists at Stripe: an answer we cannot use, not a refusal.
+            raise ProviderAnswerUnreadable(
+                f"stripe returned checkout session {session.id} without a url"
+            )
         return CheckoutCreated(
             provider_ref=session.id,
             checkout_url=session.url,

@@ -12,6 +12,14 @@ like Stripe's 4000 0027 6000 3184 off-session: the confirm answers HTTP 402 with
 ``authentication_required`` and the PaymentIntent stays ``requires_payment_method`` with that
 ``last_payment_error``, to be confirmed on-session (:meth:`StripeStandin.authenticate`) or
 cancelled (``POST /v1/payment_intents/{id}/cancel``).
+
+Switches that make it answer like the fakes and edge cases a provider adapter must survive:
+``drop_answer_field`` leaves a field out of the answers to one endpoint (what Stripe did, not
+what it said, is kept), ``garble_answers`` answers one endpoint with a 200 whose body is not
+JSON, ``fail_sessions_after_customer`` refuses Checkout Sessions once customers exist,
+``declining_without_intent`` declines a payment method before any PaymentIntent is made (no
+``payment_intent`` in the error), and ``ignore_idempotency_keys`` forgets every key (as
+localstripe does, and Stripe after 24 hours).
 """
 
 from __future__ import annotations
@@ -116,6 +124,11 @@ class StripeStandin:
         # a Visa ending 4242 that expires in December three years ahead
         self.cards: dict[str, Json] = {}
         self.refund_status = "succeeded"  # what new refunds answer
+        self.dropped_fields: dict[tuple[str, str], set[str]] = {}  # (method, path) -> fields
+        self.garbled: set[tuple[str, str]] = set()  # (method, path) answered 200 with non-JSON
+        self.fail_sessions_after_customer = False
+        self.declining_without_intent: dict[str, str] = {}  # payment method -> decline code
+        self.ignore_idempotency_keys = False
         self._objects: dict[str, Json] = {}
         self._intent_data: dict[str, Json] = {}  # session id -> its payment_intent_data
         self._answers: dict[str, tuple[Json, int, Json]] = {}  # idempotency key -> answer
@@ -285,6 +298,20 @@ class StripeStandin:
         self._held[path] = release
         return release
 
+    def drop_answer_field(self, method: str, path: str, field: str) -> None:
+        """Answers to ``method path`` lack ``field`` (the request is carried out in full)."""
+        self.dropped_fields.setdefault((method, path), set()).add(field)
+
+    def garble_answers(self, method: str, path: str) -> None:
+        """Answers to ``method path`` are a 200 whose body is not JSON (the request is carried
+        out in full)."""
+        self.garbled.add((method, path))
+
+    def restore_answers(self) -> None:
+        """Answers are whole again."""
+        self.dropped_fields.clear()
+        self.garbled.clear()
+
     def fail_next_request(self, status: int = 500) -> None:
         """The next request gets a Stripe outage answer (marked not worth retrying)."""
         self._fail_next = status
@@ -293,7 +320,7 @@ class StripeStandin:
 
     def handle(
         self, method: str, target: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, Json, Json]:
+    ) -> tuple[int, Json | bytes, Json]:
         split = urlsplit(target)
         pairs = parse_qsl(
             body.decode() if method == "POST" else split.query, keep_blank_values=True
@@ -309,7 +336,13 @@ class StripeStandin:
         if release is not None:
             self.holding.set()
             release.wait(timeout=30)
-        return answer
+        status, payload, extra = answer
+        if status < 300 and (method, split.path) in self.garbled:
+            return status, b"<html>upstream answered</html>", extra
+        dropped = self.dropped_fields.get((method, split.path))
+        if status < 300 and dropped:
+            payload = {key: value for key, value in payload.items() if key not in dropped}
+        return status, payload, extra
 
     def _answer(self, request: RecordedRequest) -> tuple[int, Json, Json]:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -319,6 +352,8 @@ class StripeStandin:
             body = {"error": {"type": "api_error", "message": "Stripe is having a bad day"}}
             return status, body, {"Stripe-Should-Retry": "false"}
         key = request.idempotency_key if request.method == "POST" else None
+        if self.ignore_idempotency_keys:
+            key = None
         if key and key in self._answers:
             params, status, body = self._answers[key]
             if params != request.params:
@@ -358,6 +393,10 @@ class StripeStandin:
             )
         if params.get("customer") and params["customer"] not in self._objects:
             raise invalid_request(404, "No such customer", code="resource_missing")
+        if self.fail_sessions_after_customer and any(
+            o["object"] == "customer" for o in self._objects.values()
+        ):
+            raise StripeFailure(500, {"type": "api_error", "message": "Checkout is unavailable"})
         setup = params["mode"] == "setup"
         if setup:
             currency, amount_total = self._setup_session_currency(params), None
@@ -427,6 +466,18 @@ class StripeStandin:
         return 200, self._list("/v1/checkout/sessions", sessions)
 
     def _create_intent(self, params: Json) -> tuple[int, Json]:
+        early_decline = self.declining_without_intent.get(str(params.get("payment_method")))
+        if early_decline is not None and params.get("confirm") == "true":
+            # Refused before any PaymentIntent exists: the error names none.
+            raise StripeFailure(
+                402,
+                {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": early_decline,
+                    "message": "Your card was declined.",
+                },
+            )
         intent = self._new_intent(
             amount=int(params["amount"]),
             currency=params["currency"],
@@ -644,7 +695,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, answer, extra_headers = standin.handle(self.command, self.path, body, headers)
-        payload = json.dumps(answer).encode()
+        payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

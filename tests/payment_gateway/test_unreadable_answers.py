@@ -1,0 +1,181 @@
+"""The sandbox provider acts, then its adapter cannot read what it answered: the gateway answers
+the documented 502 (never a 500), keeps what may have happened (the payment or refund, pending)
+and the provider's own report settles it, without a second charge or refund."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import uuid4
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from tests.payment_gateway.conftest import Gateway, payment_body, webhooks_processed
+from tests.payment_gateway.test_off_session_batch import BATCH_URL, charge, saved_method
+from tests.payment_gateway.test_payments_api import wait_for_status
+from tests.payment_gateway.test_refunds_api import paid_payment, refund
+from tests.payment_gateway.test_webhooks import hold_deliveries, post_webhook
+
+Call = Callable[..., Awaitable[Any]]
+
+
+def unreadable(answer: Call, error: Exception) -> Call:
+    """The provider does the work; reading its answer then fails with ``error``."""
+
+    async def call(*args: Any) -> Any:
+        await answer(*args)
+        raise error
+
+    return call
+
+
+async def scalar(gateway: Gateway, query: str, **params: object) -> Any:
+    async with gateway.app.state.resources.engine.connect() as conn:
+        return await conn.scalar(sa.text(query), params)
+
+
+async def call_states(gateway: Gateway, payment_id: str) -> list[tuple[str, str]]:
+    async with gateway.app.state.resources.engine.connect() as conn:
+        found = await conn.execute(
+            sa.text(
+                "SELECT operation, state FROM provider_call WHERE payment_id = :id ORDER BY id"
+            ),
+            {"id": payment_id},
+        )
+        return [(str(row[0]), str(row[1])) for row in found]
+
+
+async def deliver_queued(gateway: Gateway, event_type: str) -> None:
+    """Post every webhook of ``event_type`` the sandbox queued, then wait for processing."""
+    async with gateway.app.state.sandbox.sessions() as db:
+        bodies = list(
+            await db.scalars(
+                sa.text("SELECT body FROM sandbox_webhook WHERE event_type = :type"),
+                {"type": event_type},
+            )
+        )
+    for body in bodies:
+        assert (await post_webhook(gateway, orjson.dumps(body))).status_code == 200
+    await webhooks_processed(gateway.app)
+
+
+class TestOffSession:
+    async def test_a_charge_whose_answer_cannot_be_read_is_kept_and_settled_by_its_webhook(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.charge_off_session
+        monkeypatch.setattr(sandbox, "charge_off_session", unreadable(answer, KeyError("status")))
+        body = payment_body(
+            customer={"id": customer}, mode="off_session", payment_method_ref=method
+        )
+        payment_id = str(body["payment_id"])
+
+        first = await gateway.client.post("/internal/v1/payments", json=body)
+
+        assert first.status_code == 502
+        assert first.json()["error"] == "ProviderUnavailable"
+        kept = (await gateway.client.get(f"/internal/v1/payments/{payment_id}")).json()
+        assert (kept["status"], kept["provider_ref"]) == ("pending", None)
+        assert await call_states(gateway, payment_id) == [("charge_off_session", "unreadable")]
+        monkeypatch.setattr(sandbox, "charge_off_session", answer)
+        again = await gateway.client.post("/internal/v1/payments", json=body)
+        assert (again.status_code, again.json()["status"]) == (200, "pending")
+
+        await deliver_queued(gateway, "charge.succeeded")
+
+        paid = (await gateway.client.get(f"/internal/v1/payments/{payment_id}")).json()
+        assert paid["status"] == "succeeded"
+        assert paid["provider_ref"] is not None
+        charges = "SELECT count(*) FROM sandbox_charge WHERE payment_id = :id"
+        assert await scalar(gateway, charges, id=payment_id) == 1
+        assert await gateway.events() == [("payment.succeeded", payment_id)]
+
+    async def test_a_batch_whose_answer_cannot_be_read_answers_502_per_charge_and_keeps_them(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.charge_off_session_many
+        monkeypatch.setattr(
+            sandbox, "charge_off_session_many", unreadable(answer, TypeError("not a list"))
+        )
+        charges = [charge(customer, method), charge(customer, method, amount=10000)]
+
+        first = await gateway.client.post(BATCH_URL, json={"charges": charges})
+        monkeypatch.setattr(sandbox, "charge_off_session_many", answer)
+        again = await gateway.client.post(BATCH_URL, json={"charges": charges})
+        await deliver_queued(gateway, "charge.succeeded")
+
+        assert [r["status_code"] for r in first.json()["results"]] == [502, 502]
+        assert [r["status_code"] for r in again.json()["results"]] == [200, 200]
+        assert [r["payment"]["status"] for r in again.json()["results"]] == ["pending"] * 2
+        for item in charges:
+            payment = await gateway.client.get(f"/internal/v1/payments/{item['payment_id']}")
+            assert payment.json()["status"] == "succeeded"
+            charged = "SELECT count(*) FROM sandbox_charge WHERE payment_id = :id"
+            assert await scalar(gateway, charged, id=item["payment_id"]) == 1
+        assert sorted(await gateway.events()) == sorted(
+            ("payment.succeeded", str(item["payment_id"])) for item in charges
+        )
+
+
+class TestCheckout:
+    async def test_a_checkout_whose_answer_cannot_be_read_is_opened_once_and_keeps_the_customer(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.create_checkout
+        monkeypatch.setattr(
+            sandbox, "create_checkout", unreadable(answer, AttributeError("expires_at"))
+        )
+        body = payment_body()
+        customer = body["customer"]["id"]  # type: ignore[index]
+
+        first = await gateway.client.post("/internal/v1/payments", json=body)
+        kept_customer = await scalar(
+            gateway, "SELECT customer_ref FROM provider_customer WHERE user_id = :id", id=customer
+        )
+        monkeypatch.setattr(sandbox, "create_checkout", answer)
+        again = await gateway.client.post("/internal/v1/payments", json=body)
+
+        assert (first.status_code, first.json()["error"]) == (502, "ProviderUnavailable")
+        assert kept_customer == f"cus_sb_{customer.replace('-', '')}"
+        assert again.status_code == 200
+        sessions = "SELECT count(*) FROM sandbox_session WHERE payment_id = :id"
+        assert await scalar(gateway, sessions, id=body["payment_id"]) == 1
+        paid = await gateway.pay(str(again.json()["checkout_url"]))
+        assert paid.status_code == 200
+        await wait_for_status(gateway.client, str(body["payment_id"]), "succeeded")
+
+
+class TestRefund:
+    async def test_a_refund_whose_answer_cannot_be_read_stays_pending_until_the_provider_says(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        payment_id = await paid_payment(gateway, amount=5000)
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.refund
+        monkeypatch.setattr(sandbox, "refund", unreadable(answer, ValueError("amount")))
+        refund_id = str(uuid4())
+
+        response = await refund(gateway, payment_id, 5000, refund_id)
+        monkeypatch.setattr(sandbox, "refund", answer)
+        pending = (await gateway.client.get(f"/internal/v1/refunds/{refund_id}")).json()
+        more = await refund(gateway, payment_id, 1)
+        await deliver_queued(gateway, "refund.succeeded")
+        settled = (await gateway.client.get(f"/internal/v1/refunds/{refund_id}")).json()
+
+        assert (response.status_code, response.json()["error"]) == (502, "ProviderUnavailable")
+        assert pending["status"] == "pending"
+        assert more.status_code == 409  # the whole amount is held by the refund in doubt
+        assert (settled["status"], settled["payment_status"]) == ("succeeded", "refunded")
+        refunds = "SELECT count(*) FROM sandbox_refund"
+        assert await scalar(gateway, refunds) == 1
+        assert [kind for kind, _ in await gateway.events()] == ["refund.succeeded"]

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
-from payment_gateway.models import Payment, PaymentStatus, WebhookEvent
+from payment_gateway.models import Payment, PaymentStatus, ProviderCall, WebhookEvent
 from payment_gateway.payments.reconcile import apply_snapshot
 from payment_gateway.payments.state import OPEN
 from payment_gateway.providers.base import ProviderError, ProviderPayment
@@ -185,10 +185,13 @@ async def apply_events(
         await apply_snapshot(session, payment, snapshot)
 
     moment = clock.now()
+    called = await _called_about(
+        session, {e.payment_id for e in events if e.payment_id and matched[e.id] is None}
+    )
     left: list[int] = []
     for event in events:
         found = matched[event.id]
-        if found is None and _may_be_ours_soon(event, moment):
+        if found is None and _may_be_ours_soon(event, moment, called):
             event.outcome = NOT_KNOWN_YET
             event.next_attempt_at = moment + NOT_KNOWN_YET_RECHECK
             left.append(event.id)
@@ -204,13 +207,29 @@ async def apply_events(
     return left
 
 
-def _may_be_ours_soon(event: WebhookEvent, moment: datetime) -> bool:
-    """Found by reference only, and young enough that its payment may still be committing."""
-    return (
-        event.payment_id is None
-        and event.provider_ref is not None
-        and event.received_at > moment - UNKNOWN_GRACE
+def _may_be_ours_soon(event: WebhookEvent, moment: datetime, called: set[UUID]) -> bool:
+    """Young enough that its payment may still be committing: found by reference only, or
+    naming by id a payment we asked a provider about (its call is recorded before it is made,
+    so a provider that reports at once, before the request that asked commits its payment,
+    is not taken for a stranger; that report may be the only one of a charge whose answer
+    could not be read)."""
+    if event.received_at <= moment - UNKNOWN_GRACE:
+        return False
+    if event.payment_id is not None:
+        return event.payment_id in called
+    return event.provider_ref is not None
+
+
+async def _called_about(session: AsyncSession, payment_ids: set[UUID]) -> set[UUID]:
+    """Those of ``payment_ids`` that a provider was asked about (``provider_call``)."""
+    if not payment_ids:
+        return set()
+    found = await session.scalars(
+        sa.select(ProviderCall.payment_id)
+        .where(ProviderCall.payment_id.in_(sorted(payment_ids)))
+        .distinct()
     )
+    return {payment_id for payment_id in found if payment_id is not None}
 
 
 def _adopt_reference(payment: Payment, events: Sequence[WebhookEvent]) -> None:

@@ -12,10 +12,12 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from payment_gateway.webhooks.processing import NOT_KNOWN_YET
 from tests.payment_gateway.conftest import Gateway, payment_body, webhooks_processed
 from tests.payment_gateway.test_off_session_batch import BATCH_URL, charge, saved_method
 from tests.payment_gateway.test_payments_api import wait_for_status
 from tests.payment_gateway.test_refunds_api import paid_payment, refund
+from tests.payment_gateway.test_webhook_processing import processor
 from tests.payment_gateway.test_webhooks import hold_deliveries, post_webhook
 
 Call = Callable[..., Awaitable[Any]]
@@ -47,7 +49,7 @@ async def call_states(gateway: Gateway, payment_id: str) -> list[tuple[str, str]
         return [(str(row[0]), str(row[1])) for row in found]
 
 
-async def deliver_queued(gateway: Gateway, event_type: str) -> None:
+async def deliver_queued(gateway: Gateway, event_type: str, *, wait: bool = True) -> None:
     """Post every webhook of ``event_type`` the sandbox queued, then wait for processing."""
     async with gateway.app.state.sandbox.sessions() as db:
         bodies = list(
@@ -58,7 +60,8 @@ async def deliver_queued(gateway: Gateway, event_type: str) -> None:
         )
     for body in bodies:
         assert (await post_webhook(gateway, orjson.dumps(body))).status_code == 200
-    await webhooks_processed(gateway.app)
+    if wait:
+        await webhooks_processed(gateway.app)
 
 
 class TestOffSession:
@@ -123,6 +126,51 @@ class TestOffSession:
         assert sorted(await gateway.events()) == sorted(
             ("payment.succeeded", str(item["payment_id"])) for item in charges
         )
+
+
+class TestReportBeforeCommit:
+    async def test_a_report_that_arrives_before_the_payment_is_committed_is_kept_for_it(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.charge_off_session
+        seen_meanwhile: list[tuple[bool, str | None]] = []
+
+        async def reports_at_once(request: Any) -> Any:
+            await answer(request)
+            # The provider's webhook arrives and is processed while this request (and the
+            # payment it inserted) is not committed yet; then the answer cannot be read.
+            await deliver_queued(gateway, "charge.succeeded", wait=False)
+            await processor(gateway).process_pending()
+            seen_meanwhile.extend(await stored(gateway, request.payment_id))
+            raise KeyError("status")
+
+        monkeypatch.setattr(sandbox, "charge_off_session", reports_at_once)
+        body = payment_body(
+            customer={"id": customer}, mode="off_session", payment_method_ref=method
+        )
+
+        response = await gateway.client.post("/internal/v1/payments", json=body)
+        paid = await wait_for_status(gateway.client, str(body["payment_id"]), "succeeded")
+
+        assert response.status_code == 502
+        assert seen_meanwhile == [(False, NOT_KNOWN_YET)]
+        assert paid["provider_ref"] is not None
+        assert await gateway.events() == [("payment.succeeded", str(body["payment_id"]))]
+
+
+async def stored(gateway: Gateway, payment_id: object) -> list[tuple[bool, str | None]]:
+    """(processed, outcome) of the webhooks stored about one payment."""
+    async with gateway.app.state.resources.engine.connect() as conn:
+        found = await conn.execute(
+            sa.text(
+                "SELECT processed_at IS NOT NULL, outcome FROM webhook_event WHERE payment_id = :id"
+            ),
+            {"id": payment_id},
+        )
+        return [(bool(row[0]), row[1]) for row in found]
 
 
 class TestCheckout:

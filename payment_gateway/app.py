@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from payment_gateway.config import SCHEMA, SERVICE, GatewaySettings
 from payment_gateway.payments.api import router as payments_router
 from payment_gateway.providers.base import PaymentProvider
-from payment_gateway.providers.guard import ProviderCalls
+from payment_gateway.providers.calls import ProviderCalls
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.api import router as refunds_router
 from payment_gateway.sandbox.action_pages import router as sandbox_actions_router

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from payment_gateway.providers.base import Customer, PaymentProvider
-from payment_gateway.providers.guard import ProviderCalls, guard
+from payment_gateway.providers.calls import ProviderCalls
+from payment_gateway.providers.guard import guard
 from shared.errors import NotFound
 
 

@@ -37,7 +37,6 @@ from payment_gateway.providers.base import (
 )
 from payment_gateway.providers.calls import DETAIL_LIMIT, ProviderCalls
 
-
 T = TypeVar("T")
 
 

@@ -87,6 +87,22 @@ async def list_parked(
     return StoredWebhooksOut(items=[StoredWebhookOut.of(event) for event in events])
 
 
+class SentBack(BaseModel):
+    sent_back: int
+
+
+@operator_router.post("/parked/retry", response_model=SentBack)
+async def retry_all_parked(
+    request: Request, principal: InternalServicePrincipal, session: SessionDep
+) -> SentBack:
+    """Send every parked event back to the processor (after a provider's outage)."""
+    sent_back = await parking.retry_all_parked(session)
+    await commit(session)
+    processor: WebhookProcessor = request.app.state.webhook_processor
+    processor.wake()
+    return SentBack(sent_back=sent_back)
+
+
 @operator_router.post("/{event_id}/retry", response_model=StoredWebhookOut)
 async def retry_parked(
     event_id: int, request: Request, principal: InternalServicePrincipal, session: SessionDep

@@ -136,3 +136,16 @@ async def retry_parked(session: AsyncSession, event_id: int) -> WebhookEvent:
         event.outcome = "sent back by an operator"
         await session.flush()
     return event
+
+
+async def retry_all_parked(session: AsyncSession) -> int:
+    """Send every parked event back to the processor (after a provider's outage); how many."""
+    sent = await session.execute(
+        sa.update(WebhookEvent)
+        .where(WebhookEvent.parked_at.is_not(None), WebhookEvent.processed_at.is_(None))
+        .values(
+            parked_at=None, attempts=0, next_attempt_at=None, outcome="sent back by an operator"
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(sent, "rowcount", 0) or 0)

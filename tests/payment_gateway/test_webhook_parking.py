@@ -177,6 +177,20 @@ class TestParking:
         )
         assert await gateway.events() == [("payment.succeeded", payment_id)]
 
+    async def test_an_operator_sends_every_parked_event_back_at_once(
+        self, gateway: Gateway
+    ) -> None:
+        flaky, payment_id = await stuck(gateway)
+        await park(gateway, flaky)
+        flaky.down = False
+
+        sent_back = await gateway.client.post("/internal/v1/webhooks/parked/retry")
+        assert await processor(gateway).process_pending() == 1
+
+        assert sent_back.json() == {"sent_back": 1}
+        payment = await gateway.client.get(f"/internal/v1/payments/{payment_id}")
+        assert payment.json()["status"] == "succeeded"
+
     async def test_unknown_event_is_answered_404_to_an_operator(self, gateway: Gateway) -> None:
         response = await gateway.client.post("/internal/v1/webhooks/999999/retry")
         assert (response.status_code, response.json()["error"]) == (404, "WebhookEventNotFound")

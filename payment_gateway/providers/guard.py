@@ -16,7 +16,8 @@ implements the protocol of :mod:`.base`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from payment_gateway.models import ProviderCallState
@@ -83,11 +84,16 @@ class GuardedProvider(PaymentProvider):
         return answer
 
     async def _recorded(
-        self, operation: str, subject: Mapping[str, Any], call: Awaitable[Any], kind: type[T]
+        self,
+        operation: str,
+        subject: Mapping[str, Any],
+        call: Callable[[], Awaitable[Any]],
+        kind: type[T],
     ) -> T:
+        """Record the call, make it (only once recorded), read it, mark how it ended."""
         ids = await self.calls.start(self.name, operation, [subject]) if self.calls else []
         try:
-            answer = await self._read(operation, call, kind)
+            answer = await self._read(operation, call(), kind)
         except ProviderError as exc:
             if ids and self.calls:
                 await self.calls.finish(ids, [_outcome(exc, None)])
@@ -99,33 +105,28 @@ class GuardedProvider(PaymentProvider):
     # --- calls that may move money or create something: recorded -----------------------------
 
     async def create_customer(self, customer: Customer) -> str | None:
-        ids = (
-            await self.calls.start(self.name, "create_customer", [{"customer_id": customer.id}])
-            if self.calls
-            else []
-        )
-        try:
-            ref = await self._read("create_customer", self.inner.create_customer(customer), object)
-        except ProviderError as exc:
-            if ids and self.calls:
-                await self.calls.finish(ids, [_outcome(exc, None)])
-            raise
-        if ref is not None and not isinstance(ref, str):
-            raise ProviderAnswerUnreadable(f"{self.name} create_customer: answered {ref!r}")
-        if ids and self.calls:
-            await self.calls.finish(ids, [_outcome(None, ref)])
-        return ref
+        async def create() -> _CustomerRef:
+            ref = await self.inner.create_customer(customer)
+            if ref is not None and not isinstance(ref, str):
+                raise ProviderAnswerUnreadable(f"{self.name} create_customer: answered {ref!r}")
+            return _CustomerRef(ref)
+
+        subject = {"customer_id": customer.id}
+        return (await self._recorded("create_customer", subject, create, _CustomerRef)).provider_ref
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutCreated:
         subject = {"payment_id": request.payment_id, "customer_id": request.customer.id}
         return await self._recorded(
-            "create_checkout", subject, self.inner.create_checkout(request), CheckoutCreated
+            "create_checkout", subject, lambda: self.inner.create_checkout(request), CheckoutCreated
         )
 
     async def charge_off_session(self, request: OffSessionRequest) -> ProviderPayment:
         subject = {"payment_id": request.payment_id, "customer_id": request.customer.id}
         return await self._recorded(
-            "charge_off_session", subject, self.inner.charge_off_session(request), ProviderPayment
+            "charge_off_session",
+            subject,
+            lambda: self.inner.charge_off_session(request),
+            ProviderPayment,
         )
 
     async def charge_off_session_many(
@@ -198,12 +199,17 @@ class GuardedProvider(PaymentProvider):
 
     async def refund(self, request: RefundRequest) -> ProviderRefund:
         subject = {"payment_id": request.payment_id, "refund_id": request.refund_id}
-        return await self._recorded("refund", subject, self.inner.refund(request), ProviderRefund)
+        return await self._recorded(
+            "refund", subject, lambda: self.inner.refund(request), ProviderRefund
+        )
 
     async def cancel_payment(self, provider_ref: str) -> ProviderPayment:
         subject = {"provider_ref": provider_ref}
         return await self._recorded(
-            "cancel_payment", subject, self.inner.cancel_payment(provider_ref), ProviderPayment
+            "cancel_payment",
+            subject,
+            lambda: self.inner.cancel_payment(provider_ref),
+            ProviderPayment,
         )
 
     # --- reads: mapped, not recorded -----------------------------------------------------------
@@ -234,6 +240,11 @@ class GuardedProvider(PaymentProvider):
         if not isinstance(notice, WebhookNotice):
             raise InvalidWebhook("the webhook could not be read")
         return notice
+
+
+@dataclass(frozen=True)
+class _CustomerRef:
+    provider_ref: str | None
 
 
 def _ref_of(answer: object) -> str | None:

@@ -39,7 +39,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
-from payment_gateway.models import Payment, PaymentStatus, ProviderCall, WebhookEvent
+from payment_gateway.models import (
+    Payment,
+    PaymentStatus,
+    ProviderCall,
+    ProviderCallState,
+    WebhookEvent,
+)
 from payment_gateway.payments.reconcile import apply_snapshot
 from payment_gateway.payments.state import OPEN
 from payment_gateway.providers.base import ProviderError, ProviderPayment
@@ -209,10 +215,10 @@ async def apply_events(
 
 def _may_be_ours_soon(event: WebhookEvent, moment: datetime, called: set[UUID]) -> bool:
     """Young enough that its payment may still be committing: found by reference only, or
-    naming by id a payment we asked a provider about (its call is recorded before it is made,
-    so a provider that reports at once, before the request that asked commits its payment,
-    is not taken for a stranger; that report may be the only one of a charge whose answer
-    could not be read)."""
+    naming by id a payment whose provider call is in flight or was answered unreadably (the
+    call is recorded before it is made, so a provider that reports at once, before the request
+    that asked commits its payment, is not taken for a stranger; that report may be the only
+    one of a charge whose answer could not be read)."""
     if event.received_at <= moment - UNKNOWN_GRACE:
         return False
     if event.payment_id is not None:
@@ -221,12 +227,17 @@ def _may_be_ours_soon(event: WebhookEvent, moment: datetime, called: set[UUID]) 
 
 
 async def _called_about(session: AsyncSession, payment_ids: set[UUID]) -> set[UUID]:
-    """Those of ``payment_ids`` that a provider was asked about (``provider_call``)."""
+    """Those of ``payment_ids`` with a provider call whose outcome is unknown (still in flight,
+    or answered unreadably): their payment is, or is about to be, committed. A call the provider
+    refused left no payment behind; its id is a stranger until it is sent again."""
     if not payment_ids:
         return set()
     found = await session.scalars(
         sa.select(ProviderCall.payment_id)
-        .where(ProviderCall.payment_id.in_(sorted(payment_ids)))
+        .where(
+            ProviderCall.payment_id.in_(sorted(payment_ids)),
+            ProviderCall.state.in_([ProviderCallState.STARTED, ProviderCallState.UNREADABLE]),
+        )
         .distinct()
     )
     return {payment_id for payment_id in found if payment_id is not None}

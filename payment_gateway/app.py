@@ -42,8 +42,14 @@ def create_app(
     settings = settings or GatewaySettings()
 
     async def start(app: FastAPI, resources: Resources) -> None:
+        # The call journal commits while the request that makes the call holds its own
+        # connection: a pool of its own, so requests never wait on their own pool for it.
+        calls_engine, calls_sessions = make_database(
+            settings, service="payment_gateway_calls", schema=SCHEMA
+        )
+        resources.exit_stack.push_async_callback(calls_engine.dispose)
         providers = Providers(
-            default=settings.default_provider, calls=ProviderCalls(resources.session_factory)
+            default=settings.default_provider, calls=ProviderCalls(calls_sessions)
         )
         if stripe is not None:
             providers.by_name["stripe"] = stripe

@@ -45,7 +45,7 @@ def create_app(
         # The call journal commits while the request that makes the call holds its own
         # connection: a pool of its own, so requests never wait on their own pool for it.
         calls_engine, calls_sessions = make_database(
-            settings, service="payment_gateway_calls", schema=SCHEMA
+            settings, service="payment_gateway-calls", schema=SCHEMA
         )
         resources.exit_stack.push_async_callback(calls_engine.dispose)
         providers = Providers(

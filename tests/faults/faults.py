@@ -24,11 +24,13 @@ from tests.faults.harness import System
 
 Fault = Callable[[System, AsyncEngine], Coroutine[Any, Any, dict[str, Any]]]
 SERVICES = ["billing_api", "payment_gateway", "access_api", "notifier", "etl"]
-# Every pool of ours: the services' own, their outbox relays', the sandbox's, the access cache's.
+# Every pool of ours: the services' own, their outbox relays', the sandbox's, the access cache's,
+# the gateway's provider call journal's.
 OUR_SERVICES = [
     *SERVICES,
     *(f"{service}-relay" for service in SERVICES),
     "sandbox",
+    "payment_gateway-calls",
     "access_api-cache",
 ]
 RECOVER_WITHIN = 90.0

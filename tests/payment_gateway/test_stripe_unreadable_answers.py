@@ -170,6 +170,28 @@ class TestUnreadableCheckout:
         ]
 
 
+class TestUnreadableRead:
+    async def test_refresh_whose_answer_lacks_the_status_is_a_502_and_changes_nothing(
+        self, client: Client, standin: StripeStandin
+    ) -> None:
+        http, _ = client
+        created = (await http.post("/internal/v1/payments", json=payment_body())).json()
+        standin.complete_session(created["provider_ref"])
+        path = f"/v1/checkout/sessions/{created['provider_ref']}"
+        standin.drop_answer_field("GET", path, "status")
+
+        refreshed = await http.get(
+            f"/internal/v1/payments/{created['payment_id']}", params={"refresh": "true"}
+        )
+        standin.restore_answers()
+        again = await http.get(
+            f"/internal/v1/payments/{created['payment_id']}", params={"refresh": "true"}
+        )
+
+        assert (refreshed.status_code, refreshed.json()["error"]) == (502, "ProviderUnavailable")
+        assert (again.status_code, again.json()["status"]) == (200, "succeeded")
+
+
 class TestUnreadableRefund:
     async def test_refund_answer_without_amount_keeps_the_refund_pending_until_stripe_says(
         self, client: Client, standin: StripeStandin

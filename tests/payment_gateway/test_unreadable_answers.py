@@ -202,6 +202,26 @@ class TestCheckout:
         await wait_for_status(gateway.client, str(body["payment_id"]), "succeeded")
 
 
+class TestRefresh:
+    async def test_a_refresh_whose_answer_cannot_be_read_is_a_502_and_changes_nothing(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        payment_id = await paid_payment(gateway)
+        sandbox = gateway.app.state.sandbox
+
+        async def broken(provider_ref: str) -> Any:
+            raise KeyError("status")
+
+        monkeypatch.setattr(sandbox, "fetch_payment", broken)
+        refreshed = await gateway.client.get(
+            f"/internal/v1/payments/{payment_id}", params={"refresh": "true"}
+        )
+
+        assert (refreshed.status_code, refreshed.json()["error"]) == (502, "ProviderUnavailable")
+        stored = (await gateway.client.get(f"/internal/v1/payments/{payment_id}")).json()
+        assert stored["status"] == "succeeded"
+
+
 class TestRefund:
     async def test_a_refund_whose_answer_cannot_be_read_stays_pending_until_the_provider_says(
         self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
 from payment_gateway.payments import state
 from payment_gateway.payments.reconcile import apply_refund, settle_status
-from payment_gateway.payments.service import PaymentNotFound, ProviderUnavailable
+from payment_gateway.payments.service import PaymentNotFound, ProviderUnavailable, order_lines
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
@@ -46,6 +46,7 @@ def to_out(refund: Refund, payment: Payment) -> RefundOut:
         provider_ref=refund.provider_ref,
         failure_message=refund.failure_message,
         payment_status=payment.status,
+        receipt_registration=refund.receipt_registration,
     )
 
 
@@ -89,6 +90,9 @@ async def create_refund(
                 amount=refund.amount,
                 currency=refund.currency,
                 reason=request.reason,
+                order_lines=order_lines(request.order_lines),
+                customer_email=payment.customer_email,
+                description=payment.description,
             )
         )
     except base.ProviderError as exc:
@@ -102,6 +106,7 @@ async def create_refund(
             status=observed.status,
             refund_id=refund.id,
             failure_message=observed.failure_message,
+            receipt_registration=observed.receipt_registration,
         ),
     )
     await settle_status(session, payment)

@@ -236,6 +236,9 @@ class SandboxProvider:
             body, headers, secret=self.webhook_secret, tolerance=self.tolerance
         )
 
+    def verify_source(self, peer: str | None, headers: Mapping[str, str]) -> None:
+        """Any sender: a sandbox webhook proves itself by its signature."""
+
     # --- the hosted page's side ---------------------------------------------------------------
 
     async def get_session(self, session_id: str) -> SandboxSession:

@@ -208,6 +208,14 @@ class PaymentProvider(Protocol):
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...
 
+    async def fetch_refund(
+        self, payment_provider_ref: str, refund_ref: str
+    ) -> ProviderRefund | None:
+        """A refund as the provider has it now (None when it does not know it), for
+        ``GET /internal/v1/refunds/{id}?refresh=true``. This default reads the payment and
+        finds the refund among its refunds; a provider that can read one refund overrides it."""
+        return await refund_of_payment(self, payment_provider_ref, refund_ref)
+
     async def fetch_payments(self, provider_refs: Sequence[str]) -> Mapping[str, ProviderPayment]:
         """Several payments at once, by reference; one the provider does not know may be left out.
 
@@ -236,3 +244,11 @@ class PaymentProvider(Protocol):
         :class:`WebhookSourceRefused`). Signed webhooks prove themselves: this default accepts
         any sender; a provider that does not sign them (YooKassa) checks the address."""
         return None
+
+
+async def refund_of_payment(
+    provider: PaymentProvider, payment_provider_ref: str, refund_ref: str
+) -> ProviderRefund | None:
+    """The refund ``refund_ref`` among the refunds the provider lists for the payment."""
+    payment = await provider.fetch_payment(payment_provider_ref)
+    return next((refund for refund in payment.refunds if refund.provider_ref == refund_ref), None)

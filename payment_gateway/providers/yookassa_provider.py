@@ -165,13 +165,12 @@ class YooKassaProvider(PaymentProvider):
                 key=f"capture-{provider_ref}",
             )
         refunds: tuple[ProviderRefund, ...] = ()
-        refunded = payment.get("refunded_amount")
-        if payment.get("status") == "succeeded" and refunded and mapping.minor_units(refunded):
+        if payment.get("status") == "succeeded":  # a pending refund may have been canceled
             listing = await self._call("GET", "/refunds", params={"payment_id": provider_ref})
             refunds = tuple(mapping.refund_snapshot(item) for item in listing.get("items", []))
         return mapping.payment_snapshot(payment, refunds)
 
-    async def fetch_refund(self, refund_ref: str) -> ProviderRefund:
+    async def fetch_refund(self, payment_provider_ref: str, refund_ref: str) -> ProviderRefund:
         """A refund as YooKassa has it now (``GET /refunds/{id}``)."""
         return mapping.refund_snapshot(await self._call("GET", f"/refunds/{refund_ref}"))
 

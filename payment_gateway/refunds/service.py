@@ -6,6 +6,7 @@ the provider is asked, and released only if the provider reports the refund fail
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,10 +114,36 @@ async def create_refund(
     return to_out(refund, payment)
 
 
-async def get_refund(session: AsyncSession, refund_id: UUID) -> RefundOut:
+async def get_refund(
+    session: AsyncSession, providers: Providers, refund_id: UUID, *, refresh: bool = False
+) -> RefundOut:
+    """Our record of a refund; with ``refresh`` a pending one is asked of the provider first
+    (a refund settles later at YooKassa, and its notification may be lost)."""
     refund = await session.get(Refund, refund_id)
     if refund is None:
         raise RefundNotFound(f"refund {refund_id} not found")
+    if refresh and refund.status == RefundState.PENDING and refund.provider_ref:
+        await _refresh(session, providers, refund)
     payment = await session.get(Payment, refund.payment_id)
     assert payment is not None
     return to_out(refund, payment)
+
+
+async def _refresh(session: AsyncSession, providers: Providers, refund: Refund) -> None:
+    """Lock the payment, then the refund (the suite's lock order), re-read, and apply what the
+    provider says about the refund."""
+    payment = await session.get(Payment, refund.payment_id, with_for_update=True)
+    assert payment is not None
+    await session.refresh(refund, with_for_update=True)
+    if refund.status != RefundState.PENDING or not refund.provider_ref or not payment.provider_ref:
+        return
+    try:
+        observed = await providers.get(payment.provider).fetch_refund(
+            payment.provider_ref, refund.provider_ref
+        )
+    except base.ProviderError as exc:
+        raise ProviderUnavailable(f"payment provider error: {exc}") from exc
+    if observed is None:
+        return
+    await apply_refund(session, payment, replace(observed, refund_id=refund.id))
+    await settle_status(session, payment)

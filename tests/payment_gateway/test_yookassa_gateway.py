@@ -144,6 +144,18 @@ class TestNotifications:
         assert (await gateway.payment(created["payment_id"]))["status"] == "pending"
         assert await gateway.events() == []
 
+    async def test_a_body_that_is_not_a_notification_is_refused_even_from_yookassa(
+        self, gateway: YooKassaGateway, standin: YooKassaStandin
+    ) -> None:
+        created = await gateway.create_payment()
+
+        response = await standin.notify(
+            gateway.app, "payment.succeeded", created["provider_ref"], body=b"{not json"
+        )
+
+        assert response.status_code == 400
+        assert await gateway.stored_notifications() == 0
+
     async def test_a_forwarded_address_counts_only_from_a_trusted_proxy(
         self,
         standin: YooKassaStandin,
@@ -346,3 +358,34 @@ class TestRefunds:
         assert refund["payment_status"] == "partially_refunded"
         assert (refreshed["status"], refreshed["refunded_amount"]) == ("partially_refunded", 12345)
         assert standin.object(paid["provider_ref"])["refunded_amount"]["value"] == "123.45"
+
+    @pytest.mark.parametrize(
+        ("outcome", "status", "refunded", "event"),
+        [
+            ("succeeded", "succeeded", 12345, "refund.succeeded"),
+            ("canceled", "failed", 0, "refund.failed"),
+        ],
+    )
+    async def test_a_pending_refund_is_settled_when_asked_with_refresh(
+        self,
+        gateway: YooKassaGateway,
+        standin: YooKassaStandin,
+        outcome: str,
+        status: str,
+        refunded: int,
+        event: str,
+    ) -> None:
+        paid = await gateway.paid_checkout(amount=30000)
+        standin.refund_status = "pending"
+        refund = await self.refund(gateway, paid["payment_id"], 12345)
+        await gateway.events()
+        standin.settle_refund(str(refund["provider_ref"]), outcome)
+
+        url = f"/internal/v1/refunds/{refund['refund_id']}"
+        before = (await gateway.client.get(url)).json()
+        after = (await gateway.client.get(url, params={"refresh": "true"})).json()
+
+        assert (before["status"], after["status"]) == ("pending", status)
+        assert standin.requests_to("GET", f"/v3/refunds/{refund['provider_ref']}")
+        assert (await gateway.payment(paid["payment_id"]))["refunded_amount"] == refunded
+        assert await gateway.events() == [(event, paid["payment_id"])]

@@ -192,6 +192,19 @@ class YooKassaStandin:
             }
             return str(self._create_refund(body)["id"])
 
+    def settle_refund(self, refund_id: str, status: str) -> None:
+        """A pending refund ends: ``succeeded``, or ``canceled`` (the money stays with us)."""
+        with self._lock:
+            refund = self._objects[refund_id]
+            refund["status"] = status
+            if status == "canceled":
+                refund["cancellation_details"] = {"party": "yoo_money", "reason": "general_decline"}
+                return
+            payment = self._objects[refund["payment_id"]]
+            currency = payment["amount"]["currency"]
+            refunded = _minor(payment["refunded_amount"]) + _minor(refund["amount"])
+            payment["refunded_amount"] = _money(refunded, currency)
+
     def notification(self, event: str, object_id: str) -> bytes:
         """The body YooKassa posts for ``event``: the object as it is now."""
         with self._lock:

@@ -154,13 +154,10 @@ class PurchaseView:
 
 async def purchase_views(session: AsyncSession, user_id: UUID) -> list[PurchaseView]:
     items, _ = await purchases.list_purchases(session, user_id, cursor=None, limit=PAGE)
-    titles = dict(
-        (
-            await session.execute(
-                sa.select(Movie.id, Movie.title).where(Movie.id.in_([p.movie_id for p in items]))
-            )
-        ).tuples()
+    rows = await session.execute(
+        sa.select(Movie.id, Movie.title).where(Movie.id.in_([p.movie_id for p in items]))
     )
+    titles = {row.id: row.title for row in rows}
     return [PurchaseView(p, titles.get(p.movie_id, str(p.movie_id))) for p in items]
 
 

@@ -17,7 +17,13 @@ from billing_api.models import PortalLink
 from billing_api.portal import csrf, forms, sessions, views
 from billing_api.portal.forms import PortalDep
 from billing_api.portal.phrases import PHRASES, phrase
-from billing_api.portal.rendering import PortalRoute, message_page, page_locale, render
+from billing_api.portal.rendering import (
+    PAGE_HEADERS,
+    PortalRoute,
+    message_page,
+    page_locale,
+    render,
+)
 from billing_api.portal.sessions import PortalSession
 from billing_api.refunds import service as refunds
 
@@ -59,7 +65,7 @@ async def enter(
     if isinstance(opened, PortalLink):
         answer = RedirectResponse("/portal", status_code=303)
         answer.set_cookie(**sessions.session_cookie(settings, opened))
-        answer.headers["Cache-Control"] = "no-store"
+        answer.headers.update(PAGE_HEADERS)
         return answer
     locale = page_locale(request, opened.locale if opened else None)
     if opened is None:

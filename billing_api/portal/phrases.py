@@ -44,7 +44,10 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
     "action.top_up": {"ru": "Пополнить", "en": "Top up"},
     "action.choose": {"ru": "Выбрать", "en": "Choose"},
     "action.back": {"ru": "Назад", "en": "Back"},
-    "months": {"ru": "мес.", "en": "months"},
+    "months": {"ru": "Срок паузы", "en": "Pause length"},
+    "months.1": {"ru": "1 месяц", "en": "1 month"},
+    "months.2": {"ru": "2 месяца", "en": "2 months"},
+    "months.3": {"ru": "3 месяца", "en": "3 months"},
     "plans.title": {"ru": "Сменить тариф", "en": "Change plan"},
     "plans.current": {"ru": "Сейчас: {plan}", "en": "Current plan: {plan}"},
     "plans.upgrade": {

@@ -37,6 +37,13 @@ _environment = Environment(
 )
 
 
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",  # one person's billing: never kept by a shared cache
+    "X-Frame-Options": "DENY",  # no clicking our buttons through someone else's frame
+    "Referrer-Policy": "same-origin",
+}
+
+
 def page_locale(request: Request, chosen: str | None = None) -> str:
     """The session's locale, else the browser's ``Accept-Language``, else Russian."""
     return locales.negotiate(chosen, request.headers.get("accept-language"))
@@ -58,7 +65,7 @@ def render(template: str, locale: str, *, status_code: int = 200, **context: Any
     html = _environment.get_template(template).render(
         locale=locale, t=t, money=money, day=day, moment=moment, **context
     )
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
 def message_page(

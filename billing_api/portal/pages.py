@@ -116,6 +116,7 @@ async def plans_page(
         subscription=subscription,
         current=current,
         choices=choices,
+        changeable="change_plan" in views.actions_of(subscription),
     )
 
 

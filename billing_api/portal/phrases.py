@@ -58,7 +58,12 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
         "ru": "С конца периода, {price} за период; сейчас ничего не списывается",
         "en": "From the period end, {price} a period; nothing is charged now",
     },
+    "plans.upgrade_no_credit": {"ru": "Сразу: к оплате {amount}", "en": "Now: pay {amount}"},
     "plans.none": {"ru": "Других тарифов нет.", "en": "No other plans."},
+    "plans.unavailable": {
+        "ru": "Сейчас эту подписку нельзя перевести на другой тариф.",
+        "en": "This subscription cannot change plan now.",
+    },
     "refund.title": {"ru": "Возврат платежа", "en": "Refund a payment"},
     "refund.quote": {"ru": "Вернём {amount}.", "en": "You get back {amount}."},
     "refund.rule": {"ru": "Правило", "en": "Rule"},
@@ -137,8 +142,11 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
     "status.requires_action": {"ru": "ждёт подтверждения", "en": "needs confirmation"},
     "status.partially_refunded": {"ru": "частично возвращён", "en": "partly refunded"},
     "status.disputed": {"ru": "оспорен", "en": "disputed"},
-    "status.queued": {"ru": "в очереди", "en": "queued"},
-    "status.parked": {"ru": "на проверке", "en": "under review"},
+    "refund.pending": {"ru": "в обработке", "en": "in progress"},
+    "refund.succeeded": {"ru": "выполнен", "en": "done"},
+    "refund.failed": {"ru": "не выполнен", "en": "failed"},
+    "refund.queued": {"ru": "в очереди", "en": "queued"},
+    "refund.parked": {"ru": "на проверке", "en": "under review"},
 }
 
 

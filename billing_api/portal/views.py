@@ -143,6 +143,8 @@ async def plan_choices(
     subscription = await own_subscription(session, user_id, subscription_id)
     current = await session.get(Plan, subscription.plan_id)
     assert current is not None
+    if "change_plan" not in actions_of(subscription):
+        return subscription, current, []
     return subscription, current, await plan_change.preview_changes(session, settings, subscription)
 
 
@@ -200,7 +202,7 @@ async def payment_views(session: AsyncSession, user_id: UUID) -> list[PaymentVie
 class WalletLine:
     entry: StatementEntry
     change: int  # what it did to the wallet, in minor units: credits +, debits -
-    currency: str | None
+    currency: str
 
 
 async def wallet_page(
@@ -213,10 +215,9 @@ async def wallet_page(
     account = ledger.wallet_account(user_id)
     lines = []
     for entry in entries:
-        change, currency = 0, None
-        for line in entry.lines:
-            if line.account == account:
-                change += line.amount.amount if line.side == "credit" else -line.amount.amount
-                currency = line.amount.currency
-        lines.append(WalletLine(entry, change, currency))
+        mine = [line for line in entry.lines if line.account == account]
+        if not mine:
+            continue  # the user's, but not the wallet's (a card payment and its refund)
+        change = sum(x.amount.amount if x.side == "credit" else -x.amount.amount for x in mine)
+        lines.append(WalletLine(entry, change, mine[0].amount.currency))
     return balances, lines

@@ -12,13 +12,14 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from billing_api.deps import CheckoutsDep, GatewayDep, RenewalsNowDep, SessionDep, SettingsDep
 from billing_api.portal.forms import FormDep, PortalDep, act_once
-from billing_api.portal.rendering import PortalRoute
+from billing_api.portal.rendering import PortalRoute, page_locale
+from billing_api.portal.sessions import PortalSession
 from billing_api.refunds import service as refunds
 from billing_api.subscriptions import pauses, payment_method, plan_change
 from billing_api.subscriptions import service as subscriptions
@@ -34,6 +35,11 @@ router = APIRouter(
 
 class FieldNotUnderstood(UnprocessableEntity):
     default_detail = "a field of the form is missing or not understood"
+
+
+def _locale(request: Request, portal: PortalSession) -> str:
+    """The checkout speaks the language of the page its form was on."""
+    return page_locale(request, portal.locale)
 
 
 def _int_field(form: FormDep, name: str, *, low: int, high: int) -> int:
@@ -114,6 +120,7 @@ async def pause(
 @router.post("/subscriptions/{subscription_id}/change-plan")
 async def change_plan(
     subscription_id: UUID,
+    request: Request,
     portal: PortalDep,
     form: FormDep,
     session: SessionDep,
@@ -130,7 +137,7 @@ async def change_plan(
         change = await plan_change.change_plan(
             session, settings, portal.customer(), subscription_id, plan_id, payment_method="card"
         )
-        await checkouts.open(change.payment_id)
+        await checkouts.open(change.payment_id, locale=_locale(request, portal))
         payment = change.payment
         if payment is not None and payment.status == "pending" and payment.checkout_url:
             return payment.checkout_url
@@ -142,6 +149,7 @@ async def change_plan(
 @router.post("/subscriptions/{subscription_id}/card")
 async def update_card(
     subscription_id: UUID,
+    request: Request,
     portal: PortalDep,
     form: FormDep,
     session: SessionDep,
@@ -154,7 +162,7 @@ async def update_card(
         update = await payment_method.update_payment_method(
             session, settings, portal.customer(), subscription_id
         )
-        await checkouts.open(update.payment.id)
+        await checkouts.open(update.payment.id, locale=_locale(request, portal))
         return update.payment.checkout_url or "/portal"
 
     return await act_once(session, portal, form, act)
@@ -181,6 +189,7 @@ async def refund(
 
 @router.post("/wallet/top-ups")
 async def top_up(
+    request: Request,
     portal: PortalDep,
     form: FormDep,
     session: SessionDep,
@@ -196,7 +205,7 @@ async def top_up(
 
     async def act() -> str:
         payment = await wallet.top_up(session, settings, portal.customer(), body)
-        await checkouts.open(payment.id)
+        await checkouts.open(payment.id, locale=_locale(request, portal))
         return payment.checkout_url or "/portal/wallet"
 
     return await act_once(session, portal, form, act)

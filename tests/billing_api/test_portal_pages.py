@@ -110,6 +110,7 @@ class TestSubscriptionsPage:
             answer = await client.post(f"{path}/change-plan", data=chosen)
         assert answer.status_code == 303
         assert "/sandbox/checkout/" in answer.headers["location"]
+        assert answer.headers["location"].endswith("locale=en"), "the page's language"
         payments = (await user.get("/api/v1/payments")).json()["items"]
         upgrade = next(p for p in payments if p["purpose"] == "upgrade")
         charged = locales.format_money(upgrade["amount"]["amount"], "RUB", "en")

@@ -81,6 +81,7 @@ async def enter(
         title=phrase("link.used.title" if opened.used else "link.expired.title", locale),
         text=phrase("link.spent.text", locale),
         back_url=opened.return_url,
+        back_key="back_to_app",
     )
 
 

@@ -7,6 +7,7 @@ to the other rather than breaking a page.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 PHRASES: Final[dict[str, dict[str, str]]] = {
@@ -148,6 +149,28 @@ PHRASES: Final[dict[str, dict[str, str]]] = {
     "refund.queued": {"ru": "в очереди", "en": "queued"},
     "refund.parked": {"ru": "на проверке", "en": "under review"},
 }
+
+
+_RULES: Final = (
+    (
+        re.compile(r"full refund within (\d+) minutes of payment"),
+        {"ru": "полный возврат в течение {0} мин. после оплаты"},
+    ),
+    (re.compile(r"unused (\d+) of (\d+) days"), {"ru": "не использовано дней: {0} из {1}"}),
+    (re.compile(r"refund window closed"), {"ru": "срок возврата истёк"}),
+    (re.compile(r"plan is not refundable"), {"ru": "тариф без возврата"}),
+    (re.compile(r"already refunded"), {"ru": "уже возвращено"}),
+    (re.compile(r"a refund is in progress"), {"ru": "возврат уже оформляется"}),
+)
+
+
+def refund_rule(rule: str, locale: str) -> str:
+    """A refund quote's rule (the services write it in English) in ``locale`` when known."""
+    for pattern, texts in _RULES:
+        found = pattern.fullmatch(rule)
+        if found and locale in texts:
+            return texts[locale].format(*found.groups())
+    return rule
 
 
 def phrase(key: str, locale: str, **values: Any) -> str:

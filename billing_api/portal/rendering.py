@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from billing_api.config import BillingSettings
 from billing_api.portal import sessions
-from billing_api.portal.phrases import phrase
+from billing_api.portal.phrases import phrase, refund_rule
 from shared import locales
 from shared.errors import AppError, NotFound
 
@@ -62,8 +62,11 @@ def render(template: str, locale: str, *, status_code: int = 200, **context: Any
     def moment(when: datetime) -> str:
         return locales.format_moment(when, locale, UTC)
 
+    def rule(text: str) -> str:
+        return refund_rule(text, locale)
+
     html = _environment.get_template(template).render(
-        locale=locale, t=t, money=money, day=day, moment=moment, **context
+        locale=locale, t=t, money=money, day=day, moment=moment, rule=rule, **context
     )
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
@@ -75,6 +78,7 @@ def message_page(
     title: str,
     text: str,
     back_url: str | None = None,
+    back_key: str = "action.back",
 ) -> HTMLResponse:
     """A page that only says something: an error, a spent link, an ended session."""
     return render(
@@ -84,6 +88,7 @@ def message_page(
         title=title,
         text=text,
         back_url=back_url,
+        back_key=back_key,
     )
 
 

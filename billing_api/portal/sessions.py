@@ -19,7 +19,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
@@ -66,6 +66,17 @@ async def create_link(
     session.add(link)
     await session.flush()
     return NewLink(f"{settings.public_url.rstrip('/')}/portal/enter/{token}", link.expires_at)
+
+
+async def delete_spent_links(
+    sessions: async_sessionmaker[AsyncSession], settings: BillingSettings, now: datetime
+) -> int:
+    """Delete the links no session can still come from (past their expiry by more than a
+    session lasts), with the forms their sessions sent, in one transaction of its own."""
+    horizon = now - timedelta(minutes=settings.portal_session_minutes)
+    async with sessions() as session, session.begin():
+        result = await session.execute(sa.delete(PortalLink).where(PortalLink.expires_at < horizon))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def known_email(session: AsyncSession, user_id: UUID) -> str | None:

@@ -199,3 +199,26 @@ class TestTheSession:
             client.cookies.clear()
             client.cookies.set(sessions.COOKIE, value[:-2] + "xx", path="/portal")
             assert (await client.get("/portal")).status_code == 401
+
+
+class TestSpentLinks:
+    async def test_links_no_session_can_come_from_are_deleted_by_the_jobs(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        start = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        with clock.frozen(start):
+            async with signed_in(suite, user) as client:
+                page = (await client.get("/portal/wallet")).text
+                assert "csrf_token" in page
+        with clock.frozen(start + timedelta(hours=1)):
+            await portal_link(user)  # still openable
+        settings: BillingSettings = suite.billing.state.settings
+        factory = suite.billing.state.session_factory
+        # Expired 5 minutes after it was made, its session lasted 30 minutes more at most.
+        assert (
+            await sessions.delete_spent_links(factory, settings, start + timedelta(minutes=35)) == 0
+        )
+        deleted = await sessions.delete_spent_links(factory, settings, start + timedelta(hours=1))
+        assert deleted == 1
+        assert await suite.scalar("SELECT count(*) FROM billing.portal_link") == 1

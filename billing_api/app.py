@@ -15,6 +15,7 @@ from billing_api.payments.api import router as payments_router
 from billing_api.portal.actions import router as portal_actions
 from billing_api.portal.api import router as portal_sessions_router
 from billing_api.portal.pages import router as portal_pages
+from billing_api.portal.receipt_pages import router as portal_receipts
 from billing_api.pricing.api import router as pricing_router
 from billing_api.purchases.api import router as purchases_router
 from billing_api.receipts import links as receipt_links
@@ -64,6 +65,7 @@ def create_app(
             receipt_pages,
             portal_pages,
             portal_actions,
+            portal_receipts,
             *admin_routers,
         ],
         on_startup=start,

@@ -22,6 +22,7 @@ from billing_api.models import (
     Movie,
     Payment,
     Plan,
+    Receipt,
     Refund,
     Subscription,
     SubscriptionStatus,
@@ -167,11 +168,9 @@ async def purchase_views(session: AsyncSession, user_id: UUID) -> list[PurchaseV
 class PaymentView:
     payment: PaymentOut
     refundable: int  # what a refund asked for now would give back
+    has_receipt: bool
     refunds: list[Refund] = field(default_factory=list)
-
-    @property
-    def has_receipt(self) -> bool:
-        return self.payment.paid_at is not None and self.payment.amount.amount > 0
+    refund_receipts: frozenset[UUID] = frozenset()  # the refunds that have one
 
 
 async def payment_views(session: AsyncSession, user_id: UUID) -> list[PaymentView]:
@@ -190,11 +189,31 @@ async def payment_views(session: AsyncSession, user_id: UUID) -> list[PaymentVie
         .order_by(Refund.created_at, Refund.id)
     ):
         refunds[refund.payment_id].append(refund)
+    receipts = await session.execute(
+        sa.select(Receipt.payment_id, Receipt.refund_id).where(
+            sa.or_(
+                Receipt.payment_id.in_([p.id for p in rows]),
+                Receipt.refund_id.in_([r.id for found in refunds.values() for r in found]),
+            )
+        )
+    )
+    paid, given_back = set(), set()
+    for payment_id, refund_id in receipts:
+        paid.add(payment_id)
+        given_back.add(refund_id)
     now = clock.now()
     found = []
     for payment in rows:
         quote = await refund_quotes.quote_payment(session, payment, now=now)
-        found.append(PaymentView(payments.payment_out(payment), quote.amount, refunds[payment.id]))
+        found.append(
+            PaymentView(
+                payments.payment_out(payment),
+                quote.amount,
+                payment.id in paid,
+                refunds[payment.id],
+                frozenset(r.id for r in refunds[payment.id] if r.id in given_back),
+            )
+        )
     return found
 
 

@@ -15,6 +15,7 @@ import httpx
 from billing_api.config import BillingSettings
 from billing_api.demo import movie_id
 from shared import locales
+from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_lifecycle import subscribed
 from tests.billing_api.test_portal_sessions import browser, path_of, portal_link, signed_in
@@ -262,3 +263,53 @@ class TestLanguage:
             await client.get(path_of(link["url"]))
             again = await client.get(path_of(link["url"]))
         assert "Ссылка уже использована" in again.text
+
+
+class TestReceipts:
+    async def test_a_payment_and_its_refund_have_receipts_as_pages_and_pdfs(
+        self, suite: Suite
+    ) -> None:
+        user = suite.as_user()
+        _, payment = await paid_subscription(suite, user, "basic")
+        number = await suite.scalar(
+            "SELECT number FROM billing.receipt WHERE payment_id = :id", id=payment["id"]
+        )
+        async with signed_in(suite, user, "en") as client:
+            page = await client.get(f"/portal/payments/{payment['id']}/receipt")
+            assert page.status_code == 200
+            assert number in page.text
+            pdf = await client.get(f"/portal/payments/{payment['id']}/receipt?format=pdf")
+            assert pdf.headers["content-type"] == "application/pdf"
+            assert pdf.headers["content-disposition"].startswith("attachment")
+            assert pdf.content.startswith(b"%PDF")
+
+            await send(
+                client,
+                f"/portal/payments/{payment['id']}/refund",
+                f"/portal/payments/{payment['id']}/refund",
+            )
+
+            async def refunded() -> bool:
+                answer = await user.get(f"/api/v1/payments/{payment['id']}")
+                return bool(answer.json()["status"] == "refunded")
+
+            await support.eventually(refunded, timeout=15)
+            listed = (await client.get("/portal/payments")).text
+            [refund_id] = re.findall(r'href="/portal/refunds/([^/"]+)/receipt"', listed)
+            receipt = await client.get(f"/portal/refunds/{refund_id}/receipt")
+        assert receipt.status_code == 200
+        refund_number = await suite.scalar(
+            "SELECT number FROM billing.receipt WHERE refund_id = :id", id=refund_id
+        )
+        assert refund_number in receipt.text
+
+    async def test_another_users_receipt_is_not_found(self, suite: Suite) -> None:
+        _, theirs = await paid_subscription(suite, suite.as_user(), "basic")
+        async with signed_in(suite, suite.as_user(), "en") as client:
+            for suffix in ("", "?format=pdf"):
+                response = await client.get(f"/portal/payments/{theirs['id']}/receipt{suffix}")
+                assert response.status_code == 404
+                assert response.headers["content-type"].startswith("text/html")
+                assert "Not found" in response.text
+            unknown = await client.get(f"/portal/refunds/{theirs['id']}/receipt")
+            assert unknown.status_code == 404

@@ -145,6 +145,8 @@ class TestForms:
                 theirs = forms_on((await other.get("/portal")).text)[action]["csrf_token"]
             wrong = await client.post(action, data={**fields, "csrf_token": theirs})
             assert wrong.status_code == 403
+            keyless = {k: v for k, v in fields.items() if k != "form_key"}
+            assert (await client.post(action, data=keyless)).status_code == 422
         assert (await subscription_of(user, subscription))["cancel_at_period_end"] is False
 
     async def test_a_refusal_is_a_page_with_its_status_code(self, suite: Suite) -> None:

@@ -3,6 +3,7 @@ session cookie it starts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,14 @@ class TestOpeningALink:
         assert "This link was used already" in again.text
         assert 'href="https://cinema.example/account"' in again.text
         assert sessions.COOKIE not in second.cookies
+
+    async def test_two_browsers_racing_for_one_link_get_one_session(self, suite: Suite) -> None:
+        link = await portal_link(suite.as_user())
+        async with browser(suite) as first, browser(suite) as second:
+            answers = await asyncio.gather(
+                first.get(path_of(link["url"])), second.get(path_of(link["url"]))
+            )
+        assert sorted(answer.status_code for answer in answers) == [303, 410]
 
     async def test_a_link_opened_after_its_minutes_has_expired(self, suite: Suite) -> None:
         start = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)

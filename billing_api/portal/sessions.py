@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_api.config import BillingSettings
@@ -178,7 +178,7 @@ def read_session(settings: BillingSettings, cookie: str | None) -> PortalSession
             locale=payload.get("loc"),
             issued_at=issued_at,
         )
-    except (BadSignature, KeyError, TypeError, ValueError):
+    except (BadData, KeyError, TypeError, ValueError):
         return None
     if clock.now() >= issued_at + timedelta(minutes=settings.portal_session_minutes):
         return None

@@ -192,3 +192,24 @@ class TestConcurrency:
             "SELECT count(*) FROM payment WHERE status = 'succeeded' AND amount > 0"
         )
         assert captured == 36
+
+
+class TestLongYear:
+    async def test_the_millionth_receipt_of_a_year_is_numbered_and_its_payment_recorded(
+        self, suite: Suite
+    ) -> None:
+        # A busy year: receipt 100000 was given long ago and the counter is at 999999.
+        await suite.execute(
+            "INSERT INTO receipt_counter (year, last_number) VALUES (:year, 99999)", year=year()
+        )
+        earlier = await pay_top_up(suite, suite.as_user(), 10000)
+        assert await receipt_of(suite, earlier["id"]) == numbered(100000)
+        await suite.execute("UPDATE receipt_counter SET last_number = 999999")
+
+        # A card top-up paid at the provider: billing records it (the wallet is credited).
+        user = suite.as_user()
+        millionth = await pay_top_up(suite, user, 20000)
+        assert await balance(user) == 20000
+        assert await receipt_of(suite, millionth["id"]) == f"{year()}-1000000"
+        after = await pay_top_up(suite, suite.as_user(), 30000)
+        assert await receipt_of(suite, after["id"]) == f"{year()}-1000001"

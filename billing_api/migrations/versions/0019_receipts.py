@@ -1,7 +1,7 @@
 """every captured payment and every refund gets a receipt numbered without gaps per year
 
 ``receipt`` holds one row per money movement: ``number`` ``2026-000123`` (``year`` and
-``sequence``), ``kind`` ``payment`` or ``refund`` and exactly one of ``payment_id``/``refund_id``
+``sequence``, at least six digits: the millionth of a year is ``2026-1000000``), ``kind`` ``payment`` or ``refund`` and exactly one of ``payment_id``/``refund_id``
 (a check; each unique, so nothing is numbered twice). ``receipt_counter`` holds the last number
 given per year.
 
@@ -72,7 +72,9 @@ BEGIN
     RETURNING counter.last_number INTO next_number;
     INSERT INTO billing.receipt (number, year, sequence, kind, payment_id, refund_id, issued_at)
     VALUES (
-        issued_year::text || '-' || lpad(next_number::text, 6, '0'),
+        -- At least six digits: lpad() alone would cut the millionth to six, a duplicate.
+        issued_year::text || '-'
+            || lpad(next_number::text, greatest(6, length(next_number::text)), '0'),
         issued_year,
         next_number,
         TG_TABLE_NAME,
@@ -123,7 +125,8 @@ WITH moved AS (
     FROM moved
 )
 INSERT INTO billing.receipt (number, year, sequence, kind, payment_id, refund_id, issued_at)
-SELECT year::text || '-' || lpad(sequence::text, 6, '0'), year, sequence, kind,
+SELECT year::text || '-' || lpad(sequence::text, greatest(6, length(sequence::text)), '0'),
+       year, sequence, kind,
        payment_id, refund_id, moved_at
 FROM numbered
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -226,3 +226,62 @@ def test_money_moved_before_receipts_is_numbered_per_year_in_the_order_it_moved(
         ("2026-000002", refund_id),
     ]
     assert counters == [(2025, 2), (2026, 2)]
+
+
+def test_a_payment_captured_while_receipts_are_installed_gets_a_receipt(
+    scratch_database: str,
+) -> None:
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "0018")
+    payment_id = uuid4()
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            (
+                "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount,"
+                " currency, base_amount, discount_amount, quote, months, description,"
+                " refunded_amount) VALUES (:id, :user_id, 'top_up', 'card', 'pending', 1000,"
+                " 'RUB', 1000, 0, '{}', 1, 'Wallet top-up', 0)",
+                {"id": payment_id, "user_id": uuid4()},
+            ),
+        )
+    )
+
+    async def capture_during_upgrade() -> list[tuple[Any, ...]]:
+        engine = create_async_engine(scratch_database)
+        try:
+            async with engine.connect() as live, engine.connect() as watch:
+                # Live traffic: the provider captured the payment, billing is recording it.
+                capture = await live.begin()
+                await live.execute(
+                    sa.text(
+                        "UPDATE billing.payment SET status = 'succeeded', paid_at = now()"
+                        " WHERE id = :id"
+                    ),
+                    {"id": payment_id},
+                )
+                upgrade = asyncio.create_task(asyncio.to_thread(command.upgrade, cfg, "0019"))
+
+                async def upgrade_waits_for_a_lock() -> bool:
+                    waiting = await watch.scalar(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                    await watch.rollback()
+                    return bool(waiting)
+
+                await support.eventually(upgrade_waits_for_a_lock, timeout=30)
+                await capture.commit()
+                await upgrade
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.text("SELECT number, payment_id FROM billing.receipt"),
+                )
+                return [tuple(row) for row in rows]
+        finally:
+            await engine.dispose()
+
+    year = datetime.now(UTC).year
+    assert asyncio.run(capture_during_upgrade()) == [(f"{year}-000001", payment_id)]

@@ -28,7 +28,10 @@ The year is that of the transaction's ``now()`` in UTC, as is ``issued_at``.
 Existing data is backfilled: payments captured (succeeded, refunded, partially refunded or
 disputed, amount above zero) and refunds succeeded before this revision get receipts numbered
 per year of when the money moved (``paid_at``/``completed_at``, else ``created_at``), in that
-order, with ``issued_at`` at that moment; each year's counter continues after them. Downgrade
+order, with ``issued_at`` at that moment; each year's counter continues after them. Money moving
+while this runs is not missed: creating ``receipt``'s foreign keys locks ``payment`` and
+``refund`` against writes (SHARE ROW EXCLUSIVE) until this revision commits, so the backfill
+sees every movement committed before it and the triggers number every one committed after. Downgrade
 drops the receipts, their numbers included.
 
 Revision ID: 0019

@@ -213,3 +213,28 @@ class TestLongYear:
         assert await receipt_of(suite, millionth["id"]) == f"{year()}-1000000"
         after = await pay_top_up(suite, suite.as_user(), 30000)
         assert await receipt_of(suite, after["id"]) == f"{year()}-1000001"
+
+
+class TestTwoRecorders:
+    async def test_a_payment_recorded_as_succeeded_by_two_transactions_is_numbered_once(
+        self, suite: Suite
+    ) -> None:
+        # The gateway's event and the reconciler both record the same capture.
+        payment = await open_top_up(suite.as_user(), 4000)
+        engine = suite.billing.state.resources.engine
+        succeed = sa.text("UPDATE payment SET status = 'succeeded' WHERE id = :id")
+        async with engine.connect() as first, engine.connect() as second:
+            first_transaction = await first.begin()
+            await first.execute(succeed, {"id": UUID(payment["id"])})
+            second_transaction = await second.begin()
+            waiting = asyncio.create_task(second.execute(succeed, {"id": UUID(payment["id"])}))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # the payment's row lock holds the second one back
+            await first_transaction.commit()
+            await waiting
+            await second_transaction.commit()  # finds the first one's receipt: no error
+        later = await pay_top_up(suite, suite.as_user(), 5000)
+        assert [(r.number, r.payment_id) for r in await receipts(suite)] == [
+            (numbered(1), UUID(payment["id"])),
+            (numbered(2), UUID(later["id"])),
+        ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -285,3 +286,49 @@ def test_a_payment_captured_while_receipts_are_installed_gets_a_receipt(
 
     year = datetime.now(UTC).year
     assert asyncio.run(capture_during_upgrade()) == [(f"{year}-000001", payment_id)]
+
+
+def test_a_downgrade_never_takes_back_a_receipt_number_already_given(
+    scratch_database: str,
+) -> None:
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "0019")
+    insert = (
+        "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount, currency,"
+        " base_amount, discount_amount, quote, months, description, refunded_amount, paid_at)"
+        " VALUES (:id, :user_id, 'top_up', 'card', 'succeeded', 1000, 'RUB', 1000, 0, '{}', 1,"
+        " 'Wallet top-up', 0, :paid_at)"
+    )
+    numbers = "SELECT number, payment_id FROM billing.receipt ORDER BY number"
+    # Numbers follow commits: the payment recorded first was captured a moment later.
+    captured_later, captured_earlier = uuid4(), uuid4()
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            (insert, {"id": captured_later, "user_id": uuid4(), "paid_at": clock.now()}),
+            (
+                insert,
+                {
+                    "id": captured_earlier,
+                    "user_id": uuid4(),
+                    "paid_at": clock.now() - timedelta(seconds=5),
+                },
+            ),
+        )
+    )
+    year = datetime.now(UTC).year
+    given = [(f"{year}-000001", captured_later), (f"{year}-000002", captured_earlier)]
+    [before] = asyncio.run(run_sql(scratch_database, (numbers, {})))
+    assert before == given
+
+    # Downgrading would drop them and the next upgrade would renumber them by capture time: the
+    # customer holding receipt 000001 would find someone else's payment under it.
+    with pytest.raises(Exception, match="receipts"):
+        command.downgrade(cfg, "0018")
+    [after] = asyncio.run(run_sql(scratch_database, (numbers, {})))
+    assert after == given
+
+    # An operator who means it says so.
+    cfg.cmd_opts = argparse.Namespace(x=["forget_receipts=yes"])
+    command.downgrade(cfg, "0018")
+    assert ("billing", "receipt") not in asyncio.run(tables(scratch_database))

@@ -31,8 +31,12 @@ per year of when the money moved (``paid_at``/``completed_at``, else ``created_a
 order, with ``issued_at`` at that moment; each year's counter continues after them. Money moving
 while this runs is not missed: creating ``receipt``'s foreign keys locks ``payment`` and
 ``refund`` against writes (SHARE ROW EXCLUSIVE) until this revision commits, so the backfill
-sees every movement committed before it and the triggers number every one committed after. Downgrade
-drops the receipts, their numbers included.
+sees every movement committed before it and the triggers number every one committed after.
+
+A receipt's number, once given, is never taken back: the downgrade refuses while any receipt
+exists (dropping them and upgrading again would renumber them by ``paid_at``, not in the order
+they were given, and a customer's receipt number would then show someone else's payment). An
+operator who accepts that runs ``alembic -x forget_receipts=yes downgrade 0018``.
 
 Revision ID: 0019
 Revises: 0018
@@ -42,7 +46,7 @@ Create Date: 2026-12-07 06:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0019"
 down_revision: str | None = "0018"
@@ -187,7 +191,20 @@ def upgrade() -> None:
     op.execute(REFUND_TRIGGER)
 
 
+REFUSE_TO_FORGET_RECEIPTS = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.receipt) THEN
+        RAISE EXCEPTION 'numbered receipts exist: dropping them would give their numbers again'
+            USING HINT = 'alembic -x forget_receipts=yes downgrade 0018 drops them anyway';
+    END IF;
+END $$
+"""
+
+
 def downgrade() -> None:
+    if context.get_x_argument(as_dictionary=True).get("forget_receipts") != "yes":
+        op.execute(REFUSE_TO_FORGET_RECEIPTS)
     op.execute("DROP TRIGGER refund_receipt ON billing.refund")
     op.execute("DROP TRIGGER payment_receipt ON billing.payment")
     op.execute("DROP FUNCTION billing.issue_receipt()")

@@ -17,6 +17,7 @@ import pytest
 
 from shared.broker import Broker
 from shared.settings import ServiceSettings
+from tests import support
 from tests.payment_gateway.conftest import payment_body, webhooks_processed
 from tests.payment_gateway.yookassa_standin import (
     SUCCESS_CARD,
@@ -389,3 +390,35 @@ class TestRefunds:
         assert standin.requests_to("GET", f"/v3/refunds/{refund['provider_ref']}")
         assert (await gateway.payment(paid["payment_id"]))["refunded_amount"] == refunded
         assert await gateway.events() == [(event, paid["payment_id"])]
+
+    async def test_a_lost_refund_answer_then_its_notification_is_still_one_refund(
+        self, gateway: YooKassaGateway, standin: YooKassaStandin
+    ) -> None:
+        """YooKassa made the refund but its answer was lost; its notification arrives before
+        billing asks again. The retry is that one refund, under billing's id, never a second."""
+        paid = await gateway.paid_checkout(amount=30000)
+        await gateway.events()
+        body = {
+            "refund_id": str(uuid4()),
+            "payment_id": paid["payment_id"],
+            "amount": 10000,
+            "reason": "cancelled by the viewer",
+        }
+        standin.lose_next_answer("POST", "/v3/refunds")
+        lost = await gateway.client.post("/internal/v1/refunds", json=body)
+        [made] = standin.refunds_of(paid["provider_ref"])
+        await standin.notify(gateway.app, "refund.succeeded", made["id"])
+        await webhooks_processed(gateway.app)
+
+        again = await gateway.client.post("/internal/v1/refunds", json=body)
+
+        assert lost.status_code == 502
+        assert again.status_code in (200, 201), again.text
+        refund = again.json()
+        assert (refund["refund_id"], refund["provider_ref"]) == (body["refund_id"], made["id"])
+        assert (refund["status"], refund["payment_status"]) == ("succeeded", "partially_refunded")
+        assert (await gateway.payment(paid["payment_id"]))["refunded_amount"] == 10000
+        assert len(standin.refunds_of(paid["provider_ref"])) == 1
+        await support.outbox_published(gateway.app.state.resources.engine)
+        published = [(e.type, str(e.data.refund_id)) for e in await gateway.probe.drain()]  # type: ignore[attr-defined]
+        assert published == [("refund.succeeded", body["refund_id"])]

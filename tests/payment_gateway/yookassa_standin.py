@@ -113,6 +113,7 @@ class YooKassaStandin:
         self._objects: dict[str, Json] = {}
         self._method_declines: dict[str, tuple[str, str]] = {}
         self._answers: dict[str, tuple[Json, int, Json]] = {}  # key -> (body, status, answer)
+        self._lose_answers: set[str] = set()  # "POST /v3/refunds": done, but answered 500
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RequestHandler)
@@ -157,6 +158,12 @@ class YooKassaStandin:
     def refunds_of(self, payment_id: str) -> list[Json]:
         with self._lock:
             return [_public(copy.deepcopy(o)) for o in self._refunds(payment_id)]
+
+    def lose_next_answer(self, method: str, path: str) -> None:
+        """The next such request is carried out, but its answer is lost: YooKassa answers 500
+        (its API says the outcome is then unknown; repeat with the same key)."""
+        with self._lock:
+            self._lose_answers.add(f"{method} {path}")
 
     # --- the payer's and the shop's side ------------------------------------------------------
 
@@ -279,6 +286,9 @@ class YooKassaStandin:
         else:
             raise Refused(404, "not_found", f"no route POST {path}")
         self._answers[key] = (body, 200, copy.deepcopy(answer))
+        if f"POST {path}" in self._lose_answers:
+            self._lose_answers.discard(f"POST {path}")
+            raise Refused(500, "internal_server_error", "the outcome of the request is unknown")
         return 200, copy.deepcopy(answer), {}
 
     def _get(self, path: str, query: dict[str, str]) -> Json:
@@ -440,6 +450,7 @@ class YooKassaStandin:
             "amount": dict(body["amount"]),
             "created_at": _now(),
             "description": body.get("description"),
+            "metadata": dict(body.get("metadata") or {}),
         }
         if registration:
             refund["receipt_registration"] = registration

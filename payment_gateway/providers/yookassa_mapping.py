@@ -141,13 +141,19 @@ def payment_snapshot(
 
 
 def refund_snapshot(refund: Mapping[str, Any], refund_id: UUID | None = None) -> ProviderRefund:
+    """A refund as the gateway sees it; ``refund_id`` is ours, else the one its metadata names.
+
+    The metadata matters when YooKassa made a refund whose answer we lost: the refund, listed
+    with its payment when a notification comes, is then recorded under billing's id, so the
+    retry of the request finds it instead of recording the same money a second time.
+    """
     status = _REFUND_STATUSES.get(str(refund.get("status")), RefundStatus.PENDING)
     details = refund.get("cancellation_details") or {}
     return ProviderRefund(
         provider_ref=str(refund["id"]),
         amount=minor_units(refund["amount"]),
         status=status,
-        refund_id=refund_id,
+        refund_id=refund_id or metadata_uuid(refund, "refund_id"),
         failure_message=(
             f"YooKassa canceled the refund: {details.get('reason', 'unknown')}"
             if status is RefundStatus.FAILED

@@ -12,8 +12,9 @@ after a time-out never charges or refunds twice.
   ``success_url``. ``save_payment_method`` keeps the card for renewals; ``metadata.payment_id``
   names our payment in every notification.
 - A renewal is a payment with the saved ``payment_method_id`` and no confirmation.
-- A refund is made against the payment; its state is read with ``GET /refunds/{id}`` and the
-  payment's refunds are listed with ``GET /refunds?payment_id=``.
+- A refund is made against the payment, its ``metadata.refund_id`` naming ours; its state is
+  read with ``GET /refunds/{id}`` and the payment's refunds are listed with
+  ``GET /refunds?payment_id=``.
 - YooKassa cannot save a card without charging it, so a checkout of amount 0 (a trial that only
   saves the card) is refused.
 
@@ -131,6 +132,8 @@ class YooKassaProvider(PaymentProvider):
         body: Json = {
             "payment_id": request.payment_provider_ref,
             "amount": mapping.amount_of(request.amount, request.currency),
+            # Names our refund wherever YooKassa lists it (see mapping.refund_snapshot).
+            "metadata": {"refund_id": str(request.refund_id)},
         }
         if request.reason:
             body["description"] = request.reason[:250]

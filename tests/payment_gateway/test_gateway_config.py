@@ -25,7 +25,7 @@ def no_gateway_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.upper().startswith("GATEWAY_"):
+        if name.upper().startswith("GATEWAY_") or name.upper() == "FORWARDED_ALLOW_IPS":
             monkeypatch.delenv(name)
 
 
@@ -129,6 +129,26 @@ class TestProductionProblems:
         monkeypatch.setenv("GATEWAY_YOOKASSA_SECRET_KEY", STRONG_KEY)
 
         assert GatewaySettings().production_problems() == []
+
+    @pytest.mark.parametrize(
+        ("forwarded_allow_ips", "refused"),
+        [("*", True), ("10.0.0.0/8, 0.0.0.0/0", True), ("10.0.0.0/8", False), ("127.0.0.1", False)],
+    )
+    def test_a_shop_behind_proxies_believed_whoever_they_are_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch, forwarded_allow_ips: str, refused: bool
+    ) -> None:
+        """uvicorn (serve.py) takes the client's address from X-Forwarded-For of the peers in
+        FORWARDED_ALLOW_IPS; with "*" it takes the header's first address, which the sender
+        writes. YooKassa's notifications are believed by that address."""
+        monkeypatch.setenv("GATEWAY_YOOKASSA_SHOP_ID", "506751")
+        monkeypatch.setenv("GATEWAY_YOOKASSA_SECRET_KEY", STRONG_KEY)
+        monkeypatch.setenv("FORWARDED_ALLOW_IPS", forwarded_allow_ips)
+
+        problems = GatewaySettings().production_problems()
+
+        assert [problem.split()[0] for problem in problems] == (
+            ["FORWARDED_ALLOW_IPS"] if refused else []
+        )
 
     def test_routing_to_stripe_needs_stripes_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("GATEWAY_YOOKASSA_SHOP_ID", "506751")

@@ -14,6 +14,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared.broker import Broker
 from shared.settings import ServiceSettings
@@ -182,6 +183,27 @@ class TestNotifications:
             assert (spoofed.status_code, proxied.status_code) == (403, 200)
             await webhooks_processed(gateway.app)
             assert (await gateway.payment(created["payment_id"]))["status"] == "succeeded"
+
+    @pytest.mark.parametrize(
+        ("forwarded_allow_ips", "status"), [("*", 200), ("10.0.0.0/8", 403)], ids=["any", "ingress"]
+    )
+    async def test_served_behind_the_ingress_only_the_ingress_names_the_sender(
+        self, gateway: YooKassaGateway, forwarded_allow_ips: str, status: int
+    ) -> None:
+        """As ``cinema gateway api`` serves it (uvicorn's proxy headers): a sender anywhere
+        writes YooKassa's address first in X-Forwarded-For, the ingress appends the sender's.
+        Believing every peer takes the sender's word (production refuses that setting)."""
+        created = await gateway.create_payment()
+        served = ProxyHeadersMiddleware(gateway.app, trusted_hosts=forwarded_allow_ips)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(served, client=("10.1.2.3", 443))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+            response = await http.post(
+                "/webhooks/yookassa",
+                content=gateway.standin.notification("payment.succeeded", created["provider_ref"]),
+                headers={"X-Forwarded-For": "185.71.76.9, 203.0.113.7"},
+            )
+
+        assert response.status_code == status
 
     async def test_the_body_is_never_trusted_the_api_is_asked(
         self, gateway: YooKassaGateway, standin: YooKassaStandin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -33,6 +34,23 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(
         ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
     )
+
+
+def forwarded_for_anyone_problem(forwarded_allow_ips: str | None) -> str | None:
+    """Why uvicorn's FORWARDED_ALLOW_IPS unfits a gateway that believes YooKassa by address.
+
+    uvicorn (``shared.serve``) replaces the connection's address with one from X-Forwarded-For
+    when the peer is in FORWARDED_ALLOW_IPS. Believing every peer ("*", or a network holding
+    every address) takes the header's first address, which the sender writes: anyone could
+    then send "X-Forwarded-For: <a YooKassa address>" and be taken for YooKassa.
+    """
+    entries = {entry.strip() for entry in (forwarded_allow_ips or "").split(",")}
+    if entries & {"*", "0.0.0.0/0", "::/0"}:
+        return (
+            "FORWARDED_ALLOW_IPS believes every peer's X-Forwarded-For, so anyone could pose as"
+            " YooKassa: name only the ingress's addresses (e.g. 10.0.0.0/8)"
+        )
+    return None
 
 
 def parse_routes(text: str) -> dict[str, str]:
@@ -214,6 +232,7 @@ class GatewaySettings(ServiceSettings):
             problems.append(
                 production.secret_problem("GATEWAY_YOOKASSA_SECRET_KEY", self.yookassa_secret_key)
             )
+            problems.append(forwarded_for_anyone_problem(os.environ.get("FORWARDED_ALLOW_IPS")))
         if self.sandbox_on:
             problems.append(
                 production.secret_problem(

@@ -21,6 +21,9 @@ PROXIES = parse_networks("10.0.0.0/8, 127.0.0.1")
         ("10.0.0.2", "185.71.76.5, 203.0.113.9", "203.0.113.9"),  # the nearest stranger counts
         ("10.0.0.2", "not-an-address", None),
         ("10.0.0.2", None, None),  # a trusted proxy that names nobody
+        # A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6 addresses.
+        ("::ffff:10.0.0.2", "185.71.76.5", "185.71.76.5"),
+        ("10.0.0.2", "::ffff:185.71.76.5", "185.71.76.5"),
     ],
 )
 def test_client_address(peer: str, forwarded: str | None, expected: str | None) -> None:
@@ -40,6 +43,8 @@ def test_client_address(peer: str, forwarded: str | None, expected: str | None) 
         ("77.75.156.12", False),
         ("2a02:5180::1", True),
         ("2001:db8::1", False),
+        ("::ffff:185.71.76.5", True),  # YooKassa's IPv4 address seen by a dual-stack listener
+        ("::ffff:203.0.113.9", False),
     ],
 )
 def test_yookassas_published_addresses(address: str, allowed: bool) -> None:

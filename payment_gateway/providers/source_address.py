@@ -23,9 +23,12 @@ def _address(text: str | None) -> Address | None:
     if not text:
         return None
     try:
-        return ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+    # A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d; the lists name it as IPv4.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return mapped or address
 
 
 def _within(address: Address, networks: Iterable[Network]) -> bool:

@@ -255,6 +255,22 @@ class TestNotifications:
             ("refund.succeeded", created["payment_id"]),
         ]
 
+    async def test_every_refund_of_a_payment_is_seen_however_many_it_has(
+        self, gateway: YooKassaGateway, standin: YooKassaStandin
+    ) -> None:
+        """YooKassa lists a payment's refunds a page at a time (10 unless asked): the oldest
+        of a payment refunded a dozen times are on a later page."""
+        created = await gateway.create_payment(amount=30000)
+        standin.pay(created["provider_ref"])
+        made = [standin.refund_in_dashboard(created["provider_ref"], 1000) for _ in range(12)]
+
+        for refund_ref in made:
+            await standin.notify(gateway.app, "refund.succeeded", refund_ref)
+        await webhooks_processed(gateway.app)
+
+        payment = await gateway.payment(created["payment_id"])
+        assert (payment["status"], payment["refunded_amount"]) == ("partially_refunded", 12000)
+
     async def test_a_lost_notification_is_repaired_by_reconciliation(
         self, gateway: YooKassaGateway, standin: YooKassaStandin
     ) -> None:

@@ -294,7 +294,7 @@ class YooKassaStandin:
     def _get(self, path: str, query: dict[str, str]) -> Json:
         parts = path.strip("/").split("/")
         if parts == ["v3", "refunds"]:
-            return {"type": "list", "items": self._refunds(query.get("payment_id", ""))}
+            return self._refund_page(query)
         if len(parts) == 3 and parts[:2] in (["v3", "payments"], ["v3", "refunds"]):
             return self._find(parts[2])
         raise Refused(404, "not_found", f"no route GET {path}")
@@ -310,6 +310,19 @@ class YooKassaStandin:
             for o in self._objects.values()
             if o["kind"] == "refund" and o["payment_id"] == payment_id
         ]
+
+    def _refund_page(self, query: dict[str, str]) -> Json:
+        """A page of a payment's refunds as YooKassa lists them: newest first, ``limit`` of
+        them (10 unless asked, at most 100), and a ``next_cursor`` while more are left."""
+        refunds = self._refunds(query.get("payment_id", ""))[::-1]
+        limit = int(query.get("limit", "10"))
+        if not 1 <= limit <= 100:
+            raise Refused(400, "invalid_request", "limit is from 1 to 100")
+        start = int(query.get("cursor", "0"))
+        page: Json = {"type": "list", "items": refunds[start : start + limit]}
+        if start + limit < len(refunds):
+            page["next_cursor"] = str(start + limit)
+        return page
 
     def _new_id(self) -> str:
         return f"{next(self._ids):08x}-000f-5000-a000-{uuid.uuid4().hex[:12]}"

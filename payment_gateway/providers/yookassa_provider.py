@@ -54,6 +54,7 @@ Json = dict[str, Any]
 DESCRIPTION_LIMIT = 128  # a payment's description at YooKassa
 METADATA_KEYS = 16  # YooKassa keeps at most 16 metadata keys …
 METADATA_VALUE_LIMIT = 512  # … of at most 512 characters each
+REFUNDS_PAGE = 100  # the most refunds YooKassa lists in one answer
 
 
 class YooKassaProvider(PaymentProvider):
@@ -169,9 +170,23 @@ class YooKassaProvider(PaymentProvider):
             )
         refunds: tuple[ProviderRefund, ...] = ()
         if payment.get("status") == "succeeded":  # a pending refund may have been canceled
-            listing = await self._call("GET", "/refunds", params={"payment_id": provider_ref})
-            refunds = tuple(mapping.refund_snapshot(item) for item in listing.get("items", []))
+            refunds = tuple(
+                mapping.refund_snapshot(item) for item in await self._refunds_of(provider_ref)
+            )
         return mapping.payment_snapshot(payment, refunds)
+
+    async def _refunds_of(self, provider_ref: str) -> list[Json]:
+        """Every refund of a payment: YooKassa lists them a page at a time (newest first, 10
+        unless asked), so a refund on a later page would otherwise never be recorded."""
+        items: list[Json] = []
+        params = {"payment_id": provider_ref, "limit": str(REFUNDS_PAGE)}
+        while True:
+            listing = await self._call("GET", "/refunds", params=params)
+            items.extend(listing.get("items", []))
+            cursor = listing.get("next_cursor")
+            if not cursor:
+                return items
+            params = {**params, "cursor": str(cursor)}
 
     async def fetch_refund(self, payment_provider_ref: str, refund_ref: str) -> ProviderRefund:
         """A refund as YooKassa has it now (``GET /refunds/{id}``)."""

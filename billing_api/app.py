@@ -12,6 +12,10 @@ from billing_api.gateway import GatewayClient
 from billing_api.idempotency import IdempotencyMiddleware
 from billing_api.payments.api import pages as checkout_pages
 from billing_api.payments.api import router as payments_router
+from billing_api.portal.actions import router as portal_actions
+from billing_api.portal.api import router as portal_sessions_router
+from billing_api.portal.pages import router as portal_pages
+from billing_api.portal.receipt_pages import router as portal_receipts
 from billing_api.pricing.api import router as pricing_router
 from billing_api.purchases.api import router as purchases_router
 from billing_api.receipts import links as receipt_links
@@ -56,8 +60,12 @@ def create_app(
             refunds_router,
             wallet_router,
             receipts_router,
+            portal_sessions_router,
             checkout_pages,
             receipt_pages,
+            portal_pages,
+            portal_actions,
+            portal_receipts,
             *admin_routers,
         ],
         on_startup=start,

@@ -79,11 +79,12 @@ class Checkouts:
         self.settings = settings
         self.scope = scope  # the request's
 
-    async def open(self, payment_id: UUID | None) -> None:
+    async def open(self, payment_id: UUID | None, *, locale: str | None = None) -> None:
         """Commit, then open ``payment_id``'s checkout if it is a card payment not opened yet
         (the gateway is idempotent on the id); raises ``GatewayUnavailable`` (503) with the
         payment committed and pending, for the client to retry, or ``GatewayRefused`` (502)
-        with the payment expired."""
+        with the payment expired. The checkout speaks ``locale`` when given (a page that knows
+        its reader's language: the portal), else the one the request asks for."""
         payment = await self.session.get(Payment, payment_id) if payment_id else None
         opening = payment is not None and unopened(payment)
         if opening:
@@ -98,7 +99,10 @@ class Checkouts:
             return
         try:
             opened = await ask_gateway(
-                self.gateway, self.settings, payment, locale=requested_locale(self.scope)
+                self.gateway,
+                self.settings,
+                payment,
+                locale=locale or requested_locale(self.scope),
             )
         except GatewayRefused:
             await record_refused(self.session, payment.id)

@@ -105,6 +105,29 @@ class GatewayRefund:
 
 
 @dataclass(frozen=True)
+class OrderLine:
+    """One line of what a payment pays for (or a refund gives back): the gateway builds fiscal
+    receipts from them (YooKassa, 54-FZ); providers without receipts ignore them."""
+
+    description: str
+    amount: int  # the line's total in minor units, after its discount
+    quantity: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": self.description, "quantity": self.quantity, "amount": self.amount}
+
+
+def payment_lines(description: str, amount: int) -> tuple[OrderLine, ...]:
+    """The order lines of one payment: billing sells one thing per payment (a plan for some
+    months, a film, a top-up), its discount already taken off ``amount``."""
+    return (OrderLine(description=description, amount=amount),) if amount > 0 else ()
+
+
+def _lines_json(lines: Sequence[OrderLine]) -> list[dict[str, Any]]:
+    return [line.to_json() for line in lines]
+
+
+@dataclass(frozen=True)
 class OffSessionCharge:
     """One charge of a saved method, as :meth:`GatewayClient.charge_off_session_many` sends it."""
 
@@ -126,6 +149,7 @@ class OffSessionCharge:
             "description": self.description,
             "payment_method_ref": self.payment_method_ref,
             "metadata": self.metadata,
+            "order_lines": _lines_json(payment_lines(self.description, self.amount)),
         }
 
 
@@ -218,6 +242,7 @@ class GatewayClient:
             "success_url": success_url,
             "cancel_url": cancel_url,
             "metadata": metadata,
+            "order_lines": _lines_json(payment_lines(description, amount)),
         }
         if locale:  # the checkout page's language; left out, the payer's browser decides
             body["locale"] = locale
@@ -249,6 +274,7 @@ class GatewayClient:
                 "mode": "off_session",
                 "payment_method_ref": payment_method_ref,
                 "metadata": metadata,
+                "order_lines": _lines_json(payment_lines(description, amount)),
             },
         )
         return GatewayPayment.from_json(body)
@@ -293,7 +319,10 @@ class GatewayClient:
     async def create_refund(
         self, refund_id: UUID, payment_id: UUID, amount: int, reason: str | None
     ) -> GatewayRefund:
-        """Ask for (part of) a captured payment back; idempotent on ``refund_id``."""
+        """Ask for (part of) a captured payment back; idempotent on ``refund_id``.
+
+        No order lines: a payment has one line (:func:`payment_lines`), and the gateway's
+        receipt of a refund without lines is that line for the refunded amount."""
         body = await self._call(
             "POST",
             "/internal/v1/refunds",

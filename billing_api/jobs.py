@@ -31,6 +31,7 @@ from billing_api.gateway import GatewayClient
 from billing_api.lifecycle import card_expiry, renewals, stranded_wallet_renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
+from billing_api.portal import sessions as portal_sessions
 from billing_api.refunds import queued as queued_refunds
 from shared import clock
 
@@ -63,6 +64,10 @@ async def _delete_expired_idempotency_keys(ctx: JobContext) -> int:
     return await idempotency.delete_expired(ctx.sessions, ctx.now)
 
 
+async def _delete_spent_portal_links(ctx: JobContext) -> int:
+    return await portal_sessions.delete_spent_links(ctx.sessions, ctx.settings, ctx.now)
+
+
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
@@ -76,6 +81,7 @@ JOBS: dict[str, Job] = {
     "remind_card_expiring": _until_done(card_expiry.remind_card_expiring),
     "abandon_expired_checkouts": _abandon_expired_checkouts,
     "delete_expired_idempotency_keys": _delete_expired_idempotency_keys,
+    "delete_spent_portal_links": _delete_spent_portal_links,
 }
 
 

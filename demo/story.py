@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -329,6 +330,7 @@ class Story:
         await self.access_becomes(dan, movie, False)
 
         eve = await self.card_fails_and_is_replaced(basic, movie)
+        await self.portal_link(eve, basic)
 
         return {
             "ann": ann,
@@ -338,6 +340,23 @@ class Story:
             "eve": eve,
             "roles": list(grants.roles),
         }
+
+    async def portal_link(self, who: Person, plan: Any) -> None:
+        """The app asks for a single-use portal link: opened once it shows the subscription; a
+        second, fresh link is printed for whoever runs the demo to open in a browser."""
+        self.step(f"{who.name} opens her billing page: POST /api/v1/portal-sessions")
+        body = who.billing.model("PortalSessionIn")(locale="en")
+        link = await who.billing.call("portal.create_portal_session", body=body, expect=201)
+        async with httpx.AsyncClient(timeout=10) as browser:
+            entered = await browser.get(link.url, follow_redirects=True)
+            expect(entered.status_code == 200, "the portal link opens the portal")
+            expect(plan.name in entered.text, "the portal shows the subscription's plan")
+            again = await browser.get(link.url)
+            expect(again.status_code == 410, "a portal link opens once")
+        self.say(f"   {link.url} opened once: it shows her {plan.name} plan; a second time: 410")
+        fresh = await who.billing.call("portal.create_portal_session", body=body, expect=201)
+        self.say(f"   open {who.name}'s portal in a browser (once, until {fresh.expires_at}):")
+        self.say(f"   {fresh.url}")
 
     async def card_fails_and_is_replaced(self, basic: Any, movie: uuid.UUID) -> Person:
         """Eve's card saves fine but declines her renewal; she replaces it and keeps watching."""

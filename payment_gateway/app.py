@@ -1,4 +1,4 @@
-"""payment_gateway: one internal payments API in front of Stripe and the sandbox provider."""
+"""payment_gateway: one internal payments API in front of Stripe, YooKassa and the sandbox."""
 
 from __future__ import annotations
 
@@ -29,7 +29,12 @@ from shared.relay import start_outbox_relay
 from shared.resources import Resources, make_database
 
 if TYPE_CHECKING:
+    import httpx
+
     from payment_gateway.providers.stripe_provider import StripeProvider
+    from payment_gateway.providers.yookassa_provider import YooKassaProvider
+
+YOOKASSA_TIMEOUT = 30.0  # seconds; YooKassa answers a payment it is still creating within this
 
 
 def create_app(
@@ -49,8 +54,15 @@ def create_app(
         )
         resources.exit_stack.push_async_callback(calls_engine.dispose)
         providers = Providers(
-            default=settings.default_provider, calls=ProviderCalls(calls_sessions)
+            default=settings.default_provider,
+            routes=settings.routes,
+            calls=ProviderCalls(calls_sessions),
         )
+        if settings.yookassa_on:
+            yookassa_http = await resources.exit_stack.enter_async_context(
+                create_http_client(timeout=YOOKASSA_TIMEOUT)
+            )
+            providers.by_name["yookassa"] = _yookassa_from(settings, yookassa_http)
         if stripe is not None:
             providers.by_name["stripe"] = stripe
         elif settings.stripe_api_key:
@@ -82,6 +94,11 @@ def create_app(
             )
             app.state.sandbox_sender = sender
             resources.tasks.append(asyncio.create_task(sender.run(), name="sandbox-webhooks"))
+        unserved = sorted(set(settings.routes.values()) - set(providers.by_name))
+        if unserved:
+            raise RuntimeError(
+                f"GATEWAY_PROVIDER_ROUTES names {', '.join(unserved)}, which is not configured"
+            )
         app.state.providers = providers
         processor = WebhookProcessor(
             resources.session_factory,
@@ -106,7 +123,7 @@ def create_app(
         service=SERVICE,
         schema=SCHEMA,
         title="Cinema payment gateway",
-        description="Payments and refunds through Stripe or the sandbox provider; webhooks.",
+        description="Payments and refunds through Stripe, YooKassa or the sandbox; webhooks.",
         settings=settings,
         auth_settings=auth_settings,
         routers=routers,
@@ -131,4 +148,33 @@ def _stripe_from(settings: GatewaySettings) -> StripeProvider:
         settings.stripe_webhook_secret.get_secret_value(),
         api_base=settings.stripe_api_base,
         public_url=settings.public_url,
+    )
+
+
+def _yookassa_from(settings: GatewaySettings, http: httpx.AsyncClient) -> YooKassaProvider:
+    from payment_gateway.config import parse_networks
+    from payment_gateway.providers.yookassa_provider import YooKassaProvider
+    from payment_gateway.providers.yookassa_receipts import ReceiptRules
+
+    if not settings.yookassa_shop_id or settings.yookassa_secret_key is None:
+        raise RuntimeError("GATEWAY_YOOKASSA_SHOP_ID and GATEWAY_YOOKASSA_SECRET_KEY go together")
+    receipts = (
+        ReceiptRules(
+            vat_code=settings.yookassa_vat_code,
+            tax_system_code=settings.yookassa_tax_system_code,
+            payment_subject=settings.yookassa_payment_subject,
+            payment_mode=settings.yookassa_payment_mode,
+        )
+        if settings.yookassa_receipts
+        else None
+    )
+    return YooKassaProvider(
+        settings.yookassa_shop_id,
+        settings.yookassa_secret_key.get_secret_value(),
+        api_base=settings.yookassa_api_base,
+        http=http,
+        allowed_networks=parse_networks(settings.yookassa_allowed_ips),
+        trusted_proxies=parse_networks(settings.yookassa_trusted_proxies),
+        client_ip_header=settings.yookassa_client_ip_header,
+        receipts=receipts,
     )

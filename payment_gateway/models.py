@@ -51,6 +51,8 @@ class Payment(Timestamps, Base):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refunds_within_amount"
         ),
         sa.Index("ix_payment_provider_ref", "provider", "provider_ref"),
+        # A renewal finds the provider holding its saved card by the card's reference.
+        sa.Index("ix_payment_payment_method_ref", "payment_method_ref"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -85,6 +87,8 @@ class Payment(Timestamps, Base):
     # Sum of refunds not failed (pending + succeeded): the database refuses more than the amount.
     refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     succeeded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The 54-FZ receipt's registration as the provider reports it (YooKassa), when one was sent.
+    receipt_registration: Mapped[str | None] = mapped_column(sa.String(20))
     disputed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
@@ -105,6 +109,7 @@ class Refund(Timestamps, Base):
     status: Mapped[str] = mapped_column(sa.String(20), default=RefundState.PENDING)
     provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
+    receipt_registration: Mapped[str | None] = mapped_column(sa.String(20))
 
 
 class WebhookEvent(Base):

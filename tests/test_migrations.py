@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -226,3 +227,108 @@ def test_money_moved_before_receipts_is_numbered_per_year_in_the_order_it_moved(
         ("2026-000002", refund_id),
     ]
     assert counters == [(2025, 2), (2026, 2)]
+
+
+def test_a_payment_captured_while_receipts_are_installed_gets_a_receipt(
+    scratch_database: str,
+) -> None:
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "0018")
+    payment_id = uuid4()
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            (
+                "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount,"
+                " currency, base_amount, discount_amount, quote, months, description,"
+                " refunded_amount) VALUES (:id, :user_id, 'top_up', 'card', 'pending', 1000,"
+                " 'RUB', 1000, 0, '{}', 1, 'Wallet top-up', 0)",
+                {"id": payment_id, "user_id": uuid4()},
+            ),
+        )
+    )
+
+    async def capture_during_upgrade() -> list[tuple[Any, ...]]:
+        engine = create_async_engine(scratch_database)
+        try:
+            async with engine.connect() as live, engine.connect() as watch:
+                # Live traffic: the provider captured the payment, billing is recording it.
+                capture = await live.begin()
+                await live.execute(
+                    sa.text(
+                        "UPDATE billing.payment SET status = 'succeeded', paid_at = now()"
+                        " WHERE id = :id"
+                    ),
+                    {"id": payment_id},
+                )
+                upgrade = asyncio.create_task(asyncio.to_thread(command.upgrade, cfg, "0019"))
+
+                async def upgrade_waits_for_a_lock() -> bool:
+                    waiting = await watch.scalar(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                    await watch.rollback()
+                    return bool(waiting)
+
+                await support.eventually(upgrade_waits_for_a_lock, timeout=30)
+                await capture.commit()
+                await upgrade
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.text("SELECT number, payment_id FROM billing.receipt"),
+                )
+                return [tuple(row) for row in rows]
+        finally:
+            await engine.dispose()
+
+    year = datetime.now(UTC).year
+    assert asyncio.run(capture_during_upgrade()) == [(f"{year}-000001", payment_id)]
+
+
+def test_a_downgrade_never_takes_back_a_receipt_number_already_given(
+    scratch_database: str,
+) -> None:
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "0019")
+    insert = (
+        "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount, currency,"
+        " base_amount, discount_amount, quote, months, description, refunded_amount, paid_at)"
+        " VALUES (:id, :user_id, 'top_up', 'card', 'succeeded', 1000, 'RUB', 1000, 0, '{}', 1,"
+        " 'Wallet top-up', 0, :paid_at)"
+    )
+    numbers = "SELECT number, payment_id FROM billing.receipt ORDER BY number"
+    # Numbers follow commits: the payment recorded first was captured a moment later.
+    captured_later, captured_earlier = uuid4(), uuid4()
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            (insert, {"id": captured_later, "user_id": uuid4(), "paid_at": clock.now()}),
+            (
+                insert,
+                {
+                    "id": captured_earlier,
+                    "user_id": uuid4(),
+                    "paid_at": clock.now() - timedelta(seconds=5),
+                },
+            ),
+        )
+    )
+    year = datetime.now(UTC).year
+    given = [(f"{year}-000001", captured_later), (f"{year}-000002", captured_earlier)]
+    [before] = asyncio.run(run_sql(scratch_database, (numbers, {})))
+    assert before == given
+
+    # Downgrading would drop them and the next upgrade would renumber them by capture time: the
+    # customer holding receipt 000001 would find someone else's payment under it.
+    with pytest.raises(Exception, match="receipts"):
+        command.downgrade(cfg, "0018")
+    [after] = asyncio.run(run_sql(scratch_database, (numbers, {})))
+    assert after == given
+
+    # An operator who means it says so.
+    cfg.cmd_opts = argparse.Namespace(x=["forget_receipts=yes"])
+    command.downgrade(cfg, "0018")
+    assert ("billing", "receipt") not in asyncio.run(tables(scratch_database))

@@ -34,6 +34,7 @@ SECRET_PREFIXES = (
     "BILLING_ADMIN_",
     "GATEWAY_SANDBOX",
     "GATEWAY_STRIPE",
+    "GATEWAY_YOOKASSA",
     "GATEWAY_PROVIDER",
     "NOTIFIER_WEBHOOK",
     "CINEMA_ENV",
@@ -292,6 +293,21 @@ class TestGateway:
 
         assert done.returncode == production.EXIT_NOT_READY
         assert named_variables(done.stderr) == {"GATEWAY_STRIPE_WEBHOOK_SECRET"}
+
+    def test_yookassa_needs_its_own_secret_key(self, database_url: str, broker_prefix: str) -> None:
+        env = environment(
+            database_url,
+            broker_prefix,
+            "production",
+            GATEWAY_YOOKASSA_SHOP_ID="506751",
+            GATEWAY_YOOKASSA_SECRET_KEY="test_CHANGE-ME",
+            **STRONG,
+        )
+
+        done = run(env, "gateway", "api", "--port", str(support.free_port()))
+
+        assert done.returncode == production.EXIT_NOT_READY
+        assert named_variables(done.stderr) == {"GATEWAY_YOOKASSA_SECRET_KEY"}
 
     def test_sandbox_pages_are_not_served_in_production_with_stripe(
         self, database_url: str, broker_prefix: str, tmp_path: Path

@@ -16,6 +16,7 @@ from billing_api.models.discounts import (
 from billing_api.models.ledger import LedgerEntry, LedgerTransaction
 from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
 from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
+from billing_api.models.portal import PortalFormSubmission, PortalLink
 from billing_api.models.purchases import Purchase, PurchaseStatus
 from billing_api.models.receipts import Receipt, ReceiptCounter, ReceiptKind
 from billing_api.models.refunds import Refund, RefundStatus
@@ -43,6 +44,8 @@ __all__ = [
     "PersonalDiscount",
     "Plan",
     "PlanMovie",
+    "PortalFormSubmission",
+    "PortalLink",
     "PromoCode",
     "PromoRedemption",
     "PromoRedemptionStatus",

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.money import Money
 
@@ -37,3 +37,8 @@ class PaymentOut(PaymentBrief):
     paid_at: datetime | None
     expires_at: datetime | None
     failure_message: str | None
+    provider: str | None = Field(
+        None,
+        description="The payment provider that took it (sandbox, stripe, yookassa);"
+        " null for a payment no provider saw (wallet, free).",
+    )

@@ -180,6 +180,7 @@ def payment_out(payment: Payment) -> PaymentOut:
         paid_at=payment.paid_at,
         expires_at=payment.expires_at,
         failure_message=payment.failure_message,
+        provider=payment.provider or None,
     )
 
 

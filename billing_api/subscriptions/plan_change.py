@@ -49,6 +49,7 @@ from billing_api.models import (
 )
 from billing_api.payments import service as payments
 from billing_api.payments.schemas import PaymentMethod
+from billing_api.pricing import service as pricing
 from billing_api.pricing.inputs import price_plan
 from billing_api.refunds import plan_credit
 from billing_api.refunds import quotes as refund_quotes
@@ -167,17 +168,9 @@ async def change_plan(
         credit = int(waiting.quote.get("credit", 0))
         return PlanChange(subscription, "upgrade", waiting, credit, current.currency)
 
-    now = clock.now()
-    credit, credited = await _credit_for_current_period(session, subscription, now)
-    priced = await price_plan(
-        session,
-        new,
-        subscription.months,
-        user_id=customer.id,
-        promo_code=None,
-        max_total_percent=settings.max_total_discount_percent,
+    quote, credit, credited = await _upgrade_price(
+        session, settings, subscription, new, now=clock.now()
     )
-    quote = priced.quote
     applied = min(credit, quote.total)
     payment = await payments.start_payment(
         session,
@@ -203,6 +196,62 @@ async def change_plan(
         method=payment_method,
     )
     return PlanChange(subscription, "upgrade", payment, credit, current.currency)
+
+
+async def _upgrade_price(
+    session: AsyncSession,
+    settings: BillingSettings,
+    subscription: Subscription,
+    new: Plan,
+    *,
+    now: datetime,
+) -> tuple[pricing.Quote, int, Payment | None]:
+    """An upgrade's quote, the credit for the current period, and the payment credited."""
+    credit, credited = await _credit_for_current_period(session, subscription, now)
+    priced = await price_plan(
+        session,
+        new,
+        subscription.months,
+        user_id=subscription.user_id,
+        promo_code=None,
+        max_total_percent=settings.max_total_discount_percent,
+    )
+    return priced.quote, credit, credited
+
+
+@dataclass(frozen=True)
+class ChangePreview:
+    """What choosing ``plan`` would do now, priced exactly as :func:`change_plan` prices it."""
+
+    plan: Plan
+    kind: ChangeKind
+    due_now: int  # charged now: an upgrade's price less the credit; 0 for a downgrade
+    credit: int
+    currency: str
+
+
+async def preview_changes(
+    session: AsyncSession, settings: BillingSettings, subscription: Subscription
+) -> list[ChangePreview]:
+    """Every active plan of the subscription's currency it could change to now, with the price
+    :func:`change_plan` would charge (read only: nothing is locked or written)."""
+    current = await session.get(Plan, subscription.plan_id)
+    assert current is not None
+    plans = await session.scalars(
+        sa.select(Plan)
+        .where(Plan.active, Plan.currency == current.currency, Plan.id != current.id)
+        .order_by(Plan.price_amount, Plan.code)
+    )
+    now = clock.now()
+    previews = []
+    for plan in plans:
+        if not is_upgrade(plan, current):
+            previews.append(ChangePreview(plan, "downgrade", 0, 0, current.currency))
+            continue
+        quote, credit, _ = await _upgrade_price(session, settings, subscription, plan, now=now)
+        due = quote.total - min(credit, quote.total)
+        previews.append(ChangePreview(plan, "upgrade", due, credit, current.currency))
+    return previews
 
 
 async def _check_no_refund_in_progress(session: AsyncSession, subscription: Subscription) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import Payment, ProviderCustomer
+from payment_gateway.payments import routing
 from payment_gateway.payments.reconcile import apply_snapshot
 from payment_gateway.payments.schemas import ChargeError, ChargeOutcome, OffSessionChargeIn
 from payment_gateway.payments.service import (
@@ -35,6 +36,7 @@ from payment_gateway.payments.service import (
     ProviderOutcomeUnknown,
     ProviderUnavailable,
     ensure_same,
+    order_lines,
     to_out,
 )
 from payment_gateway.providers import base
@@ -45,22 +47,36 @@ from shared.errors import AppError
 async def charge_off_session_many(
     session: AsyncSession, providers: Providers, charges: Sequence[OffSessionChargeIn]
 ) -> list[ChargeOutcome]:
-    """Charge each saved method once per ``payment_id``; outcomes in the charges' order."""
-    provider = providers.for_new_payments
+    """Charge each saved method once per ``payment_id``; outcomes in the charges' order.
+
+    Each charge goes to the provider holding its saved method (see :mod:`.routing`), one
+    ``charge_off_session_many`` per provider."""
+    holders = await routing.holders_of(session, providers, {c.payment_method_ref for c in charges})
+    provider_of = {
+        charge.payment_id: providers.get(holders[charge.payment_method_ref])
+        if charge.payment_method_ref in holders
+        else providers.for_currency(charge.currency)
+        for charge in charges
+    }
     ordered = sorted(charges, key=lambda charge: charge.payment_id)
     new = {
         payment.id: payment
         for payment in await session.scalars(
             insert(Payment)
-            .values([_payment_row(charge, provider.name) for charge in ordered])
+            .values(
+                [_payment_row(charge, provider_of[charge.payment_id].name) for charge in ordered]
+            )
             .on_conflict_do_nothing(index_elements=[Payment.id])
             .returning(Payment)
         )
     }
     outcomes = await _known(session, [c for c in ordered if c.payment_id not in new])
-    to_charge = [charge for charge in ordered if charge.payment_id in new]
-    if to_charge:
-        outcomes.update(await _charge(session, provider, to_charge, new))
+    by_provider: dict[str, list[OffSessionChargeIn]] = {}
+    for charge in ordered:
+        if charge.payment_id in new:
+            by_provider.setdefault(provider_of[charge.payment_id].name, []).append(charge)
+    for name, to_charge in by_provider.items():
+        outcomes.update(await _charge(session, providers.get(name), to_charge, new))
     return [outcomes[charge.payment_id] for charge in charges]
 
 
@@ -119,6 +135,7 @@ async def _charge(
             payment_method_ref=charge.payment_method_ref,
             metadata=charge.metadata,
             customer_ref=customer_refs.get(charge.customer.id),
+            order_lines=order_lines(charge.order_lines),
         )
         for charge in charges
     ]

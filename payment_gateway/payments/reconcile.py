@@ -46,6 +46,7 @@ async def apply_snapshot(
             extra={"payment_id": str(payment.id), "status": current, "observed": snapshot.status},
         )
     payment.charge_ref = snapshot.charge_ref or payment.charge_ref
+    payment.receipt_registration = snapshot.receipt_registration or payment.receipt_registration
     if new_status is PaymentStatus.SUCCEEDED:
         await _succeed(session, payment, snapshot)
     elif new_status is PaymentStatus.FAILED:
@@ -169,6 +170,7 @@ async def apply_refund(session: AsyncSession, payment: Payment, observed: Provid
         payment.refunded_amount += observed.amount
         session.add(refund)
     refund.provider_ref = refund.provider_ref or observed.provider_ref
+    refund.receipt_registration = observed.receipt_registration or refund.receipt_registration
     if observed.status is RefundStatus.SUCCEEDED and refund.status == RefundState.PENDING:
         refund.status = RefundState.SUCCEEDED
         await outbox.add(session, _refund_event(events.RefundSucceeded, payment, refund))

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from shared.events import CardSummary
 from shared.money import Amount, Currency
@@ -17,6 +17,22 @@ PositiveAmount = Annotated[Amount, Field(gt=0)]
 class CustomerIn(BaseModel):
     id: UUID
     email: str | None = Field(None, max_length=320)
+
+
+class OrderLineIn(BaseModel):
+    """One line of what is paid for: YooKassa's 54-FZ receipts list them (other providers do
+    not use them). Lines that do not add up to the amount are spread over it in proportion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(min_length=1, max_length=500)
+    quantity: StrictInt = Field(1, ge=1, le=10_000)
+    amount: Amount  # the line's total in minor units, after its discount
+    payment_subject: str | None = Field(None, max_length=64, examples=["service"])
+    payment_mode: str | None = Field(None, max_length=64, examples=["full_payment"])
+
+
+OrderLines = Annotated[list[OrderLineIn], Field(default_factory=list, max_length=100)]
 
 
 class PaymentIn(BaseModel):
@@ -61,6 +77,7 @@ class PaymentIn(BaseModel):
         description="The language of the checkout page (ru or en; a tag such as en-US counts as"
         " en). Left out, or one we do not speak: the payer's browser decides, else ru.",
     )
+    order_lines: OrderLines
 
     @model_validator(mode="after")
     def _mode_needs(self) -> PaymentIn:
@@ -98,6 +115,11 @@ class PaymentOut(BaseModel):
     )
     # While ``status`` is ``requires_action``: where the cardholder confirms the charge.
     action_url: str | None = None
+    receipt_registration: str | None = Field(
+        None,
+        description="The 54-FZ receipt's registration as the provider reports it (YooKassa:"
+        " pending, succeeded, canceled); null when no receipt was sent.",
+    )
 
 
 MAX_BATCH = 200
@@ -115,6 +137,7 @@ class OffSessionChargeIn(BaseModel):
     description: str = Field(min_length=1, max_length=500)
     payment_method_ref: str = Field(min_length=1, max_length=255)
     metadata: dict[str, str] = Field(default_factory=dict, max_length=20)
+    order_lines: OrderLines
 
     def as_payment(self) -> PaymentIn:
         """The same charge as the single endpoint takes it (its checks apply unchanged)."""
@@ -127,6 +150,7 @@ class OffSessionChargeIn(BaseModel):
             mode="off_session",
             payment_method_ref=self.payment_method_ref,
             metadata=self.metadata,
+            order_lines=self.order_lines,
         )
 
 

@@ -10,8 +10,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import Payment, PaymentStatus, ProviderCustomer
+from payment_gateway.payments import routing
 from payment_gateway.payments.reconcile import apply_snapshot, card_of
-from payment_gateway.payments.schemas import PaymentIn, PaymentOut
+from payment_gateway.payments.schemas import OrderLineIn, PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.webhooks import parking
@@ -65,6 +66,20 @@ def to_out(payment: Payment) -> PaymentOut:
         hard_decline=payment.hard_decline,
         card=card_of(payment),
         action_url=payment.action_url if payment.status == PaymentStatus.REQUIRES_ACTION else None,
+        receipt_registration=payment.receipt_registration,
+    )
+
+
+def order_lines(lines: list[OrderLineIn]) -> tuple[base.OrderLine, ...]:
+    return tuple(
+        base.OrderLine(
+            description=line.description,
+            amount=line.amount,
+            quantity=line.quantity,
+            payment_subject=line.payment_subject,
+            payment_mode=line.payment_mode,
+        )
+        for line in lines
     )
 
 
@@ -80,7 +95,12 @@ async def create_payment(
     A new row comes back from the insert itself (``RETURNING``), already ours until the commit;
     only a repeated ``payment_id`` reads (and locks) the existing one.
     """
-    provider = providers.for_new_payments
+    provider = await routing.for_payment(
+        session,
+        providers,
+        currency=request.currency,
+        payment_method_ref=request.payment_method_ref if request.mode == "off_session" else None,
+    )
     payment = await session.scalar(
         insert(Payment)
         .values(
@@ -170,6 +190,7 @@ async def _open_at_provider(
                     metadata=request.metadata,
                     customer_ref=customer_ref,
                     locale=locales.language_of(request.locale),
+                    order_lines=order_lines(request.order_lines),
                 )
             )
             payment.provider_ref = created.provider_ref
@@ -197,6 +218,7 @@ async def _open_at_provider(
                     payment_method_ref=request.payment_method_ref,
                     metadata=request.metadata,
                     customer_ref=customer_ref,
+                    order_lines=order_lines(request.order_lines),
                 )
             )
             payment.provider_ref = snapshot.provider_ref

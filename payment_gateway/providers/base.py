@@ -57,10 +57,26 @@ class InvalidWebhook(Exception):
     """The webhook's signature, timestamp or body cannot be trusted; nothing may be stored."""
 
 
+class WebhookSourceRefused(Exception):
+    """The webhook came from an address the provider does not send from; nothing is stored."""
+
+
 @dataclass(frozen=True)
 class Customer:
     id: UUID
     email: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One line of what is paid for (or refunded), for a provider that itemises: YooKassa
+    builds its 54-FZ receipts from them; Stripe and the sandbox do not use them."""
+
+    description: str
+    amount: int  # the line's total in minor units, after its discount
+    quantity: int = 1
+    payment_subject: str | None = None  # YooKassa's, e.g. "service"; None: the configured one
+    payment_mode: str | None = None  # YooKassa's, e.g. "full_payment"
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class CheckoutRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     customer_ref: str | None = None  # the provider's customer for this user, when known
     locale: str | None = None  # the page's language ("ru", "en"); None: the payer's browser's
+    order_lines: tuple[OrderLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class OffSessionRequest:
     payment_method_ref: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     customer_ref: str | None = None
+    order_lines: tuple[OrderLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,9 @@ class RefundRequest:
     amount: int
     currency: str
     reason: str | None = None
+    order_lines: tuple[OrderLine, ...] = ()
+    customer_email: str | None = None  # for a receipt
+    description: str | None = None  # the payment's, for a receipt without order lines
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,7 @@ class ProviderRefund:
     status: RefundStatus
     refund_id: UUID | None = None  # ours, when the refund was asked through the gateway
     failure_message: str | None = None
+    receipt_registration: str | None = None  # a fiscal receipt's state, when one was sent
 
 
 @dataclass(frozen=True)
@@ -143,6 +165,7 @@ class ProviderPayment:
     dispute_amount: int | None = None  # what the provider holds back; None when it does not say
     dispute_ref: str | None = None
     action_url: str | None = None  # where the cardholder confirms a ``requires_action`` charge
+    receipt_registration: str | None = None  # a fiscal receipt's state, when one was sent
 
 
 @dataclass(frozen=True)
@@ -206,6 +229,14 @@ class PaymentProvider(Protocol):
 
     async def fetch_payment(self, provider_ref: str) -> ProviderPayment: ...
 
+    async def fetch_refund(
+        self, payment_provider_ref: str, refund_ref: str
+    ) -> ProviderRefund | None:
+        """A refund as the provider has it now (None when it does not know it), for
+        ``GET /internal/v1/refunds/{id}?refresh=true``. This default reads the payment and
+        finds the refund among its refunds; a provider that can read one refund overrides it."""
+        return await refund_of_payment(self, payment_provider_ref, refund_ref)
+
     async def fetch_payments(self, provider_refs: Sequence[str]) -> Mapping[str, ProviderPayment]:
         """Several payments at once, by reference; one the provider does not know may be left out.
 
@@ -228,3 +259,17 @@ class PaymentProvider(Protocol):
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
         """Verify the signature over the raw body first; raise :class:`InvalidWebhook`."""
         ...
+
+    def verify_source(self, peer: str | None, headers: Mapping[str, str]) -> None:
+        """Refuse a webhook from where this provider does not send them (raise
+        :class:`WebhookSourceRefused`). Signed webhooks prove themselves: this default accepts
+        any sender; a provider that does not sign them (YooKassa) checks the address."""
+        return None
+
+
+async def refund_of_payment(
+    provider: PaymentProvider, payment_provider_ref: str, refund_ref: str
+) -> ProviderRefund | None:
+    """The refund ``refund_ref`` among the refunds the provider lists for the payment."""
+    payment = await provider.fetch_payment(payment_provider_ref)
+    return next((refund for refund in payment.refunds if refund.provider_ref == refund_ref), None)

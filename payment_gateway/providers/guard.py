@@ -35,6 +35,7 @@ from payment_gateway.providers.base import (
     ProviderRefund,
     RefundRequest,
     WebhookNotice,
+    WebhookSourceRefused,
 )
 from payment_gateway.providers.calls import DETAIL_LIMIT, ProviderCalls
 
@@ -55,7 +56,12 @@ def _outcome(
 
 
 class GuardedProvider(PaymentProvider):
-    """Any adapter, with its calls recorded and its failures mapped (see the module)."""
+    """Any adapter, with its calls recorded and its failures mapped (see the module).
+
+    It overrides every member of the protocol and hands each to the adapter: a member it
+    inherited would run the protocol's default instead of the adapter's own (a webhook sender
+    check, a bulk read). A test holds it to that (``test_provider_guard``).
+    """
 
     def __init__(self, inner: PaymentProvider, calls: ProviderCalls | None) -> None:
         self.inner = inner
@@ -228,6 +234,29 @@ class GuardedProvider(PaymentProvider):
         ):
             raise ProviderAnswerUnreadable(f"{self.name} fetch_payments: not payments")
         return found  # checked just above
+
+    async def fetch_refund(
+        self, payment_provider_ref: str, refund_ref: str
+    ) -> ProviderRefund | None:
+        found: object = await self._read(
+            "fetch_refund", self.inner.fetch_refund(payment_provider_ref, refund_ref), object
+        )
+        if found is not None and not isinstance(found, ProviderRefund):
+            raise ProviderAnswerUnreadable(f"{self.name} fetch_refund: not a refund")
+        return found
+
+    # --- webhooks: the adapter's own checks, failing closed --------------------------------------
+
+    def verify_source(self, peer: str | None, headers: Mapping[str, str]) -> None:
+        try:
+            self.inner.verify_source(peer, headers)
+        except WebhookSourceRefused:
+            raise
+        except Exception as exc:
+            # A check that cannot be made refuses: an unsigned webhook is trusted by its sender.
+            raise WebhookSourceRefused(
+                f"the webhook's sender could not be checked ({type(exc).__name__})"
+            ) from exc
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookNotice:
         try:

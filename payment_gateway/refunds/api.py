@@ -35,7 +35,11 @@ async def create_refund(
 
 @router.get("/{refund_id}", response_model=RefundOut)
 async def get_refund(
-    refund_id: UUID, principal: InternalServicePrincipal, session: SessionDep
+    refund_id: UUID,
+    principal: InternalServicePrincipal,
+    session: SessionDep,
+    providers: ProvidersDep,
+    refresh: bool = False,
 ) -> RefundOut:
-    """A refund's state."""
-    return await service.get_refund(session, refund_id)
+    """A refund's state; with refresh=true a pending one is asked of the provider first."""
+    return await service.get_refund(session, providers, refund_id, refresh=refresh)

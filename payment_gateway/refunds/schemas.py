@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from payment_gateway.payments.schemas import PositiveAmount
+from payment_gateway.payments.schemas import OrderLines, PositiveAmount
 
 
 class RefundIn(BaseModel):
@@ -28,6 +28,7 @@ class RefundIn(BaseModel):
     payment_id: UUID
     amount: PositiveAmount
     reason: str | None = Field(None, max_length=500)
+    order_lines: OrderLines  # what the refund gives back, for a 54-FZ receipt (YooKassa)
 
 
 class RefundOut(BaseModel):
@@ -39,3 +40,4 @@ class RefundOut(BaseModel):
     provider_ref: str | None
     failure_message: str | None
     payment_status: str
+    receipt_registration: str | None = None

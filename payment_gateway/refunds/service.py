@@ -6,6 +6,7 @@ the provider is asked, and released only if the provider reports the refund fail
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,7 @@ from payment_gateway.payments.service import (
     PaymentNotFound,
     ProviderOutcomeUnknown,
     ProviderUnavailable,
+    order_lines,
 )
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
@@ -50,6 +52,7 @@ def to_out(refund: Refund, payment: Payment) -> RefundOut:
         provider_ref=refund.provider_ref,
         failure_message=refund.failure_message,
         payment_status=payment.status,
+        receipt_registration=refund.receipt_registration,
     )
 
 
@@ -93,6 +96,9 @@ async def create_refund(
                 amount=refund.amount,
                 currency=refund.currency,
                 reason=request.reason,
+                order_lines=order_lines(request.order_lines),
+                customer_email=payment.customer_email,
+                description=payment.description,
             )
         )
     except base.ProviderAnswerUnreadable as exc:
@@ -110,16 +116,43 @@ async def create_refund(
             status=observed.status,
             refund_id=refund.id,
             failure_message=observed.failure_message,
+            receipt_registration=observed.receipt_registration,
         ),
     )
     await settle_status(session, payment)
     return to_out(refund, payment)
 
 
-async def get_refund(session: AsyncSession, refund_id: UUID) -> RefundOut:
+async def get_refund(
+    session: AsyncSession, providers: Providers, refund_id: UUID, *, refresh: bool = False
+) -> RefundOut:
+    """Our record of a refund; with ``refresh`` a pending one is asked of the provider first
+    (a refund settles later at YooKassa, and its notification may be lost)."""
     refund = await session.get(Refund, refund_id)
     if refund is None:
         raise RefundNotFound(f"refund {refund_id} not found")
+    if refresh and refund.status == RefundState.PENDING and refund.provider_ref:
+        await _refresh(session, providers, refund)
     payment = await session.get(Payment, refund.payment_id)
     assert payment is not None
     return to_out(refund, payment)
+
+
+async def _refresh(session: AsyncSession, providers: Providers, refund: Refund) -> None:
+    """Lock the payment, then the refund (the suite's lock order), re-read, and apply what the
+    provider says about the refund."""
+    payment = await session.get(Payment, refund.payment_id, with_for_update=True)
+    assert payment is not None
+    await session.refresh(refund, with_for_update=True)
+    if refund.status != RefundState.PENDING or not refund.provider_ref or not payment.provider_ref:
+        return
+    try:
+        observed = await providers.get(payment.provider).fetch_refund(
+            payment.provider_ref, refund.provider_ref
+        )
+    except base.ProviderError as exc:
+        raise ProviderUnavailable(f"payment provider error: {exc}") from exc
+    if observed is None:
+        return
+    await apply_refund(session, payment, replace(observed, refund_id=refund.id))
+    await settle_status(session, payment)

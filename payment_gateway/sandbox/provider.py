@@ -240,6 +240,14 @@ class SandboxProvider:
             body, headers, secret=self.webhook_secret, tolerance=self.tolerance
         )
 
+    async def fetch_refund(
+        self, payment_provider_ref: str, refund_ref: str
+    ) -> base.ProviderRefund | None:
+        return await base.refund_of_payment(self, payment_provider_ref, refund_ref)
+
+    def verify_source(self, peer: str | None, headers: Mapping[str, str]) -> None:
+        """Any sender: a sandbox webhook proves itself by its signature."""
+
     # --- the hosted page's side ---------------------------------------------------------------
 
     async def get_session(self, session_id: str) -> SandboxSession:

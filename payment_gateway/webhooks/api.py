@@ -1,4 +1,4 @@
-"""``POST /webhooks/{provider}``: where Stripe and the sandbox report what happened."""
+"""``POST /webhooks/{provider}``: where Stripe, YooKassa and the sandbox report what happened."""
 
 from __future__ import annotations
 
@@ -26,15 +26,22 @@ class WebhookReceived(BaseModel):
 
 @router.post(
     "/webhooks/{provider}",
-    responses={400: {"description": "bad or missing signature; nothing stored"}},
+    responses={
+        400: {"description": "bad or missing signature; nothing stored"},
+        403: {"description": "not from the provider's addresses (YooKassa); nothing stored"},
+    },
 )
 async def receive_webhook(
     provider: str, request: Request, sessions: SessionFactoryDep, providers: ProvidersDep
 ) -> WebhookReceived:
-    """Verify the signature over the raw body and store the event once; processed right after."""
+    """Verify the signature (or the sender's address) and store the event once; processed
+    right after."""
     body = await request.body()
+    peer = request.client.host if request.client else None
     async with sessions() as session, session.begin():
-        stored = await service.receive(session, providers, provider, body, request.headers)
+        stored = await service.receive(
+            session, providers, provider, body, request.headers, peer=peer
+        )
     if stored:
         processor: WebhookProcessor = request.app.state.webhook_processor
         processor.wake()  # committed: the processor can see the row now

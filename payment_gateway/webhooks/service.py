@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import WebhookEvent
-from payment_gateway.providers.base import InvalidWebhook
+from payment_gateway.providers.base import InvalidWebhook, WebhookSourceRefused
 from payment_gateway.providers.registry import Providers
 from shared import clock
 from shared.errors import AppError
@@ -32,18 +32,31 @@ class WebhookRejected(AppError):
     default_detail = "the webhook could not be verified"
 
 
+class WebhookSenderRefused(AppError):
+    status_code = 403
+    default_detail = "webhooks of this provider are not accepted from this address"
+
+
 async def receive(
     session: AsyncSession,
     providers: Providers,
     provider_name: str,
     body: bytes,
     headers: Mapping[str, str],
+    *,
+    peer: str | None = None,
 ) -> bool:
     """Verify and store; True when the event is new, False for a duplicate.
 
-    An event type the gateway does not act on is stored already processed (``ignored``).
+    ``peer`` is the connection's address: a provider that does not sign its webhooks accepts
+    them only from its own addresses. An event type the gateway does not act on is stored
+    already processed (``ignored``).
     """
     provider = providers.get(provider_name)
+    try:
+        provider.verify_source(peer, headers)
+    except WebhookSourceRefused as exc:
+        raise WebhookSenderRefused(str(exc)) from exc
     try:
         notice = provider.parse_webhook(body, headers)
     except InvalidWebhook as exc:

@@ -111,6 +111,25 @@ class TestLogin:
         assert actor == "ui:backoffice"
 
 
+class TestPayments:
+    async def test_the_payment_list_shows_which_provider_took_each_payment(
+        self, suite: Suite
+    ) -> None:
+        http = suite.http
+        assert (await login(http, "", admin_token())).status_code == 302
+        basic = await suite.plan("basic")
+        user = suite.as_user()
+        created = (await user.post("/api/v1/subscriptions", json={"plan_id": basic["id"]})).json()
+        await suite.pay(created["latest_payment"]["checkout_url"])
+        await user.wait_for_subscription(created["id"], "active")
+
+        listing = await http.get("/admin/payment/list")
+
+        assert listing.status_code == 200
+        assert "Provider" in listing.text
+        assert ">sandbox<" in listing.text.replace(" ", "").replace("\n", "")
+
+
 class TestPersonalDiscounts:
     async def test_staff_give_a_user_a_discount_and_the_user_s_quote_applies_it(
         self, suite: Suite

@@ -55,6 +55,7 @@ class TestWholePath:
         payment = (await user.get(f"/api/v1/payments/{payment_id}")).json()
         assert payment["status"] == "succeeded"
         assert payment["discount"]["amount"] == 26955
+        assert payment["provider"] == "sandbox"
 
         debits = await suite.scalar(
             "SELECT sum(e.amount) FROM ledger_entry e JOIN ledger_transaction t"

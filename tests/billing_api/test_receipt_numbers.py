@@ -192,3 +192,49 @@ class TestConcurrency:
             "SELECT count(*) FROM payment WHERE status = 'succeeded' AND amount > 0"
         )
         assert captured == 36
+
+
+class TestLongYear:
+    async def test_the_millionth_receipt_of_a_year_is_numbered_and_its_payment_recorded(
+        self, suite: Suite
+    ) -> None:
+        # A busy year: receipt 100000 was given long ago and the counter is at 999999.
+        await suite.execute(
+            "INSERT INTO receipt_counter (year, last_number) VALUES (:year, 99999)", year=year()
+        )
+        earlier = await pay_top_up(suite, suite.as_user(), 10000)
+        assert await receipt_of(suite, earlier["id"]) == numbered(100000)
+        await suite.execute("UPDATE receipt_counter SET last_number = 999999")
+
+        # A card top-up paid at the provider: billing records it (the wallet is credited).
+        user = suite.as_user()
+        millionth = await pay_top_up(suite, user, 20000)
+        assert await balance(user) == 20000
+        assert await receipt_of(suite, millionth["id"]) == f"{year()}-1000000"
+        after = await pay_top_up(suite, suite.as_user(), 30000)
+        assert await receipt_of(suite, after["id"]) == f"{year()}-1000001"
+
+
+class TestTwoRecorders:
+    async def test_a_payment_recorded_as_succeeded_by_two_transactions_is_numbered_once(
+        self, suite: Suite
+    ) -> None:
+        # The gateway's event and the reconciler both record the same capture.
+        payment = await open_top_up(suite.as_user(), 4000)
+        engine = suite.billing.state.resources.engine
+        succeed = sa.text("UPDATE payment SET status = 'succeeded' WHERE id = :id")
+        async with engine.connect() as first, engine.connect() as second:
+            first_transaction = await first.begin()
+            await first.execute(succeed, {"id": UUID(payment["id"])})
+            second_transaction = await second.begin()
+            waiting = asyncio.create_task(second.execute(succeed, {"id": UUID(payment["id"])}))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # the payment's row lock holds the second one back
+            await first_transaction.commit()
+            await waiting
+            await second_transaction.commit()  # finds the first one's receipt: no error
+        later = await pay_top_up(suite, suite.as_user(), 5000)
+        assert [(r.number, r.payment_id) for r in await receipts(suite)] == [
+            (numbered(1), UUID(payment["id"])),
+            (numbered(2), UUID(later["id"])),
+        ]

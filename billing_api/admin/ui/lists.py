@@ -114,6 +114,7 @@ class PaymentView(ReadOnlyView, model=Payment):
         Payment.currency,
         Payment.status,
         Payment.method,
+        Payment.provider,
         Payment.refunded_amount,
         Payment.email,
         Payment.user_id,
@@ -124,6 +125,7 @@ class PaymentView(ReadOnlyView, model=Payment):
     column_filters = [
         AllUniqueStringValuesFilter(Payment.status),
         AllUniqueStringValuesFilter(Payment.method),
+        AllUniqueStringValuesFilter(Payment.provider),
         AllUniqueStringValuesFilter(Payment.purpose),
     ]
     column_default_sort = [(Payment.created_at, True)]

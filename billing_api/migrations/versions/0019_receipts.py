@@ -1,7 +1,7 @@
 """every captured payment and every refund gets a receipt numbered without gaps per year
 
 ``receipt`` holds one row per money movement: ``number`` ``2026-000123`` (``year`` and
-``sequence``), ``kind`` ``payment`` or ``refund`` and exactly one of ``payment_id``/``refund_id``
+``sequence``, at least six digits: the millionth of a year is ``2026-1000000``), ``kind`` ``payment`` or ``refund`` and exactly one of ``payment_id``/``refund_id``
 (a check; each unique, so nothing is numbered twice). ``receipt_counter`` holds the last number
 given per year.
 
@@ -28,8 +28,15 @@ The year is that of the transaction's ``now()`` in UTC, as is ``issued_at``.
 Existing data is backfilled: payments captured (succeeded, refunded, partially refunded or
 disputed, amount above zero) and refunds succeeded before this revision get receipts numbered
 per year of when the money moved (``paid_at``/``completed_at``, else ``created_at``), in that
-order, with ``issued_at`` at that moment; each year's counter continues after them. Downgrade
-drops the receipts, their numbers included.
+order, with ``issued_at`` at that moment; each year's counter continues after them. Money moving
+while this runs is not missed: creating ``receipt``'s foreign keys locks ``payment`` and
+``refund`` against writes (SHARE ROW EXCLUSIVE) until this revision commits, so the backfill
+sees every movement committed before it and the triggers number every one committed after.
+
+A receipt's number, once given, is never taken back: the downgrade refuses while any receipt
+exists (dropping them and upgrading again would renumber them by ``paid_at``, not in the order
+they were given, and a customer's receipt number would then show someone else's payment). An
+operator who accepts that runs ``alembic -x forget_receipts=yes downgrade 0018``.
 
 Revision ID: 0019
 Revises: 0018
@@ -39,7 +46,7 @@ Create Date: 2026-12-07 06:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0019"
 down_revision: str | None = "0018"
@@ -72,7 +79,9 @@ BEGIN
     RETURNING counter.last_number INTO next_number;
     INSERT INTO billing.receipt (number, year, sequence, kind, payment_id, refund_id, issued_at)
     VALUES (
-        issued_year::text || '-' || lpad(next_number::text, 6, '0'),
+        -- At least six digits: lpad() alone would cut the millionth to six, a duplicate.
+        issued_year::text || '-'
+            || lpad(next_number::text, greatest(6, length(next_number::text)), '0'),
         issued_year,
         next_number,
         TG_TABLE_NAME,
@@ -123,7 +132,8 @@ WITH moved AS (
     FROM moved
 )
 INSERT INTO billing.receipt (number, year, sequence, kind, payment_id, refund_id, issued_at)
-SELECT year::text || '-' || lpad(sequence::text, 6, '0'), year, sequence, kind,
+SELECT year::text || '-' || lpad(sequence::text, greatest(6, length(sequence::text)), '0'),
+       year, sequence, kind,
        payment_id, refund_id, moved_at
 FROM numbered
 """
@@ -181,7 +191,20 @@ def upgrade() -> None:
     op.execute(REFUND_TRIGGER)
 
 
+REFUSE_TO_FORGET_RECEIPTS = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM billing.receipt) THEN
+        RAISE EXCEPTION 'numbered receipts exist: dropping them would give their numbers again'
+            USING HINT = 'alembic -x forget_receipts=yes downgrade 0018 drops them anyway';
+    END IF;
+END $$
+"""
+
+
 def downgrade() -> None:
+    if context.get_x_argument(as_dictionary=True).get("forget_receipts") != "yes":
+        op.execute(REFUSE_TO_FORGET_RECEIPTS)
     op.execute("DROP TRIGGER refund_receipt ON billing.refund")
     op.execute("DROP TRIGGER payment_receipt ON billing.payment")
     op.execute("DROP FUNCTION billing.issue_receipt()")

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
 from payment_gateway.payments import state
-from payment_gateway.payments.reconcile import apply_refund, settle_status
+from payment_gateway.payments.reconcile import apply_refund, apply_snapshot, settle_status
 from payment_gateway.payments.service import (
     PaymentNotFound,
     ProviderOutcomeUnknown,
@@ -131,7 +131,7 @@ async def get_refund(
     refund = await session.get(Refund, refund_id)
     if refund is None:
         raise RefundNotFound(f"refund {refund_id} not found")
-    if refresh and refund.status == RefundState.PENDING and refund.provider_ref:
+    if refresh and refund.status == RefundState.PENDING:
         await _refresh(session, providers, refund)
     payment = await session.get(Payment, refund.payment_id)
     assert payment is not None
@@ -144,7 +144,16 @@ async def _refresh(session: AsyncSession, providers: Providers, refund: Refund) 
     payment = await session.get(Payment, refund.payment_id, with_for_update=True)
     assert payment is not None
     await session.refresh(refund, with_for_update=True)
-    if refund.status != RefundState.PENDING or not refund.provider_ref or not payment.provider_ref:
+    if refund.status != RefundState.PENDING or not payment.provider_ref:
+        return
+    if refund.provider_ref is None:
+        # Asked, but the answer could not be read: the provider's list of the payment's refunds
+        # says whether it was made (found by our refund_id), as a refresh of the payment does.
+        try:
+            snapshot = await providers.get(payment.provider).fetch_payment(payment.provider_ref)
+        except base.ProviderError as exc:
+            raise ProviderUnavailable(f"payment provider error: {exc}") from exc
+        await apply_snapshot(session, payment, snapshot)
         return
     try:
         observed = await providers.get(payment.provider).fetch_refund(

@@ -214,8 +214,11 @@ class TestUnreadableRefund:
         assert (await http.post("/internal/v1/refunds", json=another)).status_code == 409
         assert len(standin.objects_of("refund")) == 1
 
-        await http.get(f"/internal/v1/payments/{payment_id}", params={"refresh": "true"})
-        settled = (await http.get(f"/internal/v1/refunds/{refund['refund_id']}")).json()
+        settled = (
+            await http.get(
+                f"/internal/v1/refunds/{refund['refund_id']}", params={"refresh": "true"}
+            )
+        ).json()
         assert (settled["status"], settled["payment_status"]) == ("succeeded", "refunded")
         outbox = await rows(http, "SELECT event_type FROM outbox")
         assert sorted(row[0] for row in outbox) == ["payment.succeeded", "refund.succeeded"]

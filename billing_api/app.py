@@ -9,6 +9,7 @@ from billing_api.admin.ui.app import mount_admin_ui
 from billing_api.catalog.api import router as catalog_router
 from billing_api.config import SCHEMA, SERVICE, AdminUISettings, BillingSettings
 from billing_api.gateway import GatewayClient
+from billing_api.households.api import households_router, members_router
 from billing_api.idempotency import IdempotencyMiddleware
 from billing_api.payments.api import pages as checkout_pages
 from billing_api.payments.api import router as payments_router
@@ -55,6 +56,8 @@ def create_app(
             catalog_router,
             pricing_router,
             subscriptions_router,
+            members_router,
+            households_router,
             purchases_router,
             payments_router,
             refunds_router,

@@ -76,6 +76,20 @@ async def load(session: AsyncSession) -> None:
     await save_plan(
         session,
         PlanSpec(
+            code="family",
+            name="Family",
+            description="Every film, shared with up to four people of your household.",
+            price_amount=79900,
+            currency="RUB",
+            max_months=12,
+            all_movies=True,
+            role="subscriber_premium",
+            household_seats=4,
+        ),
+    )
+    await save_plan(
+        session,
+        PlanSpec(
             code="pass-30",
             name="30-day pass",
             description="Everything for 30 days, no renewal surprises.",

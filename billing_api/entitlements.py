@@ -33,9 +33,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api.households import following
 from billing_api.models import (
     ComplimentaryGrant,
     EntitlementVersion,
+    HouseholdMember,
+    HouseholdMemberStatus,
     Plan,
     Purchase,
     PurchaseStatus,
@@ -87,6 +90,10 @@ async def publish_snapshot(
         deferred.add(user_id)
         return None
     await session.flush()  # this transaction's own changes, written before the lock is taken
+    members = await following.follow_owners(session, [user_id])
+    if members:  # an owner: the members' snapshots change with theirs, locked together
+        snapshots = await _publish(session, sorted({user_id, *members}))
+        return next(snapshot for snapshot in snapshots if snapshot.user_id == user_id)
     version = await _lock_user(session, user_id)
     snapshot = events.EntitlementsChanged(
         user_id=user_id, version=version, grants=tuple(await _grants(session, user_id))
@@ -101,10 +108,18 @@ async def publish_snapshots(
     """:func:`publish_snapshot` for several users, as one transaction settling many changes
     needs (a batch of renewals): every user is locked by one statement, in user-id order (the
     order :func:`deferred_snapshots` promises), then all their grants are read together."""
-    users = sorted(set(user_ids))
+    users = set(user_ids)
     if not users:
         return []
     await session.flush()
+    users |= await following.follow_owners(session, users)
+    return await _publish(session, sorted(users))
+
+
+async def _publish(
+    session: AsyncSession, users: Sequence[UUID]
+) -> list[events.EntitlementsChanged]:
+    """Lock ``users`` (sorted) by one statement, read their grants, stage their snapshots."""
     versions = await _lock_users(session, users)
     grants = await _grants_of(session, users)
     snapshots = [
@@ -226,4 +241,42 @@ async def _grants_of(
                 valid_until=gift.valid_until,
             )
         )
+    members = await session.execute(
+        sa.select(
+            HouseholdMember.user_id,
+            HouseholdMember.id,
+            Subscription.current_period_end,
+            (
+                Subscription.cancel_at_period_end
+                | ~Subscription.auto_renew
+                | Subscription.pause_starts_at.is_not(None)
+            ).label("stops"),
+            Plan.id.label("plan_id"),
+            Plan.role,
+            Plan.grace_days,
+        )
+        .join(Subscription, Subscription.id == HouseholdMember.subscription_id)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(
+            HouseholdMember.user_id.in_(user_ids),
+            HouseholdMember.status == HouseholdMemberStatus.JOINED,
+            Subscription.status.in_(LIVE_SUBSCRIPTION),
+        )
+        .order_by(HouseholdMember.id)
+    )
+    for seat in members:
+        # exactly the owner's access: the same period end, grace and stop rules
+        valid_until = subscription_valid_until(
+            seat.current_period_end, stops=seat.stops, grace_days=seat.grace_days
+        )
+        if seat.user_id is not None and valid_until is not None and valid_until > now:
+            grants.setdefault(seat.user_id, []).append(
+                events.Grant(
+                    source="household",
+                    source_id=seat.id,
+                    plan_id=seat.plan_id,
+                    role=seat.role,
+                    valid_until=valid_until,
+                )
+            )
     return grants

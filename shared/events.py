@@ -375,7 +375,7 @@ class Grant(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: Literal["subscription", "purchase", "complimentary"]
+    source: Literal["subscription", "purchase", "complimentary", "household"]
     source_id: UUID
     plan_id: UUID | None = None
     movie_id: UUID | None = None
@@ -408,3 +408,41 @@ class PlanChanged(EventPayload):
 def event_types() -> list[str]:
     """Every routing key the suite knows."""
     return sorted(EventPayload.registry)
+
+
+# --- households (billing → notifier) -------------------------------------------------------------
+
+
+class HouseholdInvited(UserNotice):
+    """An owner invited ``email`` to share their subscription. ``user_id`` is the owner's (the
+    invited person may have no account yet); ``email`` and ``locale`` are the invitation's."""
+
+    event_type = "household.invited"
+    member_id: UUID
+    subscription_id: UUID
+    plan: PlanSummary
+    owner_email: str | None = None
+    code: str
+    join_url: str
+
+
+class HouseholdJoined(UserNotice):
+    """A person joined a household: they watch through its owner's subscription until it ends."""
+
+    event_type = "household.joined"
+    member_id: UUID
+    subscription_id: UUID
+    plan: PlanSummary
+    owner_email: str | None = None
+
+
+class HouseholdRemoved(UserNotice):
+    """A member lost access through a household: ``reason`` is ``removed_by_owner``,
+    ``removed_by_staff``, ``seats_reduced`` (the owner's plan has fewer seats) or
+    ``subscription_ended``."""
+
+    event_type = "household.removed"
+    member_id: UUID
+    subscription_id: UUID
+    plan: PlanSummary
+    reason: str

@@ -24,6 +24,9 @@ class PlanOut(BaseModel):
     refund_policy: str
     refund_window_minutes: int
     active: bool
+    household_seats: int = Field(
+        0, description="How many people a subscriber may share the subscription with (0: none)."
+    )
 
 
 class PlanDetailOut(PlanOut):

@@ -51,6 +51,7 @@ def plan_out(plan: Plan) -> PlanOut:
         refund_policy=plan.refund_policy,
         refund_window_minutes=plan.refund_window_minutes,
         active=plan.active,
+        household_seats=plan.household_seats,
     )
 
 
@@ -143,6 +144,7 @@ class PlanSpec:
     refund_window_minutes: int = 60
     refund_policy: str = "window_then_prorata"
     active: bool = True
+    household_seats: int = 0
 
 
 async def save_plan(session: AsyncSession, spec: PlanSpec) -> tuple[Plan, bool]:

@@ -13,6 +13,7 @@ from billing_api.models.discounts import (
     PromoRedemption,
     PromoRedemptionStatus,
 )
+from billing_api.models.households import HouseholdMember, HouseholdMemberStatus
 from billing_api.models.ledger import LedgerEntry, LedgerTransaction
 from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
 from billing_api.models.plumbing import EntitlementVersion, IdempotencyKey, IdempotencyKeyStatus
@@ -32,6 +33,8 @@ __all__ = [
     "Base",
     "ComplimentaryGrant",
     "EntitlementVersion",
+    "HouseholdMember",
+    "HouseholdMemberStatus",
     "IdempotencyKey",
     "IdempotencyKeyStatus",
     "LedgerEntry",

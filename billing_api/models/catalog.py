@@ -25,6 +25,7 @@ class Plan(UUIDPrimaryKey, Timestamps, Base):
             "refund_policy IN ('window_then_prorata', 'window_only', 'none')",
             name="refund_policy_known",
         ),
+        sa.CheckConstraint("household_seats BETWEEN 0 AND 6", name="household_seats_range"),
     )
 
     code: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -46,6 +47,8 @@ class Plan(UUIDPrimaryKey, Timestamps, Base):
     # The ``active`` the last ``plan.changed`` said (access_api grants nothing for a plan it
     # was told is inactive): a renewal that would charge for such a plan republishes it first.
     published_active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # How many people the owner of a subscription may share it with (0: no household).
+    household_seats: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
 
 
 class Movie(Timestamps, Base):

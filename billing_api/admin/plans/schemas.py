@@ -48,6 +48,9 @@ class PlanChangesIn(BaseModel):
     trial_days: Annotated[int, Strict(), Field(ge=0, le=365)] | None = None
     refund_window_minutes: Annotated[int, Strict(), Field(ge=0, le=525_600)] | None = None
     refund_policy: RefundPolicy | None = None
+    household_seats: Annotated[int, Strict(), Field(ge=0, le=6)] | None = Field(
+        None, description="People a subscriber may share the subscription with (0: none)."
+    )
 
     @field_validator("role")
     @classmethod

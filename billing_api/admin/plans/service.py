@@ -59,6 +59,7 @@ def _spec_of(plan: Plan, movie_ids: list[UUID]) -> PlanSpec:
         refund_window_minutes=plan.refund_window_minutes,
         refund_policy=plan.refund_policy,
         active=plan.active,
+        household_seats=plan.household_seats,
     )
 
 

@@ -29,6 +29,7 @@ PLAN_FIELDS = (
     "trial_days",
     "refund_window_minutes",
     "refund_policy",
+    "household_seats",
 )
 
 
@@ -64,11 +65,15 @@ class PlanView(ServiceBackedView, model=Plan):
         Plan.refund_window_minutes,
         Plan.refund_policy,
         Plan.active,
+        Plan.household_seats,
     ]
     form_args = {
         "price_amount": {"label": "Price per period (minor units, e.g. kopecks)"},
         "period_unit": {"description": "month, or day (then set period days)"},
         "active": {"label": "Active (untick to archive: stop selling)"},
+        "household_seats": {
+            "label": "Household seats (people a subscriber may share it with, 0-6)"
+        },
     }
 
     async def scaffold_form(self, rules: list[str] | None = None) -> type[Form]:

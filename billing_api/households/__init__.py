@@ -1,0 +1,1 @@
+"""Households: an owner shares a live subscription with the people they invite."""

@@ -51,6 +51,9 @@ NOTICES: tuple[type[events.UserNotice], ...] = (
     events.PaymentMethodExpiring,
     events.SubscriptionPaused,
     events.SubscriptionResumed,
+    events.HouseholdInvited,
+    events.HouseholdJoined,
+    events.HouseholdRemoved,
 )
 """Billing's business events a person is told about."""
 

@@ -378,6 +378,20 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
         "subscription.resumed": lambda: events.SubscriptionResumed(
             **who, **subscription, resumed_at=MOMENT, current_period_end=MOMENT + timedelta(days=30)
         ),
+        "household.invited": lambda: events.HouseholdInvited(
+            **who,
+            **subscription,
+            member_id=uuid4(),
+            owner_email="owner@example.com",
+            code="hh_Xy12AbCdEfGhIjKlMnOpQr",
+            join_url=f"{ACCOUNT_URL}/household?code=hh_Xy12AbCdEfGhIjKlMnOpQr",
+        ),
+        "household.joined": lambda: events.HouseholdJoined(
+            **who, **subscription, member_id=uuid4(), owner_email="owner@example.com"
+        ),
+        "household.removed": lambda: events.HouseholdRemoved(
+            **who, **subscription, member_id=uuid4(), reason="seats_reduced"
+        ),
     }
     built: events.UserNotice = builders[event_type]()
     return built
@@ -400,6 +414,9 @@ EVENT_TYPES = (
     "payment_method.expiring",
     "subscription.paused",
     "subscription.resumed",
+    "household.invited",
+    "household.joined",
+    "household.removed",
 )
 
 LINKED = {
@@ -408,5 +425,6 @@ LINKED = {
     "payment_method.expiring": "update_url",
     "subscription.renewal_failed": "update_url",
     "subscription.grace_started": "update_url",
+    "household.invited": "join_url",
 }
 """The events that say where to put things right, and the field with the address."""

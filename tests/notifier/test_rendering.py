@@ -221,3 +221,43 @@ class TestDunningWording:
         assert "VISA card ending in 4242 (expires 01/2027)" in renderer.render(event).text
         russian = renderer.render(notice("payment_method.expiring")).text
         assert "карта VISA с последними цифрами 4242 (действует до 01/2027)" in russian  # noqa: RUF001
+
+
+class TestHouseholds:
+    @pytest.mark.parametrize(
+        ("locale", "subject", "says"),
+        [
+            ("ru", "Приглашение в семью: «Premium»", "owner@example.com приглашает вас"),
+            ("en", "You are invited to share a Premium subscription", "owner@example.com invites"),
+        ],
+    )
+    def test_an_invitation_names_the_owner_and_gives_the_code(
+        self, renderer: Renderer, locale: str, subject: str, says: str
+    ) -> None:
+        event = notice("household.invited", locale=locale)
+        message = renderer.render(event)
+        assert message.subject == subject
+        assert says in message.text
+        assert "hh_Xy12AbCdEfGhIjKlMnOpQr" in message.text
+        assert "hh_Xy12AbCdEfGhIjKlMnOpQr" in message.html
+
+    @pytest.mark.parametrize(
+        ("locale", "reason", "says"),
+        [
+            ("ru", "seats_reduced", "тариф с меньшим числом мест"),  # noqa: RUF001
+            ("ru", "subscription_ended", "подписка владельца закончилась"),
+            ("ru", "removed_by_owner", "владелец исключил вас"),
+            ("ru", "removed_by_staff", "служба поддержки"),
+            ("en", "seats_reduced", "a plan with fewer seats"),
+            ("en", "subscription_ended", "subscription has ended"),
+            ("en", "removed_by_owner", "the owner removed you"),
+            ("en", "removed_by_staff", "support team removed you"),
+        ],
+    )
+    def test_a_removed_member_is_told_why(
+        self, renderer: Renderer, locale: str, reason: str, says: str
+    ) -> None:
+        event = notice("household.removed", locale=locale).model_copy(update={"reason": reason})
+        message = renderer.render(event)
+        assert says in message.text
+        assert says in message.html

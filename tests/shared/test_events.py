@@ -42,6 +42,9 @@ ADDED_TYPES = {
     "subscription.paused",
     "subscription.resumed",
     "payment.action_required",
+    "household.invited",
+    "household.joined",
+    "household.removed",
 }
 
 

@@ -64,27 +64,14 @@ async def load(session: AsyncSession) -> None:
         PlanSpec(
             code="premium",
             name="Premium",
-            description="Every film in the catalogue.",
+            description="Every film in the catalogue, shared with up to three people at home.",
             price_amount=59900,
             currency="RUB",
             max_months=12,
             all_movies=True,
             role="subscriber_premium",
             trial_days=7,
-        ),
-    )
-    await save_plan(
-        session,
-        PlanSpec(
-            code="family",
-            name="Family",
-            description="Every film, shared with up to four people of your household.",
-            price_amount=79900,
-            currency="RUB",
-            max_months=12,
-            all_movies=True,
-            role="subscriber_premium",
-            household_seats=4,
+            household_seats=3,
         ),
     )
     await save_plan(

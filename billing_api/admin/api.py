@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from billing_api.admin.audit.api import router as audit_router
 from billing_api.admin.customers.api import router as customers_router
 from billing_api.admin.discounts.api import router as discounts_router
+from billing_api.admin.households.api import router as households_router
 from billing_api.admin.movies.api import router as movies_router
 from billing_api.admin.plans.api import router as plans_router
 
@@ -16,4 +17,5 @@ routers: tuple[APIRouter, ...] = (
     discounts_router,
     customers_router,
     audit_router,
+    households_router,
 )

@@ -35,7 +35,7 @@ def person(suite: Suite, name: str | None = None) -> User:
     return suite.as_user(email=f"{name or uuid4().hex[:10]}@example.com")
 
 
-async def owner_of(suite: Suite, plan_code: str = "family") -> tuple[User, dict[str, Any]]:
+async def owner_of(suite: Suite, plan_code: str = "premium") -> tuple[User, dict[str, Any]]:
     owner = person(suite, "owner")
     return owner, await subscribed(suite, owner, plan=plan_code)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 
 from billing_api import demo
@@ -26,6 +27,8 @@ from tests.billing_api.households_support import (
     person,
     plan_with_seats,
 )
+from tests.billing_api.test_admin_api import admin_headers, audit_rows
+from tests.billing_api.test_admin_ui import admin_token, login
 from tests.billing_api.test_lifecycle import end_of, run_jobs, subscribed
 
 __all__ = ["access"]
@@ -81,7 +84,7 @@ class TestInvite:
         assert sent["code"] == body["code"]
         assert sent["join_url"].endswith(f"/household?code={body['code']}")
         assert sent["owner_email"] == "owner@example.com"
-        assert sent["plan"]["code"] == "family"
+        assert sent["plan"]["code"] == "premium"
 
     async def test_codes_are_unique_and_unguessable(self, suite: Suite) -> None:
         owner, subscription = await owner_of(suite)
@@ -92,7 +95,7 @@ class TestInvite:
 
     async def test_a_plan_without_seats_refuses_invitations(self, suite: Suite) -> None:
         owner = person(suite, "owner")
-        subscription = await subscribed(suite, owner, plan="premium")
+        subscription = await subscribed(suite, owner, plan="basic")
         response = await owner.post(
             f"/api/v1/subscriptions/{subscription['id']}/members", json={"email": "a@example.com"}
         )
@@ -159,7 +162,7 @@ class TestJoin:
         assert grant["plan_id"] == subscription["plan_id"]
         assert await allowed(suite, access, member)
         listed = await members(owner, subscription["id"])
-        assert (listed["seats"], listed["seats_taken"]) == (4, 1)
+        assert (listed["seats"], listed["seats_taken"]) == (3, 1)
         (joined,) = await notices(suite, "household.joined")
         assert joined["user_id"] == str(member.id)
 
@@ -380,3 +383,71 @@ class TestOwnerChanges:
         )
         listed = await members(owner, subscription["id"])
         assert (listed["seats"], listed["seats_taken"]) == (1, 1)
+
+
+class TestAdmin:
+    async def test_staff_find_a_household_by_code_or_email(self, suite: Suite) -> None:
+        owner, subscription = await owner_of(suite)
+        invited = await invite(owner, subscription["id"], "niece@example.com")
+        await invite(owner, subscription["id"], "nephew@example.com")
+        path = "/api/v1/admin/households/members"
+
+        by_code = await suite.http.get(
+            path, params={"search": invited["code"]}, headers=admin_headers()
+        )
+        assert by_code.status_code == 200, by_code.text
+        assert [m["id"] for m in by_code.json()["items"]] == [invited["id"]]
+        by_email = await suite.http.get(path, params={"search": "NIECE@"}, headers=admin_headers())
+        assert [m["email"] for m in by_email.json()["items"]] == ["niece@example.com"]
+        by_owner = await suite.http.get(path, params={"search": "owner@"}, headers=admin_headers())
+        assert len(by_owner.json()["items"]) == 2
+        assert (await suite.http.get(path, headers=owner.headers)).status_code == 403
+
+    async def test_staff_remove_a_member_who_loses_access_is_told_and_it_is_audited(
+        self, suite: Suite, access: Access
+    ) -> None:
+        owner, subscription = await owner_of(suite)
+        await access_knows_plans(suite, access)
+        member, invited = await joined_member(suite, owner, subscription["id"], "lodger")
+        assert await allowed(suite, access, member)
+
+        removed = await suite.http.post(
+            f"/api/v1/admin/households/members/{invited['id']}/remove",
+            json={"reason": "not part of the household"},
+            headers=admin_headers(),
+        )
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["status"] == "removed"
+        assert removed.json()["removed_reason"] == "removed_by_staff"
+        assert not await allowed(suite, access, member)
+        (told,) = await notices(suite, "household.removed")
+        assert told["reason"] == "removed_by_staff"
+        (row,) = await audit_rows(suite, "household_member", invited["id"])
+        assert row["action"] == "household.remove"
+        assert row["reason"] == "not part of the household"
+        assert (row["before"]["status"], row["after"]["status"]) == ("joined", "removed")
+
+        again = await suite.http.post(
+            f"/api/v1/admin/households/members/{invited['id']}/remove",
+            json={"reason": "twice"},
+            headers=admin_headers(),
+        )
+        assert again.status_code == 409
+        assert len(await audit_rows(suite, "household_member", invited["id"])) == 1
+
+    async def test_the_back_office_lists_households_and_searches_by_code(
+        self, suite: Suite
+    ) -> None:
+        owner, subscription = await owner_of(suite)
+        invited = await invite(owner, subscription["id"], "aunt@example.com")
+        await invite(owner, subscription["id"], "uncle@example.com")
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(suite.billing), base_url="http://billing.test"
+        ) as http:
+            assert (await login(http, "", admin_token())).status_code == 302
+            page = await http.get(
+                "/admin/household-member/list", params={"search": invited["code"]}
+            )
+        assert page.status_code == 200
+        assert "aunt@example.com" in page.text
+        assert "uncle@example.com" not in page.text

@@ -12,6 +12,7 @@ from billing_api.admin.ui.edit_discounts import (
     PersonalDiscountView,
     PromoCodeView,
 )
+from billing_api.admin.ui.edit_households import HouseholdMemberView
 from billing_api.admin.ui.lists import (
     AuditView,
     ComplimentaryGrantView,
@@ -42,6 +43,7 @@ VIEWS: tuple[type[ModelView | BaseView], ...] = (
     PromoCodeView,
     ComplimentaryGrantView,
     AuditView,
+    HouseholdMemberView,
 )
 
 

@@ -1,0 +1,1 @@
+"""Back office: households — find them by code or email, remove a member."""

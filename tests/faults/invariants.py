@@ -19,7 +19,7 @@ from billing_api.periods import add_months
 from notifier.handlers import NOTICES
 from shared.broker import Broker
 from tests.faults.harness import System
-from tests.faults.workload import Client, Customer
+from tests.faults.workload import HOUSEHOLD_INVITED, Client, Customer, members_of
 
 PAID = ("succeeded", "partially_refunded", "refunded")
 CONSUMERS = ("billing", "access", "notifier")
@@ -91,7 +91,8 @@ async def check(
     await _ledger(engine, users, found)
     await _refunds(engine, users, found)
     await _subscriptions(engine, customers, found)
-    await _entitlements(engine, client, customers, found)
+    await _entitlements(engine, client, [*customers, *members_of(customers)], found)
+    await _households(engine, customers, found)
     await _plumbing(engine, broker, found)
     await _notifications(engine, system, users, found)
     return found
@@ -208,9 +209,18 @@ async def _refunds(engine: AsyncEngine, users: list[Any], found: Findings) -> No
     found.doubled += [f"payment {r.id}: refunds {r.refunded} of {r.amount}" for r in over]
 
 
-EXPECTED_CHARGES = {"keep": 2, "cancel": 1, "fails_later": 1, "refund": 1, "basket": 1}
+EXPECTED_CHARGES = {
+    "keep": 2,
+    "cancel": 1,
+    "fails_later": 1,
+    "refund": 1,
+    "basket": 1,
+    "household": 2,
+    "household_refund": 1,
+}
 # Stories that end with the subscription canceled at once (a refund, or a basket's cancel now).
-CANCELED_NOW = ("refund", "basket")
+CANCELED_NOW = ("refund", "basket", "household_refund")
+HOUSEHOLD_SEATS = 3  # the demo's Premium plan
 
 
 async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: Findings) -> None:
@@ -240,7 +250,7 @@ async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: 
         want_status = "canceled" if customer.story in CANCELED_NOW else "active"
         if row.status != want_status:
             found.lost.append(f"subscription {row.id} is {row.status}, not {want_status}")
-        if customer.story != "refund":
+        if customer.story not in ("refund", "household_refund"):
             periods = add_months(customer.first_period_end, int(row.charges) - 1)
             if row.current_period_end != periods:
                 found.doubled.append(
@@ -250,6 +260,10 @@ async def _subscriptions(engine: AsyncEngine, customers: list[Customer], found: 
 
 
 def _expected_sources(customer: Customer) -> set[str]:
+    if customer.story == "member":  # through the owner's subscription, while it lives
+        owner = customer.household_of
+        kept = owner is not None and "subscription" in _expected_sources(owner)
+        return {"household"} if customer.joined and kept else set()
     if customer.story == "buy_movie" and customer.purchase_movie is not None:
         return {"purchase"}
     if customer.story == "basket":
@@ -259,8 +273,10 @@ def _expected_sources(customer: Customer) -> set[str]:
     return set()
 
 
-def _expected_films(customer: Customer, basic: set[str]) -> set[str]:
-    """The films the user's story paid for and kept."""
+def _expected_films(customer: Customer, basic: set[str], every: set[str]) -> set[str]:
+    """The films the user's story paid for and kept (a household's plan, Premium, has all)."""
+    if customer.story in ("household", "member"):
+        return every if _expected_sources(customer) else set()
     if customer.story == "basket":
         return set(customer.films)
     want = _expected_sources(customer)
@@ -293,6 +309,15 @@ async def _billing_allows(engine: AsyncEngine, users: list[Any]) -> dict[Any, se
             UNION
             SELECT c.user_id, c.plan_id FROM billing.complimentary_grant c
             WHERE c.user_id = ANY(:users) AND c.revoked_at IS NULL AND c.valid_until > now()
+            UNION
+            SELECT h.user_id, s.plan_id FROM billing.household_member h
+            JOIN billing.subscription s ON s.id = h.subscription_id
+            JOIN billing.plan p ON p.id = s.plan_id
+            WHERE h.user_id = ANY(:users) AND h.status = 'joined'
+              AND s.status IN ('active', 'grace')
+              AND s.current_period_end
+                  + CASE WHEN s.cancel_at_period_end OR NOT s.auto_renew THEN interval '0'
+                         ELSE make_interval(days => p.grace_days) END > now()
         ) g
         JOIN billing.plan p ON p.id = g.plan_id
         JOIN billing.movie m ON p.all_movies OR EXISTS (
@@ -342,7 +367,7 @@ async def _entitlements(
             found.lost.append(f"user {customer.id}: no {want - kinds} grant in access")
         if kinds - want:
             found.doubled.append(f"user {customer.id}: unpaid {kinds - want} grant in access")
-        allowed = _expected_films(customer, basic)
+        allowed = _expected_films(customer, basic, set(movies))
         async with gate:
             answer = await client.call(
                 "access",
@@ -369,6 +394,40 @@ async def _entitlements(
             )
 
     await asyncio.gather(*(one(c) for c in customers))
+
+
+async def _households(engine: AsyncEngine, customers: list[Customer], found: Findings) -> None:
+    """Seats are never exceeded; exactly the joins the users were told succeeded are members
+    (removed with the owner's refund); every invited person got one answer."""
+    owners = [c for c in customers if c.members]
+    rows = await _rows(
+        engine,
+        """
+        SELECT subscription_id::text AS subscription_id, user_id, status, removed_reason
+        FROM billing.household_member WHERE subscription_id::text = ANY(:ids)
+        """,
+        ids=[c.subscription_id for c in owners],
+    )
+    by_subscription: dict[str, list[Any]] = {}
+    for row in rows:
+        by_subscription.setdefault(row.subscription_id, []).append(row)
+    for owner in owners:
+        found.checked["households"] += 1
+        seats = by_subscription.get(str(owner.subscription_id), [])
+        in_db = {row.user_id for row in seats if row.user_id is not None}
+        told = {member.id for member in owner.members if member.joined}
+        if len(in_db) > HOUSEHOLD_SEATS or len(told) > HOUSEHOLD_SEATS:
+            found.doubled.append(f"household {owner.subscription_id}: {len(in_db)} seats taken")
+        if len(told) < min(HOUSEHOLD_SEATS, HOUSEHOLD_INVITED):
+            found.lost.append(f"household {owner.subscription_id}: only {len(told)} joined")
+        if told - in_db:
+            found.lost.append(f"household {owner.subscription_id}: joins lost {told - in_db}")
+        if in_db - told:
+            found.doubled.append(f"household {owner.subscription_id}: unseen joins {in_db - told}")
+        want = "removed" if owner.story == "household_refund" else "joined"
+        wrong = [row for row in seats if row.user_id is not None and row.status != want]
+        if wrong:
+            found.lost.append(f"household {owner.subscription_id}: members {wrong}, not {want}")
 
 
 async def _plumbing(engine: AsyncEngine, broker: Broker, found: Findings) -> None:

@@ -2,7 +2,10 @@
 
 Every user buys something (a monthly subscription or a film), pays on the sandbox's JSON twin,
 and then maybe refunds or cancels; some fill a basket: a subscription and several films paid all
-at once, then a refund, a cancel and one more film at the same moment. Renewals run as
+at once, then a refund, a cancel and one more film at the same moment; some share a Premium
+subscription with a household: four invited people join at once for its three seats (exactly
+three get in), and the owner sometimes refunds, which must take every member's access with it.
+Renewals run as
 ``cinema billing run-jobs --now`` processes, two at once. A client retries a failed call the
 way a real one would: the same ``Idempotency-Key``, another replica, until a bounded deadline.
 """
@@ -37,6 +40,9 @@ RETRIED = {409, 500, 502, 503, 504}
 # A basket: this many films and a subscription paid at once, then one more film while a film is
 # refunded and the subscription canceled (several changes of one user's access settling together).
 BASKET_FILMS = 3
+# A household: this many people invited to the demo's Premium plan (three seats) join at once.
+HOUSEHOLD_INVITED = 4
+HOUSEHOLD_PLAN = "premium"
 ALL_MOVIES = [str(demo.movie_id(title)) for title, _, _ in demo.MOVIES]  # `seed-demo`'s catalog
 
 
@@ -78,6 +84,11 @@ class Customer:
     payment_ids: list[str] = field(default_factory=list)
     refunded: bool = False
     cancelled: bool = False
+    # A household owner's invited people (each a Customer with story "member"); a member's
+    # owner, and whether their join was accepted.
+    members: list[Customer] = field(default_factory=list)
+    household_of: Customer | None = None
+    joined: bool = False
 
 
 class Client:
@@ -170,10 +181,34 @@ def new_customer(rng: random.Random) -> Customer:
     email = f"fault-{user_id.hex[:12]}@example.com"
     token = mint_user_token(AuthSettings(), user_id, email=email)
     story = rng.choices(
-        ["keep", "refund", "cancel", "fails_later", "declined", "buy_movie", "basket"],
-        weights=[31, 15, 15, 10, 10, 13, 6],
+        [
+            "keep",
+            "refund",
+            "cancel",
+            "fails_later",
+            "declined",
+            "buy_movie",
+            "basket",
+            "household",
+            "household_refund",
+        ],
+        weights=[27, 13, 13, 10, 10, 13, 6, 4, 4],
     )[0]
     return Customer(user_id, email, {"Authorization": f"Bearer {token}"}, story)
+
+
+def new_member(owner: Customer) -> Customer:
+    """A person a household owner invites (not one of the run's paying customers)."""
+    user_id = uuid.uuid4()
+    email = f"member-{user_id.hex[:12]}@example.com"
+    token = mint_user_token(AuthSettings(), user_id, email=email)
+    return Customer(
+        user_id, email, {"Authorization": f"Bearer {token}"}, "member", household_of=owner
+    )
+
+
+def members_of(customers: list[Customer]) -> list[Customer]:
+    return [member for customer in customers for member in customer.members]
 
 
 async def _pay(client: Client, checkout_url: str, card: str) -> None:
@@ -201,9 +236,14 @@ async def _wait(
         await asyncio.sleep(0.5)
 
 
-async def act(client: Client, customer: Customer, plan_id: str, movies: list[str]) -> None:
+async def act(
+    client: Client, customer: Customer, plan_id: str, movies: list[str], household_plan_id: str
+) -> None:
     """One user's story; counts what was attempted and what succeeded."""
     stats = client.stats
+    if customer.story in ("household", "household_refund"):
+        await _household(client, customer, household_plan_id)
+        return
     if customer.story == "basket":
         await _basket(client, customer, plan_id)
         return
@@ -364,6 +404,93 @@ async def _basket(client: Client, customer: Customer, plan_id: str) -> None:
     await asyncio.gather(refund(), cancel(), _buy_films(client, customer, films[BASKET_FILMS:]))
 
 
+async def _household(client: Client, customer: Customer, plan_id: str) -> None:
+    """Premium shared with a household: four invited people join at once for three seats
+    (exactly three must get in); ``household_refund`` then refunds the owner's payment, which
+    must end every member's access with the owner's."""
+    stats = client.stats
+    stats.attempted["subscribe"] += 1
+    created = (
+        await client.call(
+            "billing",
+            "POST",
+            "/api/v1/subscriptions",
+            headers=customer.headers,
+            json={"plan_id": plan_id},
+        )
+    ).json()
+    customer.subscription_id = created["id"]
+    payment = created["latest_payment"]
+    customer.payment_ids.append(payment["id"])
+    await _pay(client, payment["checkout_url"], GOOD)
+    active = await _wait(client, customer, f"/api/v1/subscriptions/{created['id']}", {"active"})
+    customer.first_period_end = datetime.fromisoformat(active["current_period_end"])
+    stats.succeeded["subscribe"] += 1
+
+    customer.members = [new_member(customer) for _ in range(HOUSEHOLD_INVITED)]
+    codes = []
+    for member in customer.members:
+        stats.attempted["household invite"] += 1
+        invited = await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/subscriptions/{created['id']}/members",
+            headers=customer.headers,
+            json={"email": member.email},
+            ok=(201,),
+        )
+        if invited.status_code != 201:
+            raise GaveUp(f"invite: {invited.status_code} {invited.text[:200]}")
+        codes.append(invited.json()["code"])
+        stats.succeeded["household invite"] += 1
+
+    async def join(member: Customer, code: str) -> None:
+        stats.attempted["household join"] += 1
+        # "HouseholdFull" is an answer, not a reason to retry. Any other 409 (the first try
+        # committed and its answer was lost, a key taken over) is asked again with a new key:
+        # joining again with the same code answers the same membership.
+        deadline = time.monotonic() + CALL_DEADLINE
+        while True:
+            answer = await client.call(
+                "billing",
+                "POST",
+                "/api/v1/households/join",
+                headers=member.headers,
+                json={"code": code},
+                ok=(200, 409),
+            )
+            if answer.status_code == 200:
+                member.joined = True
+                stats.succeeded["household join"] += 1
+                return
+            if _error(answer) == "HouseholdFull":
+                stats.succeeded["household join"] += 1  # refused as the seats say: expected
+                stats.notes["household joins refused: full"] = (
+                    stats.notes.get("household joins refused: full", 0) + 1
+                )
+                return
+            if answer.status_code != 409 or time.monotonic() > deadline:
+                raise GaveUp(f"join: {answer.status_code} {answer.text[:200]}")
+            await asyncio.sleep(0.5)
+
+    await asyncio.gather(
+        *(join(member, code) for member, code in zip(customer.members, codes, strict=True))
+    )
+    if customer.story == "household_refund":
+        stats.attempted["refund"] += 1
+        await client.call(
+            "billing",
+            "POST",
+            f"/api/v1/payments/{payment['id']}/refund",
+            headers=customer.headers,
+            json={},
+            done=f"/api/v1/payments/{payment['id']}",
+        )
+        await _wait(client, customer, f"/api/v1/subscriptions/{created['id']}", {"canceled"})
+        customer.refunded = True
+        stats.succeeded["refund"] += 1
+
+
 async def renew(
     system: System,
     stats: Stats,
@@ -451,13 +578,15 @@ async def run_users(
     detail = (await client.call("billing", "GET", f"/api/v1/plans/{plan_id}", headers={})).json()
     basic_movies = [str(m) for m in detail["movie_ids"]]
     assert set(basic_movies) <= set(ALL_MOVIES), "the run is seeded with the demo catalog"
+    household = next(p for p in catalog if p["code"] == HOUSEHOLD_PLAN)
+    assert household["household_seats"] == 3, "seed-demo gives Premium three household seats"
     gate = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 
     async def one(customer: Customer) -> None:
         async with gate:
             try:
-                await act(client, customer, plan_id, basic_movies)
+                await act(client, customer, plan_id, basic_movies, household["id"])
             except GaveUp as exc:
                 failures.append(f"{customer.id} ({customer.story}): {exc}")
 

@@ -4,7 +4,10 @@ exceeded, members watch through the real access API and lose access with the own
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -352,6 +355,43 @@ class TestOwnerChanges:
         assert not await allowed(suite, access, member)
         (told,) = await notices(suite, "household.removed")
         assert told["reason"] == "subscription_ended"
+
+    async def test_an_expiry_run_by_a_real_worker_process_revokes_every_member_within_a_second(
+        self, suite: Suite, access: Access, database_url: str, broker_prefix: str
+    ) -> None:
+        owner, subscription = await owner_of(suite)
+        await access_knows_plans(suite, access)
+        family = [
+            (await joined_member(suite, owner, subscription["id"], f"kin{n}"))[0] for n in range(2)
+        ]
+        cancel = await owner.post(
+            f"/api/v1/subscriptions/{subscription['id']}/cancel", json={"at_period_end": True}
+        )
+        assert cancel.status_code == 200, cancel.text
+        assert [await allowed(suite, access, m) for m in family] == [True, True]
+
+        env = support.suite_environment(database_url, broker_prefix)
+        cinema = str(Path(sys.executable).with_name("cinema"))
+        at = (end_of(subscription) + timedelta(minutes=1)).isoformat()
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [cinema, "billing", "run-jobs", "--now", at],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        finished = asyncio.get_running_loop().time()
+
+        async def everyone_revoked() -> bool:
+            checks = [await access.check(m.id, FILM) for m in [owner, *family]]
+            return not any(check["allowed"] for check in checks)
+
+        await support.eventually(everyone_revoked, timeout=1.0)
+        assert asyncio.get_running_loop().time() - finished <= 1.0
+        assert (await owner.subscription(subscription["id"]))["status"] == "expired"
+        told = await notices(suite, "household.removed")
+        assert sorted(n["user_id"] for n in told) == sorted(str(m.id) for m in family)
 
     async def test_a_change_to_a_plan_with_fewer_seats_removes_the_newest_and_tells_them(
         self, suite: Suite, access: Access

@@ -45,6 +45,10 @@ class SubscriptionNotLive(Conflict):
     default_detail = "the subscription gives no access now (it is not active or in grace)"
 
 
+class TrialNotShared(Conflict):
+    default_detail = "a free trial is not shared; the household opens with the first payment"
+
+
 class AlreadyInvited(Conflict):
     default_detail = "this email is invited to or a member of this household already"
 
@@ -95,6 +99,15 @@ async def _owned(session: AsyncSession, owner_id: UUID, subscription_id: UUID) -
     return subscription
 
 
+def _check_shareable(subscription: Subscription) -> None:
+    """Only a paid, live period is shared: a free trial would give several people free access
+    for one trial (each person has one trial per plan of their own)."""
+    if subscription.status not in LIVE:
+        raise SubscriptionNotLive()
+    if subscription.trial_end is not None and subscription.trial_end > clock.now():
+        raise TrialNotShared()
+
+
 async def _joined_count(session: AsyncSession, subscription_id: UUID) -> int:
     return int(
         await session.scalar(
@@ -120,8 +133,7 @@ async def invite(
     plan = await _plan(session, subscription.plan_id)
     if plan.household_seats == 0:
         raise HouseholdNotOffered()
-    if subscription.status not in LIVE:
-        raise SubscriptionNotLive()
+    _check_shareable(subscription)
     email = normal_email(email)
     open_ones = (
         await session.scalars(
@@ -181,8 +193,7 @@ async def join(session: AsyncSession, customer: Customer, code: str) -> Househol
         raise InvitationForAnotherEmail()
     if customer.id == subscription.user_id:
         raise OwnHousehold()
-    if subscription.status not in LIVE:
-        raise SubscriptionNotLive()
+    _check_shareable(subscription)
     plan = await _plan(session, subscription.plan_id)
     if await _joined_count(session, subscription.id) >= plan.household_seats:
         raise HouseholdFull()

@@ -33,6 +33,7 @@ from tests.billing_api.households_support import (
 from tests.billing_api.test_admin_api import admin_headers, audit_rows
 from tests.billing_api.test_admin_ui import admin_token, login
 from tests.billing_api.test_lifecycle import end_of, run_jobs, subscribed
+from tests.billing_api.test_trials import trial
 
 __all__ = ["access"]
 
@@ -106,6 +107,16 @@ class TestInvite:
         assert response.json()["error"] == "HouseholdNotOffered"
         assert (await members(owner, subscription["id"]))["items"] == []
         assert await notices(suite, "household.invited") == []
+
+    async def test_a_free_trial_is_not_shared(self, suite: Suite) -> None:
+        owner = person(suite, "owner")
+        subscription = await trial(suite, owner)
+        response = await owner.post(
+            f"/api/v1/subscriptions/{subscription['id']}/members", json={"email": "a@example.com"}
+        )
+        assert response.status_code == 409
+        assert response.json()["error"] == "TrialNotShared"
+        assert (await members(owner, subscription["id"]))["items"] == []
 
     @pytest.mark.parametrize(
         "body",

@@ -331,6 +331,7 @@ class Story:
 
         eve = await self.card_fails_and_is_replaced(basic, movie)
         await self.portal_link(eve, basic)
+        fay, gus = await self.household(plans["premium"], movie)
 
         return {
             "ann": ann,
@@ -338,6 +339,8 @@ class Story:
             "cat": cat,
             "dan": dan,
             "eve": eve,
+            "fay": fay,
+            "gus": gus,
             "roles": list(grants.roles),
         }
 
@@ -421,6 +424,43 @@ class Story:
         expect(current.status == "active", f"Eve is active: {current.status}")
         self.say(f"   renewed off-session: period now ends {current.current_period_end}")
         return eve
+
+    async def household(self, premium: Any, movie: uuid.UUID) -> tuple[Person, Person]:
+        """Fay shares Premium with Gus: he joins with the emailed code, watches through her
+        subscription, and loses access the moment she removes him."""
+        self.step(f"Fay subscribes to premium ({premium.household_seats} household seats)")
+        fay, gus = self.person("Fay"), self.person("Gus")
+        subscribed = await self.subscribe(fay, premium)
+        await self.pay(subscribed.latest_payment.checkout_url, GOOD_CARD)
+        await self.status_becomes(fay, subscribed.id, "active")
+
+        self.step("Fay invites Gus: POST /api/v1/subscriptions/{id}/members")
+        invited = await fay.billing.call(
+            "households.invite_member",
+            subscribed.id,
+            body=fay.billing.model("MemberInviteIn")(email=gus.email),
+            expect=201,
+        )
+        self.say(f"   member {invited.id}: {invited.status}, code {invited.code}")
+        await self.notified(fay, "household.invited")  # sent to Gus's address
+
+        self.step("Gus joins with the code: POST /api/v1/households/join")
+        joined = await gus.billing.call(
+            "households.join_household",
+            body=gus.billing.model("JoinIn")(code=invited.code),
+        )
+        self.say(f"   Gus: {joined.status} household of subscription {joined.subscription_id}")
+        await self.access_becomes(gus, movie, True)
+        grants = await gus.access.call("access.grants", gus.id)
+        self.say(f"   Gus's access grants: plans {grants.plan_codes}")
+        listed = await fay.billing.call("households.list_members", subscribed.id)
+        self.say(f"   Fay's household: {listed.seats_taken} of {listed.seats} seats taken")
+
+        self.step("Fay removes Gus: DELETE /api/v1/subscriptions/{id}/members/{member_id}")
+        await fay.billing.call("households.remove_member", subscribed.id, invited.id, expect=204)
+        await self.access_becomes(gus, movie, False)
+        await self.notified(gus, "household.removed")
+        return fay, gus
 
     async def jobs_at(self, moment: datetime) -> None:
         self.say(f"   cinema billing run-jobs --now {moment.isoformat()}")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class AccessOut(BaseModel):
     allowed: bool
-    source: str | None = Field(description="subscription, purchase or complimentary")
+    source: str | None = Field(description="subscription, purchase, complimentary or household")
     plan_codes: list[str]
     valid_until: datetime | None = Field(description="null: forever (or not allowed)")
 

@@ -20,6 +20,13 @@ wallet), so waiting for it never closes a cycle. A transaction that changes seve
 grants wraps its work in :func:`deferred_snapshots`: their snapshots are published together at
 the end, the users locked in sorted id order, so two such transactions cannot deadlock on each
 other's users.
+
+**Households.** A member's grant (source ``household``) is the owner's subscription grant, read
+from the member's ``household_member`` row joined to the owner's subscription, so it ends exactly
+when the owner's does. Every publish of an owner's snapshot first asks
+:func:`billing_api.households.following.follow_owners` to bring the owner's households in line
+(members of an ended subscription or beyond the plan's seats are removed) and publishes the
+members' snapshots with the owner's, all users locked by one statement in user-id order.
 """
 
 from __future__ import annotations

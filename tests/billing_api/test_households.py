@@ -435,6 +435,35 @@ class TestOwnerChanges:
         listed = await members(owner, subscription["id"])
         assert (listed["seats"], listed["seats_taken"]) == (1, 1)
 
+    async def test_a_downgrade_to_fewer_seats_removes_the_newest_at_the_renewal_that_switches(
+        self, suite: Suite, access: Access
+    ) -> None:
+        single = await plan_with_seats(suite, 1, price=49900)
+        owner, subscription = await owner_of(suite)
+        await access_knows_plans(suite, access)
+        elder, younger = [
+            (await joined_member(suite, owner, subscription["id"], name))[0]
+            for name in ("elder", "younger")
+        ]
+        answer = await owner.post(
+            f"/api/v1/subscriptions/{subscription['id']}/change-plan",
+            json={"plan_id": single["id"]},
+        )
+        assert answer.json()["change"] == "downgrade", answer.text
+        assert [await allowed(suite, access, m) for m in (elder, younger)] == [True, True]
+
+        end = end_of(subscription)
+        assert (await run_jobs(suite, end - timedelta(minutes=30)))["renew_due_subscriptions"] == 1
+
+        renewed = await owner.subscription(subscription["id"])
+        assert renewed["plan_id"] == single["id"]
+        assert [await allowed(suite, access, m) for m in (elder, younger)] == [True, False]
+        (kept,) = household_grants(await latest_grants(suite, elder.id))
+        (owners,) = await latest_grants(suite, owner.id)
+        assert (kept["plan_id"], kept["valid_until"]) == (single["id"], owners["valid_until"])
+        (told,) = await notices(suite, "household.removed")
+        assert (told["user_id"], told["reason"]) == (str(younger.id), "seats_reduced")
+
 
 class TestAdmin:
     async def test_staff_find_a_household_by_code_or_email(self, suite: Suite) -> None:

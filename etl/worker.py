@@ -17,7 +17,7 @@ from etl.config import SCHEMA, SERVICE, EtlSettings
 from etl.pipeline import Etl, PassReport
 from etl.source import Source
 from etl.state import StateStore
-from shared import observability, production, runtime
+from shared import observability, production, runtime, tracing
 from shared.auth import AuthSettings
 from shared.resources import make_database
 
@@ -61,5 +61,9 @@ def main(*, once: bool) -> int:
     settings = EtlSettings()
     production.check(settings, AuthSettings())
     observability.configure_logging(SERVICE, level=settings.log_level, json=settings.log_json)
-    report = runtime.run(serve(settings, once=once))
+    tracing.configure(SERVICE)
+    try:
+        report = runtime.run(serve(settings, once=once))
+    finally:
+        tracing.shutdown()
     return 0 if report is not None or not once else 1

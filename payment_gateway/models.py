@@ -90,6 +90,9 @@ class Payment(Timestamps, Base):
     # The 54-FZ receipt's registration as the provider reports it (YooKassa), when one was sent.
     receipt_registration: Mapped[str | None] = mapped_column(sa.String(20))
     disputed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The trace of the checkout or charge that created the payment (shared.tracing), so a
+    # webhook settling it later, from another request, continues the purchase's trace.
+    trace_context: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Refund(Timestamps, Base):

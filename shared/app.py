@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared import observability, openapi
+from shared import observability, openapi, tracing
 from shared.auth import AuthSettings, TokenVerifier
 from shared.errors import install_error_handlers
 from shared.resources import Resources, connect_broker_forever, open_resources
@@ -74,6 +74,7 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.configure(service)
         async with open_resources(
             settings, service=service, schema=schema, wait_for_broker=False
         ) as resources:
@@ -83,6 +84,7 @@ def create_service_app(
             if on_startup is not None:
                 await on_startup(app, resources)
             yield
+        tracing.shutdown()
 
     fastapi_kwargs.setdefault("generate_unique_id_function", openapi.operation_ids())
     app = FastAPI(title=title, description=description, lifespan=lifespan, **fastapi_kwargs)
@@ -92,6 +94,7 @@ def create_service_app(
     for inner in reversed(middleware):
         app.add_middleware(inner)
     app.add_middleware(observability.RequestContextMiddleware)
+    tracing.instrument_app(app)  # outermost: the request id and its log lines are in the span
     app.include_router(health_router)
     app.add_route("/metrics", observability.metrics_endpoint, include_in_schema=False)
     for router in routers:

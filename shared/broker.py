@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import aio_pika
@@ -127,8 +127,14 @@ class Broker:
             mandatory=True,
         )
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes, str | None]]) -> None:
+    async def publish_many(
+        self,
+        messages: Sequence[tuple[str, str, bytes, str | None]],
+        *,
+        headers: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         """Publish ``(routing_key, message_id, body, correlation_id)`` tuples; confirms overlap.
+        ``headers``, when given, holds each message's headers (its trace context), in order.
 
         The whole batch is queued for writing at once and then its confirms are awaited together
         (aio-pika's ``Exchange.publish`` would wait for each message to be written out before the
@@ -139,17 +145,18 @@ class Broker:
             raise BrokerNotConnected("the broker is not connected")
         channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         exchange = self._exchange.name
+        each_headers = headers if headers is not None else [{}] * len(messages)
         await asyncio.gather(
             *(
                 channel.basic_publish(
                     body,
                     exchange=exchange,
                     routing_key=key,
-                    properties=make_message(body, key, mid, cid).properties,
+                    properties=make_message(body, key, mid, cid, dict(extra)).properties,
                     mandatory=True,
                     wait=False,
                 )
-                for key, mid, body, cid in messages
+                for (key, mid, body, cid), extra in zip(messages, each_headers, strict=True)
             )
         )
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from shared import cli_token, dbadmin, dead_letters, local_services, production
+from shared import cli_token, dbadmin, dead_letters, local_services, production, tracing
 from shared.settings import CommandLineSettings
 
 
@@ -62,8 +62,16 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def process_name(args: argparse.Namespace) -> str:
+    """``billing-api`` for ``cinema billing api``, ``etl`` for ``cinema etl run``: the name a
+    process's traces carry unless ``OTEL_SERVICE_NAME`` says otherwise."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"{args.command}-{action}" if action and action != "run" else str(args.command)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tracing.name_process(process_name(args))
     try:
         return int(args.handler(args) or 0)
     except production.NotReadyForProduction as exc:

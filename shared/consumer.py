@@ -40,14 +40,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import events, observability
+from shared import events, observability, tracing
 from shared.broker import Broker, ConsumerQueues, declare_consumer_queues, make_message
 from shared.deliveries import Deliveries, Delivery
 from shared.inbox import record_all_in_inbox, record_in_inbox
@@ -221,8 +221,11 @@ class Consumer:
         if len(together) == 1:
             alone.insert(0, together.pop())
         if together:
+            headers = {id(envelope): delivery.message.headers for delivery, envelope in together}
             try:
-                handled = await self._handle_batch([envelope for _, envelope in together])
+                handled = await self._handle_batch(
+                    [envelope for _, envelope in together], headers=headers
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -245,9 +248,15 @@ class Consumer:
         for delivery, envelope in alone:
             await self._process_one(delivery, envelope)
 
-    async def _handle_batch(self, envelopes: Sequence[events.Envelope[Any]]) -> set[int]:
+    async def _handle_batch(
+        self,
+        envelopes: Sequence[events.Envelope[Any]],
+        *,
+        headers: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> set[int]:
         """Record the batch in the inbox and run its new events in one transaction; the
-        ``id()`` of the envelopes that ran."""
+        ``id()`` of the envelopes that ran. ``headers`` by envelope ``id()``: the messages'
+        headers, which carry each event's trace context."""
         async with self.session_factory() as session:
             new = await record_all_in_inbox(session, self.name, (e.id for e in envelopes))
             fresh = []
@@ -259,29 +268,55 @@ class Consumer:
                 await session.rollback()
                 return set()
             around = self.around_batch(session) if self.around_batch else contextlib.nullcontext()
-            async with around:
-                await self._run(session, fresh)
+            # Each event's handler runs in its own trace (see :meth:`_run`); what the batch does
+            # around them (billing's deferred snapshots) is in a span linked to them all.
+            carriers = [(headers or {}).get(id(envelope)) for envelope in fresh]
+            batch_span = tracing.consuming_many(
+                carriers, name=f"{self.name} batch", consumer=self.name
+            )
+            with batch_span:
+                async with around:
+                    await self._run(session, fresh, headers or {})
             await session.commit()
         return {id(envelope) for envelope in fresh}
 
-    async def _run(self, session: AsyncSession, envelopes: Sequence[events.Envelope[Any]]) -> None:
+    async def _run(
+        self,
+        session: AsyncSession,
+        envelopes: Sequence[events.Envelope[Any]],
+        headers: Mapping[int, Mapping[str, Any]],
+    ) -> None:
         """In delivery order; a batch handler takes all its events at the first one's place."""
         batched: set[str] = set()
         for envelope in envelopes:
             batch_handler = self.batch_handlers.get(envelope.type)
             if batch_handler is None:
                 observability.set_request_id(envelope.correlation_id)
-                await self.handlers[envelope.type](session, envelope)
+                with self._span(envelope, headers.get(id(envelope))):
+                    await self.handlers[envelope.type](session, envelope)
             elif envelope.type not in batched:
                 batched.add(envelope.type)
                 observability.set_request_id(None)
-                await batch_handler(session, [e for e in envelopes if e.type == envelope.type])
+                together = [e for e in envelopes if e.type == envelope.type]
+                carriers = [headers.get(id(e)) for e in together]
+                name = f"{envelope.type} process"
+                with tracing.consuming_many(carriers, name=name, consumer=self.name):
+                    await batch_handler(session, together)
+
+    def _span(
+        self, envelope: events.Envelope[Any], headers: Mapping[str, Any] | None
+    ) -> AbstractContextManager[None]:
+        """The handler's span, in the trace of the change that published the event."""
+        return tracing.consuming(
+            headers, event_type=envelope.type, message_id=str(envelope.id), consumer=self.name
+        )
 
     async def _process_one(self, delivery: Delivery, envelope: events.Envelope[Any]) -> None:
         """The single-message path: own transaction, then an ack, a retry or a dead letter."""
         observability.set_request_id(envelope.correlation_id)
         try:
-            outcome = await self._handle(self.handlers[envelope.type], envelope)
+            with self._span(envelope, delivery.message.headers):
+                outcome = await self._handle(self.handlers[envelope.type], envelope)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -33,8 +33,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from shared import clock, events, observability, outbox_wake
-from shared.broker import Broker
+from shared import clock, events, observability, outbox_wake, tracing
+from shared.broker import EVENTS_EXCHANGE, Broker
 from shared.tables import notify_channel
 
 logger = logging.getLogger(__name__)
@@ -52,16 +52,19 @@ def producer_of(session: AsyncSession) -> str:
 # One statement for any number of events, so a state change that returns several costs one
 # round trip (and one NOTIFY). Rows are numbered (``seq``) in the order the events were given.
 _INSERT = sa.text(
-    "INSERT INTO outbox (id, event_type, payload, correlation_id)"
-    " SELECT id, event_type, payload, correlation_id FROM unnest("
+    "INSERT INTO outbox (id, event_type, payload, correlation_id, trace_context)"
+    " SELECT id, event_type, payload, correlation_id, trace_context FROM unnest("
     "CAST(:ids AS uuid[]), CAST(:event_types AS varchar[]), CAST(:payloads AS bytea[]),"
-    " CAST(:correlation_ids AS varchar[])"
-    ") WITH ORDINALITY AS row (id, event_type, payload, correlation_id, n) ORDER BY n"
+    " CAST(:correlation_ids AS varchar[]), CAST(:trace_contexts AS text[])"
+    ") WITH ORDINALITY AS row (id, event_type, payload, correlation_id, trace_context, n)"
+    " ORDER BY n"
 )
 
 
-# ``session.info`` key: the envelopes a :func:`collected` block will insert at its end.
+# ``session.info`` key: the envelopes a :func:`collected` block will insert at its end, each
+# with the trace context it was added in (:func:`shared.tracing.current_carrier`).
 _COLLECTED = "outbox.collected"
+_Pending = tuple[events.Envelope[Any], str | None]
 
 
 @contextlib.asynccontextmanager
@@ -77,7 +80,7 @@ async def collected(session: AsyncSession) -> AsyncIterator[None]:
     if _COLLECTED in session.info:  # already inside a block: that one inserts them
         yield
         return
-    pending: list[events.Envelope[Any]] = []
+    pending: list[_Pending] = []
     session.info[_COLLECTED] = pending
     try:
         yield
@@ -118,24 +121,27 @@ async def _insert(
         events.wrap(payload, producer=producer, correlation_id=correlation_id)
         for payload in payloads
     ]
-    pending: list[events.Envelope[Any]] | None = session.info.get(_COLLECTED)
+    trace_context = tracing.current_carrier()
+    rows = [(envelope, trace_context) for envelope in envelopes]
+    pending: list[_Pending] | None = session.info.get(_COLLECTED)
     if pending is not None:
-        pending.extend(envelopes)
+        pending.extend(rows)
         return envelopes
-    await _write(session, envelopes)
+    await _write(session, rows)
     return envelopes
 
 
-async def _write(session: AsyncSession, envelopes: Sequence[events.Envelope[Any]]) -> None:
-    if not envelopes:
+async def _write(session: AsyncSession, rows: Sequence[_Pending]) -> None:
+    if not rows:
         return
     await session.execute(
         _INSERT,
         {
-            "ids": [envelope.id for envelope in envelopes],
-            "event_types": [envelope.type for envelope in envelopes],
-            "payloads": [events.encode(envelope) for envelope in envelopes],
-            "correlation_ids": [envelope.correlation_id for envelope in envelopes],
+            "ids": [envelope.id for envelope, _ in rows],
+            "event_types": [envelope.type for envelope, _ in rows],
+            "payloads": [events.encode(envelope) for envelope, _ in rows],
+            "correlation_ids": [envelope.correlation_id for envelope, _ in rows],
+            "trace_contexts": [trace_context for _, trace_context in rows],
         },
     )
     outbox_wake.wake_on_commit(session)
@@ -152,7 +158,8 @@ _CLAIM = sa.text(
     "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT :limit"
     " FOR UPDATE SKIP LOCKED"
     ") UPDATE outbox SET published_at = :now FROM claimed WHERE outbox.id = claimed.id"
-    " RETURNING outbox.seq, outbox.id, outbox.event_type, outbox.payload, outbox.correlation_id"
+    " RETURNING outbox.seq, outbox.id, outbox.event_type, outbox.payload, outbox.correlation_id,"
+    " outbox.trace_context"
 )
 
 
@@ -193,9 +200,17 @@ class OutboxRelay:
             rows = sorted(claimed.all(), key=lambda row: row.seq)
             if not rows:
                 return 0
-            await self.broker.publish_many(
-                [(row.event_type, str(row.id), row.payload, row.correlation_id) for row in rows]
-            )
+            traced = [(row.event_type, str(row.id), row.trace_context) for row in rows]
+            with tracing.publishing(
+                traced, destination=self.broker.name(EVENTS_EXCHANGE)
+            ) as headers:
+                await self.broker.publish_many(
+                    [
+                        (row.event_type, str(row.id), row.payload, row.correlation_id)
+                        for row in rows
+                    ],
+                    headers=headers,
+                )
             if self.after_publish is not None:
                 await self.after_publish([row.id for row in rows])
         EVENTS_PUBLISHED.inc(len(rows))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared import db
+from shared import db, tracing
 from shared.broker import Broker
 from shared.settings import ServiceSettings
 
@@ -51,6 +51,7 @@ def make_database(
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    tracing.instrument_engine(engine)
     factory = db.create_session_factory(engine)
     factory.configure(info={"service": service, "schema": schema})
     return engine, factory

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from shared import observability, production
+from shared import observability, production, tracing
 from shared.auth import AuthSettings
 from shared.resources import Resources, open_resources
 from shared.settings import ServiceSettings
@@ -65,4 +65,8 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def run_worker(settings: ServiceSettings, *, service: str, schema: str, main: WorkerMain) -> None:
     production.check(settings, AuthSettings())
     observability.configure_logging(service, level=settings.log_level, json=settings.log_json)
-    run(serve_worker(settings, service=service, schema=schema, main=main))
+    tracing.configure(service)
+    try:
+        run(serve_worker(settings, service=service, schema=schema, main=main))
+    finally:
+        tracing.shutdown()

@@ -59,6 +59,9 @@ outbox = sa.Table(
     *_outbox_key_columns(),
     sa.Column("payload", sa.LargeBinary),
     *_outbox_tail_columns(),
+    # The trace the event was added in (W3C headers as JSON, :mod:`shared.tracing`); NULL when
+    # the writer did not trace. The relay publishes it in the message headers.
+    sa.Column("trace_context", sa.Text),
 )
 inbox = sa.Table("inbox", metadata, *_inbox_columns())
 
@@ -176,3 +179,13 @@ def restore_outbox_body(op: Any, schema: str) -> None:
     )
     op.alter_column("outbox", "body", nullable=False, schema=schema)
     op.drop_column("outbox", "payload", schema=schema)
+
+
+def add_outbox_trace_context(op: Any, schema: str) -> None:
+    """Add ``outbox.trace_context``: nullable, so no row is rewritten and a process of the
+    previous release, which does not name the column, keeps inserting and publishing."""
+    op.add_column("outbox", sa.Column("trace_context", sa.Text), schema=schema)
+
+
+def drop_outbox_trace_context(op: Any, schema: str) -> None:
+    op.drop_column("outbox", "trace_context", schema=schema)

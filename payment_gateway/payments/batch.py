@@ -41,6 +41,7 @@ from payment_gateway.payments.service import (
 )
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
+from shared import tracing
 from shared.errors import AppError
 
 
@@ -211,6 +212,7 @@ def _payment_row(charge: OffSessionChargeIn, provider: str) -> dict[str, Any]:
         "cancel_url": None,
         "extra": charge.metadata,
         "refunded_amount": 0,
+        "trace_context": tracing.current_carrier(),
     }
 
 

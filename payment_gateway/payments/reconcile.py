@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
 from payment_gateway.payments import state
 from payment_gateway.providers.base import ProviderPayment, ProviderRefund, RefundStatus
-from shared import clock, events, outbox
+from shared import clock, events, outbox, tracing
 from shared.money import Money
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,17 @@ def _common(payment: Payment) -> dict[str, object]:
 async def apply_snapshot(
     session: AsyncSession, payment: Payment, snapshot: ProviderPayment
 ) -> None:
-    """Bring ``payment`` (locked by the caller) and its refunds in line with ``snapshot``."""
+    """Bring ``payment`` (locked by the caller) and its refunds in line with ``snapshot``.
+
+    Applied from a webhook or a reconciliation pass, outside the request that created the
+    payment: the events it adds continue that request's trace (when tracing is on)."""
+    with tracing.continuing(payment.trace_context, "payment apply provider status"):
+        await _apply_snapshot(session, payment, snapshot)
+
+
+async def _apply_snapshot(
+    session: AsyncSession, payment: Payment, snapshot: ProviderPayment
+) -> None:
     current = PaymentStatus(payment.status)
     new_status = state.after_observation(current, snapshot.status)
     if new_status is None and snapshot.status.value != current.value:

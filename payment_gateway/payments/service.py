@@ -16,7 +16,7 @@ from payment_gateway.payments.schemas import OrderLineIn, PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.webhooks import parking
-from shared import locales
+from shared import locales, tracing
 from shared.errors import AppError, Conflict, NotFound
 
 
@@ -119,6 +119,7 @@ async def create_payment(
             cancel_url=request.cancel_url,
             extra=request.metadata,
             refunded_amount=0,
+            trace_context=tracing.current_carrier(),
         )
         .on_conflict_do_nothing(index_elements=[Payment.id])
         .returning(Payment)

@@ -11,6 +11,7 @@ from access_api.api import router
 from access_api.cache import AccessCache
 from access_api.config import SCHEMA, SERVICE, AccessSettings
 from access_api.fastpath import FastAccessCheck
+from access_api.projection import CONSUMER
 from shared import db
 from shared.app import create_service_app
 from shared.auth import AuthSettings
@@ -68,4 +69,5 @@ def create_app(
         routers=[router],
         on_startup=start,
         middleware=[FastAccessCheck],
+        consumer=CONSUMER,
     )

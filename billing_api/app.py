@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from billing_api.activation.handlers import CONSUMER
 from billing_api.admin.api import routers as admin_routers
 from billing_api.admin.ui.app import mount_admin_ui
 from billing_api.catalog.api import router as catalog_router
@@ -11,6 +12,7 @@ from billing_api.config import SCHEMA, SERVICE, AdminUISettings, BillingSettings
 from billing_api.gateway import GatewayClient
 from billing_api.households.api import households_router, members_router
 from billing_api.idempotency import IdempotencyMiddleware
+from billing_api.metrics import read_billing_state
 from billing_api.payments.api import pages as checkout_pages
 from billing_api.payments.api import router as payments_router
 from billing_api.portal.actions import router as portal_actions
@@ -73,6 +75,8 @@ def create_app(
         ],
         on_startup=start,
         middleware=[IdempotencyMiddleware],
+        consumer=CONSUMER,
+        metric_probes=[read_billing_state],
     )
     ui_settings = admin_ui_settings or AdminUISettings()
     app.state.admin_ui_sessions = mount_admin_ui(app, ui_settings, app.state.token_verifier)

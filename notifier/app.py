@@ -77,6 +77,7 @@ def create_app(
         auth_settings=auth_settings,
         routers=[notifications_router],
         on_startup=start,
+        consumer=CONSUMER,
     )
     app.state.channels = frozenset(channel.value for channel in enabled_channels(settings))
     app.state.consuming = asyncio.Event()  # set once the consumer's queue is bound

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from shared import observability, openapi, tracing
+from shared import observability, openapi, probes, tracing
 from shared.auth import AuthSettings, TokenVerifier
 from shared.errors import install_error_handlers
 from shared.resources import Resources, connect_broker_forever, open_resources
@@ -45,6 +45,14 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics; the state probes (:mod:`shared.probes`) are read first."""
+    resources: Resources | None = getattr(request.app.state, "resources", None)
+    if resources is not None:
+        await request.app.state.probes.refresh(resources)
+    return await observability.metrics_endpoint(request)
+
+
 async def _database_ok(resources: Resources) -> bool:
     try:
         async with asyncio.timeout(2.0), resources.engine.connect() as conn:
@@ -65,11 +73,15 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     on_startup: Startup | None = None,
     middleware: Sequence[type[Any]] = (),
+    consumer: str | None = None,
+    metric_probes: Sequence[probes.Probe] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """Build a service's app; ``on_startup`` may start background tasks on ``resources.tasks``.
 
     ``middleware`` (pure ASGI classes) run inside the request-id and metrics middleware.
+    ``/metrics`` reports the service's outbox backlog, the dead letters of ``consumer`` (the
+    service's event consumer, wherever it runs) and whatever ``metric_probes`` read.
     """
 
     @contextlib.asynccontextmanager
@@ -89,6 +101,8 @@ def create_service_app(
     fastapi_kwargs.setdefault("generate_unique_id_function", openapi.operation_ids())
     app = FastAPI(title=title, description=description, lifespan=lifespan, **fastapi_kwargs)
     app.state.settings = settings
+    dead_letters = [probes.dead_letters(consumer)] if consumer else []
+    app.state.probes = probes.Probes([probes.outbox_backlog, *dead_letters, *metric_probes])
     app.state.token_verifier = TokenVerifier(auth_settings or AuthSettings())
     install_error_handlers(app)
     for inner in reversed(middleware):
@@ -96,7 +110,7 @@ def create_service_app(
     app.add_middleware(observability.RequestContextMiddleware)
     tracing.instrument_app(app)  # outermost: the request id and its log lines are in the span
     app.include_router(health_router)
-    app.add_route("/metrics", observability.metrics_endpoint, include_in_schema=False)
+    app.add_route("/metrics", metrics, include_in_schema=False)
     for router in routers:
         app.include_router(router)
     openapi.document(app)

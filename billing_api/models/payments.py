@@ -55,6 +55,12 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
                 "status = 'pending' AND method = 'card' AND reconcile_parked_at IS NULL"
             ),
         ),
+        # The renewals of the last hour, read before every scrape (billing_api.metrics).
+        sa.Index(
+            "ix_payment_renewal_created",
+            "created_at",
+            postgresql_where=sa.text("purpose = 'renewal'"),
+        ),
     )
 
     user_id: Mapped[UUID]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payment_gateway.providers.registry import Providers
@@ -22,6 +23,15 @@ from payment_gateway.webhooks.parking import RetryPolicy
 from payment_gateway.webhooks.processing import BATCH_SIZE, process_batch
 
 logger = logging.getLogger(__name__)
+
+WEBHOOK_EVENTS = Counter(
+    "gateway_webhook_events_total",
+    "Stored provider webhooks processed, by outcome (processed; failed: processing raised and"
+    " the event is left for a retry with backoff).",
+    ["outcome"],
+)
+for _outcome in ("processed", "failed"):  # both series exist from the start, for rate()
+    WEBHOOK_EVENTS.labels(_outcome)
 
 MAX_BACKOFF = RetryPolicy.max_backoff
 MAX_ATTEMPTS = RetryPolicy.max_attempts
@@ -57,6 +67,8 @@ class WebhookProcessor:
                 self.sessions, self.providers, limit=self.batch_size, policy=self.policy
             )
             done += result.processed
+            WEBHOOK_EVENTS.labels("processed").inc(result.processed)
+            WEBHOOK_EVENTS.labels("failed").inc(len(result.failed))
             if result.claimed < self.batch_size:
                 return done
 

@@ -65,5 +65,5 @@ def main(*, once: bool) -> int:
     try:
         report = runtime.run(serve(settings, once=once))
     finally:
-        tracing.shutdown()
+        tracing.flush()
     return 0 if report is not None or not once else 1

@@ -96,7 +96,7 @@ def create_service_app(
             if on_startup is not None:
                 await on_startup(app, resources)
             yield
-        tracing.shutdown()
+        tracing.flush()
 
     fastapi_kwargs.setdefault("generate_unique_id_function", openapi.operation_ids())
     app = FastAPI(title=title, description=description, lifespan=lifespan, **fastapi_kwargs)

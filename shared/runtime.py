@@ -69,4 +69,4 @@ def run_worker(settings: ServiceSettings, *, service: str, schema: str, main: Wo
     try:
         run(serve_worker(settings, service=service, schema=schema, main=main))
     finally:
-        tracing.shutdown()
+        tracing.flush()

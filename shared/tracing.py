@@ -86,16 +86,15 @@ def configure(service: str) -> bool:
     return True
 
 
-def shutdown() -> None:
-    """Export what is left and stop (at the end of the process)."""
-    global _tracer
+def flush() -> None:
+    """Export the spans still waiting (when a process's work ends).
+
+    The providers stay set up: a process configures them once (a second
+    ``set_tracer_provider`` is refused), and the SDK shuts them down at exit.
+    """
     if _tracer is None:
         return
-    provider = _providers[0]
-    provider.force_flush()
-    provider.shutdown()  # and with it the processor (and exporter) both providers share
-    _providers.clear()
-    _tracer = None
+    _providers[0].force_flush()
 
 
 def instrument_app(app: Any) -> None:

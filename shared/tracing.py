@@ -43,11 +43,6 @@ def enabled() -> bool:
     return bool(os.environ.get(ENDPOINT_VARIABLE))
 
 
-def active() -> bool:
-    """Whether :func:`configure` has set tracing up in this process."""
-    return _tracer is not None
-
-
 def name_process(name: str) -> None:
     """The default service name of this process's spans (the command line sets it)."""
     global _process_name

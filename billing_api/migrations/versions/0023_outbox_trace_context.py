@@ -10,7 +10,7 @@ by outcome before each scrape (the renewal failure rate alert), without reading 
 A partial index over renewals only, built in the migration's transaction like the others.
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0022
 Create Date: 2026-12-07 06:10:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from shared.tables import add_outbox_trace_context, drop_outbox_trace_context
 
 revision: str = "0023"
-down_revision: str | None = "0020"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

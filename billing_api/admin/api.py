@@ -10,6 +10,7 @@ from billing_api.admin.discounts.api import router as discounts_router
 from billing_api.admin.households.api import router as households_router
 from billing_api.admin.movies.api import router as movies_router
 from billing_api.admin.plans.api import router as plans_router
+from billing_api.reports.api import router as reports_router
 
 routers: tuple[APIRouter, ...] = (
     movies_router,
@@ -18,4 +19,5 @@ routers: tuple[APIRouter, ...] = (
     customers_router,
     audit_router,
     households_router,
+    reports_router,
 )

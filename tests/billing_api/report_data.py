@@ -77,10 +77,11 @@ async def payment(
     plan_id: UUID | None = None,
     user_id: UUID | None = None,
     description: str = "Cinema subscription",
+    created_at: datetime | None = None,
 ) -> Payment:
     """A payment made (``paid_at``) or not (``None``, failed); a paid one's money is posted:
     card to revenue (a top-up to the wallet), wallet from the wallet to revenue."""
-    created = (paid_at or at(11, 1)) - timedelta(minutes=1)
+    created = created_at or (paid_at or at(11, 1)) - timedelta(minutes=1)
     row = Payment(
         user_id=user_id or (of.user_id if of else uuid4()),
         purpose=purpose,
@@ -195,7 +196,9 @@ async def seed_month(session: AsyncSession) -> None:
         dunning_started_at=at(11, 7),
     )
     await payment(session, of=s4, amount=29900, paid_at=at(9, 20))
-    await payment(session, of=s4, purpose="renewal", amount=29900, paid_at=None)
+    await payment(
+        session, of=s4, purpose="renewal", amount=29900, paid_at=None, created_at=at(11, 7)
+    )
     # S5 trial converted: trial from Oct 28 to Nov 4, first charge (its renewal) Nov 4.
     s5 = await subscription(session, month, trial=True, trial_end=at(11, 4))
     await payment(session, of=s5, purpose="trial", amount=0, paid_at=at(10, 28))
@@ -220,7 +223,9 @@ async def seed_month(session: AsyncSession) -> None:
     )
     await payment(session, of=s8, amount=7000, paid_at=at(11, 10, 15))
     await payment(session, of=s8, purpose="renewal", amount=7000, paid_at=at(11, 17, 15))
-    await payment(session, of=s8, purpose="renewal", amount=7000, paid_at=None)
+    await payment(
+        session, of=s8, purpose="renewal", amount=7000, paid_at=None, created_at=at(11, 24)
+    )
     # S9 paused: subscribed Aug 1.
     s9 = await subscription(session, month, "paused")
     await payment(session, of=s9, amount=29900, paid_at=at(8, 1))

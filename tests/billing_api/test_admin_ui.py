@@ -12,8 +12,10 @@ from pydantic import SecretStr
 
 from billing_api.app import create_app
 from billing_api.config import AdminUISettings, BillingSettings
+from shared import clock
 from shared.auth import AuthSettings, mint_user_token
 from tests import support
+from tests.billing_api import report_data
 from tests.billing_api.conftest import Suite
 
 ADMIN = uuid4()
@@ -128,6 +130,56 @@ class TestPayments:
         assert listing.status_code == 200
         assert "Provider" in listing.text
         assert ">sandbox<" in listing.text.replace(" ", "").replace("\n", "")
+
+
+class TestDashboard:
+    async def test_the_landing_page_shows_the_month_s_figures_and_its_charts(
+        self, suite: Suite
+    ) -> None:
+        http = suite.http
+        assert (await http.get("/admin/")).status_code == 302  # the dashboard needs a login
+        async with suite.billing.state.session_factory() as session, session.begin():
+            await report_data.seed_month(session)
+        assert (await login(http, "", admin_token())).status_code == 302
+
+        with clock.frozen(report_data.NOW):
+            page = await http.get("/admin/", params={"from": "2026-11-01", "to": "2026-11-30"})
+
+        assert page.status_code == 200, page.text[:500]
+        text = page.text
+        assert "Dashboard" in text
+        assert re.search(r'id="captured">\s*2194\.30 RUB<', text)  # in the default currency
+        assert re.search(r'id="refunded">\s*399\.00 RUB<', text)
+        assert re.search(r'id="net">\s*1795\.30 RUB<', text)
+        assert re.search(r'id="mrr">\s*1666\.10 RUB<', text)
+        assert re.search(r'id="new">\s*5<', text)
+        assert re.search(r'id="churned">\s*4<', text)
+        assert "1 / 2 (50.0%)" in text  # trial to paid
+        assert "3 / 4 (75.0%)" in text  # renewals
+        assert re.search(r'id="wallets">\s*350\.00 RUB in 1<', text)
+        assert text.count("<svg") == 2
+        assert text.count('class="bar"') == 30  # one bar a day
+        assert "cdn" not in text.lower()
+
+        euros = await http.get(
+            "/admin/", params={"from": "2026-11-01", "to": "2026-11-30", "currency": "EUR"}
+        )
+        assert re.search(r'id="captured">\s*19\.98 EUR<', euros.text)
+
+    async def test_a_bad_period_is_explained_on_the_page(self, suite: Suite) -> None:
+        http = suite.http
+        assert (await login(http, "", admin_token())).status_code == 302
+        for params, problem in (
+            ({"from": "2026-11-30", "to": "2026-11-01"}, "the period&#39;s start is after its end"),
+            ({"from": "2024-01-01", "to": "2026-01-01"}, "at most 366"),
+            ({"from": "2026-11-01", "to": "2026-11-30", "currency": "XXY"}, "ISO 4217"),
+            ({"from": "someday"}, "someday"),
+        ):
+            page = await http.get("/admin/", params=params)
+            assert page.status_code == 422, params
+            assert 'id="report-problem"' in page.text
+            assert problem in page.text, (params, page.text[-2000:])
+            assert "<svg" not in page.text
 
 
 class TestPersonalDiscounts:

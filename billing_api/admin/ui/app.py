@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqladmin import Admin, BaseView, ModelView
+from sqladmin import BaseView, ModelView
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing_api.admin.ui.dashboard import TEMPLATES, BackOffice
 from billing_api.admin.ui.edit_catalog import MovieView, PlanView
 from billing_api.admin.ui.edit_discounts import (
     MonthTierView,
@@ -50,13 +51,15 @@ VIEWS: tuple[type[ModelView | BaseView], ...] = (
 def mount_admin_ui(
     app: FastAPI, settings: AdminUISettings, verifier: TokenVerifier
 ) -> async_sessionmaker[AsyncSession]:
-    """Mount the UI at ``/admin``; bind the returned session maker to the engine at startup."""
+    """Mount the UI at ``/admin`` (its index page is the revenue dashboard); bind the returned
+    session maker to the engine at startup."""
     sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(class_=AsyncSession)
-    admin = Admin(
+    admin = BackOffice(
         app,
         session_maker=sessions,
         base_url="/admin",
         title="Cinema billing back office",
+        templates_dir=TEMPLATES,
         authentication_backend=AdminLogin(settings, verifier),
     )
     # The UI is an app of its own: its pages reach billing's settings (receipt links) through it.

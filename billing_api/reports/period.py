@@ -15,6 +15,10 @@ class ReportPeriodReversed(UnprocessableEntity):
     default_detail = "the period's start is after its end"
 
 
+class ReportPeriodOutOfRange(UnprocessableEntity):
+    default_detail = "the period must end before 9999-12-31"
+
+
 class ReportPeriodTooLong(UnprocessableEntity):
     default_detail = f"a report covers at most {MAX_DAYS} days"
 
@@ -45,6 +49,8 @@ def period_of(first_day: date, last_day: date) -> Period:
     where = {"from": first_day.isoformat(), "to": last_day.isoformat()}
     if first_day > last_day:
         raise ReportPeriodReversed(extra=where)
+    if last_day >= date.max:  # the moment after it could not be written
+        raise ReportPeriodOutOfRange(extra=where)
     days = (last_day - first_day).days + 1
     if days > MAX_DAYS:
         raise ReportPeriodTooLong(f"{days} days asked, at most {MAX_DAYS}", extra=where)

@@ -177,6 +177,10 @@ class TestBadParameters:
             ({"from": "2026-11-01", "to": "2026-11-30", "currency": "rub"}, "ValidationError"),
             ({"from": "yesterday", "to": "2026-11-30", "currency": "RUB"}, "ValidationError"),
             ({"to": "2026-11-30", "currency": "RUB"}, "ValidationError"),
+            (
+                {"from": "9999-12-31", "to": "9999-12-31", "currency": "RUB"},
+                "ReportPeriodOutOfRange",
+            ),
         ],
     )
     @pytest.mark.parametrize("path", ["summary", "payments.csv", "ledger.csv"])

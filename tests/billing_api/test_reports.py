@@ -4,11 +4,15 @@ read it, and a bad period or currency is a machine-readable 422."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 
+from billing_api.reports import service
+from billing_api.reports.period import period_of
 from shared import clock
 from shared.auth import AuthSettings, mint_user_token
 from tests.billing_api import report_data
@@ -86,8 +90,10 @@ class TestSummaryOfASeededMonth:
         # -S3 (11th), +S6 (15th), -S10 (20th), -S6 (22nd), +S7 (28th).
         expected_days = {"01": 6, "02": 6, "03": 7, "10": 8, "11": 7, "15": 8, "20": 7, "22": 6}
         expected_days |= {"27": 6, "28": 7, "30": 7}
-        for date, count in expected_days.items():
-            assert day(report, "subscribers_by_day", f"2026-11-{date}")["subscribers"] == count
+        for day_of_month, count in expected_days.items():
+            assert (
+                day(report, "subscribers_by_day", f"2026-11-{day_of_month}")["subscribers"] == count
+            )
 
         assert report["trials"] == {"ended": 2, "converted": 1, "conversion_rate": 0.5}
         assert report["renewals"] == {"succeeded": 3, "failed": 1, "success_rate": 0.75}
@@ -203,3 +209,33 @@ class TestBadParameters:
         )
         assert response.status_code == 200, response.text
         assert len(response.json()["revenue_by_day"]) == 366
+
+
+class TestQueries:
+    async def test_the_summary_runs_the_same_few_queries_however_much_data_there_is(
+        self, suite: Suite
+    ) -> None:
+        engine = suite.billing.state.resources.engine
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        async def queries() -> int:
+            statements.clear()
+            sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+            try:
+                async with suite.billing.state.session_factory() as session:
+                    await service.summary(
+                        session,
+                        period_of(date(2026, 11, 1), date(2026, 11, 30)),
+                        "RUB",
+                        now=report_data.NOW,
+                    )
+            finally:
+                sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+            return len(statements)
+
+        empty = await queries()
+        await seeded(suite)
+        assert await queries() == empty <= 12  # one per figure group, never one per row

@@ -186,7 +186,7 @@ async def subscriber_flow(
     )
     ends = (
         sa.select(sa.literal("end"), end_day, sa.func.count())
-        .where(_within(spans.c.ended, period), spans.c.started < spans.c.ended)
+        .where(_within(spans.c.ended, period))
         .group_by(end_day)
     )
     moves: Counter[tuple[str, date]] = Counter()
@@ -197,8 +197,8 @@ async def subscriber_flow(
         live += moves[("start", day)] - moves[("end", day)]
         days.append(schemas.SubscribersDay(day=day, subscribers=live))
     new = sum(count for (kind, _), count in moves.items() if kind == "start")
-    churned = await session.scalar(sa.select(sa.func.count()).where(_within(spans.c.ended, period)))
-    return new, int(churned or 0), days
+    churned = sum(count for (kind, _), count in moves.items() if kind == "end")
+    return new, churned, days
 
 
 async def trial_conversion(session: AsyncSession, period: Period, currency: str) -> schemas.Trials:

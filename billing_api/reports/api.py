@@ -70,10 +70,17 @@ async def report_summary(
     return await service.summary(session, period, currency, now=clock.now())
 
 
-def _csv(request: Request, name: str, period: Period, currency: str, rows: Any) -> CSVResponse:
+def _csv(
+    request: Request,
+    name: str,
+    period: Period,
+    currency: str,
+    columns: tuple[str, ...],
+    rows: csv_export.Rows,
+) -> CSVResponse:
+    """The export as a download named after what it holds, streamed from its own session."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     filename = f"{name}-{currency}-{period.first_day}-{period.last_day}.csv"
-    columns = csv_export.PAYMENT_COLUMNS if name == "payments" else csv_export.LEDGER_COLUMNS
     return CSVResponse(
         csv_export.stream_csv(sessions, columns, rows),
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
@@ -85,7 +92,8 @@ async def export_payments(
     request: Request, reader: ReportReader, period: PeriodDep, currency: CurrencyQuery
 ) -> CSVResponse:
     """Every payment created in the period in one currency, as CSV."""
-    return _csv(request, "payments", period, currency, csv_export.payments_query(period, currency))
+    rows = csv_export.payments_query(period, currency)
+    return _csv(request, "payments", period, currency, csv_export.PAYMENT_COLUMNS, rows)
 
 
 @router.get("/ledger.csv", response_class=CSVResponse, responses=_CSV)
@@ -93,4 +101,5 @@ async def export_ledger(
     request: Request, reader: ReportReader, period: PeriodDep, currency: CurrencyQuery
 ) -> CSVResponse:
     """Every ledger line of the transactions made in the period in one currency, as CSV."""
-    return _csv(request, "ledger", period, currency, csv_export.ledger_query(period, currency))
+    rows = csv_export.ledger_query(period, currency)
+    return _csv(request, "ledger", period, currency, csv_export.LEDGER_COLUMNS, rows)

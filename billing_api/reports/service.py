@@ -11,6 +11,11 @@ Money (minor units of ``currency``):
   wallet payment is counted then. Payments of nothing (trials, card updates) count for nothing.
 * **refunded** — refunds completed in the period (``completed_at``) of those same payments (a
   top-up's refund leaves the wallet, not revenue). **net** = captured - refunded.
+* What the ledger moves without a payment or a refund is not in these figures: an upgrade's
+  credit larger than its price (``plan_change_credit``, revenue to the wallet), a refunded
+  upgrade's credit given back (``plan_credit_released``) and disputes (``dispute``: a disputed
+  payment stays captured; the money held back shows in the ``disputes`` account). The ledger
+  export has every one of them.
 * **wallets owed** — the sum of the wallets' positive balances (``user_wallet:*`` ledger
   accounts, credits - debits) over the ledger's transactions before the period's end; a wallet
   that owes us (a disputed top-up already spent) counts for nothing, not against.

@@ -6,7 +6,7 @@ chart's fixed size, so the markup is the same for the same data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -30,7 +30,14 @@ def _y(value: int, low: int, high: int) -> float:
     return TOP + inner - (value - low) * inner / (high - low)
 
 
-def _frame(title: str, low: int, high: int, points: Sequence[Point], body: list[str]) -> str:
+def _frame(
+    title: str,
+    low: int,
+    high: int,
+    points: Sequence[Point],
+    body: list[str],
+    shown: Callable[[int], str],
+) -> str:
     inner_width = WIDTH - LEFT - RIGHT
     step = inner_width / max(len(points), 1)
     labels = []
@@ -46,7 +53,7 @@ def _frame(title: str, low: int, high: int, points: Sequence[Point], body: list[
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
             f'width="100%" role="img" aria-label="{escape(title)}" font-size="11" '
             f'font-family="sans-serif"><title>{escape(title)}</title>',
-            f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{high}</text>',
+            f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{escape(shown(high))}</text>',
             f'<text x="{LEFT - 6}" y="{zero:.1f}" text-anchor="end">0</text>',
             f'<line x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}" '
             'stroke="#999"/>',
@@ -57,8 +64,9 @@ def _frame(title: str, low: int, high: int, points: Sequence[Point], body: list[
     )
 
 
-def bar_chart(title: str, points: Sequence[Point], *, unit: str = "") -> str:
-    """One bar per point (negative values hang below the zero line)."""
+def bar_chart(title: str, points: Sequence[Point], *, shown: Callable[[int], str] = str) -> str:
+    """One bar per point (negative values hang below the zero line); ``shown`` writes a value
+    for people (an amount in major units, say)."""
     low, high = _scale([p.value for p in points])
     step = (WIDTH - LEFT - RIGHT) / max(len(points), 1)
     zero = _y(0, low, high)
@@ -69,9 +77,9 @@ def bar_chart(title: str, points: Sequence[Point], *, unit: str = "") -> str:
         bars.append(
             f'<rect class="bar" x="{LEFT + step * index + step * 0.1:.1f}" y="{y:.1f}" '
             f'width="{step * 0.8:.1f}" height="{height:.1f}" fill="#3b7dd8">'
-            f"<title>{escape(point.label)}: {point.value} {escape(unit)}</title></rect>"
+            f"<title>{escape(point.label)}: {escape(shown(point.value))}</title></rect>"
         )
-    return _frame(title, low, high, points, bars)
+    return _frame(title, low, high, points, bars, shown)
 
 
 def line_chart(title: str, points: Sequence[Point]) -> str:
@@ -89,4 +97,4 @@ def line_chart(title: str, points: Sequence[Point]) -> str:
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#2a9d58">'
             f"<title>{escape(point.label)}: {point.value}</title></circle>"
         )
-    return _frame(title, low, high, points, body)
+    return _frame(title, low, high, points, body, str)

@@ -159,6 +159,7 @@ class TestDashboard:
         assert re.search(r'id="wallets">\s*350\.00 RUB in 1<', text)
         assert text.count("<svg") == 2
         assert text.count('class="bar"') == 30  # one bar a day
+        assert "<title>2026-11-10: 369.00 RUB</title>" in text  # a bar's tooltip
         assert "cdn" not in text.lower()
 
         euros = await http.get(

@@ -17,7 +17,7 @@ def parsed(markup: str) -> ET.Element:
 class TestBarChart:
     def test_one_bar_a_point_a_negative_one_hanging_below_zero(self) -> None:
         points = [Point("2026-11-01", 100), Point("2026-11-02", 0), Point("2026-11-03", -50)]
-        svg = parsed(bar_chart("Net", points, unit="RUB"))
+        svg = parsed(bar_chart("Net", points, shown=lambda v: f"{v / 100:.2f} RUB"))
         bars = svg.findall(f"{NS}rect")
         assert len(bars) == 3
         tall, empty, negative = (float(b.get("height", "")) for b in bars)
@@ -25,7 +25,7 @@ class TestBarChart:
         zero = float(svg.findall(f"{NS}line")[0].get("y1", ""))
         assert float(bars[2].get("y", "")) == zero  # it starts at the zero line, goes down
         assert abs(float(bars[0].get("y", "")) + tall - zero) < 0.2
-        assert bars[0].findtext(f"{NS}title") == "2026-11-01: 100 RUB"
+        assert bars[0].findtext(f"{NS}title") == "2026-11-01: 1.00 RUB"
 
     def test_labels_are_escaped(self) -> None:
         markup = bar_chart('<script>alert("x")</script>', [Point("<b>&", 1)])

@@ -73,7 +73,7 @@ def _figures(report: ReportSummary) -> dict[str, Any]:
         "amount": amount,
         "rate": rate,
         "revenue_chart": Markup(  # built from escaped labels and numbers only
-            svg.bar_chart("Net revenue by day", revenue_points, unit=report.currency)
+            svg.bar_chart("Net revenue by day", revenue_points, shown=amount)
         ),
         "subscribers_chart": Markup(  # as above
             svg.line_chart("Subscribers at the end of each day", subscriber_points)

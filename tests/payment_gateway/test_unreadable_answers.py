@@ -5,6 +5,7 @@ and the provider's own report settles it, without a second charge or refund."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from payment_gateway.webhooks.processing import NOT_KNOWN_YET
+from shared import clock
 from tests.payment_gateway.conftest import Gateway, payment_body, webhooks_processed
 from tests.payment_gateway.test_off_session_batch import BATCH_URL, charge, saved_method
 from tests.payment_gateway.test_payments_api import wait_for_status
@@ -200,6 +202,56 @@ class TestCheckout:
         paid = await gateway.pay(str(again.json()["checkout_url"]))
         assert paid.status_code == 200
         await wait_for_status(gateway.client, str(body["payment_id"]), "succeeded")
+
+    async def test_a_checkout_in_doubt_asked_again_after_its_expiry_is_expired_not_opened(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.create_checkout
+
+        async def lost(*args: Any) -> Any:  # nothing opened, and the answer cannot be read
+            raise KeyError("url")
+
+        monkeypatch.setattr(sandbox, "create_checkout", lost)
+        body = payment_body()
+        first = await gateway.client.post("/internal/v1/payments", json=body)
+        monkeypatch.setattr(sandbox, "create_checkout", answer)
+        # The gateway comes back after a long outage; the checkout's time (60 min) is over.
+        with clock.frozen(clock.now() + timedelta(hours=2)):
+            again = await gateway.client.post("/internal/v1/payments", json=body)
+            refreshed = await gateway.client.get(
+                f"/internal/v1/payments/{body['payment_id']}", params={"refresh": "true"}
+            )
+
+        assert first.status_code == 502
+        assert again.status_code == 200
+        # Never a page that is dead before anyone opens it.
+        assert (again.json()["status"], again.json()["checkout_url"]) == ("expired", None)
+        assert refreshed.json()["status"] == "expired"
+        sessions = "SELECT count(*) FROM sandbox_session WHERE payment_id = :id"
+        assert await scalar(gateway, sessions, id=body["payment_id"]) == 0
+        assert await gateway.events() == [("payment.expired", str(body["payment_id"]))]
+
+    async def test_a_checkout_in_doubt_past_its_expiry_is_expired_by_a_refresh(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sandbox = gateway.app.state.sandbox
+
+        async def lost(*args: Any) -> Any:
+            raise KeyError("url")
+
+        monkeypatch.setattr(sandbox, "create_checkout", lost)
+        body = payment_body()
+        first = await gateway.client.post("/internal/v1/payments", json=body)
+        url = f"/internal/v1/payments/{body['payment_id']}"
+        still = await gateway.client.get(url, params={"refresh": "true"})
+        with clock.frozen(clock.now() + timedelta(hours=2)):
+            refreshed = await gateway.client.get(url, params={"refresh": "true"})
+
+        assert first.status_code == 502
+        assert still.json()["status"] == "pending"  # may still be opened by a retry
+        assert refreshed.json()["status"] == "expired"  # billing's reconciliation settles it
+        assert await gateway.events() == [("payment.expired", str(body["payment_id"]))]
 
 
 class TestRefresh:

@@ -72,10 +72,17 @@ async def get_payment(
     principal: InternalServicePrincipal,
     session: SessionDep,
     providers: ProvidersDep,
+    settings: SettingsDep,
     refresh: bool = False,
 ) -> PaymentOut:
     """A payment's state; refresh=true asks the provider and applies what it says."""
-    return await service.get_payment(session, providers, payment_id, refresh=refresh)
+    return await service.get_payment(
+        session,
+        providers,
+        payment_id,
+        refresh=refresh,
+        checkout_ttl=timedelta(minutes=settings.checkout_ttl_minutes),
+    )
 
 
 @router.post("/{payment_id}/cancel", response_model=PaymentOut)

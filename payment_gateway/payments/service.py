@@ -16,7 +16,7 @@ from payment_gateway.payments.schemas import OrderLineIn, PaymentIn, PaymentOut
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.webhooks import parking
-from shared import locales, tracing
+from shared import clock, locales, tracing
 from shared.errors import AppError, Conflict, NotFound
 
 
@@ -128,7 +128,9 @@ async def create_payment(
         existing = await session.get(Payment, request.payment_id, with_for_update=True)
         assert existing is not None
         ensure_same(existing, request)
-        if _in_doubt(existing):
+        if _in_doubt(existing) and _past_its_time(existing, checkout_ttl):
+            await _expire_unopened(session, existing)
+        elif _in_doubt(existing):
             # Asked again under the same idempotency key: the provider answers the checkout it
             # opened, if any (a second one would be the only page anyone gets to pay on).
             await _open_at_provider(
@@ -148,6 +150,28 @@ def _in_doubt(payment: Payment) -> bool:
         and payment.provider_ref is None
         and payment.status == PaymentStatus.PENDING
     )
+
+
+def _past_its_time(payment: Payment, checkout_ttl: timedelta) -> bool:
+    """Whether a checkout's time, counted from the payment's creation, is over: a checkout
+    opened now would expire before anyone saw it (the sandbox opens it dead, Stripe refuses an
+    expiry in the past, every retry then a 502)."""
+    return clock.now() >= payment.created_at + checkout_ttl
+
+
+async def _expire_unopened(session: AsyncSession, payment: Payment) -> None:
+    """Expire a checkout in doubt whose time is over, as its provider would have by now.
+
+    Nobody was given a page to pay on (its URL never came back), and one the provider may
+    have opened has expired there too; a report about it still applies (a success wins)."""
+    expired = base.ProviderPayment(
+        provider_ref=None,
+        status=base.ProviderStatus.EXPIRED,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+    await apply_snapshot(session, payment, expired)
+    await session.flush()
 
 
 async def _open_at_provider(
@@ -266,12 +290,27 @@ async def _customer_ref(session: AsyncSession, provider: str, user_id: UUID) -> 
 
 
 async def get_payment(
-    session: AsyncSession, providers: Providers, payment_id: UUID, *, refresh: bool = False
+    session: AsyncSession,
+    providers: Providers,
+    payment_id: UUID,
+    *,
+    refresh: bool = False,
+    checkout_ttl: timedelta | None = None,
 ) -> PaymentOut:
-    """Our record of a payment; with ``refresh`` the provider is asked first (reconciliation)."""
+    """Our record of a payment; with ``refresh`` the provider is asked first (reconciliation).
+
+    A checkout in doubt has nothing to ask about; refreshed once its time (``checkout_ttl``)
+    is over, it is expired, so that billing's reconciliation settles it."""
     payment = await session.get(Payment, payment_id, with_for_update=refresh)
     if payment is None:
         raise PaymentNotFound(f"payment {payment_id} not found")
+    if (
+        refresh
+        and checkout_ttl is not None
+        and _in_doubt(payment)
+        and _past_its_time(payment, checkout_ttl)
+    ):
+        await _expire_unopened(session, payment)
     if refresh and payment.provider_ref:
         try:
             snapshot = await providers.get(payment.provider).fetch_payment(payment.provider_ref)

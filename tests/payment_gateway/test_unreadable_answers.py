@@ -13,13 +13,15 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from payment_gateway.providers import base
 from payment_gateway.webhooks.processing import NOT_KNOWN_YET
 from shared import clock
 from tests.payment_gateway.conftest import Gateway, payment_body, webhooks_processed
 from tests.payment_gateway.test_off_session_batch import BATCH_URL, charge, saved_method
 from tests.payment_gateway.test_payments_api import wait_for_status
 from tests.payment_gateway.test_refunds_api import paid_payment, refund
-from tests.payment_gateway.test_webhook_processing import processor
+from tests.payment_gateway.test_webhook_parking import processor as parking_processor
+from tests.payment_gateway.test_webhook_processing import processor, stop_processor
 from tests.payment_gateway.test_webhooks import hold_deliveries, post_webhook
 
 Call = Callable[..., Awaitable[Any]]
@@ -128,6 +130,45 @@ class TestOffSession:
         assert sorted(await gateway.events()) == sorted(
             ("payment.succeeded", str(item["payment_id"])) for item in charges
         )
+
+    async def test_a_charge_in_doubt_whose_only_report_was_parked_is_settled_by_a_refresh(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        hold_deliveries(gateway)
+        await stop_processor(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.charge_off_session
+        monkeypatch.setattr(sandbox, "charge_off_session", unreadable(answer, KeyError("status")))
+        body = payment_body(
+            customer={"id": customer}, mode="off_session", payment_method_ref=method
+        )
+        payment_id = str(body["payment_id"])
+        first = await gateway.client.post("/internal/v1/payments", json=body)
+        await deliver_queued(gateway, "charge.succeeded", wait=False)
+        reads = sandbox.fetch_payments
+
+        async def down(*args: Any) -> Any:
+            raise base.ProviderError("the sandbox is down")
+
+        # The provider cannot be read while the report is tried: it is parked, and it holds
+        # the only reference to the charge (the answer that had it could not be read).
+        monkeypatch.setattr(sandbox, "fetch_payments", down)
+        await parking_processor(gateway, max_attempts=1).process_pending()
+        monkeypatch.setattr(sandbox, "fetch_payments", reads)
+        parked = (await gateway.client.get("/internal/v1/webhooks/parked")).json()["items"]
+
+        refreshed = await gateway.client.get(
+            f"/internal/v1/payments/{payment_id}", params={"refresh": "true"}
+        )
+
+        assert first.status_code == 502
+        assert len(parked) == 1
+        assert refreshed.json()["status"] == "succeeded"  # billing's reconciliation settles it
+        assert (await gateway.client.get("/internal/v1/webhooks/parked")).json()["items"] == []
+        charges = "SELECT count(*) FROM sandbox_charge WHERE payment_id = :id"
+        assert await scalar(gateway, charges, id=payment_id) == 1
+        assert await gateway.events() == [("payment.succeeded", payment_id)]
 
 
 class TestReportBeforeCommit:

@@ -299,11 +299,16 @@ async def get_payment(
 ) -> PaymentOut:
     """Our record of a payment; with ``refresh`` the provider is asked first (reconciliation).
 
-    A checkout in doubt has nothing to ask about; refreshed once its time (``checkout_ttl``)
-    is over, it is expired, so that billing's reconciliation settles it."""
+    A payment kept without the provider's reference takes the one a stored report about it
+    names (its only report may be parked: it would otherwise stay pending for good). A
+    checkout in doubt with no such report has nothing to ask about; refreshed once its time
+    (``checkout_ttl``) is over, it is expired, so that billing's reconciliation settles it."""
     payment = await session.get(Payment, payment_id, with_for_update=refresh)
     if payment is None:
         raise PaymentNotFound(f"payment {payment_id} not found")
+    if refresh and payment.provider_ref is None:
+        # Kept without the provider's reference: its report (maybe parked) names it.
+        payment.provider_ref = await parking.reported_reference(session, payment)
     if (
         refresh
         and checkout_ttl is not None

@@ -109,6 +109,23 @@ async def settle_parked(session: AsyncSession, payment: Payment, outcome: str) -
     return int(getattr(settled, "rowcount", 0) or 0)
 
 
+async def reported_reference(session: AsyncSession, payment: Payment) -> str | None:
+    """The provider's reference a stored (verified) event names for ``payment`` by our id:
+    for a payment kept without one (the answer to the call that made it could not be read),
+    whose report may be parked, a refresh then has something to re-read."""
+    found: str | None = await session.scalar(
+        sa.select(WebhookEvent.provider_ref)
+        .where(
+            WebhookEvent.payment_id == payment.id,
+            WebhookEvent.provider == payment.provider,
+            WebhookEvent.provider_ref.is_not(None),
+        )
+        .order_by(WebhookEvent.id)
+        .limit(1)
+    )
+    return found
+
+
 async def list_parked(session: AsyncSession) -> list[WebhookEvent]:
     """The parked events, oldest first (at most :data:`LIST_LIMIT`)."""
     query = (

@@ -170,6 +170,32 @@ class TestOffSession:
         assert await scalar(gateway, charges, id=payment_id) == 1
         assert await gateway.events() == [("payment.succeeded", payment_id)]
 
+    async def test_a_batch_the_provider_could_not_be_asked_about_answers_502_per_charge(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        customer, method = await saved_method(gateway, "4242424242424242")
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.charge_off_session_many
+
+        async def unreachable(*args: Any) -> Any:
+            raise base.ProviderError("the sandbox could not be reached")
+
+        monkeypatch.setattr(sandbox, "charge_off_session_many", unreachable)
+        charges = [charge(customer, method), charge(customer, method, amount=10000)]
+        first = await gateway.client.post(BATCH_URL, json={"charges": charges})
+        monkeypatch.setattr(sandbox, "charge_off_session_many", answer)
+        again = await gateway.client.post(BATCH_URL, json={"charges": charges})
+
+        assert first.status_code == 200
+        assert [r["status_code"] for r in first.json()["results"]] == [502, 502]
+        # Nothing was asked: the calls are not left "in flight" (a report would wait on them).
+        for item in charges:
+            assert await call_states(gateway, str(item["payment_id"])) == [
+                ("charge_off_session", "refused"),
+                ("charge_off_session", "answered"),
+            ]
+        assert [r["status_code"] for r in again.json()["results"]] == [201, 201]
+
 
 class TestReportBeforeCommit:
     async def test_a_report_that_arrives_before_the_payment_is_committed_is_kept_for_it(

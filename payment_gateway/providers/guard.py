@@ -186,7 +186,10 @@ class GuardedProvider(PaymentProvider):
             answers = await self._read(
                 "charge_off_session_many", self.inner.charge_off_session_many(requests), list
             )
-        except ProviderAnswerUnreadable as exc:
+        except ProviderError as exc:
+            # Unreadable: which charges went through is unknown, each kept pending. Refused or
+            # unreachable as a whole: none was made, each answered so and may be sent again
+            # (never the whole batch's request failing, its calls left "in flight").
             return [exc for _ in requests]
         if len(answers) != len(requests):
             unreadable = ProviderAnswerUnreadable(

@@ -10,6 +10,7 @@ from billing_api.admin.ui.app import mount_admin_ui
 from billing_api.catalog.api import router as catalog_router
 from billing_api.config import SCHEMA, SERVICE, AdminUISettings, BillingSettings
 from billing_api.gateway import GatewayClient
+from billing_api.gifts.api import router as gifts_router
 from billing_api.households.api import households_router, members_router
 from billing_api.idempotency import IdempotencyMiddleware
 from billing_api.metrics import read_billing_state
@@ -66,6 +67,7 @@ def create_app(
             wallet_router,
             receipts_router,
             portal_sessions_router,
+            gifts_router,
             checkout_pages,
             receipt_pages,
             portal_pages,

@@ -88,6 +88,24 @@ class BillingSettings(ServiceSettings):
     max_total_discount_percent: int = Field(
         50, ge=0, le=100, description="Cap of months-tier + personal discounts together."
     )
+    gift_validity_days: int = Field(
+        365,
+        ge=1,
+        le=3650,
+        description="Days a paid gift code can be redeemed; unredeemed after that it expires"
+        " and its deferred revenue is recognised.",
+    )
+    gift_expiring_notice_days: int = Field(
+        14,
+        ge=0,
+        description="Days before an unredeemed gift expires to remind its buyer (gift.expiring).",
+    )
+    gift_max_wrong_codes: int = Field(
+        10, ge=1, description="Wrong gift codes one user may send per window before 429."
+    )
+    gift_wrong_code_window_minutes: int = Field(
+        60, ge=1, description="The window of BILLING_GIFT_MAX_WRONG_CODES, in minutes."
+    )
 
     def production_problems(self) -> list[str]:
         # The admin UI's settings have their own prefix; every billing process checks them, so a

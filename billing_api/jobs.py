@@ -28,6 +28,7 @@ from billing_api import idempotency
 from billing_api.activation.expired_checkouts import abandon_expired_checkouts
 from billing_api.config import BillingSettings
 from billing_api.gateway import GatewayClient
+from billing_api.gifts import jobs as gift_jobs
 from billing_api.lifecycle import card_expiry, renewals, stranded_wallet_renewals
 from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
@@ -68,6 +69,18 @@ async def _delete_spent_portal_links(ctx: JobContext) -> int:
     return await portal_sessions.delete_spent_links(ctx.sessions, ctx.settings, ctx.now)
 
 
+async def _deliver_gifts(ctx: JobContext) -> int:
+    return await gift_jobs.deliver_due(ctx.sessions, ctx.settings, ctx.now)
+
+
+async def _remind_expiring_gifts(ctx: JobContext) -> int:
+    return await gift_jobs.remind_expiring(ctx.sessions, ctx.settings, ctx.now)
+
+
+async def _expire_gifts(ctx: JobContext) -> int:
+    return await gift_jobs.expire_due(ctx.sessions, ctx.now)
+
+
 # Order matters within a pass: reconcile and renew before periods end; grace ends last.
 JOBS: dict[str, Job] = {
     "reconcile_pending_payments": lifecycle.reconcile_pending,
@@ -82,6 +95,9 @@ JOBS: dict[str, Job] = {
     "abandon_expired_checkouts": _abandon_expired_checkouts,
     "delete_expired_idempotency_keys": _delete_expired_idempotency_keys,
     "delete_spent_portal_links": _delete_spent_portal_links,
+    "deliver_gifts": _until_done(_deliver_gifts),
+    "remind_expiring_gifts": _until_done(_remind_expiring_gifts),
+    "expire_gifts": _until_done(_expire_gifts),
 }
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from billing_api.models import Payment, Purchase, Subscription
+from billing_api.models import Gift, Payment, Purchase, Subscription
 from billing_api.models.base import Base
 
 Row = TypeVar("Row", bound=Base)
@@ -116,7 +116,13 @@ async def lock_subscription(session: AsyncSession, subscription_id: UUID) -> Sub
 
 
 async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
-    """Lock the subscription or purchase ``payment`` paid for (the first lock of the order)."""
+    """Lock the subscription or purchase ``payment`` paid for (the first lock of the order).
+    A gift is what a gift payment bought: it is locked first, then the subscription it was
+    redeemed into (redeeming takes them in that order too)."""
+    if payment.gift_id is not None:
+        gift = await lock_gift(session, payment.gift_id)
+        if gift is not None and gift.subscription_id is not None:
+            await lock_subscription(session, gift.subscription_id)
     if payment.subscription_id is not None:
         await lock_subscription(session, payment.subscription_id)
     if payment.purchase_id is not None:
@@ -126,6 +132,11 @@ async def lock_paid_for(session: AsyncSession, payment: Payment) -> None:
 async def lock_purchase(session: AsyncSession, purchase_id: UUID) -> Purchase | None:
     """The purchase row, locked and re-read."""
     return await relock(session, Purchase, purchase_id)
+
+
+async def lock_gift(session: AsyncSession, gift_id: UUID) -> Gift | None:
+    """The gift row, locked and re-read."""
+    return await relock(session, Gift, gift_id)
 
 
 async def lock_payment(session: AsyncSession, payment_id: UUID) -> Payment | None:
@@ -151,6 +162,10 @@ async def claim_payment(session: AsyncSession, payment_id: UUID) -> Payment | No
         return None
     if payment.purchase_id is not None and not await _skip_locked(
         session, sa.select(Purchase.id).where(Purchase.id == payment.purchase_id)
+    ):
+        return None
+    if payment.gift_id is not None and not await _skip_locked(
+        session, sa.select(Gift.id).where(Gift.id == payment.gift_id)
     ):
         return None
     return await session.scalar(

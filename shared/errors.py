@@ -89,6 +89,8 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif exc.status_code == 503:  # a dependency is down: say when to try again
         headers = {"Retry-After": "1"}
+    elif exc.status_code == 429:  # a limit: the error says in how many seconds it lifts
+        headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
     return JSONResponse(
         error_body(exc.name, exc.detail, **exc.extra), status_code=exc.status_code, headers=headers
     )

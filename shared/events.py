@@ -367,6 +367,50 @@ class WalletToppedUp(UserNotice):
     receipt_url: str | None = None  # the signed link to the receipt of the money moved
 
 
+class GiftEvent(UserNotice):
+    """A gift's story, told to its buyer (``user_id``, ``email``) -- except
+    :class:`GiftDelivered`, whose ``email`` is the recipient's."""
+
+    gift_id: UUID
+    plan: PlanSummary
+    months: int
+
+
+class GiftPurchased(GiftEvent):
+    event_type = "gift.purchased"
+    amount: Money
+    code: str
+    recipient_email: str
+    deliver_at: AwareDatetime | None = None  # None: delivered at once
+    expires_at: AwareDatetime | None = None
+    receipt_url: str | None = None  # the signed link to the receipt of the money moved
+
+
+class GiftDelivered(GiftEvent):
+    """Sent to ``email`` = the recipient: the code, the link that redeems it and the buyer's
+    message."""
+
+    event_type = "gift.delivered"
+    code: str
+    redeem_url: str
+    message: str | None = None
+    from_email: str | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class GiftRedeemed(GiftEvent):
+    event_type = "gift.redeemed"
+    recipient_email: str
+    redeemed_at: AwareDatetime
+
+
+class GiftExpiring(GiftEvent):
+    event_type = "gift.expiring"
+    code: str
+    recipient_email: str
+    expires_at: AwareDatetime
+
+
 # --- billing → access_api ----------------------------------------------------------------------
 
 

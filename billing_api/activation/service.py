@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api import entitlements, locks
 from billing_api.activation import unused_renewals
 from billing_api.config import BillingSettings
+from billing_api.gifts import codes as gift_codes
+from billing_api.gifts import money as gift_money
+from billing_api.gifts import transitions as gift_transitions
 from billing_api.ledger import service as ledger
 from billing_api.ledger import wallet_spends
 from billing_api.models import (
@@ -109,6 +112,8 @@ async def complete_payment(
         await _replace_card(session, payment)
     elif payment.purpose == "purchase":
         await _complete_purchase(session, payment, now)
+    elif payment.purpose == PaymentPurpose.GIFT:
+        await _complete_gift(session, payment, now)
     else:
         balance = await ledger.balance(
             session, ledger.wallet_account(payment.user_id), payment.currency
@@ -379,6 +384,40 @@ async def _complete_purchase(session: AsyncSession, payment: Payment, now: datet
     )
 
 
+async def _complete_gift(session: AsyncSession, payment: Payment, now: datetime) -> None:
+    """A gift paid: it gets its code, its money is deferred until it is used, the buyer is
+    told, and the recipient too when it is to be delivered now (else the delivery job sends it
+    at ``deliver_at``). Paid after another attempt paid for it, or after it ended: refunded in
+    full, as a purchase would be."""
+    assert payment.gift_id is not None
+    gift = await locks.lock_gift(session, payment.gift_id)
+    assert gift is not None
+    if not gift_transitions.awaits_payment(gift):
+        await queued_refunds.queue_refund(
+            session,
+            payment,
+            rule=f"full refund: the gift was {gift.status} when it was paid",
+            reason=queued_refunds.PAID_FOR_NOTHING,
+        )
+        return
+    plan = await session.get(Plan, gift.plan_id)
+    assert plan is not None
+    changes = _with_receipt(
+        session,
+        payment,
+        gift_transitions.pay(gift, plan, payment, code=gift_codes.new_code(), now=now),
+    )
+    await gift_money.defer(session, gift, payment)
+    if gift.deliver_at is None or gift.deliver_at <= now:
+        settings = receipt_links.settings_in(session)
+        account_url = settings.account_url if settings is not None else DEFAULT_ACCOUNT_URL
+        assert gift.code is not None
+        changes += gift_transitions.deliver(
+            gift, plan, redeem_url=gift_codes.redeem_url(account_url, gift.code), now=now
+        )
+    await outbox.add_all(session, changes)
+
+
 DEFAULT_DUNNING = (timedelta(hours=1), timedelta(days=1), timedelta(days=2))
 # Where notices send a subscriber when no settings are given (BILLING_ACCOUNT_URL's default).
 DEFAULT_ACCOUNT_URL: str = BillingSettings.model_fields["account_url"].default
@@ -460,6 +499,10 @@ async def expire_payment(session: AsyncSession, payment: Payment) -> bool:
         subscription = await locks.lock_subscription(session, payment.subscription_id)
         if subscription is not None and transitions.abandons(subscription, payment):
             transitions.abandon(subscription, payment)
+    if payment.gift_id is not None:
+        gift = await locks.lock_gift(session, payment.gift_id)
+        if gift is not None and gift_transitions.abandons(gift, payment):
+            gift_transitions.abandon(gift, payment)
     if payment.purchase_id is not None:
         await session.execute(
             sa.update(Purchase)

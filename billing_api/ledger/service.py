@@ -1,8 +1,10 @@
 """The double-entry ledger: every money movement is one balanced, append-only transaction.
 
 Accounts: ``user_wallet:<user>`` (what we owe a user; credits raise the balance),
-``provider_clearing:<provider>`` (what a provider collected for us), ``revenue``, ``refunds`` and
-``disputes`` (what providers hold back from us while a payer disputes a charge).
+``provider_clearing:<provider>`` (what a provider collected for us), ``revenue``, ``refunds``,
+``disputes`` (what providers hold back from us while a payer disputes a charge) and
+``deferred_revenue:gifts`` (gifts sold and not yet redeemed or expired: owed to whoever redeems
+them, recognised as revenue when they are).
 Posting is idempotent on ``(kind, reference)``, so a redelivered event never posts twice, and the
 database refuses a transaction whose debits and credits differ (checked at commit).
 
@@ -32,6 +34,7 @@ from shared.errors import Conflict
 REVENUE = "revenue"
 REFUNDS = "refunds"
 DISPUTES = "disputes"
+GIFTS_DEFERRED = "deferred_revenue:gifts"
 
 
 class InsufficientFunds(Conflict):

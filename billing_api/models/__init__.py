@@ -13,6 +13,7 @@ from billing_api.models.discounts import (
     PromoRedemption,
     PromoRedemptionStatus,
 )
+from billing_api.models.gifts import Gift, GiftCodeFailure, GiftStatus
 from billing_api.models.households import HouseholdMember, HouseholdMemberStatus
 from billing_api.models.ledger import LedgerEntry, LedgerTransaction
 from billing_api.models.payments import Payment, PaymentPurpose, PaymentStatus
@@ -33,6 +34,9 @@ __all__ = [
     "Base",
     "ComplimentaryGrant",
     "EntitlementVersion",
+    "Gift",
+    "GiftCodeFailure",
+    "GiftStatus",
     "HouseholdMember",
     "HouseholdMemberStatus",
     "IdempotencyKey",

@@ -26,6 +26,7 @@ class PaymentPurpose(StrEnum):
     TRIAL = "trial"  # a zero-amount checkout that only saves the card
     UPGRADE = "upgrade"  # a plan change paid now, less the unused part of the current period
     CARD_UPDATE = "card_update"  # a zero-amount checkout saving a subscription's new card
+    GIFT = "gift"  # months of a plan bought for someone else (a gift code)
 
 
 class PaymentStatus(StrEnum):
@@ -68,6 +69,7 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
     purpose: Mapped[str] = mapped_column(sa.String(15))
     subscription_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("subscription.id"))
     purchase_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("purchase.id"))
+    gift_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("gift.id"))
     # The plan a subscription or upgrade payment buys (an upgrade's target plan).
     plan_id: Mapped[UUID | None] = mapped_column(sa.ForeignKey("plan.id"))
     method: Mapped[str] = mapped_column(sa.String(10))  # card | wallet | free

@@ -53,6 +53,7 @@ class Order:
     purchase_id: UUID | None = None
     plan_id: UUID | None = None
     save_payment_method: bool = False
+    gift_id: UUID | None = None
 
 
 async def start_payment(
@@ -67,6 +68,7 @@ async def start_payment(
         purpose=order.purpose,
         subscription_id=order.subscription_id,
         purchase_id=order.purchase_id,
+        gift_id=order.gift_id,
         plan_id=order.plan_id,
         # A zero total needs no money, except a trial's or a card update's: their checkout
         # saves the card.

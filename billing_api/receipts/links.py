@@ -75,6 +75,12 @@ def url_in(session: AsyncSession, kind: Kind, money_id: UUID) -> str | None:
     return links.url(kind, money_id) if isinstance(links, ReceiptLinks) else None
 
 
+def settings_in(session: AsyncSession) -> BillingSettings | None:
+    """The settings the session's factory was installed with (None: a bare session)."""
+    links = session.info.get(_INFO_KEY)
+    return links.settings if isinstance(links, ReceiptLinks) else None
+
+
 def stamp(session: AsyncSession, changes: Sequence[E], kind: Kind, money_id: UUID) -> list[E]:
     """``changes`` with the receipt's link set on those that have a ``receipt_url`` field."""
     url = url_in(session, kind, money_id)

@@ -8,7 +8,9 @@ Which payments are refundable:
 * movie purchases: a full refund within :data:`PURCHASE_REFUND_WINDOW_MINUTES`, then nothing
   (a movie has no period to prorate, and a bought film can be watched at once);
 * never wallet top-ups: the balance they added may already be spent;
-* nothing of a payment credited to a plan upgrade (:mod:`billing_api.refunds.plan_credit`).
+* nothing of a payment credited to a plan upgrade (:mod:`billing_api.refunds.plan_credit`);
+* gifts by :mod:`billing_api.gifts.refunds` (before redemption: the plan's policy with nothing
+  used; after it: like the subscription the gift became).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api.gifts import refunds as gift_refunds
 from billing_api.models import (
     Payment,
     PaymentPurpose,
@@ -73,6 +76,8 @@ async def quote_payment(
         return RefundQuote(0, f"payment is {payment.status}")
     if payment.method not in ("card", "wallet") or payment.amount == 0:
         return RefundQuote(0, "nothing was paid")
+    if payment.purpose == PaymentPurpose.GIFT:
+        return await gift_refunds.quote(session, payment, now=now, override_window=override_window)
     if await plan_credit.credited_to_upgrade(session, payment):
         return RefundQuote(0, "credited to a plan upgrade")
     terms = await payment_terms(session, payment)

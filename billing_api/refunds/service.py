@@ -13,9 +13,10 @@ subscription (whose waiting payment then holds the credit); ``refunded_amount`` 
 money of pending refunds and the database refuses refunds above what was paid.
 
 Refunding an upgrade payment gives its plan-change credit back too
-(:mod:`billing_api.refunds.plan_credit`). Refunds billing decides on its own, without anyone
-asking, are queued and sent by a job (:mod:`billing_api.refunds.queued`); they complete or fail
-here like any other.
+(:mod:`billing_api.refunds.plan_credit`); refunding a gift's payment voids the unredeemed gift
+or takes its months back (:mod:`billing_api.gifts.refunds`). Refunds billing decides on its own,
+without anyone asking, are queued and sent by a job (:mod:`billing_api.refunds.queued`); they
+complete or fail here like any other.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements, locks
 from billing_api.gateway import GatewayClient
+from billing_api.gifts import refunds as gift_refunds
 from billing_api.ledger import service as ledger
 from billing_api.models import (
     Payment,
@@ -147,6 +149,7 @@ async def refund_payment(
     session.add(refund)
     payment.refunded_amount += amount  # reserved; the database refuses more than was paid
     await session.flush()
+    await gift_refunds.refund_started(session, payment)
     if payment.method == "wallet":
         await complete_refund(session, refund)
         return refund
@@ -211,15 +214,18 @@ async def complete_refund(session: AsyncSession, refund: Refund) -> bool:
     await plan_credit.release(session, payment, refund)
     quotes.mark_refunded(payment)
     refund_money = Money(amount=refund.amount, currency=refund.currency)
-    revoked = await _revoke(
-        session,
-        payment,
-        now,
-        purchase_status=PurchaseStatus.REFUNDED,
-        refund_amount=refund_money,
-        refund_started_at=refund.created_at,
-    )
-    await entitlements.publish_snapshot(session, payment.user_id)
+    # A gift's refund may change the redeemer's access too: both snapshots at the end, in
+    # user-id order.
+    async with entitlements.deferred_snapshots(session):
+        revoked = await _revoke(
+            session,
+            payment,
+            now,
+            purchase_status=PurchaseStatus.REFUNDED,
+            refund_amount=refund_money,
+            refund_started_at=refund.created_at,
+        )
+        await entitlements.publish_snapshot(session, payment.user_id)
     await outbox.add(
         session,
         events.RefundCompleted(
@@ -254,6 +260,7 @@ async def fail_refund(
         return False
     refund.status = RefundStatus.FAILED
     payment.refunded_amount -= refund.amount
+    await gift_refunds.refund_failed(session, payment)
     logger.warning(
         "refund failed",
         extra={"refund_id": str(refund.id), "payment_id": str(payment.id), "reason": message},
@@ -275,8 +282,9 @@ async def on_payment_disputed(session: AsyncSession, payment: Payment, reason: s
     if reason:
         payment.failure_message = f"disputed: {reason}"[:500]
     now = clock.now()
-    revoked = await _revoke(session, payment, now, purchase_status=PurchaseStatus.CANCELED)
-    await entitlements.publish_snapshot(session, payment.user_id)
+    async with entitlements.deferred_snapshots(session):
+        revoked = await _revoke(session, payment, now, purchase_status=PurchaseStatus.CANCELED)
+        await entitlements.publish_snapshot(session, payment.user_id)
     await outbox.add_all(session, revoked.events)
     logger.warning(
         "payment disputed; what it paid for is canceled",
@@ -333,6 +341,10 @@ async def _revoke(
         completed = purchase.status == PurchaseStatus.COMPLETED
         if completed and not await queued.paid_for_nothing(session, payment):
             purchase.status = purchase_status
+    if payment.gift_id is not None and not await queued.paid_for_nothing(session, payment):
+        revoked.events = await gift_refunds.take_back(
+            session, payment, now=now, refunded=purchase_status == PurchaseStatus.REFUNDED
+        )
     return revoked
 
 

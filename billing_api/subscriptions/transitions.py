@@ -786,3 +786,69 @@ def _hard_decline_in_pause(
             update_url=update_url,
         )
     ]
+
+
+# --- gifts ------------------------------------------------------------------------------------
+# A redeemed gift adds its months to the redeemer's active subscription of the plan, after its
+# paid period, or starts a new one that does not renew (nothing was saved to charge). A gift
+# refunded after it was redeemed takes its months back (or ends the subscription it started).
+
+
+def extends_with_gift(subscription: Subscription, *, now: datetime) -> bool:
+    """An active subscription whose paid period still runs, without a pause scheduled (a pause
+    starts at the period end: the gift would land inside it)."""
+    end = subscription.current_period_end
+    return (
+        subscription.status == SubscriptionStatus.ACTIVE
+        and end is not None
+        and end > now
+        and not pause_scheduled(subscription)
+    )
+
+
+def start_gifted(
+    subscription: Subscription, plan: Plan, *, months: int, now: datetime
+) -> tuple[datetime, datetime]:
+    """A new subscription (not flushed yet) runs ``months`` periods of ``plan`` from now and
+    ends there: no renewal, no card. Returns the span it got."""
+    if subscription.current_period_start is not None:
+        raise _refuse(subscription, "start a gift on")
+    end = periods.period_end(now, unit=plan.period_unit, days=plan.period_days, periods=months)
+    subscription.status = SubscriptionStatus.ACTIVE
+    subscription.months = months
+    subscription.auto_renew = False
+    subscription.cancel_at_period_end = False
+    subscription.current_period_start = now
+    subscription.current_period_end = end
+    subscription.latest_payment_id = None
+    return now, end
+
+
+def extend_with_gift(
+    subscription: Subscription, plan: Plan, *, months: int, now: datetime
+) -> tuple[datetime, datetime]:
+    """The gift's months run on from the paid period's end (no paid day is lost); the
+    ``ends soon`` reminder is due again for the new end. Returns the span added."""
+    if not extends_with_gift(subscription, now=now):
+        raise _refuse(subscription, "extend with a gift")
+    start = subscription.current_period_end
+    assert start is not None
+    end = periods.period_end(start, unit=plan.period_unit, days=plan.period_days, periods=months)
+    subscription.current_period_end = end
+    subscription.reminded_for = None
+    return start, end
+
+
+def take_back_gift(
+    subscription: Subscription, *, gift_start: datetime, gift_end: datetime, now: datetime
+) -> Events:
+    """The gift that extended it was refunded: what is left of its span comes off the period
+    (never before now; a subscription no longer live keeps what it has)."""
+    end = subscription.current_period_end
+    if not is_live(subscription) or end is None:
+        return []
+    removed = gift_end - max(gift_start, now)
+    if removed <= timedelta(0):
+        return []
+    subscription.current_period_end = max(now, end - removed)
+    return []

@@ -132,7 +132,8 @@ async def suite(service_settings: ServiceSettings, broker: Broker) -> AsyncItera
         async with billing.state.session_factory() as session, session.begin():
             await demo.load(session)
         probe = await Probe.bind_many(
-            broker, ("entitlements.changed", "subscription.*", "purchase.*", "wallet.*")
+            broker,
+            ("entitlements.changed", "subscription.*", "purchase.*", "wallet.*", "gift.*"),
         )
         resources = billing.state.resources
         consumer = make_consumer(broker, resources.session_factory, billing.state.settings)

@@ -1,0 +1,1 @@
+"""Gift subscriptions: bought like any order, redeemed by code into a subscription."""

@@ -1,0 +1,134 @@
+"""Buying gifts and reading them back: the same checkout and payment path as any order.
+
+A gift is priced like a subscription of its plan for its months (months tiers, personal
+discount, promo code: :func:`billing_api.pricing.inputs.price_plan`), paid by card checkout or
+from the wallet; its payment (purpose ``gift``) is completed in
+:mod:`billing_api.activation.service`, which gives the gift its code. Each request buys its own
+gift (one may give the same plan to several people); a retried request is answered from its
+``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_api.catalog import service as catalog
+from billing_api.config import BillingSettings
+from billing_api.customers import Customer
+from billing_api.gifts.schemas import GiftIn, GiftOut
+from billing_api.models import Gift, GiftStatus, Payment, PaymentPurpose
+from billing_api.payments import service as payments
+from billing_api.pricing.inputs import price_plan
+from shared import clock
+from shared.errors import NotFound, UnprocessableEntity
+from shared.pagination import newest_first, page_of
+
+
+class GiftNotFound(NotFound):
+    default_detail = "no such gift"
+
+
+class DeliveryInThePast(UnprocessableEntity):
+    default_detail = "deliver_at is in the past; leave it out to deliver at once"
+
+
+def gift_out(gift: Gift, latest: Payment | None) -> GiftOut:
+    return GiftOut(
+        id=gift.id,
+        plan_id=gift.plan_id,
+        months=gift.months,
+        status=gift.status,
+        recipient_email=gift.recipient_email,
+        message=gift.message,
+        deliver_at=gift.deliver_at,
+        delivered_at=gift.delivered_at,
+        code=gift.code,
+        expires_at=gift.expires_at,
+        redeemed_at=gift.redeemed_at,
+        latest_payment=payments.brief(latest),
+        created_at=gift.created_at,
+    )
+
+
+async def buy(
+    session: AsyncSession, settings: BillingSettings, customer: Customer, request: GiftIn
+) -> Gift:
+    """Create the gift and its payment: a wallet payment completes it at once, a card payment
+    is left for the route to open at the gateway after the commit."""
+    plan = await catalog.load_plan(session, request.plan_id)
+    now = clock.now()
+    if request.deliver_at is not None and request.deliver_at < now:
+        raise DeliveryInThePast()
+    priced = await price_plan(
+        session,
+        plan,
+        request.months,
+        user_id=customer.id,
+        promo_code=request.promo_code,
+        max_total_percent=settings.max_total_discount_percent,
+    )
+    gift = Gift(
+        id=uuid4(),
+        buyer_id=customer.id,
+        buyer_email=customer.email,
+        locale=request.locale,
+        plan_id=plan.id,
+        months=request.months,
+        recipient_email=request.recipient_email.strip(),
+        message=request.message,
+        deliver_at=request.deliver_at,
+        validity_days=settings.gift_validity_days,
+        status=GiftStatus.PENDING,
+    )
+    session.add(gift)
+    await session.flush()
+    quote = priced.quote
+    payment = await payments.start_payment(
+        session,
+        customer,
+        payments.Order(
+            purpose=PaymentPurpose.GIFT,
+            description=f"Gift: {plan.name}, {request.months} mo. for {gift.recipient_email}",
+            amount=quote.total,
+            base_amount=quote.base_amount,
+            currency=quote.currency,
+            discount_amount=quote.discount_amount,
+            quote=quote.to_json(),
+            promo_code_id=priced.promo_code_id,
+            months=request.months,
+            plan_id=plan.id,
+            gift_id=gift.id,
+        ),
+        method=request.payment_method,
+    )
+    gift.latest_payment_id = payment.id
+    await session.flush()
+    return gift
+
+
+async def get_own(session: AsyncSession, user_id: UUID, gift_id: UUID) -> GiftOut:
+    gift = await session.get(Gift, gift_id)
+    if gift is None or gift.buyer_id != user_id:
+        raise GiftNotFound(f"gift {gift_id} not found")
+    return await out(session, gift)
+
+
+async def out(session: AsyncSession, gift: Gift) -> GiftOut:
+    latest = await session.get(Payment, gift.latest_payment_id) if gift.latest_payment_id else None
+    return gift_out(gift, latest)
+
+
+async def list_gifts(
+    session: AsyncSession, user_id: UUID, *, cursor: str | None, limit: int
+) -> tuple[list[GiftOut], str | None]:
+    """The gifts the user bought, newest first."""
+    query = sa.select(Gift).where(Gift.buyer_id == user_id)
+    rows = (
+        await session.scalars(newest_first(query, Gift.created_at, Gift.id, cursor, limit))
+    ).all()
+    items, next_cursor = page_of(rows, limit)
+    latest = await payments.by_id(session, [g.latest_payment_id for g in items])
+    return [gift_out(g, latest.get(g.latest_payment_id)) for g in items], next_cursor

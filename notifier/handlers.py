@@ -54,6 +54,10 @@ NOTICES: tuple[type[events.UserNotice], ...] = (
     events.HouseholdInvited,
     events.HouseholdJoined,
     events.HouseholdRemoved,
+    events.GiftPurchased,
+    events.GiftDelivered,
+    events.GiftRedeemed,
+    events.GiftExpiring,
 )
 """Billing's business events a person is told about."""
 

@@ -297,6 +297,7 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
     """One business event of ``event_type`` for a fresh person, amounts of 1 527,45 ₽."""
     who = person(**overrides)
     subscription: dict[str, Any] = {"subscription_id": uuid4(), "plan": plan()}
+    gift: dict[str, Any] = {"gift_id": uuid4(), "plan": plan(), "months": 3}
     builders: dict[str, Any] = {
         "subscription.activated": lambda: events.SubscriptionActivated(
             **who, **subscription, amount=RUB, current_period_end=MOMENT
@@ -392,6 +393,34 @@ def notice(event_type: str, **overrides: Any) -> events.UserNotice:
         "household.removed": lambda: events.HouseholdRemoved(
             **who, **subscription, member_id=uuid4(), reason="seats_reduced"
         ),
+        "gift.purchased": lambda: events.GiftPurchased(
+            **who,
+            **gift,
+            amount=RUB,
+            code=GIFT_CODE,
+            recipient_email="friend@example.com",
+            deliver_at=MOMENT,
+            expires_at=MOMENT + timedelta(days=365),
+        ),
+        "gift.delivered": lambda: events.GiftDelivered(
+            **who,
+            **gift,
+            code=GIFT_CODE,
+            redeem_url=f"{ACCOUNT_URL}/gifts?code={GIFT_CODE}",
+            message="Happy birthday!",
+            from_email="buyer@example.com",
+            expires_at=MOMENT,
+        ),
+        "gift.redeemed": lambda: events.GiftRedeemed(
+            **who, **gift, recipient_email="friend@example.com", redeemed_at=MOMENT
+        ),
+        "gift.expiring": lambda: events.GiftExpiring(
+            **who,
+            **gift,
+            code=GIFT_CODE,
+            recipient_email="friend@example.com",
+            expires_at=MOMENT,
+        ),
     }
     built: events.UserNotice = builders[event_type]()
     return built
@@ -417,7 +446,13 @@ EVENT_TYPES = (
     "household.invited",
     "household.joined",
     "household.removed",
+    "gift.purchased",
+    "gift.delivered",
+    "gift.redeemed",
+    "gift.expiring",
 )
+
+GIFT_CODE = "ABCD-EFGH-JKMN-PQRS"
 
 LINKED = {
     "subscription.payment_action_required": "action_url",
@@ -426,5 +461,6 @@ LINKED = {
     "subscription.renewal_failed": "update_url",
     "subscription.grace_started": "update_url",
     "household.invited": "join_url",
+    "gift.delivered": "redeem_url",
 }
 """The events that say where to put things right, and the field with the address."""

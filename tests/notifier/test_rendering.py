@@ -261,3 +261,26 @@ class TestHouseholds:
         message = renderer.render(event)
         assert says in message.text
         assert says in message.html
+
+
+class TestGifts:
+    @pytest.mark.parametrize(("locale", "words"), [("ru", "дарит вам"), ("en", "gave you")])
+    def test_the_recipient_reads_who_gave_what_the_message_the_code_and_the_link(
+        self, renderer: Renderer, locale: str, words: str
+    ) -> None:
+        event = notice("gift.delivered", locale=locale)
+        assert isinstance(event, events.GiftDelivered)
+        message = renderer.render(event)
+        for part in ("buyer@example.com", words, "Happy birthday!", event.code, event.redeem_url):
+            assert part in message.text, part
+        assert html.escape(event.redeem_url) in message.html
+        assert "Premium" in message.subject
+
+    @pytest.mark.parametrize("event_type", ["gift.purchased", "gift.expiring"])
+    def test_the_buyer_reads_the_code_to_hand_over(
+        self, renderer: Renderer, event_type: str
+    ) -> None:
+        event = notice(event_type, locale="en")
+        message = renderer.render(event)
+        assert "ABCD-EFGH-JKMN-PQRS" in message.text
+        assert "friend@example.com" in message.text

@@ -45,7 +45,7 @@ async def card_gift(suite: Suite, buyer: User, plan: str = "basic") -> dict[str,
         "/api/v1/gifts", json={"plan_id": plan_row["id"], "recipient_email": FRIEND}
     )
     assert response.status_code == 201, response.text
-    gift = response.json()
+    gift: dict[str, Any] = response.json()
     await suite.pay(gift["latest_payment"]["checkout_url"])
 
     async def paid() -> bool:

@@ -13,6 +13,7 @@ from billing_api.admin.ui.edit_discounts import (
     PersonalDiscountView,
     PromoCodeView,
 )
+from billing_api.admin.ui.edit_gifts import GiftView
 from billing_api.admin.ui.edit_households import HouseholdMemberView
 from billing_api.admin.ui.lists import (
     AuditView,
@@ -45,6 +46,7 @@ VIEWS: tuple[type[ModelView | BaseView], ...] = (
     ComplimentaryGrantView,
     AuditView,
     HouseholdMemberView,
+    GiftView,
 )
 
 

@@ -1,0 +1,1 @@
+"""Gifts in the admin API: find them by code or email, revoke one still unredeemed."""

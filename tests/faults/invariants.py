@@ -19,7 +19,7 @@ from billing_api.periods import add_months
 from notifier.handlers import NOTICES
 from shared.broker import Broker
 from tests.faults.harness import System
-from tests.faults.workload import HOUSEHOLD_INVITED, Client, Customer, members_of
+from tests.faults.workload import HOUSEHOLD_INVITED, Client, Customer, members_of, with_recipients
 
 PAID = ("succeeded", "partially_refunded", "refunded")
 CONSUMERS = ("billing", "access", "notifier")
@@ -86,6 +86,7 @@ async def check(
     system: System, engine: AsyncEngine, broker: Broker, client: Client, customers: list[Customer]
 ) -> Findings:
     found = Findings()
+    customers = with_recipients(customers)
     users = [c.id for c in customers]
     await _payments(engine, users, found)
     await _ledger(engine, users, found)
@@ -264,6 +265,8 @@ def _expected_sources(customer: Customer) -> set[str]:
         owner = customer.household_of
         kept = owner is not None and "subscription" in _expected_sources(owner)
         return {"household"} if customer.joined and kept else set()
+    if customer.story == "gift_recipient":
+        return {"subscription"} if customer.gifted else set()
     if customer.story == "buy_movie" and customer.purchase_movie is not None:
         return {"purchase"}
     if customer.story == "basket":

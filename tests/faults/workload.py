@@ -4,10 +4,11 @@ Every user buys something (a monthly subscription or a film), pays on the sandbo
 and then maybe refunds or cancels; some fill a basket: a subscription and several films paid all
 at once, then a refund, a cancel and one more film at the same moment; some share a Premium
 subscription with a household: four invited people join at once for its three seats (exactly
-three get in), and the owner sometimes refunds, which must take every member's access with it.
-Renewals run as
-``cinema billing run-jobs --now`` processes, two at once. A client retries a failed call the
-way a real one would: the same ``Idempotency-Key``, another replica, until a bounded deadline.
+three get in), and the owner sometimes refunds, which must take every member's access with it;
+some give a month of the basic plan to a second person, who redeems the code (a second redeem
+of it is refused). Renewals run as ``cinema billing run-jobs --now`` processes, two at once. A
+client retries a failed call the way a real one would: the same ``Idempotency-Key``, another
+replica, until a bounded deadline.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class Customer:
     members: list[Customer] = field(default_factory=list)
     household_of: Customer | None = None
     joined: bool = False
+    # A gift story's recipient (a customer of their own, checked like the others), and for the
+    # recipient whether the gift's months reached them.
+    recipient: Customer | None = None
+    gifted: bool = False
 
 
 class Client:
@@ -191,10 +196,27 @@ def new_customer(rng: random.Random) -> Customer:
             "basket",
             "household",
             "household_refund",
+            "gift",
         ],
-        weights=[27, 13, 13, 10, 10, 13, 6, 4, 4],
+        weights=[26, 13, 13, 10, 10, 13, 6, 4, 4, 5],
     )[0]
-    return Customer(user_id, email, {"Authorization": f"Bearer {token}"}, story)
+    customer = Customer(user_id, email, {"Authorization": f"Bearer {token}"}, story)
+    if story == "gift":
+        recipient_id = uuid.uuid4()
+        recipient_email = f"fault-{recipient_id.hex[:12]}@example.com"
+        recipient_token = mint_user_token(AuthSettings(), recipient_id, email=recipient_email)
+        customer.recipient = Customer(
+            recipient_id,
+            recipient_email,
+            {"Authorization": f"Bearer {recipient_token}"},
+            "gift_recipient",
+        )
+    return customer
+
+
+def with_recipients(customers: list[Customer]) -> list[Customer]:
+    """The customers and the recipients of their gifts (each a user to check)."""
+    return [*customers, *(c.recipient for c in customers if c.recipient is not None)]
 
 
 def new_member(owner: Customer) -> Customer:
@@ -246,6 +268,9 @@ async def act(
         return
     if customer.story == "basket":
         await _basket(client, customer, plan_id)
+        return
+    if customer.story == "gift":
+        await _gift(client, customer, plan_id)
         return
     if customer.story == "buy_movie":
         stats.attempted["purchase"] += 1
@@ -314,6 +339,59 @@ async def act(
         )
         customer.cancelled = True
         stats.succeeded["cancel"] += 1
+
+
+async def _gift(client: Client, customer: Customer, plan_id: str) -> None:
+    """Buy a month of the plan for the recipient, pay it, let the recipient redeem the code;
+    then the buyer tries the same code and is refused."""
+    recipient = customer.recipient
+    assert recipient is not None
+    stats = client.stats
+    stats.attempted["gift"] += 1
+    response = await client.call(
+        "billing",
+        "POST",
+        "/api/v1/gifts",
+        headers=customer.headers,
+        json={"plan_id": plan_id, "recipient_email": recipient.email},
+    )
+    if response.status_code == 201:
+        gift: dict[str, Any] = response.json()
+    else:  # created, but the answer was lost: the newest gift is this one
+        listed = await client.call("billing", "GET", "/api/v1/gifts", headers=customer.headers)
+        gift = listed.json()["items"][0]
+    payment = gift["latest_payment"]
+    customer.payment_ids.append(payment["id"])
+    await _pay(client, payment["checkout_url"], GOOD)
+    paid = await _wait(client, customer, f"/api/v1/gifts/{gift['id']}", {"paid"})
+    stats.succeeded["gift"] += 1
+
+    stats.attempted["redeem"] += 1
+    await client.call(
+        "billing",
+        "POST",
+        "/api/v1/gifts/redeem",
+        headers=recipient.headers,
+        json={"code": paid["code"]},
+        ok=(200, 409),  # 409: a retry of a redeem that landed; the read below tells
+    )
+    subscriptions = await client.call(
+        "billing", "GET", "/api/v1/subscriptions", headers=recipient.headers
+    )
+    if not any(s["status"] == "active" for s in subscriptions.json()["items"]):
+        raise GaveUp(f"gift {gift['id']} redeemed, but the recipient has no subscription")
+    recipient.gifted = True
+    stats.succeeded["redeem"] += 1
+    again = await client.call(
+        "billing",
+        "POST",
+        "/api/v1/gifts/redeem",
+        headers=customer.headers,
+        json={"code": paid["code"]},
+        ok=(200, 409),
+    )
+    if again.status_code != 409:
+        raise GaveUp(f"gift {gift['id']}: a second redeem answered {again.status_code}")
 
 
 async def _open_purchase(client: Client, customer: Customer, movie: str) -> dict[str, Any]:

@@ -332,6 +332,7 @@ class Story:
         eve = await self.card_fails_and_is_replaced(basic, movie)
         await self.portal_link(eve, basic)
         fay, gus = await self.household(plans["premium"], movie)
+        ida, hal = await self.gift_given_and_redeemed(basic, movie)
 
         return {
             "ann": ann,
@@ -341,8 +342,47 @@ class Story:
             "eve": eve,
             "fay": fay,
             "gus": gus,
+            "ida": ida,
+            "hal": hal,
             "roles": list(grants.roles),
         }
+
+    async def gift_given_and_redeemed(self, plan: Any, movie: uuid.UUID) -> tuple[Person, Person]:
+        """Ida gives Hal a month of ``plan``: Hal is emailed the code, redeems it once and may
+        watch; the same code a second time is refused; Ida is told it was redeemed."""
+        self.step(f"Ida gives Hal a month of {plan.code}; Hal redeems the code and may watch")
+        ida, hal = self.person("Ida"), self.person("Hal")
+        await self.access_becomes(hal, movie, False)
+        body = ida.billing.model("GiftIn")(
+            plan_id=plan.id, months=1, recipient_email=hal.email, message="Enjoy the films!"
+        )
+        gift = await ida.billing.call("gifts.buy_gift", body=body, expect=201)
+        self.say(
+            f"   gift {gift.id}: {gift.status}, checkout URL {gift.latest_payment.checkout_url}"
+        )
+        await self.pay(gift.latest_payment.checkout_url, GOOD_CARD)
+        found: list[Any] = []
+
+        async def paid() -> bool:
+            found[:] = [await ida.billing.call("gifts.get_gift", gift.id)]
+            return bool(found[0].status == "paid")
+
+        await within(self.wait_seconds, paid, "Ida's gift is paid")
+        code = found[0].code
+        self.say(f"   paid: code {code} (shown to Ida in GET /api/v1/gifts)")
+        delivered = await self.notified(ida, "gift.delivered")
+        expect(delivered.recipient == hal.email, "the gift email goes to the recipient")
+        redeem = hal.billing.model("RedeemIn")(code=code)
+        redeemed = await hal.billing.call("gifts.redeem_gift", body=redeem)
+        self.say(
+            f"   Hal redeems it: subscription {redeemed.subscription_id},"
+            f" until {redeemed.current_period_end}"
+        )
+        await self.access_becomes(hal, movie, True)
+        await hal.billing.call("gifts.redeem_gift", body=redeem, expect=409)
+        self.say("   the same code again: 409")
+        await self.notified(ida, "gift.redeemed")
+        return ida, hal
 
     async def portal_link(self, who: Person, plan: Any) -> None:
         """The app asks for a single-use portal link: opened once it shows the subscription; a

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1/gifts", tags=["gifts"])
     response_description="The gift, pending until paid (card: pay at `latest_payment.checkout_url`;"
     " wallet: paid at once).",
 )
-async def buy(
+async def buy_gift(
     body: GiftIn,
     customer: CustomerDep,
     session: SessionDep,
@@ -54,7 +54,7 @@ async def list_gifts(
         429: {"description": "Too many wrong codes: try again after `Retry-After` seconds."},
     },
 )
-async def redeem(
+async def redeem_gift(
     body: RedeemIn, customer: CustomerDep, session: SessionDep, settings: SettingsDep
 ) -> RedeemedOut:
     """Redeem a gift code: its months go to my subscription of the plan, or start one."""

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/admin/gifts", tags=["admin: gifts"])
 
 
 @router.get("", response_model=Page[AdminGiftOut])
-async def search_gifts(
+async def admin_search_gifts(
     session: SessionDep,
     principal: AdminPrincipal,
     search: Annotated[
@@ -32,13 +32,15 @@ async def search_gifts(
 
 
 @router.get("/{gift_id}", response_model=AdminGiftOut)
-async def get_gift(gift_id: UUID, session: SessionDep, principal: AdminPrincipal) -> AdminGiftOut:
+async def admin_get_gift(
+    gift_id: UUID, session: SessionDep, principal: AdminPrincipal
+) -> AdminGiftOut:
     """One gift."""
     return await service.get(session, gift_id)
 
 
 @router.post("/{gift_id}/revoke", response_model=AdminGiftOut)
-async def revoke_gift(
+async def admin_revoke_gift(
     gift_id: UUID, body: GiftRevokeIn, session: SessionDep, principal: AdminPrincipal
 ) -> AdminGiftOut:
     """Void an unredeemed gift's code (audited); refund its payment separately if due."""

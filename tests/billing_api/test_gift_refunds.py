@@ -7,10 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from shared import clock
+from billing_api.refunds import handlers
+from shared import clock, events
+from shared.auth import AuthSettings
+from shared.money import Money
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_gifts import FRIEND, gift_by_wallet, run_jobs
+from tests.billing_api.test_refunds import NeverAsked, handle
 from tests.billing_api.test_wallet_and_purchases import topped_up
 
 BASIC = 29900
@@ -119,6 +123,37 @@ class TestRefundBeforeRedemption:
         assert response.status_code == 409
         assert response.json()["detail"] == "nothing to refund: refund window closed"
         assert (await buyer.get(f"/api/v1/gifts/{gift['id']}")).json()["status"] == "paid"
+
+    async def test_the_code_is_held_while_a_card_refund_travels_and_works_again_if_refused(
+        self, suite: Suite
+    ) -> None:
+        buyer = suite.as_user()
+        gift = await card_gift(suite, buyer)
+        suite.billing.state.gateway = NeverAsked(
+            suite.gateway_http, "http://gateway.test", AuthSettings()
+        )
+        payment_id = gift["latest_payment"]["id"]
+        refund = (await buyer.post(f"/api/v1/payments/{payment_id}/refund")).json()
+        assert refund["status"] == "pending"
+        assert (await buyer.get(f"/api/v1/gifts/{gift['id']}")).json()["status"] == "refunding"
+        friend = suite.as_user(email=FRIEND)
+        held = await friend.post("/api/v1/gifts/redeem", json={"code": gift["code"]})
+        assert held.status_code == 409
+        assert held.json()["error"] == "GiftNotRedeemable"
+
+        failed = events.RefundFailed(
+            refund_id=UUID(refund["id"]),
+            payment_id=UUID(gift["latest_payment"]["id"]),
+            customer=events.Customer(id=buyer.id),
+            amount=Money(amount=BASIC, currency="RUB"),
+            provider="sandbox",
+            failure_message="card account closed",
+        )
+        await handle(suite, handlers.on_refund_failed, failed)
+        assert (await buyer.get(f"/api/v1/gifts/{gift['id']}")).json()["status"] == "paid"
+        redeemed = await friend.post("/api/v1/gifts/redeem", json={"code": gift["code"]})
+        assert redeemed.status_code == 200, redeemed.text
+        assert await balance(suite, "deferred_revenue:gifts") == 0
 
 
 class TestRefundAfterRedemption:

@@ -9,7 +9,9 @@
 * **Redeemed**: like the subscription it became -- the window from the payment, then the unused
   whole days of the span the gift added (``period_start``..``period_end``) for
   ``window_then_prorata``. The refund done, a subscription the gift started is canceled now, a
-  subscription it extended loses what is left of the gift's span.
+  subscription it extended loses what is left of the gift's span; the gift is ``refunded``.
+* A subscription extended by a gift prorates a refund of its own payment over the period that
+  payment bought (:func:`gifted_span`), not over the gift's days.
 * **Expired, refunded, revoked**: nothing (an admin may override the window).
 
 A payment that paid for a gift after another one did is refunded in full by billing on its own
@@ -18,13 +20,14 @@ A payment that paid for a gift after another one did is refunded in full by bill
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_api import entitlements, locks
 from billing_api.gifts import money, transitions
-from billing_api.models import Gift, GiftStatus, Payment, Plan
+from billing_api.models import Gift, GiftStatus, Payment, Plan, Subscription
 from billing_api.refunds import policy
 from billing_api.refunds.policy import RefundQuote
 from billing_api.subscriptions import transitions as subscription_transitions
@@ -65,6 +68,11 @@ async def quote(
             return RefundQuote(left, "unredeemed gift: full refund")
         return by_policy(None, None)
     if gift.status == GiftStatus.REDEEMED:
+        subscription = (
+            await session.get(Subscription, gift.subscription_id) if gift.subscription_id else None
+        )
+        if subscription is None or not subscription_transitions.is_live(subscription):
+            return by_policy(None, None)  # ended: the window rule alone, as for a subscription
         return by_policy(gift.period_start, gift.period_end)
     if gift.status == GiftStatus.REFUNDING:
         return RefundQuote(0, "a refund is in progress")
@@ -130,5 +138,27 @@ async def take_back(
         changes = subscription_transitions.take_back_gift(
             subscription, gift_start=gift.period_start, gift_end=gift.period_end, now=now
         )
+    if refunded:
+        transitions.taken_back(gift, now=now)
     await entitlements.publish_snapshot(session, gift.redeemed_by)
     return changes
+
+
+async def gifted_span(session: AsyncSession, subscription: Subscription) -> timedelta:
+    """How much of the subscription's current period redeemed gifts added (after its paid
+    part): a refund of the subscription's own payment prorates over the period that payment
+    bought, never over gift days it did not pay for."""
+    if subscription.current_period_start is None:
+        return timedelta(0)
+    spans = await session.execute(
+        sa.select(Gift.period_start, Gift.period_end).where(
+            Gift.subscription_id == subscription.id,
+            Gift.status == GiftStatus.REDEEMED,
+            ~Gift.started_subscription,
+            Gift.period_start >= subscription.current_period_start,
+        )
+    )
+    return sum(
+        (end - start for start, end in spans if start is not None and end is not None),
+        timedelta(0),
+    )

@@ -2,7 +2,7 @@
 
 ::
 
-    pending ──paid──▶ paid ──redeemed──▶ redeemed
+    pending ──paid──▶ paid ──redeemed──▶ redeemed ──refunded (months taken back)──▶ refunded
        │ ▲             │ ├──refund asked──▶ refunding ──refund done──▶ refunded
        │ └─paid late─┐ │ │                    └──refund failed──▶ paid
        └─checkout expired──▶ abandoned
@@ -120,6 +120,16 @@ def redeem(
     gift.period_end = period_end
     gift.started_subscription = started_subscription
     return [notices.redeemed(gift, plan)]
+
+
+def taken_back(gift: Gift, *, now: datetime) -> Events:
+    """The redeemed gift's payment was refunded: its months left the subscription (the
+    caller took them back); the gift no longer holds a span of it."""
+    if gift.status != GiftStatus.REDEEMED:
+        raise _refuse(gift, "take back")
+    gift.status = GiftStatus.REFUNDED
+    gift.ended_at = now
+    return []
 
 
 def start_refund(gift: Gift) -> Events:

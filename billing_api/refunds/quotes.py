@@ -124,11 +124,14 @@ async def payment_terms(session: AsyncSession, payment: Payment) -> Terms | None
     plan = await session.get(Plan, subscription.plan_id)
     assert plan is not None
     if await _paid_current_period(session, payment, subscription):
+        end = subscription.current_period_end
+        if end is not None:  # gift months added after the paid part were not paid for here
+            end -= await gift_refunds.gifted_span(session, subscription)
         return Terms(
             plan.refund_policy,
             plan.refund_window_minutes,
             subscription.current_period_start,
-            subscription.current_period_end,
+            end,
         )
     return Terms(plan.refund_policy, plan.refund_window_minutes)
 

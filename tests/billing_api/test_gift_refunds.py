@@ -14,7 +14,7 @@ from shared.money import Money
 from tests import support
 from tests.billing_api.conftest import Suite, User
 from tests.billing_api.test_gifts import FRIEND, gift_by_wallet, run_jobs
-from tests.billing_api.test_refunds import NeverAsked, handle
+from tests.billing_api.test_refunds import NeverAsked, handle, paid_subscription, thirty_day_plan
 from tests.billing_api.test_wallet_and_purchases import topped_up
 
 BASIC = 29900
@@ -192,6 +192,23 @@ class TestRefundAfterRedemption:
         assert after["current_period_end"] == own["current_period_end"]
         [grant] = await grants_of(suite, friend)
         assert grant.source_id == UUID(own["id"])
+
+
+class TestOwnPaymentOfAnExtendedSubscription:
+    async def test_its_prorata_refund_counts_only_the_days_it_paid_for(self, suite: Suite) -> None:
+        await thirty_day_plan(suite)
+        friend = suite.as_user(email=FRIEND)
+        await topped_up(suite, friend, BASIC)
+        subscription, payment = await paid_subscription(suite, friend, "days-30", method="wallet")
+        gift = await gift_by_wallet(suite, suite.as_user(), plan="days-30")
+        await friend.post("/api/v1/gifts/redeem", json={"code": gift["code"]})
+        extended = await friend.subscription(subscription["id"])
+        start = at(extended["current_period_start"])
+        assert at(extended["current_period_end"]) - start == timedelta(days=60)
+        with clock.frozen(start + timedelta(days=9, hours=3)):  # day 10 of the 30 paid days
+            quote = (await friend.get(f"/api/v1/payments/{payment['id']}/refund-quote")).json()
+        assert quote["refundable_amount"]["amount"] == BASIC * 20 // 30
+        assert quote["rule"] == "unused 20 of 30 days"
 
 
 class TestExpiry:

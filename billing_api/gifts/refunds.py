@@ -71,8 +71,10 @@ async def quote(
         subscription = (
             await session.get(Subscription, gift.subscription_id) if gift.subscription_id else None
         )
-        if subscription is None or not subscription_transitions.is_live(subscription):
-            return by_policy(None, None)  # ended: the window rule alone, as for a subscription
+        if subscription is None or not _holds_span(subscription, gift):
+            # ended, or its period is another one now (renewed, upgraded): the window rule
+            # alone, as for a subscription's older payment
+            return by_policy(None, None)
         return by_policy(gift.period_start, gift.period_end)
     if gift.status == GiftStatus.REFUNDING:
         return RefundQuote(0, "a refund is in progress")
@@ -127,7 +129,9 @@ async def take_back(
     subscription = await locks.lock_subscription(session, gift.subscription_id)
     assert subscription is not None
     changes: Events = []
-    if gift.started_subscription:
+    if not _holds_span(subscription, gift):
+        pass  # renewed or upgraded since: the gift's days are behind it or were replaced
+    elif gift.started_subscription:
         if subscription_transitions.revocable(subscription):
             plan = await session.get(Plan, subscription.plan_id)
             assert plan is not None
@@ -142,6 +146,18 @@ async def take_back(
         transitions.taken_back(gift, now=now)
     await entitlements.publish_snapshot(session, gift.redeemed_by)
     return changes
+
+
+def _holds_span(subscription: Subscription, gift: Gift) -> bool:
+    """The live subscription's current period still holds the gift's days (neither a renewal
+    nor an upgrade has started another period since)."""
+    start = subscription.current_period_start
+    return (
+        subscription_transitions.is_live(subscription)
+        and start is not None
+        and gift.period_start is not None
+        and gift.period_start >= start
+    )
 
 
 async def gifted_span(session: AsyncSession, subscription: Subscription) -> timedelta:

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
+from billing_api.gifts import refunds as gift_refunds
 from billing_api.models import (
     Payment,
     PaymentPurpose,
@@ -284,6 +285,7 @@ async def _credit_for_current_period(
     ):
         return 0, None
     value = paid.amount + plan_credit.upgrade_credit(paid) - paid.refunded_amount
+    end -= await gift_refunds.gifted_span(session, subscription)  # gift days were not paid for
     credit = unused_credit(
         value,
         start=start,

@@ -34,9 +34,22 @@ def _window(settings: BillingSettings) -> timedelta:
 async def check_wrong_codes(
     session: AsyncSession, user_id: UUID, *, now: datetime, settings: BillingSettings
 ) -> None:
-    """Raise 429 if the user has used up the window's wrong codes."""
-    row = await session.get(GiftCodeFailure, user_id, populate_existing=True)
-    if row is None or row.failures < settings.gift_max_wrong_codes:
+    """Raise 429 if the user has used up the window's wrong codes. The user's counter row is
+    locked for the rest of the transaction, so one user's redeems run one at a time: a burst of
+    guesses sent at once cannot all pass this check before the first is counted."""
+    await session.execute(
+        insert(GiftCodeFailure)
+        .values(user_id=user_id, window_started_at=now, failures=0)
+        .on_conflict_do_nothing(index_elements=[GiftCodeFailure.user_id])
+    )
+    row = await session.scalar(
+        sa.select(GiftCodeFailure)
+        .where(GiftCodeFailure.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None
+    if row.failures < settings.gift_max_wrong_codes:
         return
     lifts_at = row.window_started_at + _window(settings)
     if lifts_at <= now:

@@ -10,6 +10,7 @@ gift (one may give the same plan to several people); a retried request is answer
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -33,6 +34,10 @@ class GiftNotFound(NotFound):
 
 class DeliveryInThePast(UnprocessableEntity):
     default_detail = "deliver_at is in the past; leave it out to deliver at once"
+
+
+class DeliveryAfterExpiry(UnprocessableEntity):
+    default_detail = "deliver_at is after the gift would expire"
 
 
 def gift_out(gift: Gift, latest: Payment | None) -> GiftOut:
@@ -62,6 +67,12 @@ async def buy(
     now = clock.now()
     if request.deliver_at is not None and request.deliver_at < now:
         raise DeliveryInThePast()
+    if request.deliver_at is not None and request.deliver_at >= now + timedelta(
+        days=settings.gift_validity_days
+    ):
+        raise DeliveryAfterExpiry(
+            f"deliver_at must be within {settings.gift_validity_days} days: the code expires then"
+        )
     priced = await price_plan(
         session,
         plan,

@@ -114,11 +114,14 @@ class TestBuy:
         buyer = suite.as_user()
         plan = await suite.plan("basic")
         past = (clock.now() - timedelta(days=1)).isoformat()
+        beyond = (clock.now() + timedelta(days=366)).isoformat()
         for body in (
             {"plan_id": plan["id"], "recipient_email": "not-an-email"},
             {"plan_id": plan["id"], "recipient_email": FRIEND, "months": 0},
             {"plan_id": plan["id"], "recipient_email": FRIEND, "months": "2"},
             {"plan_id": plan["id"], "recipient_email": FRIEND, "deliver_at": past},
+            {"plan_id": plan["id"], "recipient_email": FRIEND, "deliver_at": beyond},
+            {"plan_id": plan["id"], "recipient_email": FRIEND, "months": 13},
             {"plan_id": plan["id"], "recipient_email": FRIEND, "surprise": True},
         ):
             response = await buyer.post("/api/v1/gifts", json=body)
@@ -238,3 +241,12 @@ class TestRedeem:
         # another user is not limited, and the right code still works for them
         other = await suite.as_user().post("/api/v1/gifts/redeem", json={"code": gift["code"]})
         assert other.status_code == 200
+
+    async def test_a_burst_of_wrong_codes_at_once_gets_no_more_than_the_limit(
+        self, suite: Suite
+    ) -> None:
+        guesser = suite.as_user()
+        answers = await asyncio.gather(
+            *(guesser.post("/api/v1/gifts/redeem", json={"code": f"x{n}"}) for n in range(14))
+        )
+        assert sorted(a.status_code for a in answers) == [404] * 10 + [429] * 4

@@ -65,7 +65,7 @@ async def redeem_gift(
         raise
 
 
-@router.get("/{gift_id}", response_model=GiftOut)
+@router.get("/{gift_id:uuid}", response_model=GiftOut)
 async def get_gift(gift_id: UUID, customer: CustomerDep, session: SessionDep) -> GiftOut:
     """One gift I bought."""
     return await service.get_own(session, customer.id, gift_id)

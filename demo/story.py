@@ -382,6 +382,33 @@ class Story:
         await hal.billing.call("gifts.redeem_gift", body=redeem, expect=409)
         self.say("   the same code again: 409")
         await self.notified(ida, "gift.redeemed")
+
+        self.step("Ida gives Hal another month, then takes it back before Hal redeems it")
+        second = await ida.billing.call("gifts.buy_gift", body=body, expect=201)
+        await self.pay(second.latest_payment.checkout_url, GOOD_CARD)
+
+        async def second_paid() -> bool:
+            found[:] = [await ida.billing.call("gifts.get_gift", second.id)]
+            return bool(found[0].status == "paid")
+
+        await within(self.wait_seconds, second_paid, "Ida's second gift is paid")
+        refund = await ida.billing.call(
+            "refunds.refund_payment",
+            second.latest_payment.id,
+            body=ida.billing.model("RefundIn")(reason="changed my mind"),
+            expect=201,
+        )
+        self.say(f"   refund {refund.id}: {refund.status}, {refund.amount.amount / 100:.2f}")
+
+        async def voided() -> bool:
+            current = await ida.billing.call("gifts.get_gift", second.id)
+            return bool(current.status == "refunded")
+
+        await within(self.wait_seconds, voided, "Ida's second gift is refunded")
+        late = hal.billing.model("RedeemIn")(code=found[0].code)
+        await hal.billing.call("gifts.redeem_gift", body=late, expect=409)
+        self.say("   the refunded gift's code: 409; Hal keeps the first gift's month")
+        expect(await self.allowed(hal, movie), "Hal still may watch")
         return ida, hal
 
     async def portal_link(self, who: Person, plan: Any) -> None:

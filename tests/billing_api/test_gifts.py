@@ -151,6 +151,23 @@ class TestBuy:
         assert response.status_code == 404
 
 
+class TestAbandoned:
+    async def test_a_gift_whose_checkout_expires_unpaid_is_abandoned_without_a_code(
+        self, suite: Suite
+    ) -> None:
+        buyer = suite.as_user()
+        plan = await suite.plan("basic")
+        gift = (
+            await buyer.post(
+                "/api/v1/gifts", json={"plan_id": plan["id"], "recipient_email": FRIEND}
+            )
+        ).json()
+        await run_jobs(suite, clock.now() + timedelta(days=2))
+        after = (await buyer.get(f"/api/v1/gifts/{gift['id']}")).json()
+        assert (after["status"], after["code"]) == ("abandoned", None)
+        assert await suite.events("gift.delivered") == []
+
+
 class TestDelivery:
     async def test_a_later_gift_is_delivered_by_the_job_at_deliver_at(self, suite: Suite) -> None:
         buyer = suite.as_user()

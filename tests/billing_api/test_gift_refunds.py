@@ -194,6 +194,43 @@ class TestRefundAfterRedemption:
         assert grant.source_id == UUID(own["id"])
 
 
+class TestDispute:
+    async def test_a_disputed_gift_payment_voids_the_unredeemed_code(self, suite: Suite) -> None:
+        buyer = suite.as_user()
+        gift = await card_gift(suite, buyer)
+        disputed = events.PaymentDisputed(
+            payment_id=UUID(gift["latest_payment"]["id"]),
+            customer=events.Customer(id=buyer.id),
+            amount=Money(amount=BASIC, currency="RUB"),
+            provider="sandbox",
+            reason="fraudulent",
+        )
+        await handle(suite, handlers.on_payment_disputed, disputed)
+        assert (await buyer.get(f"/api/v1/gifts/{gift['id']}")).json()["status"] == "revoked"
+        redeem = await suite.as_user().post("/api/v1/gifts/redeem", json={"code": gift["code"]})
+        assert redeem.status_code == 409
+        assert await balance(suite, "deferred_revenue:gifts") == 0
+        assert await unbalanced_transactions(suite) == 0
+
+    async def test_a_disputed_redeemed_gift_ends_the_subscription_it_started(
+        self, suite: Suite
+    ) -> None:
+        buyer = suite.as_user()
+        gift = await card_gift(suite, buyer)
+        friend = suite.as_user(email=FRIEND)
+        redeemed = (await friend.post("/api/v1/gifts/redeem", json={"code": gift["code"]})).json()
+        disputed = events.PaymentDisputed(
+            payment_id=UUID(gift["latest_payment"]["id"]),
+            customer=events.Customer(id=buyer.id),
+            amount=Money(amount=BASIC, currency="RUB"),
+            provider="sandbox",
+            reason="fraudulent",
+        )
+        await handle(suite, handlers.on_payment_disputed, disputed)
+        assert (await friend.subscription(redeemed["subscription_id"]))["status"] == "canceled"
+        assert await grants_of(suite, friend) == ()
+
+
 class TestOwnPaymentOfAnExtendedSubscription:
     async def test_its_prorata_refund_counts_only_the_days_it_paid_for(self, suite: Suite) -> None:
         await thirty_day_plan(suite)

@@ -32,7 +32,7 @@ async def buy_gift(
 ) -> GiftOut:
     """Buy months of a plan as a gift for someone's email."""
     gift = await service.buy(session, settings, customer, body)
-    await checkouts.open(gift.latest_payment_id, locale=body.locale)
+    await checkouts.open(gift.latest_payment_id)  # the checkout speaks the buyer's language
     return await service.out(session, gift)
 
 

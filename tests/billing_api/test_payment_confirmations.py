@@ -116,7 +116,7 @@ class TestUnconfirmed:
         assert notice.data.next_attempt_at == first_try + timedelta(days=1)
         refused = await suite.gateway_http.post(f"{action_path(payment)}/confirm")
         assert refused.status_code == 409
-        page = await suite.gateway_http.get(action_path(payment))
+        page = await suite.gateway_http.get(action_path(payment), headers={"Accept-Language": "en"})
         assert "can no longer be confirmed" in page.text
         assert await off_session_charges(suite) == 1  # the step charged nothing new
         # the period ended meanwhile, unpaid: grace, as for any failed renewal

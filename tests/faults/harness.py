@@ -5,6 +5,9 @@
   slow or cut their links while the ``-a`` replicas keep working;
 * the sandbox's webhooks go to :class:`WebhookRelay`, which delivers each one three times, to
   either gateway replica, after random delays (duplicated and shuffled);
+* with ``provider="yookassa"`` the gateways take payments from :class:`NotifyingStandin` (the
+  YooKassa stand-in served over HTTP in the test process), whose notifications go through the
+  same relay (each three times, shuffled, the first retried until a gateway takes it);
 * the notifier sends its email to :class:`MailSink` (aiosmtpd on a free port).
 """
 
@@ -17,7 +20,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -33,6 +36,7 @@ from starlette.routing import Route
 
 from tests import support
 from tests.faults.proxy import TcpProxy
+from tests.faults.yookassa import NotifyingStandin, yookassa_environment
 
 CINEMA = str(Path(sys.executable).with_name("cinema"))
 REPLICAS = ("a", "b")
@@ -57,9 +61,11 @@ class MailSink:
 
 @dataclass
 class WebhookRelay:
-    """Receives the sandbox's signed webhooks and delivers each three times, shuffled."""
+    """Receives the sandbox's signed webhooks (or is handed YooKassa's notifications) and
+    delivers each three times, shuffled."""
 
     gateways: list[str]
+    path: str = "/webhooks/sandbox"
     copies: int = 3
     received: int = 0
     delivered: int = 0
@@ -67,7 +73,26 @@ class WebhookRelay:
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/webhooks/sandbox", self.receive, methods=["POST"])])
+        return Starlette(routes=[Route(self.path, self.receive, methods=["POST"])])
+
+    def push(self, body: bytes, headers: dict[str, str]) -> None:
+        """A notification the provider sends on its own (YooKassa): like YooKassa, the first
+        copy is sent again until a gateway takes it; the others are duplicates."""
+        self.received += 1
+        self._spawn(self._until_taken(body, headers))
+        for _ in range(self.copies - 1):
+            self._spawn(self._later(body, headers, random.uniform(0.0, 2.0)))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _until_taken(self, body: bytes, headers: dict[str, str]) -> None:
+        for _ in range(120):
+            if await self._deliver(body, headers) < 300:
+                return
+            await asyncio.sleep(1.0)
 
     async def receive(self, request: Request) -> Response:
         body = await request.body()
@@ -79,9 +104,7 @@ class WebhookRelay:
         # did not take is retried by the sandbox, never lost here.
         status = await self._deliver(body, headers)
         for _ in range(self.copies - 1):
-            task = asyncio.create_task(self._later(body, headers, random.uniform(0.0, 2.0)))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._spawn(self._later(body, headers, random.uniform(0.0, 2.0)))
         return Response(status_code=status)
 
     async def _later(self, body: bytes, headers: dict[str, str], delay: float) -> None:
@@ -92,7 +115,7 @@ class WebhookRelay:
         for gateway in random.sample(self.gateways, len(self.gateways)):
             try:
                 response = await self.http.post(
-                    f"{gateway}/webhooks/sandbox", content=body, headers=headers
+                    f"{gateway}{self.path}", content=body, headers=headers
                 )
             except httpx.TransportError:
                 continue
@@ -122,6 +145,7 @@ class System:
     mail: MailSink
     pg_proxy: TcpProxy
     amqp_proxy: TcpProxy
+    standin: NotifyingStandin | None = None  # YooKassa's, when it is the provider
 
     def url(self, name: str, replica: str = "a") -> str:
         return f"http://127.0.0.1:{self.ports[f'{name}-{replica}']}"
@@ -214,9 +238,11 @@ def _host_port(url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def running_system(
-    database_url: str, broker_prefix: str, logs: Path
+    database_url: str, broker_prefix: str, logs: Path, provider: str = "sandbox"
 ) -> AsyncIterator[System]:
-    """Every process twice, the relay, the mail sink and the proxies; all stopped at the end."""
+    """Every process twice, the relay, the mail sink and the proxies; all stopped at the end.
+
+    ``provider`` is the gateways' payment provider: ``sandbox`` or ``yookassa`` (the stand-in)."""
     pg = make_url(database_url)
     amqp = httpx.URL(support.AMQP_URL)
     mail = MailSink()
@@ -227,7 +253,10 @@ async def running_system(
         f"{name}-{replica}": support.free_port() for name in HTTP_PROCESSES for replica in REPLICAS
     }
     gateways = [f"http://127.0.0.1:{ports[f'gateway-api-{r}']}" for r in REPLICAS]
-    relay = WebhookRelay(gateways)
+    relay = WebhookRelay(gateways, path=f"/webhooks/{provider}")
+    standin = (
+        NotifyingStandin(relay.push, asyncio.get_running_loop()) if provider == "yookassa" else None
+    )
     relay_port = support.free_port()
     env = support.suite_environment(database_url, broker_prefix)
     billing_a = f"http://127.0.0.1:{ports['billing-api-a']}"
@@ -242,6 +271,8 @@ async def running_system(
         "NOTIFIER_SENDER_INTERVAL_SECONDS": "0.5",
         "CINEMA_LOG_LEVEL": "WARNING",
     }
+    if standin is not None:
+        env |= yookassa_environment(standin)
     for prefix in support.ENV_PREFIXES:
         env[f"{prefix}_LOG_LEVEL"] = "WARNING"
         # PostgreSQL's 100 connections are shared by twelve processes here (and other work).
@@ -251,9 +282,22 @@ async def running_system(
             TcpProxy(str(pg.host or "127.0.0.1"), int(pg.port or 5432)) as pg_proxy,
             TcpProxy(str(amqp.host), int(amqp.port or 5672)) as amqp_proxy,
             support.served(relay.app(), relay_port),
+            contextlib.AsyncExitStack() as stack,
         ):
+            if standin is not None:
+                stack.enter_context(standin)
             system = System(
-                database_url, broker_prefix, logs, env, ports, {}, relay, mail, pg_proxy, amqp_proxy
+                database_url,
+                broker_prefix,
+                logs,
+                env,
+                ports,
+                {},
+                relay,
+                mail,
+                pg_proxy,
+                amqp_proxy,
+                standin,
             )
             try:
                 for name in (*HTTP_PROCESSES, *WORKERS):

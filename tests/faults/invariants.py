@@ -96,7 +96,23 @@ async def check(
     await _households(engine, customers, found)
     await _plumbing(engine, broker, found)
     await _notifications(engine, system, users, found)
+    _yookassa(system, found)
     return found
+
+
+def _yookassa(system: System, found: Findings) -> None:
+    """YooKassa took each payment's money at most once and refunded it at most once (each
+    story refunds a payment in full, once); the stand-in serves only this run."""
+    if system.standin is None:
+        return
+    for payment_id, times in system.standin.charges_of().items():
+        found.checked["yookassa charges"] += 1
+        if times > 1:
+            found.doubled.append(f"payment {payment_id} charged {times} times by YooKassa")
+    for provider_ref, times in system.standin.refunds_made().items():
+        found.checked["yookassa refunds"] += 1
+        if times > 1:
+            found.doubled.append(f"YooKassa payment {provider_ref} refunded {times} times")
 
 
 async def webhooks_stored(engine: AsyncEngine) -> int:

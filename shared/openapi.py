@@ -5,7 +5,8 @@
   long, unique id.
 - Errors are documented in the one shape :mod:`shared.errors` renders: every operation that takes
   a token documents 401 and 403, every operation with a path parameter 404, every operation with
-  input 422 (with the list of problems), and ``default`` names the shape of any other error (a
+  input 422 (with the list of problems), every operation under a limit 429 (with ``Retry-After``,
+  see :mod:`shared.ratelimit`), and ``default`` names the shape of any other error (a
   domain conflict, an idempotency clash…).
 - The answers agree with the document on methods: a method a path does not have (``OPTIONS``
   included: the APIs serve no CORS preflight) answers 405 with ``Allow`` listing every method of
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match
 
-from shared import auth
+from shared import auth, ratelimit
 from shared.errors import error_body
 
 
@@ -115,6 +116,12 @@ def _error(description: str, schema: str = "ErrorBody") -> dict[str, Any]:
     }
 
 
+_RETRY_AFTER = {
+    "description": "Seconds until the limit lets a request through again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def _document_operation(route: Any, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     calls = set(_calls(route.dependant))
@@ -124,6 +131,11 @@ def _document_operation(route: Any, operation: dict[str, Any]) -> None:
         responses.setdefault("403", _error("The token's roles do not allow this."))
     if route.dependant.path_params:
         responses.setdefault("404", _error("Not found, or not yours."))
+    if calls & ratelimit.CHECKS:
+        responses.setdefault(
+            "429", _error("Too many such requests: try again after `Retry-After` seconds.")
+        )
+        responses["429"].setdefault("headers", {"Retry-After": _RETRY_AFTER})
     if "422" in responses or operation.get("parameters") or operation.get("requestBody"):
         responses["422"] = _error(
             "The request does not match its schema (malformed JSON, wrong types, bad values),"

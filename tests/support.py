@@ -24,6 +24,21 @@ BASE_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_url() -> str:
+    """The tests' Redis, checked reachable: a test that needs it fails loudly without it."""
+    import socket
+
+    import pytest
+
+    url = make_url(REDIS_URL)
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 6379), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"the rate limit tests need Redis at {REDIS_URL}: {exc}")
+    return REDIS_URL
 
 
 def fresh_database_url() -> str:

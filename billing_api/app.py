@@ -31,6 +31,7 @@ from billing_api.wallet.api import router as wallet_router
 from shared.app import create_service_app
 from shared.auth import AuthSettings
 from shared.observability import create_http_client
+from shared.ratelimit import create_rate_limiter
 from shared.resources import Resources
 
 
@@ -43,6 +44,9 @@ def create_app(
     auth = auth_settings or AuthSettings()
 
     async def start(app: FastAPI, resources: Resources) -> None:
+        app.state.rate_limiter = create_rate_limiter(
+            settings, settings.rate_limits, service=SERVICE
+        )
         http = await resources.exit_stack.enter_async_context(create_http_client())
         app.state.gateway = GatewayClient(http, settings.gateway_url, auth)
         receipt_links.install(resources.session_factory, settings)

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import production
 from shared.money import Currency
+from shared.ratelimit import Rate, RateLimitSettings, Scopes
 from shared.settings import ServiceSettings
 
 SERVICE = "billing_api"
@@ -16,7 +17,7 @@ DEV_PORTAL_SECRET = "dev-only-portal-secret-change-me-in-prod"
 SCHEMA = "billing"
 
 
-class BillingSettings(ServiceSettings):
+class BillingSettings(RateLimitSettings, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore", frozen=True)
 
     gateway_url: str = Field(
@@ -106,6 +107,47 @@ class BillingSettings(ServiceSettings):
     gift_wrong_code_window_minutes: int = Field(
         60, ge=1, description="The window of BILLING_GIFT_MAX_WRONG_CODES, in minutes."
     )
+
+    # Limits against abuse (429 past them): "N/second|minute|hour|day", per user and per address.
+    # Generous for people; an address may be a whole office or a mobile carrier's NAT.
+    rate_limit_checkout_per_user: Rate = Field(
+        "20/minute", description="Subscription checkouts (POST /subscriptions) per user."
+    )
+    rate_limit_checkout_per_ip: Rate = Field("120/minute", description="… per client address.")
+    rate_limit_purchase_per_user: Rate = Field(
+        "30/minute", description="Purchases (POST /purchases) per user."
+    )
+    rate_limit_purchase_per_ip: Rate = Field("120/minute", description="… per client address.")
+    rate_limit_top_up_per_user: Rate = Field(
+        "20/minute", description="Wallet top-ups (POST /wallet/top-ups) per user."
+    )
+    rate_limit_top_up_per_ip: Rate = Field("120/minute", description="… per client address.")
+    rate_limit_refund_per_user: Rate = Field(
+        "10/minute", description="Refund requests (POST /payments/{id}/refund) per user."
+    )
+    rate_limit_refund_per_ip: Rate = Field("60/minute", description="… per client address.")
+    rate_limit_gift_per_user: Rate = Field(
+        "20/minute", description="Gift purchases (POST /gifts) per user."
+    )
+    rate_limit_gift_per_ip: Rate = Field("120/minute", description="… per client address.")
+    rate_limit_gift_redeem_per_user: Rate = Field(
+        "20/minute",
+        description="Gift redemptions (POST /gifts/redeem) per user, right or wrong code (wrong"
+        " codes also count toward BILLING_GIFT_MAX_WRONG_CODES).",
+    )
+    rate_limit_gift_redeem_per_ip: Rate = Field("60/minute", description="… per client address.")
+
+    @property
+    def rate_limits(self) -> dict[str, Scopes]:
+        """The limits by name, as :class:`shared.ratelimit.RateLimiter` takes them."""
+        names = ("checkout", "purchase", "top_up", "refund", "gift", "gift_redeem")
+        return {
+            name: {
+                "user": getattr(self, f"rate_limit_{name}_per_user"),
+                "ip": getattr(self, f"rate_limit_{name}_per_ip"),
+            }
+            for name in names
+        }
 
     def production_problems(self) -> list[str]:
         # The admin UI's settings have their own prefix; every billing process checks them, so a

@@ -25,6 +25,7 @@ from payment_gateway.webhooks.processor import WebhookProcessor
 from shared.app import create_service_app
 from shared.auth import AuthSettings
 from shared.observability import create_http_client
+from shared.ratelimit import create_rate_limiter
 from shared.relay import start_outbox_relay
 from shared.resources import Resources, make_database
 
@@ -47,6 +48,9 @@ def create_app(
     settings = settings or GatewaySettings()
 
     async def start(app: FastAPI, resources: Resources) -> None:
+        app.state.rate_limiter = create_rate_limiter(
+            settings, settings.rate_limits, service=SERVICE
+        )
         # The call journal commits while the request that makes the call holds its own
         # connection: a pool of its own, so requests never wait on their own pool for it.
         calls_engine, calls_sessions = make_database(

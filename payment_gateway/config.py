@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared import production
+from shared.ratelimit import Rate, RateLimitSettings, Scopes
 from shared.settings import ServiceSettings
 
 SERVICE = "payment_gateway"
@@ -72,8 +73,26 @@ def parse_routes(text: str) -> dict[str, str]:
     return routes
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(RateLimitSettings, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    # Card testing: many cards tried against the sandbox's pay page (429 past these).
+    rate_limit_sandbox_pay_per_ip: Rate = Field(
+        "30/minute", description="Sandbox payments (POST /sandbox/checkout/{id}[/pay]) per address."
+    )
+    rate_limit_sandbox_pay_per_session: Rate = Field(
+        "10/minute", description="Sandbox payment attempts on one checkout session."
+    )
+
+    @property
+    def rate_limits(self) -> dict[str, Scopes]:
+        """The limits by name, as :class:`shared.ratelimit.RateLimiter` takes them."""
+        return {
+            "sandbox_pay": {
+                "ip": self.rate_limit_sandbox_pay_per_ip,
+                "session_id": self.rate_limit_sandbox_pay_per_session,
+            }
+        }
 
     provider: ProviderName | None = Field(
         None,

@@ -12,6 +12,7 @@ from billing_api.gifts import service
 from billing_api.gifts.schemas import GiftIn, GiftOut, RedeemedOut, RedeemIn
 from shared import db
 from shared.pagination import Cursor, Limit, Page
+from shared.ratelimit import per_user_and_ip
 
 router = APIRouter(prefix="/api/v1/gifts", tags=["gifts"])
 
@@ -19,6 +20,7 @@ router = APIRouter(prefix="/api/v1/gifts", tags=["gifts"])
 @router.post(
     "",
     response_model=GiftOut,
+    dependencies=[per_user_and_ip("gift")],
     status_code=status.HTTP_201_CREATED,
     response_description="The gift, pending until paid (card: pay at `latest_payment.checkout_url`;"
     " wallet: paid at once).",
@@ -48,10 +50,14 @@ async def list_gifts(
 @router.post(
     "/redeem",
     response_model=RedeemedOut,
+    dependencies=[per_user_and_ip("gift_redeem")],
     responses={
         404: {"description": "No gift has this code (counted against the wrong-code limit)."},
         409: {"description": "The gift was redeemed already, refunded, revoked or expired."},
-        429: {"description": "Too many wrong codes: try again after `Retry-After` seconds."},
+        429: {
+            "description": "Too many wrong codes, or too many redeems: try again after"
+            " `Retry-After` seconds."
+        },
     },
 )
 async def redeem_gift(

@@ -17,7 +17,9 @@ from billing_api.models import IdempotencyKey, IdempotencyKeyStatus
 from shared import clock
 from shared.errors import Conflict
 
-_NOT_STORED = frozenset({401, 403})  # the caller's credentials, not the request, decided these
+# The caller's credentials (401, 403) or a limit's window (429), not the request, decided these:
+# a retry with the same key once the window has freed runs the request.
+_NOT_STORED = frozenset({401, 403, 429})
 
 SessionFactory = async_sessionmaker[AsyncSession]
 

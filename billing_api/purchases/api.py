@@ -8,6 +8,7 @@ from billing_api.deps import CheckoutsDep, CustomerDep, SessionDep
 from billing_api.purchases import service
 from billing_api.purchases.schemas import PurchaseIn, PurchaseOut
 from shared.pagination import Cursor, Limit, Page
+from shared.ratelimit import per_user_and_ip
 
 router = APIRouter(prefix="/api/v1/purchases", tags=["purchases"])
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/v1/purchases", tags=["purchases"])
 @router.post(
     "",
     response_model=PurchaseOut,
+    dependencies=[per_user_and_ip("purchase")],
     status_code=status.HTTP_201_CREATED,
     response_description="A new checkout.",
     responses={

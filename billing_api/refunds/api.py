@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from billing_api.deps import CustomerDep, GatewayDep, SessionDep
 from billing_api.refunds import service
 from billing_api.refunds.schemas import RefundIn, RefundOut, RefundQuoteOut
+from shared.ratelimit import per_user_and_ip
 
 router = APIRouter(prefix="/api/v1/payments", tags=["refunds"])
 
@@ -21,7 +22,12 @@ async def get_refund_quote(
     return await service.get_refund_quote(session, customer.id, payment_id)
 
 
-@router.post("/{payment_id}/refund", response_model=RefundOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{payment_id}/refund",
+    response_model=RefundOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[per_user_and_ip("refund")],
+)
 async def refund_payment(
     payment_id: UUID,
     customer: CustomerDep,

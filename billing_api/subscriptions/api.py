@@ -27,6 +27,7 @@ from billing_api.subscriptions.schemas import (
     SubscriptionPatch,
 )
 from shared.pagination import Cursor, Limit, Page
+from shared.ratelimit import per_user_and_ip
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 @router.post(
     "",
     response_model=SubscriptionOut,
+    dependencies=[per_user_and_ip("checkout")],
     status_code=status.HTTP_201_CREATED,
     response_description="A new checkout.",
     responses={

@@ -8,6 +8,7 @@ from billing_api.deps import CheckoutsDep, CustomerDep, SessionDep, SettingsDep
 from billing_api.wallet import service
 from billing_api.wallet.schemas import StatementEntry, TopUpIn, TopUpOut, WalletOut
 from shared.pagination import Cursor, Limit, Page, Since, Until
+from shared.ratelimit import per_user_and_ip
 
 router = APIRouter(prefix="/api/v1", tags=["wallet"])
 
@@ -20,7 +21,12 @@ async def get_wallet(
     return await service.wallet(session, customer.id, settings.default_currency)
 
 
-@router.post("/wallet/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/wallet/top-ups",
+    response_model=TopUpOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[per_user_and_ip("top_up")],
+)
 async def top_up(
     body: TopUpIn,
     customer: CustomerDep,

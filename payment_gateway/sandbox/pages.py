@@ -25,6 +25,7 @@ from payment_gateway.hosted_pages import PageLocale
 from payment_gateway.sandbox.cards import InvalidExpiry, UnknownTestCard, parse_expiry
 from payment_gateway.sandbox.models import SandboxSession
 from payment_gateway.sandbox.provider import PayResult
+from shared.ratelimit import per_ip_and_path
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
@@ -57,7 +58,11 @@ class PayOut(BaseModel):
     failure_message: str | None
 
 
-@router.post("/checkout/{session_id}/pay", response_model=PayOut)
+@router.post(
+    "/checkout/{session_id}/pay",
+    response_model=PayOut,
+    dependencies=[per_ip_and_path("sandbox_pay", "session_id")],
+)
 async def pay_json(session_id: str, body: PayIn, provider: SandboxDep) -> PayResult:
     """Pay a sandbox checkout with a test card (the JSON twin of the page)."""
     return await provider.pay(
@@ -74,7 +79,12 @@ async def checkout_page(session_id: str, provider: SandboxDep, locale: PageLocal
     return HTMLResponse(_page(checkout, locale))
 
 
-@router.post("/checkout/{session_id}", response_class=HTMLResponse, include_in_schema=False)
+@router.post(
+    "/checkout/{session_id}",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+    dependencies=[per_ip_and_path("sandbox_pay", "session_id")],
+)
 async def submit_page(
     session_id: str, request: Request, provider: SandboxDep, locale: PageLocale
 ) -> Response:

@@ -102,7 +102,7 @@ class RateLimiter:
             return
         try:
             for scope, key in keys.items():
-                item = self.limits[name].get(scope)
+                item = self.limits[name].get(scope)  # an unknown name is a bug: KeyError
                 if item is None:
                     continue
                 if not await self.strategy.hit(item, name, scope, key):

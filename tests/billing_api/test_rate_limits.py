@@ -4,6 +4,7 @@ not replayed under an Idempotency-Key, and hold across replicas that share Redis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -29,7 +30,7 @@ def limit(suite: Suite, **rates: Any) -> BillingSettings:
     return settings
 
 
-ROUTES = {
+ROUTES: dict[str, tuple[str, Callable[[str], dict[str, Any]]]] = {
     "checkout": ("/api/v1/subscriptions", lambda plan: {"plan_id": plan}),
     "purchase": ("/api/v1/purchases", lambda _: {"movie_id": str(demo.movie_id("Paper Moons"))}),
     "top_up": ("/api/v1/wallet/top-ups", lambda _: {"amount": 10000}),

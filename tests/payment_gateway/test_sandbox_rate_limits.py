@@ -42,7 +42,8 @@ async def card_tried(gateway: Gateway, payment_id: str) -> str | None:
             sa.select(SandboxSession).where(SandboxSession.payment_id == UUID(payment_id))
         )
     assert checkout is not None
-    return checkout.card_last4
+    last4: str | None = checkout.card_last4
+    return last4
 
 
 class TestPerSession:

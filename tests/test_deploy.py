@@ -69,6 +69,13 @@ class TestCompose:
             assert services[name]["healthcheck"]["test"], name
             assert services[name]["restart"] == "unless-stopped", name
 
+    def test_replicas_count_the_limits_against_abuse_in_the_compose_redis(self) -> None:
+        compose = load_compose()
+        assert compose["services"]["redis"]["image"].startswith("redis:")
+        env = compose["x-suite-env"]
+        for prefix in ("BILLING", "GATEWAY"):
+            assert env[f"{prefix}_RATE_LIMIT_STORAGE_URL"] == "redis://redis:6379/0", prefix
+
     def test_migration_one_shot_runs_every_service_migration_before_the_processes(self) -> None:
         services = load_compose()["services"]
         migrate = services["migrate"]

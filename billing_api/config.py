@@ -111,7 +111,7 @@ class BillingSettings(RateLimitSettings, ServiceSettings):
     # Limits against abuse (429 past them): "N/second|minute|hour|day", per user and per address.
     # Generous for people; an address may be a whole office or a mobile carrier's NAT.
     rate_limit_checkout_per_user: Rate = Field(
-        "20/minute", description="Subscription checkouts (POST /subscriptions) per user."
+        "30/minute", description="Subscription checkouts (POST /subscriptions) per user."
     )
     rate_limit_checkout_per_ip: Rate = Field("120/minute", description="… per client address.")
     rate_limit_purchase_per_user: Rate = Field(

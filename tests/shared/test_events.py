@@ -45,6 +45,10 @@ ADDED_TYPES = {
     "household.invited",
     "household.joined",
     "household.removed",
+    "gift.purchased",
+    "gift.delivered",
+    "gift.redeemed",
+    "gift.expiring",
 }
 
 

@@ -110,3 +110,73 @@ def _seed_demo(args: argparse.Namespace) -> int:
     asyncio.run(run())
     print("demo catalog loaded")
     return 0
+
+
+def register_admin(subparsers: Any) -> None:
+    """``cinema admin …``: the back office's staff accounts."""
+    group = subparsers.add_parser("admin", help="back-office staff accounts").add_subparsers(
+        dest="admin_command", required=True
+    )
+    create = group.add_parser(
+        "create-user",
+        help="create a staff account (the password is prompted for, or read from stdin)",
+    )
+    create.add_argument("--email", required=True, help="the staff member's email (login name)")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=("viewer", "support", "finance", "admin"),
+        help="viewer reads; support refunds up to BILLING_ADMIN_SUPPORT_REFUND_LIMIT and grants"
+        " access; finance reads reports and refunds any amount; admin edits the catalog",
+    )
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of prompting",
+    )
+    create.set_defaults(handler=_create_staff_user)
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    import getpass
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        print("the passwords differ; nothing created", file=sys.stderr)
+        return None
+    return first
+
+
+def _create_staff_user(args: argparse.Namespace) -> int:
+    import sys
+
+    from billing_api.admin.staff import service as staff
+    from billing_api.config import SCHEMA, SERVICE, BillingSettings
+    from shared.errors import AppError
+    from shared.resources import make_database
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+
+    async def run() -> str:
+        engine, sessions = make_database(BillingSettings(), service=SERVICE, schema=SCHEMA)
+        try:
+            async with sessions() as session, session.begin():
+                user = await staff.create_user(
+                    session, email=args.email, role=args.role, password=password
+                )
+                return user.email
+        finally:
+            await engine.dispose()
+
+    try:
+        email = asyncio.run(run())
+    except AppError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 1
+    print(f"staff account {email} created with the role {args.role}")
+    return 0

@@ -180,6 +180,20 @@ class AdminUISettings(BaseSettings):
     """How long a UI login lasts."""
     secure_cookie: bool = False
     """Send the session cookie over HTTPS only (turn on behind TLS)."""
+    support_refund_limit: int = Field(100_000, ge=0)
+    """The largest refund the ``support`` role may make, in minor units (100000: 1 000 ₽)."""
+    jwt_login: bool | None = None
+    """Whether a pasted admin JWT logs in to the UI; unset: on in development only."""
+    login_max_failures: int = Field(5, ge=1)
+    """Failed logins per email within the window before the login page says to wait."""
+    login_max_failures_per_ip: int = Field(20, ge=1)
+    """Failed logins from one client address within the window before it must wait."""
+    login_window_minutes: int = Field(15, ge=1)
+    """The window of the failed-login limits, in minutes."""
+
+    @property
+    def jwt_login_enabled(self) -> bool:
+        return production.is_development() if self.jwt_login is None else self.jwt_login
 
     def production_problems(self) -> list[str]:
         """Outside development the cookie must be signed with a secret of this deployment."""

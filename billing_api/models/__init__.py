@@ -22,6 +22,7 @@ from billing_api.models.portal import PortalFormSubmission, PortalLink
 from billing_api.models.purchases import Purchase, PurchaseStatus
 from billing_api.models.receipts import Receipt, ReceiptCounter, ReceiptKind
 from billing_api.models.refunds import Refund, RefundStatus
+from billing_api.models.staff import StaffLoginFailure, StaffUser
 from billing_api.models.subscriptions import (
     RenewalSource,
     Subscription,
@@ -64,6 +65,8 @@ __all__ = [
     "Refund",
     "RefundStatus",
     "RenewalSource",
+    "StaffLoginFailure",
+    "StaffUser",
     "Subscription",
     "SubscriptionPause",
     "SubscriptionStatus",

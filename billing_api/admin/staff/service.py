@@ -1,0 +1,129 @@
+"""Staff accounts: creating one, and checking a login with the failed-login limit.
+
+Passwords are kept as Argon2id hashes (argon2-cffi's defaults, RFC 9106's second recommended
+profile); a login for an unknown email still runs one verification, so the answer takes as long
+whether or not the address has an account. Every failed login is a row of
+``staff_login_failure``; with ``login_max_failures`` of them for the email, or
+``login_max_failures_per_ip`` from the client's address, within the window, the next logins are
+refused before the password is even looked at, until the oldest of them leaves the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from billing_api.admin import roles
+from billing_api.config import AdminUISettings
+from billing_api.models import StaffLoginFailure, StaffUser
+from shared.errors import AppError, Conflict
+
+MIN_PASSWORD_LENGTH = 12
+_hasher = PasswordHasher()
+_DECOY_HASH = _hasher.hash("a password nobody has: compared when the email has no account")
+
+
+class StaffEmailTaken(Conflict):
+    default_detail = "a staff account with this email exists already"
+
+
+class StaffAccountInvalid(AppError):
+    status_code = 422
+    default_detail = "the staff account is not valid"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginThrottled:
+    """Too many failed logins lately: the page asks to wait ``minutes``."""
+
+    minutes: int
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def create_user(session: AsyncSession, *, email: str, role: str, password: str) -> StaffUser:
+    """A new active staff account; the password is hashed here and never kept in clear."""
+    address = normalize_email(email)
+    if "@" not in address or len(address) > 320 or any(c.isspace() for c in address):
+        raise StaffAccountInvalid(f"not an email address: {email!r}")
+    if role not in roles.STAFF_ROLES:
+        raise StaffAccountInvalid(f"unknown role {role!r}: one of {', '.join(roles.STAFF_ROLES)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StaffAccountInvalid(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    taken = await session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address))
+    if taken is not None:
+        raise StaffEmailTaken(f"{address} has a staff account already")
+    user = StaffUser(
+        email=address,
+        password_hash=await asyncio.to_thread(_hasher.hash, password),
+        role=role,
+        active=True,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def _failures_since(
+    session: AsyncSession, column: InstrumentedAttribute[str], value: str, since: datetime
+) -> int:
+    count = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(StaffLoginFailure)
+        .where(column == value, StaffLoginFailure.failed_at > since)
+    )
+    return int(count or 0)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+async def log_in(
+    session: AsyncSession,
+    settings: AdminUISettings,
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    now: datetime,
+) -> StaffUser | LoginThrottled | None:
+    """The active account ``email`` and ``password`` name, ``None`` when they name none (the
+    failure is counted), or :class:`LoginThrottled` when this email or address failed too often
+    within the window (nothing is checked then). The caller commits either way."""
+    address = normalize_email(email)[:320]
+    window = timedelta(minutes=settings.login_window_minutes)
+    since = now - window
+    by_email = await _failures_since(session, StaffLoginFailure.email, address, since)
+    by_ip = await _failures_since(session, StaffLoginFailure.ip, ip, since)
+    if by_email >= settings.login_max_failures or by_ip >= settings.login_max_failures_per_ip:
+        return LoginThrottled(settings.login_window_minutes)
+    user = await session.scalar(sa.select(StaffUser).where(StaffUser.email == address))
+    matches = await asyncio.to_thread(
+        _verify, _DECOY_HASH if user is None else user.password_hash, password
+    )
+    if user is None or not matches or not user.active:
+        await session.execute(
+            sa.delete(StaffLoginFailure).where(StaffLoginFailure.failed_at <= since)
+        )
+        session.add(StaffLoginFailure(email=address, ip=ip[:64], failed_at=now))
+        await session.flush()
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = await asyncio.to_thread(_hasher.hash, password)
+    user.last_login_at = now
+    await session.execute(sa.delete(StaffLoginFailure).where(StaffLoginFailure.email == address))
+    await session.flush()
+    return user

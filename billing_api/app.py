@@ -85,5 +85,6 @@ def create_app(
         metric_probes=[read_billing_state],
     )
     ui_settings = admin_ui_settings or AdminUISettings()
+    app.state.admin_ui_settings = ui_settings  # the admin API's refund limit reads it too
     app.state.admin_ui_sessions = mount_admin_ui(app, ui_settings, app.state.token_verifier)
     return app

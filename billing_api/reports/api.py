@@ -1,7 +1,7 @@
 """Admin routes for the reports: the dashboard's figures and the CSV exports.
 
-Who may read them is decided here once (:data:`REPORT_ROLES`): the back office's ``admin``
-today; a ``finance`` staff role joins by being added to that set.
+Who may read them is decided once, in :mod:`billing_api.admin.roles` (:data:`REPORT_ROLES`: the
+back office's ``finance`` and ``admin`` roles).
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing_api.admin import roles
 from billing_api.reports import csv_export, service
 from billing_api.reports.period import Period, period_of
 from billing_api.reports.schemas import ReportSummary
 from shared import clock
 from shared.auth import CurrentPrincipal
-from shared.auth.principal import ADMIN_ROLE, Principal
+from shared.auth.principal import Principal
 from shared.db import SessionDep
 from shared.errors import Forbidden
 from shared.money import Currency
 
-REPORT_ROLES = frozenset({ADMIN_ROLE})
+REPORT_ROLES = roles.REPORT_ROLES
 """The roles that may read revenue reports and exports."""
 
 

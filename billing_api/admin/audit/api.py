@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from billing_api.admin.access import StaffReader
 from billing_api.admin.audit import service
 from billing_api.admin.audit.schemas import AuditOut
-from shared.auth import AdminPrincipal
 from shared.db import SessionDep
 from shared.pagination import Cursor, Limit, Page
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/admin/audit", tags=["admin: audit"])
 @router.get("", response_model=Page[AuditOut])
 async def list_audit(
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     cursor: Cursor = None,
     limit: Limit = 50,
     entity: Annotated[str | None, Query(max_length=64)] = None,

@@ -7,6 +7,13 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
+from billing_api.admin.access import (
+    AdminUISettingsDep,
+    CareGiver,
+    Refunder,
+    StaffReader,
+    refund_limit_of,
+)
 from billing_api.admin.audit import service as audit
 from billing_api.admin.customers import service
 from billing_api.admin.customers.schemas import (
@@ -26,7 +33,6 @@ from billing_api.subscriptions import service as subscriptions
 from billing_api.subscriptions.schemas import SubscriptionOut
 from billing_api.wallet import service as wallet
 from billing_api.wallet.schemas import StatementEntry, WalletOut
-from shared.auth import AdminPrincipal
 from shared.db import SessionDep
 from shared.pagination import Cursor, Limit, Page, Since, Until
 
@@ -36,7 +42,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin: customers"])
 @router.get("/users", response_model=Page[CustomerOut])
 async def list_customers(
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     search: Annotated[str | None, Query(max_length=320, description="Email or id part.")] = None,
     limit: Limit = 50,
     # PostgreSQL's OFFSET is a bigint: a larger one is the client's mistake (422), not a 500.
@@ -51,7 +57,7 @@ async def list_customers(
 async def user_subscriptions(
     user_id: UUID,
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[SubscriptionOut]:
@@ -66,7 +72,7 @@ async def user_subscriptions(
 async def user_purchases(
     user_id: UUID,
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[PurchaseOut]:
@@ -81,7 +87,7 @@ async def user_purchases(
 async def user_payments(
     user_id: UUID,
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
@@ -96,7 +102,7 @@ async def user_payments(
 
 @router.get("/users/{user_id}/wallet", response_model=WalletOut)
 async def user_wallet(
-    user_id: UUID, session: SessionDep, settings: SettingsDep, principal: AdminPrincipal
+    user_id: UUID, session: SessionDep, settings: SettingsDep, principal: StaffReader
 ) -> WalletOut:
     """A user's wallet balances (derived from the ledger)."""
     return await wallet.wallet(session, user_id, settings.default_currency)
@@ -106,7 +112,7 @@ async def user_wallet(
 async def user_statement(
     user_id: UUID,
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
@@ -121,7 +127,7 @@ async def user_statement(
 
 @router.get("/users/{user_id}/complimentary", response_model=Page[ComplimentaryOut])
 async def user_grants(
-    user_id: UUID, session: SessionDep, principal: AdminPrincipal
+    user_id: UUID, session: SessionDep, principal: StaffReader
 ) -> Page[ComplimentaryOut]:
     """A user's complimentary grants, live or not."""
     return Page(items=await service.list_grants(session, user_id))
@@ -133,7 +139,7 @@ async def user_grants(
     status_code=status.HTTP_201_CREATED,
 )
 async def grant_complimentary(
-    user_id: UUID, body: ComplimentaryIn, session: SessionDep, principal: AdminPrincipal
+    user_id: UUID, body: ComplimentaryIn, session: SessionDep, principal: CareGiver
 ) -> ComplimentaryOut:
     """Give a user a plan's access for some days at no charge."""
     return await service.grant(session, audit.actor_of(principal), user_id, body)
@@ -141,7 +147,7 @@ async def grant_complimentary(
 
 @router.post("/complimentary/{grant_id}/revoke", response_model=ComplimentaryOut)
 async def revoke_complimentary(
-    grant_id: UUID, body: RevokeIn, session: SessionDep, principal: AdminPrincipal
+    grant_id: UUID, body: RevokeIn, session: SessionDep, principal: CareGiver
 ) -> ComplimentaryOut:
     """End a complimentary grant now."""
     return await service.revoke(session, audit.actor_of(principal), grant_id, body.reason)
@@ -149,7 +155,7 @@ async def revoke_complimentary(
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
 async def get_any_payment(
-    payment_id: UUID, session: SessionDep, principal: AdminPrincipal
+    payment_id: UUID, session: SessionDep, principal: StaffReader
 ) -> PaymentOut:
     """Any user's payment."""
     return await service.get_payment(session, payment_id)
@@ -163,8 +169,11 @@ async def refund_payment(
     body: AdminRefundIn,
     session: SessionDep,
     gateway: GatewayDep,
-    principal: AdminPrincipal,
+    principal: Refunder,
+    ui_settings: AdminUISettingsDep,
 ) -> RefundOut:
-    """Refund a payment with the refund window overridden (everything left, or ``amount``)."""
+    """Refund a payment with the refund window overridden (everything left, or ``amount``);
+    the ``support`` role only up to ``BILLING_ADMIN_SUPPORT_REFUND_LIMIT`` (403 above it)."""
     actor = audit.actor_of(principal)
-    return await service.refund(session, gateway, actor, payment_id, body)
+    limit = refund_limit_of(principal, ui_settings)
+    return await service.refund(session, gateway, actor, payment_id, body, limit=limit)

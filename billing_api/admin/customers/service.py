@@ -26,11 +26,15 @@ from billing_api.refunds import quotes as refund_quotes
 from billing_api.refunds import service as refunds
 from billing_api.refunds.schemas import RefundOut
 from shared import clock
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 
 
 class PlanArchived(Conflict):
     default_detail = "the plan is archived: it can no longer be given to anyone"
+
+
+class RefundAboveLimit(Forbidden):
+    default_detail = "this refund is larger than your role may make"
 
 
 class GrantNotFound(NotFound):
@@ -109,17 +113,25 @@ async def refund(
     actor: str,
     payment_id: UUID,
     body: AdminRefundIn,
+    *,
+    limit: int | None = None,
 ) -> RefundOut:
     """Refund a payment with the refund window overridden: up to everything not refunded yet.
 
     The rest of the flow is the user's refund: money back where it came from, what the payment
-    paid for canceled and access revoked once the money is back.
+    paid for canceled and access revoked once the money is back. ``limit`` caps the amount
+    (minor units) the staff member's role may refund; ``None`` caps nothing.
     """
     payment = await _payment(session, payment_id)
     quote = await refund_quotes.quote_payment(
         session, payment, now=clock.now(), override_window=True
     )
     amount = quote.amount if body.amount is None else body.amount
+    if limit is not None and amount > limit:
+        raise RefundAboveLimit(
+            f"a refund of {amount} minor units of {payment.currency} is above your role's limit"
+            f" of {limit}; ask someone with the finance role"
+        )
     before = audit.snapshot(payment)
     made = await refunds.refund_payment(
         session,

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
+from billing_api.admin.access import CatalogEditor, StaffReader
 from billing_api.admin.audit import service as audit
 from billing_api.admin.discounts import service
 from billing_api.admin.discounts.schemas import (
@@ -20,7 +21,6 @@ from billing_api.admin.discounts.schemas import (
     PromoCodeIn,
     PromoCodeOut,
 )
-from shared.auth import AdminPrincipal
 from shared.db import SessionDep
 from shared.pagination import Page
 
@@ -34,7 +34,7 @@ ActiveFilter = Annotated[bool | None, Query(description="Only active (or only ar
 
 @router.get("/month-tiers", response_model=Page[MonthTierOut])
 async def list_month_tiers(
-    session: SessionDep, principal: AdminPrincipal, plan_id: UUID | None = None
+    session: SessionDep, principal: StaffReader, plan_id: UUID | None = None
 ) -> Page[MonthTierOut]:
     """Months-count tiers: global ones and per plan (a plan's own tiers replace the global)."""
     return Page(items=await service.list_tiers(session, plan_id=plan_id))
@@ -42,7 +42,7 @@ async def list_month_tiers(
 
 @router.post("/month-tiers", response_model=MonthTierOut, status_code=status.HTTP_201_CREATED)
 async def create_month_tier(
-    body: MonthTierIn, session: SessionDep, principal: AdminPrincipal
+    body: MonthTierIn, session: SessionDep, principal: CatalogEditor
 ) -> MonthTierOut:
     """Add a months tier: percent off from min_months on, for one plan or globally."""
     return await service.create_tier(session, audit.actor_of(principal), body)
@@ -50,7 +50,7 @@ async def create_month_tier(
 
 @router.patch("/month-tiers/{tier_id}", response_model=MonthTierOut)
 async def update_month_tier(
-    tier_id: UUID, body: MonthTierChangesIn, session: SessionDep, principal: AdminPrincipal
+    tier_id: UUID, body: MonthTierChangesIn, session: SessionDep, principal: CatalogEditor
 ) -> MonthTierOut:
     """Change a tier's percent."""
     return await service.update_tier(session, audit.actor_of(principal), tier_id, body)
@@ -58,7 +58,7 @@ async def update_month_tier(
 
 @router.delete("/month-tiers/{tier_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_month_tier(
-    tier_id: UUID, session: SessionDep, principal: AdminPrincipal
+    tier_id: UUID, session: SessionDep, principal: CatalogEditor
 ) -> Response:
     """Remove a tier (the audit trail keeps what it was)."""
     await service.delete_tier(session, audit.actor_of(principal), tier_id)
@@ -70,7 +70,7 @@ async def delete_month_tier(
 
 @router.get("/personal-discounts", response_model=Page[PersonalDiscountOut])
 async def list_personal_discounts(
-    session: SessionDep, principal: AdminPrincipal
+    session: SessionDep, principal: StaffReader
 ) -> Page[PersonalDiscountOut]:
     """Every personal discount."""
     return Page(items=await service.list_personal(session))
@@ -78,7 +78,7 @@ async def list_personal_discounts(
 
 @router.put("/personal-discounts/{user_id}", response_model=PersonalDiscountOut)
 async def set_personal_discount(
-    user_id: UUID, body: PersonalDiscountIn, session: SessionDep, principal: AdminPrincipal
+    user_id: UUID, body: PersonalDiscountIn, session: SessionDep, principal: CatalogEditor
 ) -> PersonalDiscountOut:
     """Set a user's personal discount (percent, with the reason)."""
     return await service.set_personal(session, audit.actor_of(principal), user_id, body)
@@ -86,7 +86,7 @@ async def set_personal_discount(
 
 @router.delete("/personal-discounts/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_personal_discount(
-    user_id: UUID, session: SessionDep, principal: AdminPrincipal
+    user_id: UUID, session: SessionDep, principal: CatalogEditor
 ) -> Response:
     """Remove a user's personal discount."""
     await service.delete_personal(session, audit.actor_of(principal), user_id)
@@ -98,7 +98,7 @@ async def delete_personal_discount(
 
 @router.get("/promo-codes", response_model=Page[PromoCodeOut])
 async def list_promo_codes(
-    session: SessionDep, principal: AdminPrincipal, active: ActiveFilter = None
+    session: SessionDep, principal: StaffReader, active: ActiveFilter = None
 ) -> Page[PromoCodeOut]:
     """Promo codes with their redemption counts, newest first."""
     return Page(items=await service.list_promos(session, active=active))
@@ -106,7 +106,7 @@ async def list_promo_codes(
 
 @router.post("/promo-codes", response_model=PromoCodeOut, status_code=status.HTTP_201_CREATED)
 async def create_promo_code(
-    body: PromoCodeIn, session: SessionDep, principal: AdminPrincipal
+    body: PromoCodeIn, session: SessionDep, principal: CatalogEditor
 ) -> PromoCodeOut:
     """Create a promo code (stored upper-case; percent or a fixed amount)."""
     return await service.create_promo(session, audit.actor_of(principal), body)
@@ -114,7 +114,7 @@ async def create_promo_code(
 
 @router.get("/promo-codes/{promo_id}", response_model=PromoCodeOut)
 async def get_promo_code(
-    promo_id: UUID, session: SessionDep, principal: AdminPrincipal
+    promo_id: UUID, session: SessionDep, principal: StaffReader
 ) -> PromoCodeOut:
     """One promo code with its redemption counts."""
     return await service.get_promo(session, promo_id)
@@ -122,7 +122,7 @@ async def get_promo_code(
 
 @router.patch("/promo-codes/{promo_id}", response_model=PromoCodeOut)
 async def update_promo_code(
-    promo_id: UUID, body: PromoCodeChangesIn, session: SessionDep, principal: AdminPrincipal
+    promo_id: UUID, body: PromoCodeChangesIn, session: SessionDep, principal: CatalogEditor
 ) -> PromoCodeOut:
     """Change a promo code's end or redemption limit."""
     return await service.update_promo(session, audit.actor_of(principal), promo_id, body)
@@ -130,7 +130,7 @@ async def update_promo_code(
 
 @router.post("/promo-codes/{promo_id}/deactivate", response_model=PromoCodeOut)
 async def deactivate_promo_code(
-    promo_id: UUID, session: SessionDep, principal: AdminPrincipal
+    promo_id: UUID, session: SessionDep, principal: CatalogEditor
 ) -> PromoCodeOut:
     """Switch a promo code off: new checkouts cannot use it."""
     actor = audit.actor_of(principal)
@@ -139,7 +139,7 @@ async def deactivate_promo_code(
 
 @router.post("/promo-codes/{promo_id}/activate", response_model=PromoCodeOut)
 async def activate_promo_code(
-    promo_id: UUID, session: SessionDep, principal: AdminPrincipal
+    promo_id: UUID, session: SessionDep, principal: CatalogEditor
 ) -> PromoCodeOut:
     """Switch a promo code back on."""
     actor = audit.actor_of(principal)

@@ -7,10 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from billing_api.admin.access import CareGiver, StaffReader
 from billing_api.admin.audit import service as audit
 from billing_api.admin.gifts import service
 from billing_api.admin.gifts.schemas import AdminGiftOut, GiftRevokeIn
-from shared.auth import AdminPrincipal
 from shared.db import SessionDep
 from shared.pagination import Limit, Page
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1/admin/gifts", tags=["admin: gifts"])
 @router.get("", response_model=Page[AdminGiftOut])
 async def admin_search_gifts(
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     search: Annotated[
         str | None, Query(max_length=320, description="A code, an email part or an id.")
     ] = None,
@@ -33,7 +33,7 @@ async def admin_search_gifts(
 
 @router.get("/{gift_id}", response_model=AdminGiftOut)
 async def admin_get_gift(
-    gift_id: UUID, session: SessionDep, principal: AdminPrincipal
+    gift_id: UUID, session: SessionDep, principal: StaffReader
 ) -> AdminGiftOut:
     """One gift."""
     return await service.get(session, gift_id)
@@ -41,7 +41,7 @@ async def admin_get_gift(
 
 @router.post("/{gift_id}/revoke", response_model=AdminGiftOut)
 async def admin_revoke_gift(
-    gift_id: UUID, body: GiftRevokeIn, session: SessionDep, principal: AdminPrincipal
+    gift_id: UUID, body: GiftRevokeIn, session: SessionDep, principal: CareGiver
 ) -> AdminGiftOut:
     """Void an unredeemed gift's code (audited); refund its payment separately if due."""
     return await service.revoke(session, audit.actor_of(principal), gift_id, body.reason)

@@ -7,10 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from billing_api.admin.access import CareGiver, StaffReader
 from billing_api.admin.audit import service as audit
 from billing_api.admin.households import service
 from billing_api.admin.households.schemas import AdminMemberOut, RemoveMemberIn
-from shared.auth import AdminPrincipal
 from shared.db import SessionDep
 from shared.pagination import Limit, Page
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/v1/admin/households", tags=["admin: households"]
 @router.get("/members", response_model=Page[AdminMemberOut])
 async def search_members(
     session: SessionDep,
-    principal: AdminPrincipal,
+    principal: StaffReader,
     search: Annotated[
         str | None,
         Query(max_length=320, description="An invitation code, or part of an email."),
@@ -34,7 +34,7 @@ async def search_members(
 
 @router.post("/members/{member_id}/remove", response_model=AdminMemberOut)
 async def remove_member(
-    member_id: UUID, body: RemoveMemberIn, session: SessionDep, principal: AdminPrincipal
+    member_id: UUID, body: RemoveMemberIn, session: SessionDep, principal: CareGiver
 ) -> AdminMemberOut:
     """Remove a member now (they are told) or take back an invitation; audited."""
     return await service.remove(session, audit.actor_of(principal), member_id, body.reason)

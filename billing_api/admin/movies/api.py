@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
+from billing_api.admin.access import CatalogEditor, StaffReader
 from billing_api.admin.audit import service as audit
 from billing_api.admin.movies import service
 from billing_api.admin.movies.schemas import (
@@ -19,7 +20,7 @@ from billing_api.admin.movies.schemas import (
     MoviePage,
 )
 from billing_api.deps import SettingsDep
-from shared.auth import AdminOrInternalServicePrincipal, AdminPrincipal
+from shared.auth import AdminOrInternalServicePrincipal
 from shared.db import SessionDep
 
 router = APIRouter(prefix="/api/v1/admin/movies", tags=["admin: movies"])
@@ -61,7 +62,7 @@ async def list_movies(
 
 @router.post("", response_model=AdminMovieOut, status_code=status.HTTP_201_CREATED)
 async def create_movie(
-    body: MovieIn, session: SessionDep, settings: SettingsDep, principal: AdminPrincipal
+    body: MovieIn, session: SessionDep, settings: SettingsDep, principal: CatalogEditor
 ) -> AdminMovieOut:
     """Add one movie (usually the ETL does); prices are optional."""
     movie = await service.create_movie(
@@ -73,16 +74,14 @@ async def create_movie(
 # ``:uuid``: only an id is a movie here, so ``/bulk`` is never read as one (PATCH /bulk is a 405
 # that names POST, not a refused movie id).
 @router.get("/{movie_id:uuid}", response_model=AdminMovieOut)
-async def get_movie(
-    movie_id: UUID, session: SessionDep, principal: AdminPrincipal
-) -> AdminMovieOut:
+async def get_movie(movie_id: UUID, session: SessionDep, principal: StaffReader) -> AdminMovieOut:
     """One movie with its prices, available or not."""
     return service.movie_out(await service.get_movie(session, movie_id))
 
 
 @router.patch("/{movie_id:uuid}", response_model=AdminMovieOut)
 async def update_movie(
-    movie_id: UUID, body: MovieChangesIn, session: SessionDep, principal: AdminPrincipal
+    movie_id: UUID, body: MovieChangesIn, session: SessionDep, principal: CatalogEditor
 ) -> AdminMovieOut:
     """Edit a movie: title, description, availability, buy and rent prices (null: not sold)."""
     movie = await service.update_movie(session, audit.actor_of(principal), movie_id, body)

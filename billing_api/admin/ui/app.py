@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqladmin import BaseView, ModelView
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from billing_api.admin.ui.customer_page import CustomerPageView
 from billing_api.admin.ui.dashboard import TEMPLATES, BackOffice
 from billing_api.admin.ui.edit_catalog import MovieView, PlanView
 from billing_api.admin.ui.edit_discounts import (
@@ -18,7 +19,6 @@ from billing_api.admin.ui.edit_households import HouseholdMemberView
 from billing_api.admin.ui.lists import (
     AuditView,
     ComplimentaryGrantView,
-    CustomerView,
     LedgerEntryView,
     LedgerTransactionView,
     PaymentView,
@@ -27,11 +27,12 @@ from billing_api.admin.ui.lists import (
     SubscriptionView,
 )
 from billing_api.admin.ui.login import AdminLogin
+from billing_api.admin.ui.permissions import StaffPermissions
 from billing_api.config import AdminUISettings
 from shared.auth import TokenVerifier
 
 VIEWS: tuple[type[ModelView | BaseView], ...] = (
-    CustomerView,
+    CustomerPageView,
     SubscriptionView,
     PaymentView,
     PurchaseView,
@@ -62,7 +63,8 @@ def mount_admin_ui(
         base_url="/admin",
         title="Cinema billing back office",
         templates_dir=TEMPLATES,
-        authentication_backend=AdminLogin(settings, verifier),
+        authentication_backend=AdminLogin(settings, verifier, sessions),
+        authorization_backend=StaffPermissions(),
     )
     # The UI is an app of its own: its pages reach billing's settings (receipt links) through it.
     admin.admin.state.billing_app = app

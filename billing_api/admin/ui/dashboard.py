@@ -17,6 +17,7 @@ from sqladmin.authentication import login_required
 from starlette.requests import Request
 from starlette.responses import Response
 
+from billing_api.admin.ui.login import LOGIN_PROBLEM
 from billing_api.config import BillingSettings
 from billing_api.reports import service, svg
 from billing_api.reports.period import Period, period_of
@@ -28,7 +29,17 @@ TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 class BackOffice(Admin):
-    """sqladmin with the dashboard as its index page."""
+    """sqladmin with the dashboard as its index page, and a login page that says when failed
+    logins must wait."""
+
+    async def login(self, request: Request) -> Response:
+        response = await super().login(request)
+        problem = getattr(request.state, LOGIN_PROBLEM, None)
+        if problem is None or request.method != "POST":
+            return response
+        return await self.templates.TemplateResponse(
+            request, "sqladmin/login.html", {"error": problem}, status_code=429
+        )
 
     @login_required
     async def index(self, request: Request) -> Response:

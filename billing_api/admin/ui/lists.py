@@ -62,24 +62,33 @@ class Customer(_ViewBase):
 
 
 def _payments_link(model: Any, attribute: Any) -> Markup:
-    return Markup('<a href="/admin/payment/list?search={0}">payments</a>').format(model.user_id)
+    return Markup(
+        '<a href="/admin/customer/page/{0}">page</a> · '
+        '<a href="/admin/payment/list?search={0}">payments</a>'
+    ).format(model.user_id)
+
+
+def _email_link(model: Any, attribute: Any) -> Markup:
+    return Markup('<a href="/admin/customer/page/{0}">{1}</a>').format(
+        model.user_id, model.email or "(no email)"
+    )
 
 
 class CustomerView(ReadOnlyView, model=Customer):
     name_plural = "Customers"
     icon = "fa-solid fa-users"
     column_list = [
-        "user_id",
         "email",
         "subscriptions",
         "payments",
         "last_seen_at",
         "links",
+        "user_id",
     ]
     column_searchable_list = ["email", "user_id"]
     column_sortable_list = ["last_seen_at", "email"]
     column_default_sort = [("last_seen_at", True)]
-    column_formatters = {"links": _payments_link}
+    column_formatters = {"links": _payments_link, "email": _email_link}
     can_view_details = False
 
 
@@ -87,14 +96,14 @@ class SubscriptionView(ReadOnlyView, model=Subscription):
     name_plural = "Subscriptions"
     icon = "fa-solid fa-repeat"
     column_list = [
-        Subscription.id,
-        Subscription.user_id,
         Subscription.email,
-        Subscription.plan_id,
         Subscription.status,
         Subscription.current_period_end,
         Subscription.auto_renew,
         Subscription.created_at,
+        Subscription.plan_id,
+        Subscription.user_id,
+        Subscription.id,
     ]
     column_searchable_list = [Subscription.user_id, Subscription.email, Subscription.id]
     column_filters = [
@@ -108,6 +117,7 @@ class PaymentView(ReadOnlyView, model=Payment):
     name_plural = "Payments"
     icon = "fa-solid fa-credit-card"
     column_list = [
+        Payment.email,
         Payment.created_at,
         Payment.description,
         Payment.amount,
@@ -116,7 +126,6 @@ class PaymentView(ReadOnlyView, model=Payment):
         Payment.method,
         Payment.provider,
         Payment.refunded_amount,
-        Payment.email,
         Payment.user_id,
         Payment.id,
         Payment.receipt,

@@ -1,5 +1,8 @@
-"""The admin UI's login: an admin JWT or the configured username and password, a signed session
-cookie scoped to ``/admin``, and same-origin checks on every request that changes something."""
+"""The admin UI's login: a staff account's email and password (the usual way), the configured
+username and password, or a pasted JWT with a staff role (for service setups; off in production
+unless ``BILLING_ADMIN_JWT_LOGIN`` turns it on). A signed session cookie scoped to ``/admin``
+keeps who logged in and their roles; same-origin checks guard every request that changes
+something."""
 
 from __future__ import annotations
 
@@ -9,17 +12,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqladmin.authentication import AuthenticationBackend
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from billing_api.admin import roles
+from billing_api.admin.staff import service as staff
 from billing_api.config import AdminUISettings
+from shared import clock
 from shared.auth import TokenVerifier
 from shared.errors import AppError
 
 SESSION_KEY = "billing_admin"
+LOGIN_PROBLEM = "staff_login_problem"
+"""``request.state`` attribute: why a login was refused, when it is not the password."""
 
 
 class AdminLogin(AuthenticationBackend):
-    def __init__(self, settings: AdminUISettings, verifier: TokenVerifier) -> None:
+    def __init__(
+        self,
+        settings: AdminUISettings,
+        verifier: TokenVerifier,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         super().__init__(
             settings.session_secret.get_secret_value(),
             session_cookie=SESSION_KEY,
@@ -30,14 +44,18 @@ class AdminLogin(AuthenticationBackend):
         )
         self.settings = settings
         self.verifier = verifier
+        self.sessions = sessions
 
-    async def _who(self, username: str, password: str) -> str | None:
-        if password.count(".") == 2:  # a JWT: only its subject with the admin role gets in
-            try:
-                principal = await self.verifier.verify_async(password)
-            except AppError:
-                return None
-            return principal.subject if principal.is_admin else None
+    async def _by_token(self, token: str) -> tuple[str, list[str]] | None:
+        """A JWT's subject and its staff roles, when it has any."""
+        try:
+            principal = await self.verifier.verify_async(token)
+        except AppError:
+            return None
+        staff_roles = [role for role in roles.STAFF_ROLES if role in principal.roles]
+        return (principal.subject, staff_roles) if roles.can_read(staff_roles) else None
+
+    def _by_configured_pair(self, username: str, password: str) -> tuple[str, list[str]] | None:
         wanted_user, wanted_password = self.settings.username, self.settings.password
         if not wanted_user or wanted_password is None:
             return None
@@ -45,19 +63,52 @@ class AdminLogin(AuthenticationBackend):
         same_password = hmac.compare_digest(
             password.encode(), wanted_password.get_secret_value().encode()
         )
-        return f"ui:{wanted_user}" if same_user and same_password else None
+        return (f"ui:{wanted_user}", [roles.ADMIN]) if same_user and same_password else None
+
+    async def _by_account(
+        self, request: Request, email: str, password: str
+    ) -> tuple[str, list[str]] | None:
+        ip = request.client.host if request.client else "unknown"
+        async with self.sessions() as session, session.begin():  # failures are kept too
+            found = await staff.log_in(
+                session, self.settings, email=email, password=password, ip=ip, now=clock.now()
+            )
+        if isinstance(found, staff.LoginThrottled):
+            setattr(
+                request.state,
+                LOGIN_PROBLEM,
+                f"Too many failed logins. Wait {found.minutes} minutes and try again.",
+            )
+            return None
+        return None if found is None else (found.email, [found.role])
+
+    async def _who(
+        self, request: Request, username: str, password: str
+    ) -> tuple[str, list[str]] | None:
+        if password.strip().count(".") == 2 and not username:  # a pasted JWT
+            if not self.settings.jwt_login_enabled:
+                return None
+            return await self._by_token(password.strip())
+        if "@" not in username:
+            return self._by_configured_pair(username, password.strip())
+        return await self._by_account(request, username, password)
 
     async def login(self, request: Request) -> bool:
         form = await request.form()
         username, password = form.get("username", ""), form.get("password", "")
         if not isinstance(username, str) or not isinstance(password, str):
             return False
-        actor = await self._who(username.strip(), password.strip())
-        if actor is None:
+        who = await self._who(request, username.strip(), password)
+        if who is None:
             return False
+        actor, staff_roles = who
         request.session.clear()
         request.session.update(
-            {"actor": actor, "until": time.time() + self.settings.session_hours * 3600}
+            {
+                "actor": actor,
+                "roles": staff_roles,
+                "until": time.time() + self.settings.session_hours * 3600,
+            }
         )
         return True
 

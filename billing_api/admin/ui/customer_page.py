@@ -155,12 +155,12 @@ class CustomerPageView(CustomerView):
     @expose("/page/{user_id}/refund", methods=["POST"])
     async def refund(self, request: Request) -> Response:
         user_id = request.path_params["user_id"]
-        form = await request.form()
-        if not _csrf_ok(request, form.get("csrf")):
-            return Response("the form expired: reload the page", status_code=403)
         held = staff_roles(request)
         if not roles.can_refund_at_all(held):
             return Response("your role may not refund payments", status_code=403)
+        form = await request.form()
+        if not _csrf_ok(request, form.get("csrf")):
+            return Response("the form expired: reload the page", status_code=403)
         billing = self._billing(request)
         ui_settings: AdminUISettings = billing.state.admin_ui_settings
         gateway: GatewayClient = billing.state.gateway
@@ -193,11 +193,11 @@ class CustomerPageView(CustomerView):
     @expose("/page/{user_id}/grant", methods=["POST"])
     async def grant(self, request: Request) -> Response:
         user_id = request.path_params["user_id"]
+        if not roles.can_grant(staff_roles(request)):
+            return Response("your role may not grant access", status_code=403)
         form = await request.form()
         if not _csrf_ok(request, form.get("csrf")):
             return Response("the form expired: reload the page", status_code=403)
-        if not roles.can_grant(staff_roles(request)):
-            return Response("your role may not grant access", status_code=403)
         try:
             body = ComplimentaryIn(
                 plan_id=UUID(str(form.get("plan_id", ""))),

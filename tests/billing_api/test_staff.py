@@ -310,6 +310,19 @@ class TestCustomerPage:
         assert actor == "sam@example.com"
         assert "sam@example.com" in shown.text and "the film stopped halfway" in shown.text
 
+        premium = await suite.plan("premium")
+        granted = await suite.http.post(
+            f"/admin/customer/page/{user.id}/grant",
+            data={"csrf": csrf[1], "plan_id": premium["id"], "days": "14", "reason": "sorry"},
+            headers=origin,
+        )
+        assert granted.status_code == 303
+        shown = await suite.http.get(granted.headers["location"])
+        assert "Complimentary access for 14 days given." in shown.text
+        assert await suite.scalar("SELECT granted_by FROM billing.complimentary_grant") == (
+            "sam@example.com"
+        )
+
     async def test_a_viewer_sees_no_refund_button_and_cannot_post_one(self, suite: Suite) -> None:
         user, payment_id = await paid_pass(suite, "viewed@example.com")
         await add_staff(suite, "val@example.com", "viewer")

@@ -100,7 +100,7 @@ async def _gather(
             .limit(100)
         )
     ).all()
-    plans = (await session.scalars(sa.select(Plan).where(Plan.active).order_by(Plan.name))).all()
+    plans = (await session.scalars(sa.select(Plan).order_by(Plan.name))).all()
     email = next((p.email for p in payments if p.email), None) or next(
         (s.email for s, _ in subscriptions if s.email), None
     )
@@ -112,7 +112,9 @@ async def _gather(
         "receipt_url": lambda payment: links.receipt_url(settings, "payment", payment.id),
         "grants": grants,
         "audit_rows": audit_rows,
-        "plans": plans,
+        "plans": [plan for plan in plans if plan.active],
+        "plan_names": {plan.id: plan.name for plan in plans},
+        "when": lambda moment: "" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC"),
         "wallet": await wallet.wallet(session, user_id, settings.default_currency),
     }
 

@@ -109,6 +109,13 @@ class TestCreateUserCommand:
         welcomed = await ui_login(suite.http, "NINA@example.com", PASSWORD)
         assert welcomed.status_code == 302
         assert (await suite.http.get("/admin/payment/list")).status_code == 200
+        assert (await suite.http.get("/admin/staff-user/list")).status_code == 403  # not admin
+        await add_staff(suite, "boss@example.com", "admin")
+        assert (await ui_login(suite.http, "boss@example.com", PASSWORD)).status_code == 302
+        staff_list = await suite.http.get("/admin/staff-user/list")
+        assert staff_list.status_code == 200
+        assert "nina@example.com" in staff_list.text
+        assert "$argon2" not in staff_list.text
         assert await suite.scalar("SELECT last_login_at IS NOT NULL FROM billing.staff_user")
 
 
@@ -332,6 +339,7 @@ class TestCustomerPage:
         assert "viewed@example.com" in page.text
         assert ">Refund<" not in page.text and "Give access" not in page.text
         assert (await suite.http.get("/admin/promo-code/create")).status_code == 403
+        assert (await suite.http.get("/admin/staff-user/list")).status_code == 403
         posted = await suite.http.post(
             f"/admin/customer/page/{user.id}/refund",
             data={"csrf": "", "payment_id": payment_id, "reason": "no"},

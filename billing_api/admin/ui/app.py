@@ -24,6 +24,7 @@ from billing_api.admin.ui.lists import (
     PaymentView,
     PurchaseView,
     RefundView,
+    StaffUserView,
     SubscriptionView,
 )
 from billing_api.admin.ui.login import AdminLogin
@@ -48,6 +49,7 @@ VIEWS: tuple[type[ModelView | BaseView], ...] = (
     AuditView,
     HouseholdMemberView,
     GiftView,
+    StaffUserView,
 )
 
 

@@ -21,6 +21,7 @@ from billing_api.models import (
     Payment,
     Purchase,
     Refund,
+    StaffUser,
     Subscription,
 )
 from billing_api.receipts import links
@@ -250,3 +251,21 @@ class AuditView(ReadOnlyView, model=AdminAudit):
     column_searchable_list = [AdminAudit.actor, AdminAudit.entity_id, AdminAudit.action]
     column_filters = [AllUniqueStringValuesFilter(AdminAudit.entity)]
     column_default_sort = [(AdminAudit.created_at, True)]
+
+
+class StaffUserView(ReadOnlyView, model=StaffUser):
+    """Who may log in and with which role (admins only; accounts come from
+    ``cinema admin create-user``). The password hash is never shown."""
+
+    name_plural = "Staff"
+    icon = "fa-solid fa-id-badge"
+    column_list = [
+        StaffUser.email,
+        StaffUser.role,
+        StaffUser.active,
+        StaffUser.last_login_at,
+        StaffUser.created_at,
+    ]
+    column_details_list = column_list
+    column_searchable_list = [StaffUser.email]
+    column_default_sort = [(StaffUser.email, False)]

@@ -13,6 +13,8 @@ from billing_api.admin import roles
 
 CARE_VIEWS = frozenset({"gift", "household-member"})
 """Views whose changes are customer care (revoking a gift, removing a household member)."""
+STAFF_VIEWS = frozenset({"staff-user"})
+"""Views of the staff accounts themselves: for those who manage staff only."""
 
 
 def staff_roles(request: Request) -> frozenset[str]:
@@ -26,6 +28,8 @@ class StaffPermissions(AuthorizationBackend):
         self, request: Request, identity: str, action: str, obj: Any | None = None
     ) -> bool:
         held = staff_roles(request)
+        if identity in STAFF_VIEWS:
+            return roles.can_manage_staff(held) and action in (Action.LIST, Action.DETAILS)
         if action in (Action.LIST, Action.DETAILS):
             return roles.can_read(held)
         if action == Action.EXPORT:

@@ -17,7 +17,9 @@ from sqladmin.authentication import login_required
 from starlette.requests import Request
 from starlette.responses import Response
 
+from billing_api.admin import roles
 from billing_api.admin.ui.login import LOGIN_PROBLEM
+from billing_api.admin.ui.permissions import staff_roles
 from billing_api.config import BillingSettings
 from billing_api.reports import service, svg
 from billing_api.reports.period import Period, period_of
@@ -43,6 +45,8 @@ class BackOffice(Admin):
 
     @login_required
     async def index(self, request: Request) -> Response:
+        if not roles.can_read(staff_roles(request)):  # a session from before roles: log in again
+            return Response("log in again: your session has no role", status_code=403)
         settings: BillingSettings = request.app.state.billing_app.state.settings
         today = clock.now().date()
         params = request.query_params

@@ -340,6 +340,10 @@ class TestCustomerPage:
         assert ">Refund<" not in page.text and "Give access" not in page.text
         assert (await suite.http.get("/admin/promo-code/create")).status_code == 403
         assert (await suite.http.get("/admin/staff-user/list")).status_code == 403
+        listed = await suite.http.get("/admin/subscription/list")
+        assert listed.status_code == 200
+        assert "30-day pass" in listed.text  # lists lead with the plan's name, not its id
+        assert listed.text.index("viewed@example.com") < listed.text.index("30-day pass")
         posted = await suite.http.post(
             f"/admin/customer/page/{user.id}/refund",
             data={"csrf": "", "payment_id": payment_id, "reason": "no"},

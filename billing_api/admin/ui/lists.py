@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from markupsafe import Markup
 from sqladmin import ModelView
 from sqladmin.filters import AllUniqueStringValuesFilter, BooleanFilter
+from sqladmin.pagination import Pagination
 from sqlalchemy.orm import DeclarativeBase
 from starlette.requests import Request
 
@@ -19,6 +21,7 @@ from billing_api.models import (
     LedgerEntry,
     LedgerTransaction,
     Payment,
+    Plan,
     Purchase,
     Refund,
     StaffUser,
@@ -93,11 +96,20 @@ class CustomerView(ReadOnlyView, model=Customer):
     can_view_details = False
 
 
+def _plan_name(model: Any, attribute: Any) -> str:
+    return str(getattr(model, PLAN_NAME, ""))
+
+
+PLAN_NAME = "_listed_plan_name"
+"""Where :meth:`SubscriptionView.list` leaves each row's plan name (not a column)."""
+
+
 class SubscriptionView(ReadOnlyView, model=Subscription):
     name_plural = "Subscriptions"
     icon = "fa-solid fa-repeat"
     column_list = [
         Subscription.email,
+        "plan",
         Subscription.status,
         Subscription.current_period_end,
         Subscription.auto_renew,
@@ -112,6 +124,20 @@ class SubscriptionView(ReadOnlyView, model=Subscription):
         BooleanFilter(Subscription.auto_renew),
     ]
     column_default_sort = [(Subscription.created_at, True)]
+    column_formatters = {"plan": _plan_name}
+
+    async def list(self, request: Request) -> Pagination:
+        """The page of subscriptions, each with its plan's name (one query for the page)."""
+        page = await super().list(request)
+        plan_ids = {row.plan_id for row in page.rows}
+        async with self.session_maker() as session:
+            found = await session.execute(
+                sa.select(Plan.id, Plan.name).where(Plan.id.in_(plan_ids))
+            )
+            names = {row.id: row.name for row in found}
+        for row in page.rows:
+            setattr(row, PLAN_NAME, names.get(row.plan_id, ""))
+        return page
 
 
 class PaymentView(ReadOnlyView, model=Payment):

@@ -172,13 +172,14 @@ class PurchaseView(ReadOnlyView, model=Purchase):
     name_plural = "Purchases"
     icon = "fa-solid fa-bag-shopping"
     column_list = [
-        Purchase.id,
-        Purchase.user_id,
-        Purchase.movie_id,
+        Purchase.email,
         Purchase.kind,
         Purchase.status,
         Purchase.valid_until,
         Purchase.created_at,
+        Purchase.movie_id,
+        Purchase.user_id,
+        Purchase.id,
     ]
     column_searchable_list = [Purchase.user_id, Purchase.email]
     column_filters = [
@@ -192,19 +193,19 @@ class RefundView(ReadOnlyView, model=Refund):
     name_plural = "Refunds"
     icon = "fa-solid fa-rotate-left"
     column_list = [
-        Refund.id,
-        Refund.payment_id,
-        Refund.user_id,
         Refund.amount,
         Refund.currency,
         Refund.status,
-        Refund.attempts,
-        Refund.next_attempt_at,
-        Refund.rule,
         Refund.reason,
         Refund.created_at,
-        Refund.retry_of,
+        Refund.rule,
+        Refund.attempts,
+        Refund.next_attempt_at,
         Refund.receipt,
+        Refund.payment_id,
+        Refund.user_id,
+        Refund.id,
+        Refund.retry_of,
     ]
     column_searchable_list = [Refund.user_id, Refund.payment_id, Refund.reason]
     column_filters = [AllUniqueStringValuesFilter(Refund.status)]

@@ -297,20 +297,28 @@ class TestCustomerPage:
         )
         assert forged.status_code == 403
         assert "the form expired" in forged.text
-        done = await suite.http.post(
-            refund_url,
-            data={
-                "csrf": csrf[1],
-                "payment_id": payment_id,
-                "amount": "100.50",
-                "reason": "the film stopped halfway",
-            },
-            headers=origin,
+        form = {
+            "csrf": csrf[1],
+            "payment_id": payment_id,
+            "refunds_seen": "0",
+            "amount": "100.50",
+            "reason": "the film stopped halfway",
+        }
+        done, twice = await asyncio.gather(  # a double click: the same form posted twice at once
+            suite.http.post(refund_url, data=form, headers=origin),
+            suite.http.post(refund_url, data=form, headers=origin),
         )
-        assert done.status_code == 303
-        shown = await suite.http.get(done.headers["location"])
-        assert "Refund of 100.50 RUB made." in shown.text
+        assert (done.status_code, twice.status_code) == (303, 303)
+        assert await suite.scalar("SELECT count(*) FROM billing.refund") == 1
         assert await suite.scalar("SELECT amount FROM billing.refund") == 10050
+        stale = await suite.http.post(refund_url, data=form, headers=origin)  # a reload resends
+        assert (
+            "refunded since the page was loaded"
+            in (await suite.http.get(stale.headers["location"])).text
+        )
+        assert await suite.scalar("SELECT count(*) FROM billing.refund") == 1
+        shown = await suite.http.get(f"/admin/customer/page/{user.id}")
+        assert 'name="refunds_seen" value="1"' in shown.text
         actor = await suite.scalar(
             "SELECT actor FROM billing.admin_audit WHERE action = 'refund.override_window'"
         )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from billing_api import locks
 from billing_api.admin import roles
 from billing_api.admin.customers import service as customers
 from billing_api.admin.customers.schemas import AdminRefundIn, ComplimentaryIn
@@ -39,6 +40,7 @@ from billing_api.models import (
     Payment,
     PaymentStatus,
     Plan,
+    Refund,
     Subscription,
 )
 from billing_api.receipts import links
@@ -91,6 +93,15 @@ async def _gather(
             .order_by(ComplimentaryGrant.created_at.desc())
         )
     ).all()
+    refunds_made = dict(
+        (
+            await session.execute(
+                sa.select(Refund.payment_id, sa.func.count())
+                .where(Refund.payment_id.in_([p.id for p in payments]))
+                .group_by(Refund.payment_id)
+            )
+        ).all()
+    )
     about = {str(user_id)} | {str(p.id) for p in payments} | {str(g.id) for g in grants}
     audit_rows = (
         await session.scalars(
@@ -111,6 +122,7 @@ async def _gather(
         "payments": payments,
         "receipt_url": lambda payment: links.receipt_url(settings, "payment", payment.id),
         "grants": grants,
+        "refunds_made": refunds_made,
         "audit_rows": audit_rows,
         "plans": [plan for plan in plans if plan.active],
         "plan_names": {plan.id: plan.name for plan in plans},
@@ -169,9 +181,13 @@ class CustomerPageView(CustomerView):
         try:
             payment_id = UUID(str(form.get("payment_id", "")))
             async with self.session_maker() as session, session.begin():
-                payment = await session.get(Payment, payment_id)
+                # Locked (in billing's lock order) until the refund is written: a second post
+                # of the same form, a double click, waits here and then finds the refund made.
+                payment = await locks.lock_payment(session, payment_id)
                 if payment is None or str(payment.user_id) != user_id:
                     return self._back(request, user_id, "No such payment of this customer.", False)
+                if await _refunds_made(session, payment_id) != _int(form.get("refunds_seen")):
+                    return self._back(request, user_id, CHANGED, False)
                 typed = str(form.get("amount", "")).strip()
                 body = AdminRefundIn(
                     reason=str(form.get("reason", "")).strip(),
@@ -215,6 +231,23 @@ class CustomerPageView(CustomerView):
         return self._back(
             request, user_id, f"Complimentary access for {body.days} days given.", True
         )
+
+
+CHANGED = (
+    "Not refunded: the payment was refunded since the page was loaded."
+    " Check it below before refunding again."
+)
+
+
+async def _refunds_made(session: AsyncSession, payment_id: UUID) -> int:
+    count = await session.scalar(
+        sa.select(sa.func.count()).select_from(Refund).where(Refund.payment_id == payment_id)
+    )
+    return int(count or 0)
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _problem(exc: Exception) -> str:

@@ -43,6 +43,6 @@ class StaffLoginFailure(UUIDPrimaryKey, Base):
         sa.Index("ix_staff_login_failure_ip", "ip", "failed_at"),
     )
 
-    email: Mapped[str] = mapped_column(sa.String(320))
+    email: Mapped[str] = mapped_column(sa.String(320))  # or ``ui:<name>``, the built-in pair's
     ip: Mapped[str] = mapped_column(sa.String(64))
     failed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)

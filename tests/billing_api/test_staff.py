@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from billing_api.admin.staff import service as staff
 from billing_api.app import create_app
@@ -149,6 +150,21 @@ class TestLoginLimit:
         waiting = await ui_login(suite.http, "quinn@example.com", PASSWORD)
 
         assert waiting.status_code == 429
+
+    async def test_the_built_in_pair_is_limited_the_same_way(self, suite: Suite) -> None:
+        settings = AdminUISettings(username="backoffice", password=SecretStr("s3cret-pass"))
+        app = create_app(
+            BillingSettings(**suite.billing.state.settings.model_dump()), admin_ui_settings=settings
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app), base_url="http://billing.test"
+            ) as http,
+        ):
+            for _ in range(5):
+                assert (await ui_login(http, "backoffice", "guess")).status_code == 400
+            assert (await ui_login(http, "backoffice", "s3cret-pass")).status_code == 429
 
     async def test_an_inactive_account_does_not_get_in(self, suite: Suite) -> None:
         await add_staff(suite, "rui@example.com", "admin")

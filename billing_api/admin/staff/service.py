@@ -91,6 +91,29 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+async def throttled(
+    session: AsyncSession, settings: AdminUISettings, *, login: str, ip: str, now: datetime
+) -> LoginThrottled | None:
+    """Whether ``login`` (an email or the configured username) or ``ip`` failed too often within
+    the window: then the next attempt is refused before any password is looked at."""
+    since = now - timedelta(minutes=settings.login_window_minutes)
+    by_login = await _failures_since(session, StaffLoginFailure.email, login, since)
+    by_ip = await _failures_since(session, StaffLoginFailure.ip, ip, since)
+    if by_login >= settings.login_max_failures or by_ip >= settings.login_max_failures_per_ip:
+        return LoginThrottled(settings.login_window_minutes)
+    return None
+
+
+async def record_failure(
+    session: AsyncSession, settings: AdminUISettings, *, login: str, ip: str, now: datetime
+) -> None:
+    """Count one failed login (and forget those the window has passed)."""
+    since = now - timedelta(minutes=settings.login_window_minutes)
+    await session.execute(sa.delete(StaffLoginFailure).where(StaffLoginFailure.failed_at <= since))
+    session.add(StaffLoginFailure(email=login[:320], ip=ip[:64], failed_at=now))
+    await session.flush()
+
+
 async def log_in(
     session: AsyncSession,
     settings: AdminUISettings,
@@ -104,22 +127,15 @@ async def log_in(
     failure is counted), or :class:`LoginThrottled` when this email or address failed too often
     within the window (nothing is checked then). The caller commits either way."""
     address = normalize_email(email)[:320]
-    window = timedelta(minutes=settings.login_window_minutes)
-    since = now - window
-    by_email = await _failures_since(session, StaffLoginFailure.email, address, since)
-    by_ip = await _failures_since(session, StaffLoginFailure.ip, ip, since)
-    if by_email >= settings.login_max_failures or by_ip >= settings.login_max_failures_per_ip:
-        return LoginThrottled(settings.login_window_minutes)
+    waiting = await throttled(session, settings, login=address, ip=ip, now=now)
+    if waiting is not None:
+        return waiting
     user = await session.scalar(sa.select(StaffUser).where(StaffUser.email == address))
     matches = await asyncio.to_thread(
         _verify, _DECOY_HASH if user is None else user.password_hash, password
     )
     if user is None or not matches or not user.active:
-        await session.execute(
-            sa.delete(StaffLoginFailure).where(StaffLoginFailure.failed_at <= since)
-        )
-        session.add(StaffLoginFailure(email=address, ip=ip[:64], failed_at=now))
-        await session.flush()
+        await record_failure(session, settings, login=address, ip=ip, now=now)
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = await asyncio.to_thread(_hasher.hash, password)

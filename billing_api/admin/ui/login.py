@@ -55,30 +55,42 @@ class AdminLogin(AuthenticationBackend):
         staff_roles = [role for role in roles.STAFF_ROLES if role in principal.roles]
         return (principal.subject, staff_roles) if roles.can_read(staff_roles) else None
 
-    def _by_configured_pair(self, username: str, password: str) -> tuple[str, list[str]] | None:
+    async def _by_configured_pair(
+        self, request: Request, username: str, password: str
+    ) -> tuple[str, list[str]] | None:
+        """The built-in pair, under the same failed-login limit as staff accounts."""
         wanted_user, wanted_password = self.settings.username, self.settings.password
         if not wanted_user or wanted_password is None:
             return None
-        same_user = hmac.compare_digest(username.encode(), wanted_user.encode())
-        same_password = hmac.compare_digest(
-            password.encode(), wanted_password.get_secret_value().encode()
-        )
-        return (f"ui:{wanted_user}", [roles.ADMIN]) if same_user and same_password else None
+        ip, now, login = _address(request), clock.now(), f"ui:{username}"
+        async with self.sessions() as session, session.begin():  # failures are kept too
+            waiting = await staff.throttled(session, self.settings, login=login, ip=ip, now=now)
+            if waiting is not None:
+                _say_wait(request, waiting)
+                return None
+            same_user = hmac.compare_digest(username.encode(), wanted_user.encode())
+            same_password = hmac.compare_digest(
+                password.encode(), wanted_password.get_secret_value().encode()
+            )
+            if same_user and same_password:
+                return f"ui:{wanted_user}", [roles.ADMIN]
+            await staff.record_failure(session, self.settings, login=login, ip=ip, now=now)
+            return None
 
     async def _by_account(
         self, request: Request, email: str, password: str
     ) -> tuple[str, list[str]] | None:
-        ip = request.client.host if request.client else "unknown"
         async with self.sessions() as session, session.begin():  # failures are kept too
             found = await staff.log_in(
-                session, self.settings, email=email, password=password, ip=ip, now=clock.now()
+                session,
+                self.settings,
+                email=email,
+                password=password,
+                ip=_address(request),
+                now=clock.now(),
             )
         if isinstance(found, staff.LoginThrottled):
-            setattr(
-                request.state,
-                LOGIN_PROBLEM,
-                f"Too many failed logins. Wait {found.minutes} minutes and try again.",
-            )
+            _say_wait(request, found)
             return None
         return None if found is None else (found.email, [found.role])
 
@@ -90,7 +102,7 @@ class AdminLogin(AuthenticationBackend):
                 return None
             return await self._by_token(password.strip())
         if "@" not in username:
-            return self._by_configured_pair(username, password.strip())
+            return await self._by_configured_pair(request, username, password.strip())
         return await self._by_account(request, username, password)
 
     async def login(self, request: Request) -> bool:
@@ -126,6 +138,15 @@ class AdminLogin(AuthenticationBackend):
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get("actor")
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _say_wait(request: Request, waiting: staff.LoginThrottled) -> None:
+    message = f"Too many failed logins. Wait {waiting.minutes} minutes and try again."
+    setattr(request.state, LOGIN_PROBLEM, message)
 
 
 def _same_origin(request: Request) -> bool:

@@ -141,6 +141,19 @@ class TestLoginLimit:
         )
         assert (await ui_login(suite.http, "pat@example.com", PASSWORD)).status_code == 302
 
+    async def test_wrong_passwords_sent_all_at_once_are_still_only_five_guesses(
+        self, suite: Suite
+    ) -> None:
+        await add_staff(suite, "sam@example.com", "admin")
+
+        answers = await asyncio.gather(
+            *(ui_login(suite.http, "sam@example.com", f"guess {n}") for n in range(12))
+        )
+
+        checked = [a for a in answers if "Invalid credentials" in a.text]
+        assert len(checked) == 5
+        assert sum(a.status_code == 429 for a in answers) == 7
+
     async def test_one_address_guessing_many_emails_must_wait_too(self, suite: Suite) -> None:
         await add_staff(suite, "quinn@example.com", "viewer")
         for number in range(20):

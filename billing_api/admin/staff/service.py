@@ -95,7 +95,15 @@ async def throttled(
     session: AsyncSession, settings: AdminUISettings, *, login: str, ip: str, now: datetime
 ) -> LoginThrottled | None:
     """Whether ``login`` (an email or the configured username) or ``ip`` failed too often within
-    the window: then the next attempt is refused before any password is looked at."""
+    the window: then the next attempt is refused before any password is looked at.
+
+    Attempts on the same login, or from the same address, wait for each other here (transaction
+    advisory locks, the login's first, held until the failure is written): counted side by side,
+    a burst of guesses sent at once would all find the count below the limit."""
+    for key in (f"staff-login:{login}", f"staff-login-ip:{ip}"):
+        await session.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0)))
+        )
     since = now - timedelta(minutes=settings.login_window_minutes)
     by_login = await _failures_since(session, StaffLoginFailure.email, login, since)
     by_ip = await _failures_since(session, StaffLoginFailure.ip, ip, since)

@@ -181,7 +181,8 @@ class AdminUISettings(BaseSettings):
     secure_cookie: bool = False
     """Send the session cookie over HTTPS only (turn on behind TLS)."""
     support_refund_limit: int = Field(100_000, ge=0)
-    """The largest refund the ``support`` role may make, in minor units (100000: 1 000 ₽)."""
+    """How much of one payment the ``support`` role may refund, all its refunds together, in
+    minor units (100000: 1 000 ₽)."""
     jwt_login: bool | None = None
     """Whether a pasted admin JWT logs in to the UI; unset: on in development only."""
     login_max_failures: int = Field(5, ge=1)

@@ -3,7 +3,7 @@
 The roles are cumulative, each one everything the one before may do and more:
 
 - ``viewer`` reads customers, money, the catalog and the audit trail;
-- ``support`` also refunds up to ``BILLING_ADMIN_SUPPORT_REFUND_LIMIT`` per refund and makes
+- ``support`` also refunds up to ``BILLING_ADMIN_SUPPORT_REFUND_LIMIT`` of a payment and makes
   customer-care changes (complimentary grants and their revocation, gift revocation, household
   member removal);
 - ``finance`` also reads revenue reports and exports, and refunds any amount;

@@ -261,6 +261,32 @@ class TestRolesInTheAdminAPI:
         )
         assert actors.split(",")[0] == f"{support_subject}:one bad evening"
 
+    async def test_support_cannot_pass_its_limit_by_splitting_one_refund_into_several(
+        self, suite: Suite
+    ) -> None:
+        suite.billing.state.admin_ui_settings = AdminUISettings(support_refund_limit=30000)
+        _, payment_id = await paid_pass(suite, "split@example.com")
+        refund_path = f"/api/v1/admin/payments/{payment_id}/refund"
+
+        at_once = await asyncio.gather(
+            *(
+                suite.http.post(
+                    refund_path,
+                    json={"reason": f"part {n}", "amount": 20000},
+                    headers=bearer("support"),
+                )
+                for n in range(3)
+            )
+        )
+        later = await suite.http.post(
+            refund_path, json={"reason": "a bit more", "amount": 10001}, headers=bearer("support")
+        )
+
+        assert sorted(r.status_code for r in at_once) == [201, 403, 403]
+        assert later.status_code == 403
+        assert later.json()["error"] == "RefundAboveLimit"
+        assert await suite.scalar("SELECT sum(amount) FROM billing.refund") == 20000
+
     async def test_support_gives_complimentary_access_and_a_viewer_cannot(
         self, suite: Suite
     ) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_api import entitlements
+from billing_api import entitlements, locks
 from billing_api.admin.audit import service as audit
 from billing_api.admin.customers.schemas import (
     AdminRefundIn,
@@ -120,17 +120,22 @@ async def refund(
 
     The rest of the flow is the user's refund: money back where it came from, what the payment
     paid for canceled and access revoked once the money is back. ``limit`` caps the amount
-    (minor units) the staff member's role may refund; ``None`` caps nothing.
+    (minor units) the staff member's role may refund; ``None`` caps nothing. The cap is on all
+    the payment's refunds together, read under the payment's lock: refunds posted one after
+    another or side by side never add up past it.
     """
-    payment = await _payment(session, payment_id)
+    payment = await locks.lock_payment(session, payment_id)
+    if payment is None:
+        raise payments.PaymentNotFound(f"payment {payment_id} not found")
     quote = await refund_quotes.quote_payment(
         session, payment, now=clock.now(), override_window=True
     )
     amount = quote.amount if body.amount is None else body.amount
-    if limit is not None and amount > limit:
+    if limit is not None and payment.refunded_amount + amount > limit:
         raise RefundAboveLimit(
-            f"a refund of {amount} minor units of {payment.currency} is above your role's limit"
-            f" of {limit}; ask someone with the finance role"
+            f"a refund of {amount} minor units of {payment.currency} (after"
+            f" {payment.refunded_amount} refunded already) is above your role's limit of"
+            f" {limit}; ask someone with the finance role"
         )
     before = audit.snapshot(payment)
     made = await refunds.refund_payment(

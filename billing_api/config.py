@@ -182,7 +182,8 @@ class AdminUISettings(BaseSettings):
     """Send the session cookie over HTTPS only (turn on behind TLS)."""
     support_refund_limit: int = Field(100_000, ge=0)
     """How much of one payment the ``support`` role may refund, all its refunds together, in
-    minor units (100000: 1 000 ₽)."""
+    minor units of ``BILLING_DEFAULT_CURRENCY`` (100000: 1 000 ₽); a payment in another currency
+    is for the finance role."""
     jwt_login: bool | None = None
     """Whether a pasted admin JWT logs in to the UI; unset: on in development only."""
     login_max_failures: int = Field(5, ge=1)

@@ -287,6 +287,35 @@ class TestRolesInTheAdminAPI:
         assert later.json()["error"] == "RefundAboveLimit"
         assert await suite.scalar("SELECT sum(amount) FROM billing.refund") == 20000
 
+    async def test_the_support_limit_in_roubles_lets_no_dollars_through(self, suite: Suite) -> None:
+        # 300.00 RUB is the limit; 300.00 USD is about ninety times that.
+        suite.billing.state.admin_ui_settings = AdminUISettings(support_refund_limit=30000)
+        created_plan = await suite.http.post(
+            "/api/v1/admin/plans",
+            json={
+                "code": "dollar-pass",
+                "name": "Dollar pass",
+                "price": {"amount": 30000, "currency": "USD"},
+            },
+            headers=bearer("admin"),
+        )
+        assert created_plan.status_code == 201, created_plan.text
+        user = suite.as_user(email="dollars@example.com")
+        created = (
+            await user.post("/api/v1/subscriptions", json={"plan_id": created_plan.json()["id"]})
+        ).json()
+        await suite.pay(created["latest_payment"]["checkout_url"])
+        await user.wait_for_subscription(created["id"], "active")
+        refund_path = f"/api/v1/admin/payments/{created['latest_payment']['id']}/refund"
+
+        support = await suite.http.post(
+            refund_path, json={"reason": "all of it"}, headers=bearer("support")
+        )
+
+        assert support.status_code == 403, support.text
+        assert support.json()["error"] == "RefundAboveLimit"
+        assert await suite.scalar("SELECT count(*) FROM billing.refund") == 0
+
     async def test_support_gives_complimentary_access_and_a_viewer_cannot(
         self, suite: Suite
     ) -> None:

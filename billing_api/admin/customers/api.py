@@ -171,9 +171,19 @@ async def refund_payment(
     gateway: GatewayDep,
     principal: Refunder,
     ui_settings: AdminUISettingsDep,
+    settings: SettingsDep,
 ) -> RefundOut:
     """Refund a payment with the refund window overridden (everything left, or ``amount``);
-    the ``support`` role only up to ``BILLING_ADMIN_SUPPORT_REFUND_LIMIT`` (403 above it)."""
+    the ``support`` role only up to ``BILLING_ADMIN_SUPPORT_REFUND_LIMIT`` of a payment in
+    ``BILLING_DEFAULT_CURRENCY`` (403 above it or in another currency)."""
     actor = audit.actor_of(principal)
     limit = refund_limit_of(principal, ui_settings)
-    return await service.refund(session, gateway, actor, payment_id, body, limit=limit)
+    return await service.refund(
+        session,
+        gateway,
+        actor,
+        payment_id,
+        body,
+        limit=limit,
+        limit_currency=settings.default_currency,
+    )

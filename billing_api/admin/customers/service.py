@@ -115,6 +115,7 @@ async def refund(
     body: AdminRefundIn,
     *,
     limit: int | None = None,
+    limit_currency: str | None = None,
 ) -> RefundOut:
     """Refund a payment with the refund window overridden: up to everything not refunded yet.
 
@@ -122,7 +123,8 @@ async def refund(
     paid for canceled and access revoked once the money is back. ``limit`` caps the amount
     (minor units) the staff member's role may refund; ``None`` caps nothing. The cap is on all
     the payment's refunds together, read under the payment's lock: refunds posted one after
-    another or side by side never add up past it.
+    another or side by side never add up past it. The cap is in ``limit_currency`` (billing's
+    default currency): a payment in any other currency is above it whatever its amount.
     """
     payment = await locks.lock_payment(session, payment_id)
     if payment is None:
@@ -131,11 +133,13 @@ async def refund(
         session, payment, now=clock.now(), override_window=True
     )
     amount = quote.amount if body.amount is None else body.amount
-    if limit is not None and payment.refunded_amount + amount > limit:
+    if limit is not None and (
+        payment.currency != limit_currency or payment.refunded_amount + amount > limit
+    ):
         raise RefundAboveLimit(
             f"a refund of {amount} minor units of {payment.currency} (after"
             f" {payment.refunded_amount} refunded already) is above your role's limit of"
-            f" {limit}; ask someone with the finance role"
+            f" {limit} {limit_currency}; ask someone with the finance role"
         )
     before = audit.snapshot(payment)
     made = await refunds.refund_payment(

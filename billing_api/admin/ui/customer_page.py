@@ -200,6 +200,7 @@ class CustomerPageView(CustomerView):
                     payment_id,
                     body,
                     limit=roles.refund_limit(held, ui_settings.support_refund_limit),
+                    limit_currency=billing.state.settings.default_currency,
                 )
         except AppError as exc:
             return self._back(request, user_id, f"Not refunded: {exc.detail}", False)

@@ -184,6 +184,18 @@ class TestLoginLimit:
         await suite.execute("UPDATE billing.staff_user SET active = false")
         assert (await ui_login(suite.http, "rui@example.com", PASSWORD)).status_code == 400
 
+    async def test_a_deactivated_account_is_logged_out_of_its_open_session(
+        self, suite: Suite
+    ) -> None:
+        await add_staff(suite, "ulla@example.com", "support")
+        assert (await ui_login(suite.http, "ulla@example.com", PASSWORD)).status_code == 302
+        page = f"/admin/customer/page/{uuid4()}"
+        assert (await suite.http.get(page)).status_code == 200
+
+        await suite.execute("UPDATE billing.staff_user SET active = false")
+
+        assert (await suite.http.get(page)).status_code == 302
+
 
 class TestRolesInTheAdminAPI:
     async def test_each_role_reads_refunds_reports_and_edits_what_it_may(

@@ -73,6 +73,15 @@ async def create_user(session: AsyncSession, *, email: str, role: str, password:
     return user
 
 
+async def active_user(session: AsyncSession, email: str) -> StaffUser | None:
+    """The active account of ``email``; ``None`` when it has none or it was deactivated."""
+    return await session.scalar(
+        sa.select(StaffUser).where(
+            StaffUser.email == normalize_email(email), StaffUser.active.is_(True)
+        )
+    )
+
+
 async def _failures_since(
     session: AsyncSession, column: InstrumentedAttribute[str], value: str, since: datetime
 ) -> int:

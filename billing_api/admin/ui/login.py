@@ -132,9 +132,25 @@ class AdminLogin(AuthenticationBackend):
         if request.method not in ("GET", "HEAD") and not _same_origin(request):
             return False
         until = request.session.get("until")
-        return (
-            bool(request.session.get("actor")) and isinstance(until, float) and until > time.time()
-        )
+        actor = request.session.get("actor")
+        if not (isinstance(actor, str) and actor and isinstance(until, float)):
+            return False
+        if until <= time.time():
+            return False
+        if "@" in actor:  # a staff account's session follows the account as it is now
+            return await self._account_still_holds(request, actor)
+        return True
+
+    async def _account_still_holds(self, request: Request, email: str) -> bool:
+        """A deactivated account is logged out at its next request, and a changed role applies
+        at once, not when the session's hours run out."""
+        async with self.sessions() as session:
+            user = await staff.active_user(session, email)
+        if user is None:
+            request.session.clear()
+            return False
+        request.session["roles"] = [user.role]
+        return True
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get("actor")

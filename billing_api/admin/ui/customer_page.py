@@ -157,6 +157,7 @@ class CustomerPageView(CustomerView):
                 "can_grant": roles.can_grant(held),
                 "refundable": REFUNDABLE,
                 "amount": money.format_minor_units,
+                "default_currency": billing.state.settings.default_currency,
             }
         )
         return await self.templates.TemplateResponse(request, "customer.html", context)

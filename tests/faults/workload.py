@@ -400,7 +400,9 @@ async def _gift(client: Client, customer: Customer, plan_id: str) -> None:
         "/api/v1/gifts/redeem",
         headers=recipient.headers,
         json={"code": paid["code"]},
-        ok=(200, 409),  # 409: a retry of a redeem that landed; the read below tells
+        # A 409 is retried like any other (IdempotencyKeyInProgress: the first try still runs);
+        # one whose first try committed without an answer (IdempotentRequestCompleted) is done,
+        # and the read below tells.
     )
     subscriptions = await client.call(
         "billing", "GET", "/api/v1/subscriptions", headers=recipient.headers

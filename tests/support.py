@@ -160,9 +160,19 @@ def procfile() -> dict[str, list[str]]:
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any, port: int) -> AsyncIterator[str]:
-    """Serve an ASGI app over real HTTP on 127.0.0.1 (for browsers and other processes)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+async def served(app: Any, port: int, *, running: bool = False) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on 127.0.0.1 (for browsers and other processes).
+
+    ``running``: the app's lifespan already runs (a suite fixture's), so it is not started a
+    second time: a second lifespan would build a second set of resources beside the first (a
+    second sandbox webhook sender, delivering where the fixture's does not, racing it)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off" if running else "on",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):

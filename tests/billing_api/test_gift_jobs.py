@@ -41,7 +41,7 @@ async def test_two_job_processes_deliver_and_expire_each_gift_once(
     buyers = [suite.as_user() for _ in range(3)]
     gifts = [await gift_by_wallet(suite, b, deliver_at=at.isoformat()) for b in buyers]
     env = support.suite_environment(database_url, broker_prefix)
-    async with support.served(suite.gateway, support.free_port()) as gateway_url:
+    async with support.served(suite.gateway, support.free_port(), running=True) as gateway_url:
         env["BILLING_GATEWAY_URL"] = gateway_url
         delivered = await two_passes_at(env, at)
         assert sum(r["deliver_gifts"] for r in delivered) == 3

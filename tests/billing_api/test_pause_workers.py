@@ -85,7 +85,7 @@ async def test_two_workers_renew_each_pause_end_once_from_the_pause_end(
     resumes_at = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
     await seed_paused_subscriptions(suite, PAUSED, resumes_at)
     env = support.suite_environment(database_url, broker_prefix)
-    async with support.served(suite.gateway, support.free_port()) as gateway_url:
+    async with support.served(suite.gateway, support.free_port(), running=True) as gateway_url:
         env["BILLING_GATEWAY_URL"] = gateway_url
         command = run_jobs_command(resumes_at - timedelta(minutes=5))
         first, second = await asyncio.gather(*(run_process(command, env) for _ in range(2)))
@@ -119,7 +119,7 @@ async def test_ending_a_pause_while_a_worker_charges_its_end_charges_once(
     subscriptions = [await paused(suite, user) for user in users]
     at = max(pause_of(s)[1] for s in subscriptions) - timedelta(minutes=30)
     env = support.suite_environment(database_url, broker_prefix)
-    async with support.served(suite.gateway, support.free_port()) as gateway_url:
+    async with support.served(suite.gateway, support.free_port(), running=True) as gateway_url:
         env["BILLING_GATEWAY_URL"] = gateway_url
         worker = asyncio.create_task(run_process(run_jobs_command(at), env))
         with clock.frozen(at):

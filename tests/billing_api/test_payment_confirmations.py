@@ -240,7 +240,7 @@ class TestWorkerProcesses:
             result: dict[str, int] = orjson.loads(done.stdout)
             return result
 
-        async with support.served(suite.gateway, support.free_port()) as gateway_url:
+        async with support.served(suite.gateway, support.free_port(), running=True) as gateway_url:
             env["BILLING_GATEWAY_URL"] = gateway_url
             await run_jobs_process(first_try)
             [waiting] = await renewal_payments(confirmer)

@@ -63,7 +63,7 @@ async def test_two_worker_processes_renew_each_due_subscription_exactly_once(
     await seed_due_subscriptions(suite, DUE)
     port = support.free_port()
     env = support.suite_environment(database_url, broker_prefix)
-    async with support.served(suite.gateway, port) as gateway_url:
+    async with support.served(suite.gateway, port, running=True) as gateway_url:
         env["BILLING_GATEWAY_URL"] = gateway_url
         cinema = str(Path(sys.executable).with_name("cinema"))
         at = (clock.now() + timedelta(minutes=5)).isoformat()

@@ -26,14 +26,17 @@ class TestProcessCpu:
         try:
             with meter:
                 deadline = time.monotonic() + 60
+                # Polled slowly: each look reads every process of the machine, and this
+                # process's own CPU is what the load generator is charged.
                 while _tree_cpu(process.pid) < 1.2 and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                    time.sleep(0.5)
         finally:
             for pid in cpu.descendants([process.pid], cpu.scan()):
                 subprocess.run(["kill", "-9", str(pid)], check=False)
             process.wait()
         assert meter.seconds["service"] >= 1.0  # without the child it would be about 0.65
-        assert meter.seconds[cpu.LOAD_GENERATOR] < 0.5
+        # Charged the service's 1.2 s by mistake it would be over 1.2; its own looks cost less.
+        assert meter.seconds[cpu.LOAD_GENERATOR] < 0.8
         assert meter.per_unit_ms(10)["service"] >= 100
 
     def test_an_idle_process_costs_nothing(self) -> None:

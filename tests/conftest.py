@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared import dbadmin, production
+from shared import clock, dbadmin, production
 from shared.broker import Broker
 from shared.resources import make_database
 from shared.settings import ServiceSettings
@@ -22,6 +22,16 @@ from tests import support
 # The tests run in development mode (the repository's secrets, the sandbox provider), whatever the
 # shell says; set before any settings are read, and inherited by every process the tests start.
 os.environ[production.ENVIRONMENT_VARIABLE] = production.DEVELOPMENT
+
+
+@pytest.fixture(autouse=True)
+def wall_clock() -> Iterator[None]:
+    """Every test ends on the wall clock. The clock is process-wide: two tasks of one test that
+    each freeze it (two job runs gathered at once) can leave the frozen one installed when they
+    exit in the wrong order, and every test after it would run frozen (checkouts opened in the
+    past, retries never due)."""
+    yield
+    clock.reset()
 
 
 @pytest.fixture(scope="session")

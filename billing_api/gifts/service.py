@@ -6,6 +6,13 @@ from the wallet; its payment (purpose ``gift``) is completed in
 :mod:`billing_api.activation.service`, which gives the gift its code. Each request buys its own
 gift (one may give the same plan to several people); a retried request is answered from its
 ``Idempotency-Key``.
+
+One exception, so that a retry never leaves two gifts to pay: a card gift whose checkout the
+gateway never opened (its request got ``503 GatewayUnavailable``, which releases the key, or its
+answer was lost) is handed back to the next request of the buyer for the same gift -- plan,
+months, recipient, message, delivery time, language and promo code -- and its checkout is opened
+then, like a subscription's or a top-up's (:mod:`billing_api.payments.checkout`). A gift whose
+checkout is open is never handed back: the buyer may be giving a second one.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from uuid import UUID, uuid4
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_api import locks
 from billing_api.catalog import service as catalog
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
 from billing_api.gifts.schemas import GiftIn, GiftOut
-from billing_api.models import Gift, GiftStatus, Payment, PaymentPurpose
+from billing_api.models import Gift, GiftStatus, Payment, PaymentPurpose, PaymentStatus, PromoCode
 from billing_api.payments import service as payments
+from billing_api.payments.checkout import unopened
 from billing_api.pricing.inputs import price_plan
 from shared import clock
 from shared.errors import NotFound, UnprocessableEntity
@@ -62,8 +71,13 @@ async def buy(
     session: AsyncSession, settings: BillingSettings, customer: Customer, request: GiftIn
 ) -> Gift:
     """Create the gift and its payment: a wallet payment completes it at once, a card payment
-    is left for the route to open at the gateway after the commit."""
+    is left for the route to open at the gateway after the commit (or hand back the same gift
+    whose card checkout was never opened)."""
     plan = await catalog.load_plan(session, request.plan_id)
+    if request.payment_method == "card":
+        unopened = await _unopened_same_gift(session, customer, request)
+        if unopened is not None:
+            return unopened
     now = clock.now()
     if request.deliver_at is not None and request.deliver_at < now:
         raise DeliveryInThePast()
@@ -118,6 +132,45 @@ async def buy(
     gift.latest_payment_id = payment.id
     await session.flush()
     return gift
+
+
+async def _unopened_same_gift(
+    session: AsyncSession, customer: Customer, request: GiftIn
+) -> Gift | None:
+    """The buyer's oldest pending gift like ``request`` whose card checkout was never opened,
+    locked (it is re-checked under the lock: it may have been opened or paid meanwhile)."""
+    promo = (
+        Payment.promo_code_id.is_(None)
+        if request.promo_code is None
+        else Payment.promo_code_id.in_(
+            sa.select(PromoCode.id).where(PromoCode.code == request.promo_code.strip().upper())
+        )
+    )
+    candidates = await session.scalars(
+        sa.select(Gift.id)
+        .join(Payment, Payment.id == Gift.latest_payment_id)
+        .where(
+            Gift.buyer_id == customer.id,
+            Gift.status == GiftStatus.PENDING,
+            Gift.plan_id == request.plan_id,
+            Gift.months == request.months,
+            Gift.recipient_email == request.recipient_email.strip(),
+            Gift.message.is_not_distinct_from(request.message),
+            Gift.deliver_at.is_not_distinct_from(request.deliver_at),
+            Gift.locale == request.locale,
+            Payment.method == "card",
+            Payment.status == PaymentStatus.PENDING,
+            Payment.checkout_url.is_(None),
+            promo,
+        )
+        .order_by(Gift.created_at)
+    )
+    for gift_id in candidates:
+        gift = await locks.lock_gift(session, gift_id)
+        latest = await session.get(Payment, gift.latest_payment_id) if gift else None
+        if gift is not None and gift.status == GiftStatus.PENDING and latest and unopened(latest):
+            return gift
+    return None
 
 
 async def get_own(session: AsyncSession, user_id: UUID, gift_id: UUID) -> GiftOut:

@@ -190,6 +190,41 @@ class TestGatewayFailsAfterTheCommit:
 
         await support.eventually(credited, timeout=15)
 
+    async def test_a_gift_retried_after_a_lost_answer_is_one_gift_with_one_checkout(
+        self, suite: Suite, stand_in: GatewayStandIn
+    ) -> None:
+        buyer = suite.as_user()
+        plan = await suite.plan("basic")
+        body = {"plan_id": plan["id"], "recipient_email": "friend@example.com", "message": "Hi"}
+        stand_in.mode = "answer lost"
+        first = await buyer.post("/api/v1/gifts", json=body, headers={"Idempotency-Key": "g-1"})
+        assert_gateway_unavailable(first)
+        [waiting] = (await buyer.get("/api/v1/gifts")).json()["items"]
+        assert (waiting["status"], waiting["latest_payment"]["checkout_url"]) == ("pending", None)
+
+        # The same key, its answer lost again; then a new key (the client started over): one gift.
+        stand_in.mode = "answer lost"
+        retried = await buyer.post("/api/v1/gifts", json=body, headers={"Idempotency-Key": "g-1"})
+        assert_gateway_unavailable(retried)
+        again = await buyer.post("/api/v1/gifts", json=body, headers={"Idempotency-Key": "g-2"})
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] == waiting["id"]
+        assert again.json()["latest_payment"]["id"] == waiting["latest_payment"]["id"]
+        assert again.json()["latest_payment"]["checkout_url"]
+        assert len((await buyer.get("/api/v1/gifts")).json()["items"]) == 1
+        assert await gateway_payments(suite) == 1
+
+        # Its checkout is open now: the next request is a second gift, as a buyer may give two.
+        second = await buyer.post("/api/v1/gifts", json=body)
+        assert second.status_code == 201, second.text
+        assert second.json()["id"] != waiting["id"]
+        # Another recipient while a checkout is unopened is another gift too.
+        stand_in.mode = "down"
+        assert_gateway_unavailable(await buyer.post("/api/v1/gifts", json=body))
+        other = await buyer.post("/api/v1/gifts", json={**body, "recipient_email": "b@example.com"})
+        assert other.status_code == 201, other.text
+        assert len((await buyer.get("/api/v1/gifts")).json()["items"]) == 4
+
     async def test_an_upgrade_retried_after_the_gateway_was_down_opens_the_same_payment(
         self, suite: Suite, stand_in: GatewayStandIn
     ) -> None:

@@ -334,3 +334,11 @@ class GatewayClient:
             },
         )
         return GatewayRefund.from_json(body)
+
+    async def get_refund(self, refund_id: UUID, *, refresh: bool = False) -> GatewayRefund:
+        """A refund as the gateway has it; with ``refresh`` a pending one is asked of the
+        provider first (and asked again there if the provider never made it)."""
+        body = await self._call(
+            "GET", f"/internal/v1/refunds/{refund_id}", params={"refresh": str(refresh).lower()}
+        )
+        return GatewayRefund.from_json(body)

@@ -34,6 +34,7 @@ from billing_api.lifecycle import service as lifecycle
 from billing_api.lifecycle.service import JobContext
 from billing_api.portal import sessions as portal_sessions
 from billing_api.refunds import queued as queued_refunds
+from billing_api.refunds import reconcile as refund_reconciliation
 from shared import clock
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ async def _send_queued_refunds(ctx: JobContext) -> int:
     return await queued_refunds.send_queued_refunds(ctx.sessions, ctx.gateway, ctx.now)
 
 
+async def _reconcile_pending_refunds(ctx: JobContext) -> int:
+    return await refund_reconciliation.reconcile_pending_refunds(
+        ctx.sessions, ctx.gateway, ctx.settings, ctx.now
+    )
+
+
 async def _delete_expired_idempotency_keys(ctx: JobContext) -> int:
     return await idempotency.delete_expired(ctx.sessions, ctx.now)
 
@@ -81,8 +88,10 @@ async def _expire_gifts(ctx: JobContext) -> int:
     return await gift_jobs.expire_due(ctx.sessions, ctx.now)
 
 
-# Order matters within a pass: reconcile and renew before periods end; grace ends last.
+# Order matters within a pass: reconcile and renew before periods end (a refund settled by
+# reconciliation cancels its subscription before it could renew); grace ends last.
 JOBS: dict[str, Job] = {
+    "reconcile_pending_refunds": _reconcile_pending_refunds,
     "reconcile_pending_payments": lifecycle.reconcile_pending,
     "renew_due_subscriptions": renewals.renew_due,
     "settle_stranded_wallet_renewals": stranded_wallet_renewals.settle_stranded,

@@ -113,6 +113,10 @@ class Refund(Timestamps, Base):
     provider_ref: Mapped[str | None] = mapped_column(sa.String(255))
     failure_message: Mapped[str | None] = mapped_column(sa.String(500))
     receipt_registration: Mapped[str | None] = mapped_column(sa.String(20))
+    # The lines it was asked with (JSON of base.OrderLine), so that asking again is the same ask.
+    order_lines: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=sa.text("'[]'")
+    )
 
 
 class WebhookEvent(Base):

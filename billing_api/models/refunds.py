@@ -42,6 +42,12 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
             sa.text("coalesce(next_attempt_at, created_at)"),
             postgresql_where=sa.text("status = 'queued'"),
         ),
+        # reconcile_pending_refunds takes the pending refunds whose next ask is due first.
+        sa.Index(
+            "ix_refund_pending_due",
+            sa.text("coalesce(reconcile_next_at, created_at)"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
     )
 
     payment_id: Mapped[UUID] = mapped_column(sa.ForeignKey("payment.id"), index=True)
@@ -61,6 +67,8 @@ class Refund(UUIDPrimaryKey, Timestamps, Base):
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = when()
     retry_of: Mapped[UUID | None] = mapped_column(sa.ForeignKey("refund.id"))
+    # A pending refund's next ask of the gateway (billing_api.refunds.reconcile).
+    reconcile_next_at: Mapped[datetime | None] = when()
     # Its numbered receipt, written by the database once the money moved (read-only here).
     receipt: Mapped[Receipt | None] = relationship(
         lazy="raise", viewonly=True, foreign_keys="Receipt.refund_id"

@@ -2,11 +2,26 @@
 
 The amount is reserved on the payment (``refunded_amount``, bounded by a database check) before
 the provider is asked, and released only if the provider reports the refund failed.
+
+A refund whose provider call ended without an answer we could read (the connection dropped, the
+provider answered 5xx or nonsense) stays ``pending``: the provider may or may not have made it.
+If it did, its report (webhook) settles it. If it did not, nothing ever would, and the customer
+would wait for money that is not coming: so a ``refresh`` of such a refund (billing's
+reconciliation asks for one) first reads the payment's refunds at the provider, and when ours is
+not among them asks the provider again **under the same refund id** with the same request, as
+the providers tell a client to do after an unknown outcome. Every provider makes at most one
+refund per id (Stripe's and YooKassa's idempotency keys, the sandbox's ``refund_id``), so asking
+again either makes it now or answers the one made meanwhile. Idempotency keys expire after a day
+at Stripe and YooKassa, so a refund older than :data:`REASK_WITHIN` is not asked again: it is
+logged for staff, who look it up in the provider's dashboard.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import logging
+from dataclasses import asdict, replace
+from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +38,14 @@ from payment_gateway.payments.service import (
 from payment_gateway.providers import base
 from payment_gateway.providers.registry import Providers
 from payment_gateway.refunds.schemas import RefundIn, RefundOut
+from shared import clock
 from shared.errors import Conflict, NotFound
+
+logger = logging.getLogger(__name__)
+
+REASK_WITHIN = timedelta(hours=20)
+"""How old a refund in doubt may be and still be asked of its provider again (its idempotency
+key must still be remembered there: 24 hours at Stripe and YooKassa)."""
 
 
 class RefundNotFound(NotFound):
@@ -76,6 +98,7 @@ async def create_refund(
     if not payment.charge_ref:
         raise PaymentNotRefundable(f"payment {payment.id} has no captured charge")
 
+    lines = order_lines(request.order_lines)
     refund = Refund(
         id=request.refund_id,
         payment_id=payment.id,
@@ -83,24 +106,13 @@ async def create_refund(
         currency=payment.currency,
         reason=request.reason,
         status=RefundState.PENDING,
+        order_lines=[asdict(line) for line in lines],
     )
     payment.refunded_amount += request.amount  # checked by the database as well
     session.add(refund)
     await session.flush()
     try:
-        observed = await providers.get(payment.provider).refund(
-            base.RefundRequest(
-                refund_id=refund.id,
-                payment_id=payment.id,
-                payment_provider_ref=payment.charge_ref,
-                amount=refund.amount,
-                currency=refund.currency,
-                reason=request.reason,
-                order_lines=order_lines(request.order_lines),
-                customer_email=payment.customer_email,
-                description=payment.description,
-            )
-        )
+        observed = await providers.get(payment.provider).refund(_ask(payment, refund, lines))
     except base.ProviderAnswerUnreadable as exc:
         # Kept pending (the route commits): the provider may have refunded, and its report
         # (webhook, or the refunds listed by a refresh of the payment) settles this refund.
@@ -121,6 +133,25 @@ async def create_refund(
     )
     await settle_status(session, payment)
     return to_out(refund, payment)
+
+
+def _ask(payment: Payment, refund: Refund, lines: tuple[base.OrderLine, ...]) -> base.RefundRequest:
+    assert payment.charge_ref is not None, "a refundable payment has a captured charge"
+    return base.RefundRequest(
+        refund_id=refund.id,
+        payment_id=payment.id,
+        payment_provider_ref=payment.charge_ref,
+        amount=refund.amount,
+        currency=refund.currency,
+        reason=refund.reason,
+        order_lines=lines,
+        customer_email=payment.customer_email,
+        description=payment.description,
+    )
+
+
+def _stored_lines(stored: list[dict[str, Any]]) -> tuple[base.OrderLine, ...]:
+    return tuple(base.OrderLine(**line) for line in stored)
 
 
 async def get_refund(
@@ -154,6 +185,8 @@ async def _refresh(session: AsyncSession, providers: Providers, refund: Refund) 
         except base.ProviderError as exc:
             raise ProviderUnavailable(f"payment provider error: {exc}") from exc
         await apply_snapshot(session, payment, snapshot)
+        if refund.status == RefundState.PENDING and refund.provider_ref is None:
+            await _ask_again(session, providers, payment, refund)
         return
     try:
         observed = await providers.get(payment.provider).fetch_refund(
@@ -163,5 +196,31 @@ async def _refresh(session: AsyncSession, providers: Providers, refund: Refund) 
         raise ProviderUnavailable(f"payment provider error: {exc}") from exc
     if observed is None:
         return
+    await apply_refund(session, payment, replace(observed, refund_id=refund.id))
+    await settle_status(session, payment)
+
+
+async def _ask_again(
+    session: AsyncSession, providers: Providers, payment: Payment, refund: Refund
+) -> None:
+    """The provider does not list the refund in doubt: ask it again under the same id (see the
+    module), unless the provider may have forgotten the id by now."""
+    if refund.created_at < clock.now() - REASK_WITHIN:
+        logger.error(
+            "refund in doubt is not listed by its provider and too old to ask again;"
+            " look it up in the provider's dashboard",
+            extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
+        )
+        return
+    logger.warning(
+        "refund in doubt is not listed by its provider; asking again under its id",
+        extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
+    )
+    try:
+        observed = await providers.get(payment.provider).refund(
+            _ask(payment, refund, _stored_lines(refund.order_lines))
+        )
+    except base.ProviderError as exc:
+        raise ProviderUnavailable(f"payment provider error: {exc}") from exc
     await apply_refund(session, payment, replace(observed, refund_id=refund.id))
     await settle_status(session, payment)

@@ -366,3 +366,80 @@ class TestRefund:
         refunds = "SELECT count(*) FROM sandbox_refund"
         assert await scalar(gateway, refunds) == 1
         assert [kind for kind, _ in await gateway.events()] == ["refund.succeeded"]
+
+    async def test_a_refund_in_doubt_its_provider_never_made_is_made_by_a_refresh_once(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        payment_id = await paid_payment(gateway, amount=5000)
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.refund
+
+        async def lost_on_the_way(*args: Any) -> Any:
+            raise ValueError("connection reset before the provider read the request")
+
+        monkeypatch.setattr(sandbox, "refund", lost_on_the_way)
+        refund_id = str(uuid4())
+        response = await refund(gateway, payment_id, 5000, refund_id)
+        monkeypatch.setattr(sandbox, "refund", answer)
+        url = f"/internal/v1/refunds/{refund_id}"
+        pending = (await gateway.client.get(url)).json()
+        made = (await gateway.client.get(url, params={"refresh": "true"})).json()
+        again = (await gateway.client.get(url, params={"refresh": "true"})).json()
+        await deliver_queued(gateway, "refund.succeeded")  # the provider's report, late
+
+        assert response.status_code == 502
+        assert pending["status"] == "pending"
+        assert (made["status"], made["payment_status"]) == ("succeeded", "refunded")
+        assert again == made
+        assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 1
+        assert [kind for kind, _ in await gateway.events()] == ["refund.succeeded"]
+
+    async def test_a_refund_in_doubt_its_provider_made_is_read_not_made_again_by_a_refresh(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        payment_id = await paid_payment(gateway, amount=5000)
+        hold_deliveries(gateway)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.refund
+        monkeypatch.setattr(sandbox, "refund", unreadable(answer, ValueError("amount")))
+        asked_again: list[object] = []
+
+        async def counted(*args: Any) -> Any:
+            asked_again.append(args)
+            return await answer(*args)
+
+        refund_id = str(uuid4())
+        await refund(gateway, payment_id, 5000, refund_id)
+        monkeypatch.setattr(sandbox, "refund", counted)
+        made = (
+            await gateway.client.get(f"/internal/v1/refunds/{refund_id}", params={"refresh": "1"})
+        ).json()
+
+        assert (made["status"], made["payment_status"]) == ("succeeded", "refunded")
+        assert asked_again == []
+        assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 1
+
+    async def test_a_refund_in_doubt_older_than_the_providers_memory_is_not_asked_again(
+        self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        payment_id = await paid_payment(gateway, amount=5000)
+        sandbox = gateway.app.state.sandbox
+        answer = sandbox.refund
+
+        async def lost_on_the_way(*args: Any) -> Any:
+            raise ValueError("connection reset before the provider read the request")
+
+        monkeypatch.setattr(sandbox, "refund", lost_on_the_way)
+        refund_id = str(uuid4())
+        await refund(gateway, payment_id, 5000, refund_id)
+        monkeypatch.setattr(sandbox, "refund", answer)
+        with clock.frozen(clock.now() + timedelta(hours=21)):
+            kept = (
+                await gateway.client.get(
+                    f"/internal/v1/refunds/{refund_id}", params={"refresh": "true"}
+                )
+            ).json()
+
+        assert kept["status"] == "pending"
+        assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 0

@@ -1,0 +1,154 @@
+"""Refunds that stay pending are settled by reconciliation: a refund the provider never
+received is asked for again under its id and then cancels what it paid for; one the provider
+failed frees its money; one still undecided is asked again after a pause."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+
+from billing_api import jobs
+from billing_api.gateway import GatewayClient, GatewayRefund
+from shared import clock
+from tests.billing_api.conftest import Suite, User
+from tests.billing_api.test_refunds import at, paid_subscription
+
+AFTER = timedelta(minutes=16)  # past BILLING_RECONCILE_AFTER_MINUTES (15)
+
+
+async def run_jobs(suite: Suite, now: datetime) -> dict[str, int]:
+    state = suite.billing.state
+    return await jobs.run_once(state.session_factory, state.gateway, state.settings, now)
+
+
+@pytest.fixture
+def provider_misses_refunds(suite: Suite) -> Iterator[Callable[[], None]]:
+    """The sandbox loses every refund request before it is read, until the test calls what
+    this yields (or ends)."""
+    sandbox = suite.gateway.state.sandbox
+
+    async def lost_on_the_way(*args: Any) -> Any:
+        raise ValueError("connection reset before the provider read the request")
+
+    def receives_again() -> None:
+        vars(sandbox).pop("refund", None)
+
+    sandbox.refund = lost_on_the_way
+    yield receives_again
+    receives_again()
+
+
+async def refund_in_doubt(suite: Suite, user: User, payment: dict[str, Any]) -> dict[str, Any]:
+    """Ask for a refund while the provider misses it: a 503, then the retry finds it pending."""
+    path = f"/api/v1/payments/{payment['id']}/refund"
+    key = {"Idempotency-Key": "refund-in-doubt"}
+    first = await user.post(path, json={}, headers=key)
+    assert first.status_code == 503, first.text
+    retried = await user.post(path, json={}, headers=key)
+    assert retried.status_code == 201, retried.text
+    refund: dict[str, Any] = retried.json()
+    assert refund["status"] == "pending"
+    return refund
+
+
+async def refund_statuses(suite: Suite, payment: dict[str, Any]) -> list[tuple[str, str]]:
+    async with suite.billing.state.resources.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text("SELECT id, status FROM refund WHERE payment_id = :id ORDER BY created_at"),
+            {"id": payment["id"]},
+        )
+        return [(str(row.id), str(row.status)) for row in rows]
+
+
+class AnswersAbout(GatewayClient):
+    """The real gateway for everything but reading a refund, which answers ``status``."""
+
+    status = "pending"
+    asked: list[UUID]
+
+    async def get_refund(self, refund_id: UUID, *, refresh: bool = False) -> GatewayRefund:
+        self.asked.append(refund_id)
+        answer = await super().get_refund(refund_id, refresh=False)
+        failure = "declined by the bank" if self.status == "failed" else None
+        return dataclasses.replace(answer, status=self.status, failure_message=failure)
+
+
+@pytest.fixture
+def answers_about(suite: Suite) -> Iterator[AnswersAbout]:
+    working = suite.billing.state.gateway
+    client = AnswersAbout(working.http, working.base_url, working.auth)
+    client.asked = []
+    suite.billing.state.gateway = client
+    yield client
+    suite.billing.state.gateway = working
+
+
+class TestRefundInDoubt:
+    async def test_a_refund_the_provider_never_received_is_made_once_and_cancels_the_plan(
+        self, suite: Suite, provider_misses_refunds: Callable[[], None]
+    ) -> None:
+        user = suite.as_user()
+        subscription, payment = await paid_subscription(suite, user)
+        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
+        with clock.frozen(asked_at):
+            refund = await refund_in_doubt(suite, user, payment)
+        provider_misses_refunds()
+        assert (await user.subscription(subscription["id"]))["status"] == "active"
+
+        early = await run_jobs(suite, asked_at + timedelta(minutes=5))
+        done = await run_jobs(suite, asked_at + AFTER)
+        again = await run_jobs(suite, asked_at + AFTER + timedelta(hours=1))
+
+        assert (early["reconcile_pending_refunds"], done["reconcile_pending_refunds"]) == (0, 1)
+        assert again["reconcile_pending_refunds"] == 0
+        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
+        after = (await user.get(f"/api/v1/payments/{payment['id']}")).json()
+        assert after["status"] == "refunded"
+        assert await refund_statuses(suite, payment) == [(refund["id"], "succeeded")]
+        assert await suite.scalar("SELECT count(*) FROM gateway.sandbox_refund") == 1
+        postings = "SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'"
+        assert await suite.scalar(postings) == 1
+
+
+class TestRefundStillPending:
+    async def test_an_undecided_refund_is_asked_again_after_a_pause_as_long_as_its_age(
+        self, suite: Suite, provider_misses_refunds: Callable[[], None], answers_about: AnswersAbout
+    ) -> None:
+        user = suite.as_user()
+        _, payment = await paid_subscription(suite, user)
+        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
+        with clock.frozen(asked_at):
+            refund = await refund_in_doubt(suite, user, payment)
+
+        first = asked_at + AFTER
+        await run_jobs(suite, first)
+        await run_jobs(suite, first + timedelta(minutes=15))  # its pause is its age: 16 min
+        await run_jobs(suite, first + timedelta(minutes=17))
+        await run_jobs(suite, first + timedelta(minutes=18))
+
+        assert answers_about.asked == [UUID(refund["id"])] * 2
+        assert await refund_statuses(suite, payment) == [(refund["id"], "pending")]
+
+    async def test_a_refund_the_provider_failed_frees_its_money_and_keeps_the_plan(
+        self, suite: Suite, provider_misses_refunds: Callable[[], None], answers_about: AnswersAbout
+    ) -> None:
+        user = suite.as_user()
+        subscription, payment = await paid_subscription(suite, user)
+        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
+        with clock.frozen(asked_at):
+            refund = await refund_in_doubt(suite, user, payment)
+        answers_about.status = "failed"
+
+        done = await run_jobs(suite, asked_at + AFTER)
+
+        assert done["reconcile_pending_refunds"] == 1
+        assert await refund_statuses(suite, payment) == [(refund["id"], "failed")]
+        after = (await user.get(f"/api/v1/payments/{payment['id']}")).json()
+        assert (after["status"], after["refunded"]["amount"]) == ("succeeded", 0)
+        assert (await user.subscription(subscription["id"]))["status"] == "active"

@@ -12,7 +12,10 @@ gateway never opened (its request got ``503 GatewayUnavailable``, which releases
 answer was lost) is handed back to the next request of the buyer for the same gift -- plan,
 months, recipient, message, delivery time, language and promo code -- and its checkout is opened
 then, like a subscription's or a top-up's (:mod:`billing_api.payments.checkout`). A gift whose
-checkout is open is never handed back: the buyer may be giving a second one.
+checkout is open is never handed back: the buyer may be giving a second one. (So a retry that
+comes after reconciliation opened the first one's checkout, 15 minutes on, buys a second gift;
+the first stays in ``GET /gifts`` until its checkout expires, and if both are paid each is a
+gift, refundable like any.)
 """
 
 from __future__ import annotations
@@ -74,10 +77,6 @@ async def buy(
     is left for the route to open at the gateway after the commit (or hand back the same gift
     whose card checkout was never opened)."""
     plan = await catalog.load_plan(session, request.plan_id)
-    if request.payment_method == "card":
-        unopened = await _unopened_same_gift(session, customer, request)
-        if unopened is not None:
-            return unopened
     now = clock.now()
     if request.deliver_at is not None and request.deliver_at < now:
         raise DeliveryInThePast()
@@ -87,6 +86,10 @@ async def buy(
         raise DeliveryAfterExpiry(
             f"deliver_at must be within {settings.gift_validity_days} days: the code expires then"
         )
+    if request.payment_method == "card":
+        unopened = await _unopened_same_gift(session, customer, request)
+        if unopened is not None:
+            return unopened
     priced = await price_plan(
         session,
         plan,

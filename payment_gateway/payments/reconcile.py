@@ -185,17 +185,21 @@ async def apply_refund(session: AsyncSession, payment: Payment, observed: Provid
         refund.status = RefundState.SUCCEEDED
         await outbox.add(session, _refund_event(events.RefundSucceeded, payment, refund))
     elif observed.status is RefundStatus.FAILED and refund.status == RefundState.PENDING:
-        refund.status = RefundState.FAILED
-        refund.failure_message = observed.failure_message
-        payment.refunded_amount -= refund.amount  # the reservation is released
-        await outbox.add(
-            session,
-            _refund_event(
-                events.RefundFailed, payment, refund, failure_message=observed.failure_message
-            ),
-        )
+        await fail_refund(session, payment, refund, observed.failure_message)
     await session.flush()
     return refund
+
+
+async def fail_refund(
+    session: AsyncSession, payment: Payment, refund: Refund, message: str | None
+) -> None:
+    """A pending refund ends failed: its reservation is released and billing is told."""
+    refund.status = RefundState.FAILED
+    refund.failure_message = message
+    payment.refunded_amount -= refund.amount
+    await outbox.add(
+        session, _refund_event(events.RefundFailed, payment, refund, failure_message=message)
+    )
 
 
 def _refund_event(

@@ -12,8 +12,12 @@ not among them asks the provider again **under the same refund id** with the sam
 the providers tell a client to do after an unknown outcome. Every provider makes at most one
 refund per id (Stripe's and YooKassa's idempotency keys, the sandbox's ``refund_id``), so asking
 again either makes it now or answers the one made meanwhile. Idempotency keys expire after a day
-at Stripe and YooKassa, so a refund older than :data:`REASK_WITHIN` is not asked again: it is
-logged for staff, who look it up in the provider's dashboard.
+at Stripe and YooKassa, so a refund older than :data:`REASK_WITHIN` is not asked again: no call
+of it can still be on its way by then, so one the provider still does not list was never made,
+and it fails (billing tells the customer, who may ask again; nothing was reserved twice). The
+provider's list is complete (the adapters page through it), and a provider that refuses the
+second ask (say the rest was refunded in its dashboard meanwhile) keeps the refund pending until
+then.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_gateway.models import Payment, PaymentStatus, Refund, RefundState
 from payment_gateway.payments import state
-from payment_gateway.payments.reconcile import apply_refund, apply_snapshot, settle_status
+from payment_gateway.payments.reconcile import (
+    apply_refund,
+    apply_snapshot,
+    fail_refund,
+    settle_status,
+)
 from payment_gateway.payments.service import (
     PaymentNotFound,
     ProviderOutcomeUnknown,
@@ -46,6 +55,8 @@ logger = logging.getLogger(__name__)
 REASK_WITHIN = timedelta(hours=20)
 """How old a refund in doubt may be and still be asked of its provider again (its idempotency
 key must still be remembered there: 24 hours at Stripe and YooKassa)."""
+
+NEVER_MADE = "the provider never made this refund (its request was lost); it can be asked again"
 
 
 class RefundNotFound(NotFound):
@@ -204,13 +215,15 @@ async def _ask_again(
     session: AsyncSession, providers: Providers, payment: Payment, refund: Refund
 ) -> None:
     """The provider does not list the refund in doubt: ask it again under the same id (see the
-    module), unless the provider may have forgotten the id by now."""
+    module). Past :data:`REASK_WITHIN` no call of it can still be on its way, and the provider's
+    list is the truth: it was never made, so it fails (its amount is refundable again)."""
     if refund.created_at < clock.now() - REASK_WITHIN:
-        logger.error(
-            "refund in doubt is not listed by its provider and too old to ask again;"
-            " look it up in the provider's dashboard",
+        logger.warning(
+            "refund in doubt is still not listed by its provider: it was never made",
             extra={"refund_id": str(refund.id), "payment_id": str(payment.id)},
         )
+        await fail_refund(session, payment, refund, NEVER_MADE)
+        await settle_status(session, payment)
         return
     logger.warning(
         "refund in doubt is not listed by its provider; asking again under its id",

@@ -214,14 +214,16 @@ async def _refunds(engine: AsyncEngine, users: list[Any], found: Findings) -> No
             found.lost.append(f"refund {row.id}: {row.billing} in billing, {row.postings} postings")
         if row.postings > 1 or (row.billing == "succeeded" and row.gateway != "succeeded"):
             found.doubled.append(f"refund {row.id}: {row.gateway} at the gateway, {row.postings}")
-    # A refund someone asked for, still pending after the renewal passes (a month on, their
-    # reconciliation asked the gateway about it): the customer would wait for it forever.
+    # A refund made while the customers acted (stamped with the real time: the renewal passes
+    # run a month on), still pending after the renewal passes, whose reconciliation asked the
+    # gateway about it: the customer would wait for it forever.
     waiting = await _rows(
         engine,
         """
         SELECT b.id, b.status, g.status AS gateway FROM billing.refund b
         LEFT JOIN gateway.refund g ON g.id = b.id
-        WHERE b.user_id = ANY(:users) AND b.status = 'pending' AND NOT b.billing_decided
+        WHERE b.user_id = ANY(:users) AND b.status = 'pending'
+          AND b.created_at < now() + interval '1 day'
         """,
         users=users,
     )

@@ -376,7 +376,15 @@ async def _refund(client: Client, customer: Customer, payment_id: str, ended: st
         json={},
         done=f"/api/v1/payments/{payment_id}",
     )
-    if answer.status_code == 201 and answer.json().get("status") == "pending":
+    if answer.status_code == 201:
+        pending = answer.json().get("status") == "pending"
+    else:  # done before the retry, or done but its answer lost: the payment shows which
+        paid = await client.call(
+            "billing", "GET", f"/api/v1/payments/{payment_id}", headers=customer.headers
+        )
+        body = paid.json()
+        pending = body["status"] != "refunded" and body["refunded"]["amount"] > 0  # reserved
+    if pending:
         stats.notes["refunds left to reconciliation"] = (
             stats.notes.get("refunds left to reconciliation", 0) + 1
         )

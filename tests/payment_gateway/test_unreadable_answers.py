@@ -420,7 +420,7 @@ class TestRefund:
         assert asked_again == []
         assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 1
 
-    async def test_a_refund_in_doubt_older_than_the_providers_memory_is_not_asked_again(
+    async def test_a_refund_in_doubt_the_provider_still_does_not_list_next_day_fails(
         self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         payment_id = await paid_payment(gateway, amount=5000)
@@ -441,5 +441,10 @@ class TestRefund:
                 )
             ).json()
 
-        assert kept["status"] == "pending"
-        assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 0
+        again = await refund(gateway, payment_id, 5000)
+
+        assert (kept["status"], kept["payment_status"]) == ("failed", "succeeded")
+        assert "never made" in kept["failure_message"]
+        assert [kind for kind, _ in await gateway.events()] == ["refund.failed", "refund.succeeded"]
+        assert again.status_code == 201, again.text  # its amount is refundable again
+        assert await scalar(gateway, "SELECT count(*) FROM sandbox_refund") == 1

@@ -13,6 +13,7 @@ from billing_api.households.schemas import (
     MemberInviteIn,
     MemberOut,
     MembershipOut,
+    MembershipsOut,
     MembersOut,
 )
 
@@ -58,10 +59,23 @@ async def remove_member(
 async def join_household(body: JoinIn, customer: CustomerDep, session: SessionDep) -> MembershipOut:
     """Join the household an invitation is for: access through its owner's subscription."""
     member = await service.join(session, customer, body.code)
-    return MembershipOut(
-        id=member.id,
-        subscription_id=member.subscription_id,
-        plan_id=member.plan_id,
-        status=member.status.value,
-        joined_at=member.joined_at,
-    )
+    return service.membership_out(member)
+
+
+@households_router.get("/memberships", response_model=MembershipsOut)
+async def list_memberships(customer: CustomerDep, session: SessionDep) -> MembershipsOut:
+    """The households I am a member of now."""
+    found = await service.memberships(session, customer.id)
+    return MembershipsOut(items=[service.membership_out(member) for member in found])
+
+
+@households_router.post(
+    "/memberships/{member_id}/leave",
+    response_model=MembershipOut,
+    responses={404: {"description": "No membership of mine has this id."}},
+)
+async def leave_household(
+    member_id: UUID, customer: CustomerDep, session: SessionDep
+) -> MembershipOut:
+    """Leave a household: my access through it ends at once and its owner's seat is free."""
+    return service.membership_out(await service.leave(session, customer.id, member_id))

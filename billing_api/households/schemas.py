@@ -49,13 +49,18 @@ class MemberOut(BaseModel):
 
 
 class MembershipOut(BaseModel):
-    """The household the caller joined."""
+    """A household the caller joined (``id`` is the membership's: leave with it)."""
 
     id: UUID
     subscription_id: UUID
     plan_id: UUID
-    status: str
+    status: str = Field(description="joined, or removed once left")
     joined_at: datetime | None = None
+    removed_at: datetime | None = None
+
+
+class MembershipsOut(BaseModel):
+    items: list[MembershipOut]
 
 
 class MembersOut(BaseModel):

@@ -20,7 +20,7 @@ from billing_api import entitlements, locks
 from billing_api.config import BillingSettings
 from billing_api.customers import Customer
 from billing_api.households import codes, notices, transitions
-from billing_api.households.schemas import MemberOut, MembersOut
+from billing_api.households.schemas import MemberOut, MembershipOut, MembersOut
 from billing_api.models import (
     HouseholdMember,
     HouseholdMemberStatus,
@@ -247,6 +247,51 @@ async def remove_by_owner(
 ) -> HouseholdMember:
     subscription = await _owned(session, owner_id, subscription_id)
     return await remove(session, subscription, member_id, reason=transitions.REMOVED_BY_OWNER)
+
+
+async def leave(session: AsyncSession, user_id: UUID, member_id: UUID) -> HouseholdMember:
+    """The member leaves the household: their access through it ends at once and the seat is
+    free. Leaving again answers the same membership (a retry); another user's membership, or an
+    invitation not joined, is not found."""
+    row = (
+        await session.execute(
+            sa.select(HouseholdMember.subscription_id).where(
+                HouseholdMember.id == member_id, HouseholdMember.user_id == user_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise MemberNotFound()
+    subscription = await locks.lock_subscription(session, row.subscription_id)
+    member = await locks.relock(session, HouseholdMember, member_id)
+    assert subscription is not None and member is not None
+    if member.status == HouseholdMemberStatus.REMOVED and member.removed_reason == transitions.LEFT:
+        return member
+    return await remove(session, subscription, member_id, reason=transitions.LEFT)
+
+
+async def memberships(session: AsyncSession, user_id: UUID) -> list[HouseholdMember]:
+    """The households the user is a member of now, newest first."""
+    rows = await session.scalars(
+        sa.select(HouseholdMember)
+        .where(
+            HouseholdMember.user_id == user_id,
+            HouseholdMember.status == HouseholdMemberStatus.JOINED,
+        )
+        .order_by(HouseholdMember.joined_at.desc(), HouseholdMember.id)
+    )
+    return list(rows)
+
+
+def membership_out(member: HouseholdMember) -> MembershipOut:
+    return MembershipOut(
+        id=member.id,
+        subscription_id=member.subscription_id,
+        plan_id=member.plan_id,
+        status=member.status.value,
+        joined_at=member.joined_at,
+        removed_at=member.removed_at,
+    )
 
 
 async def members(session: AsyncSession, owner_id: UUID, subscription_id: UUID) -> MembersOut:

@@ -22,6 +22,7 @@ from shared import events
 from shared.errors import Conflict
 
 REMOVED_BY_OWNER = "removed_by_owner"
+LEFT = "left"  # the member left on their own
 REMOVED_BY_STAFF = "removed_by_staff"
 SEATS_REDUCED = "seats_reduced"
 SUBSCRIPTION_ENDED = "subscription_ended"
@@ -51,15 +52,16 @@ def join(
 def remove(
     member: HouseholdMember, plan: Plan, *, reason: str, now: datetime
 ) -> list[events.EventPayload]:
-    """invited or joined → removed. A joined member is told (``household.removed``); an
-    invitation taken back only stops its code from working."""
+    """invited or joined → removed. A joined member removed by someone else is told
+    (``household.removed``); one who left, or an invitation taken back, is not (a code taken
+    back only stops working)."""
     if member.status == HouseholdMemberStatus.REMOVED:
         raise MemberAlreadyRemoved()
-    was_joined = member.status == HouseholdMemberStatus.JOINED
+    told = member.status == HouseholdMemberStatus.JOINED and reason != LEFT
     member.status = HouseholdMemberStatus.REMOVED
     member.removed_at = now
     member.removed_reason = reason
-    return [notices.removed(member, plan, reason=reason)] if was_joined else []
+    return [notices.removed(member, plan, reason=reason)] if told else []
 
 
 def follow_plan(member: HouseholdMember, plan_id: UUID) -> None:

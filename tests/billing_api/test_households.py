@@ -190,6 +190,41 @@ class TestJoin:
         (told,) = await notices(suite, "household.removed")
         assert (told["user_id"], told["reason"]) == (str(member.id), "removed_by_owner")
 
+    async def test_a_member_sees_the_household_and_leaves_it_freeing_the_seat(
+        self, suite: Suite, access: Access
+    ) -> None:
+        owner, subscription = await owner_of(suite)
+        await access_knows_plans(suite, access)
+        member, invited = await joined_member(suite, owner, subscription["id"], "brother")
+        stranger = person(suite, "stranger")
+
+        [mine] = (await member.get("/api/v1/households/memberships")).json()["items"]
+        assert (mine["id"], mine["subscription_id"], mine["status"]) == (
+            invited["id"],
+            subscription["id"],
+            "joined",
+        )
+        assert (await stranger.get("/api/v1/households/memberships")).json()["items"] == []
+        path = f"/api/v1/households/memberships/{invited['id']}/leave"
+        refused = await stranger.post(path)
+        assert (refused.status_code, refused.json()["error"]) == (404, "MemberNotFound")
+        assert await allowed(suite, access, member)
+
+        left = await member.post(path)
+        again = await member.post(path)
+
+        assert left.status_code == again.status_code == 200, left.text
+        assert left.json()["status"] == "removed" and again.json() == left.json()
+        assert not await allowed(suite, access, member)
+        assert await allowed(suite, access, owner)
+        assert (await member.get("/api/v1/households/memberships")).json()["items"] == []
+        listed = await members(owner, subscription["id"])
+        assert listed["seats_taken"] == 0
+        assert [m["removed_reason"] for m in listed["items"]] == ["left"]
+        assert await notices(suite, "household.removed") == []  # they know: they left
+        await joined_member(suite, owner, subscription["id"], "cousin")  # the seat is free
+        assert (await members(owner, subscription["id"]))["seats_taken"] == 1
+
     async def test_joining_twice_with_the_same_code_returns_the_same_membership(
         self, suite: Suite
     ) -> None:

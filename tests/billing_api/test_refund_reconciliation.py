@@ -44,17 +44,30 @@ def provider_misses_refunds(suite: Suite) -> Iterator[Callable[[], None]]:
     receives_again()
 
 
-async def refund_in_doubt(suite: Suite, user: User, payment: dict[str, Any]) -> dict[str, Any]:
-    """Ask for a refund while the provider misses it: a 503, then the retry finds it pending."""
+@dataclasses.dataclass
+class InDoubt:
+    """A paid subscription whose refund was asked for while the provider missed it."""
+
+    subscription: dict[str, Any]
+    payment: dict[str, Any]
+    refund: dict[str, Any]
+    asked_at: datetime
+
+
+async def refund_in_doubt(suite: Suite, user: User) -> InDoubt:
+    """Subscribe and pay, then ask for a refund half an hour later while the provider misses
+    it: a 503, then the retry with the same key finds the refund pending."""
+    subscription, payment = await paid_subscription(suite, user)
+    asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
     path = f"/api/v1/payments/{payment['id']}/refund"
     key = {"Idempotency-Key": "refund-in-doubt"}
-    first = await user.post(path, json={}, headers=key)
+    with clock.frozen(asked_at):
+        first = await user.post(path, json={}, headers=key)
+        retried = await user.post(path, json={}, headers=key)
     assert first.status_code == 503, first.text
-    retried = await user.post(path, json={}, headers=key)
     assert retried.status_code == 201, retried.text
-    refund: dict[str, Any] = retried.json()
-    assert refund["status"] == "pending"
-    return refund
+    assert retried.json()["status"] == "pending"
+    return InDoubt(subscription, payment, retried.json(), asked_at)
 
 
 async def refund_statuses(suite: Suite, payment: dict[str, Any]) -> list[tuple[str, str]]:
@@ -94,23 +107,22 @@ class TestRefundInDoubt:
         self, suite: Suite, provider_misses_refunds: Callable[[], None]
     ) -> None:
         user = suite.as_user()
-        subscription, payment = await paid_subscription(suite, user)
-        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
-        with clock.frozen(asked_at):
-            refund = await refund_in_doubt(suite, user, payment)
+        doubt = await refund_in_doubt(suite, user)
         provider_misses_refunds()
-        assert (await user.subscription(subscription["id"]))["status"] == "active"
+        subscription_path = f"/api/v1/subscriptions/{doubt.subscription['id']}"
+        assert (await user.get(subscription_path)).json()["status"] == "active"
 
-        early = await run_jobs(suite, asked_at + timedelta(minutes=5))
-        done = await run_jobs(suite, asked_at + AFTER)
-        again = await run_jobs(suite, asked_at + AFTER + timedelta(hours=1))
+        early = await run_jobs(suite, doubt.asked_at + timedelta(minutes=5))
+        done = await run_jobs(suite, doubt.asked_at + AFTER)
+        again = await run_jobs(suite, doubt.asked_at + AFTER + timedelta(hours=1))
 
         assert (early["reconcile_pending_refunds"], done["reconcile_pending_refunds"]) == (0, 1)
         assert again["reconcile_pending_refunds"] == 0
-        assert (await user.subscription(subscription["id"]))["status"] == "canceled"
-        after = (await user.get(f"/api/v1/payments/{payment['id']}")).json()
+        assert (await user.get(subscription_path)).json()["status"] == "canceled"
+        after = (await user.get(f"/api/v1/payments/{doubt.payment['id']}")).json()
         assert after["status"] == "refunded"
-        assert await refund_statuses(suite, payment) == [(refund["id"], "succeeded")]
+        made = [(doubt.refund["id"], "succeeded")]
+        assert await refund_statuses(suite, doubt.payment) == made
         assert await suite.scalar("SELECT count(*) FROM gateway.sandbox_refund") == 1
         postings = "SELECT count(*) FROM ledger_transaction WHERE kind = 'refund'"
         assert await suite.scalar(postings) == 1
@@ -120,13 +132,10 @@ class TestRefundStillPending:
     async def test_an_undecided_refund_is_asked_again_after_a_pause_as_long_as_its_age(
         self, suite: Suite, provider_misses_refunds: Callable[[], None], answers_about: AnswersAbout
     ) -> None:
-        user = suite.as_user()
-        _, payment = await paid_subscription(suite, user)
-        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
-        with clock.frozen(asked_at):
-            refund = await refund_in_doubt(suite, user, payment)
+        doubt = await refund_in_doubt(suite, suite.as_user())
+        payment, refund = doubt.payment, doubt.refund
 
-        first = asked_at + AFTER
+        first = doubt.asked_at + AFTER
         await run_jobs(suite, first)
         await run_jobs(suite, first + timedelta(minutes=15))  # its pause is its age: 16 min
         await run_jobs(suite, first + timedelta(minutes=17))
@@ -139,13 +148,11 @@ class TestRefundStillPending:
         self, suite: Suite, provider_misses_refunds: Callable[[], None], answers_about: AnswersAbout
     ) -> None:
         user = suite.as_user()
-        subscription, payment = await paid_subscription(suite, user)
-        asked_at = at(payment["paid_at"]) + timedelta(minutes=30)
-        with clock.frozen(asked_at):
-            refund = await refund_in_doubt(suite, user, payment)
+        doubt = await refund_in_doubt(suite, user)
+        subscription, payment, refund = doubt.subscription, doubt.payment, doubt.refund
         answers_about.status = "failed"
 
-        done = await run_jobs(suite, asked_at + AFTER)
+        done = await run_jobs(suite, doubt.asked_at + AFTER)
 
         assert done["reconcile_pending_refunds"] == 1
         assert await refund_statuses(suite, payment) == [(refund["id"], "failed")]

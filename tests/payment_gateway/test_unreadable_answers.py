@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -35,6 +36,24 @@ def unreadable(answer: Call, error: Exception) -> Call:
         raise error
 
     return call
+
+
+async def refund_lost_on_the_way(
+    gateway: Gateway, payment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, httpx.Response]:
+    """A full refund whose request the sandbox loses before reading it (nothing is made there);
+    the sandbox receives requests again afterwards."""
+    sandbox = gateway.app.state.sandbox
+    answer = sandbox.refund
+
+    async def lost_on_the_way(*args: Any) -> Any:
+        raise ValueError("connection reset before the provider read the request")
+
+    monkeypatch.setattr(sandbox, "refund", lost_on_the_way)
+    refund_id = str(uuid4())
+    response = await refund(gateway, payment_id, 5000, refund_id)
+    monkeypatch.setattr(sandbox, "refund", answer)
+    return refund_id, response
 
 
 async def scalar(gateway: Gateway, query: str, **params: object) -> Any:
@@ -372,16 +391,7 @@ class TestRefund:
     ) -> None:
         payment_id = await paid_payment(gateway, amount=5000)
         hold_deliveries(gateway)
-        sandbox = gateway.app.state.sandbox
-        answer = sandbox.refund
-
-        async def lost_on_the_way(*args: Any) -> Any:
-            raise ValueError("connection reset before the provider read the request")
-
-        monkeypatch.setattr(sandbox, "refund", lost_on_the_way)
-        refund_id = str(uuid4())
-        response = await refund(gateway, payment_id, 5000, refund_id)
-        monkeypatch.setattr(sandbox, "refund", answer)
+        refund_id, response = await refund_lost_on_the_way(gateway, payment_id, monkeypatch)
         url = f"/internal/v1/refunds/{refund_id}"
         pending = (await gateway.client.get(url)).json()
         made = (await gateway.client.get(url, params={"refresh": "true"})).json()
@@ -424,16 +434,7 @@ class TestRefund:
         self, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         payment_id = await paid_payment(gateway, amount=5000)
-        sandbox = gateway.app.state.sandbox
-        answer = sandbox.refund
-
-        async def lost_on_the_way(*args: Any) -> Any:
-            raise ValueError("connection reset before the provider read the request")
-
-        monkeypatch.setattr(sandbox, "refund", lost_on_the_way)
-        refund_id = str(uuid4())
-        await refund(gateway, payment_id, 5000, refund_id)
-        monkeypatch.setattr(sandbox, "refund", answer)
+        refund_id, _ = await refund_lost_on_the_way(gateway, payment_id, monkeypatch)
         with clock.frozen(clock.now() + timedelta(hours=21)):
             kept = (
                 await gateway.client.get(

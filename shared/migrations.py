@@ -47,13 +47,16 @@ def run_env(target_metadata: sa.MetaData, *, schema: str, default_url: str) -> N
 
     def run(connection: Connection) -> None:
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        context.configure(connection=connection, **options)
+        connection.commit()
+        # Each migration in a transaction of its own, begun by Alembic: a migration may then
+        # build an index CONCURRENTLY in an autocommit block without a write lock on a live table.
+        context.configure(connection=connection, transaction_per_migration=True, **options)
         with context.begin_transaction():
             context.run_migrations()
 
     async def main() -> None:
         engine = create_async_engine(url, poolclass=NullPool)
-        async with engine.begin() as connection:
+        async with engine.connect() as connection:
             await connection.run_sync(run)
         await engine.dispose()
 

@@ -43,6 +43,12 @@ class Gift(UUIDPrimaryKey, Timestamps, Base):
         ),
         # The expiry and reminder jobs' claim: paid gifts by the end of their validity.
         sa.Index("ix_gift_paid_expires", "expires_at", postgresql_where=sa.text("status = 'paid'")),
+        # The gifts redeemed into a subscription (what its refund quote leaves out).
+        sa.Index(
+            "ix_gift_subscription",
+            "subscription_id",
+            postgresql_where=sa.text("subscription_id IS NOT NULL"),
+        ),
     )
 
     buyer_id: Mapped[UUID]

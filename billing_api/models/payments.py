@@ -62,6 +62,14 @@ class Payment(UUIDPrimaryKey, Timestamps, Base):
             "created_at",
             postgresql_where=sa.text("purpose = 'renewal'"),
         ),
+        # A subscription's payments: read on every renewal's settlement (the other renewals it
+        # voids), renewal claims, refund quotes, upgrades and card updates.
+        sa.Index(
+            "ix_payment_subscription",
+            "subscription_id",
+            "created_at",
+            postgresql_where=sa.text("subscription_id IS NOT NULL"),
+        ),
     )
 
     user_id: Mapped[UUID]

@@ -51,6 +51,14 @@ class Payment(Timestamps, Base):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refunds_within_amount"
         ),
         sa.Index("ix_payment_provider_ref", "provider", "provider_ref"),
+        # A webhook without our payment id names the provider's payment or charge: both found
+        # by index (with one of the two unindexed, the OR of them read the whole table).
+        sa.Index(
+            "ix_payment_charge_ref",
+            "provider",
+            "charge_ref",
+            postgresql_where=sa.text("charge_ref IS NOT NULL"),
+        ),
         # A renewal finds the provider holding its saved card by the card's reference.
         sa.Index("ix_payment_payment_method_ref", "payment_method_ref"),
     )

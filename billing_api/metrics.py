@@ -1,5 +1,6 @@
 """Billing's operator numbers read at scrape time (:mod:`shared.probes`): how renewals fared in
-the last hour and how many card payments reconciliation is still chasing.
+the last hour, how many card payments reconciliation is still chasing, and how long the oldest
+refund someone is waiting for has been pending.
 
 Renewals and reconciliation run in ``billing-worker``, which serves no ``/metrics``; the rows
 they leave are what ``billing-api`` reports, the same from every replica.
@@ -33,6 +34,14 @@ RECONCILE_OLDEST_AGE = Gauge(
     "billing_reconcile_oldest_pending_age_seconds",
     "Age of the oldest of those payments (0 when none).",
 )
+REFUNDS_PENDING = Gauge(
+    "billing_refunds_pending_long",
+    "Refunds pending for over 15 minutes (reconciliation asks the gateway about them).",
+)
+REFUNDS_OLDEST_AGE = Gauge(
+    "billing_refunds_pending_oldest_age_seconds",
+    "Age of the oldest pending refund (0 when none).",
+)
 OUTCOMES = {
     "succeeded": "succeeded",
     "partially_refunded": "succeeded",
@@ -55,6 +64,13 @@ _RECONCILE = sa.text(
     " AND reconcile_parked_at IS NULL AND created_at < :before"
 )
 
+# The predicate of ``ix_refund_pending_due``: only pending refunds are read.
+_REFUNDS = sa.text(
+    "SELECT count(*) FILTER (WHERE created_at < :before) AS waiting,"
+    " coalesce(extract(epoch FROM CAST(:now AS timestamptz) - min(created_at)), 0) AS oldest"
+    " FROM refund WHERE status = 'pending'"
+)
+
 
 async def read_billing_state(resources: Resources) -> None:
     """The probe ``billing-api`` runs before each scrape answers."""
@@ -64,6 +80,9 @@ async def read_billing_state(resources: Resources) -> None:
         backlog = (
             await conn.execute(_RECONCILE, {"now": now, "before": now - RECONCILE_AFTER})
         ).one()
+        refunds = (
+            await conn.execute(_REFUNDS, {"now": now, "before": now - RECONCILE_AFTER})
+        ).one()
     counts = dict.fromkeys(("succeeded", "failed", "pending"), 0)
     for row in renewals:
         counts[OUTCOMES.get(row.status, "pending")] += row.n
@@ -71,3 +90,5 @@ async def read_billing_state(resources: Resources) -> None:
         RENEWALS.labels(outcome).set(count)
     RECONCILE_BACKLOG.set(backlog.waiting)
     RECONCILE_OLDEST_AGE.set(max(float(backlog.oldest), 0.0))
+    REFUNDS_PENDING.set(refunds.waiting)
+    REFUNDS_OLDEST_AGE.set(max(float(refunds.oldest), 0.0))

@@ -144,6 +144,7 @@ class TestRules:
             "gateway_webhook_events_total",
             "billing_renewals_last_hour",
             "billing_reconcile_backlog_payments",
+            "billing_refunds_pending_oldest_age_seconds",
             "http_requests_total",
             "http_request_duration_seconds_bucket",
         ):
@@ -201,6 +202,49 @@ class TestProbes:
         assert 600 <= float(lag.group(1)) < 700
         assert 'outbox_unpublished_events{schema="access"} 1.0' in text
 
+    async def test_a_refund_pending_for_two_hours_shows_its_age(
+        self, service_settings: ServiceSettings
+    ) -> None:
+        engine = create_async_engine(service_settings.database_url)
+        payment_id, refund_id, user_id = uuid4(), uuid4(), uuid4()
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO billing.payment (id, user_id, purpose, method, status,"
+                        " amount, currency, base_amount, discount_amount, quote, months,"
+                        " description, refunded_amount) VALUES (:id, :user, 'purchase', 'card',"
+                        " 'succeeded', 29900, 'RUB', 29900, 0, '{}', 1, 'A film', 29900)"
+                    ),
+                    {"id": payment_id, "user": user_id},
+                )
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO billing.refund (id, payment_id, user_id, amount, currency,"
+                        " status, rule, created_at) VALUES (:id, :payment, :user, 29900, 'RUB',"
+                        " 'pending', 'full refund', now() - interval '2 hours')"
+                    ),
+                    {"id": refund_id, "payment": payment_id, "user": user_id},
+                )
+            text = await scrape("billing_api", service_settings)
+        finally:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text("DELETE FROM billing.receipt WHERE payment_id = :id"),
+                    {"id": payment_id},
+                )
+                await conn.execute(
+                    sa.text("DELETE FROM billing.refund WHERE id = :id"), {"id": refund_id}
+                )
+                await conn.execute(
+                    sa.text("DELETE FROM billing.payment WHERE id = :id"), {"id": payment_id}
+                )
+            await engine.dispose()
+        age = re.search(r"^billing_refunds_pending_oldest_age_seconds (\S+)$", text, re.MULTILINE)
+        assert age is not None, text
+        assert 7200 <= float(age.group(1)) < 7300
+        assert "billing_refunds_pending_long 1.0" in text
+
 
 class TestExported:
     async def test_every_metric_the_alerts_name_is_exported(self, scrapes: dict[str, str]) -> None:
@@ -237,6 +281,8 @@ class TestExported:
         for outcome in ("succeeded", "failed", "pending"):
             assert f'billing_renewals_last_hour{{outcome="{outcome}"}}' in text
         assert "billing_reconcile_backlog_payments " in text
+        assert "billing_refunds_pending_long " in text
+        assert "billing_refunds_pending_oldest_age_seconds " in text
         assert 'gateway_webhook_events_total{outcome="failed"}' in scrapes["payment_gateway"]
 
     def test_dashboard_is_grafana_json_with_a_prometheus_datasource(self) -> None:

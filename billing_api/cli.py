@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billing_api.config import BillingSettings
 from shared.consumer import add_declare_command
 from shared.serve import add_api_command
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def register(subparsers: Any) -> None:
@@ -136,6 +140,28 @@ def register_admin(subparsers: Any) -> None:
     )
     create.set_defaults(handler=_create_staff_user)
 
+    role = group.add_parser("set-role", help="give a staff account another role (applies at once)")
+    role.add_argument("--email", required=True)
+    role.add_argument("--role", required=True, choices=("viewer", "support", "finance", "admin"))
+    role.set_defaults(handler=_set_staff_role)
+    for name, active, what in (
+        ("deactivate-user", False, "stop a staff account: it cannot log in, its session ends"),
+        ("activate-user", True, "let a deactivated staff account log in again"),
+    ):
+        switch = group.add_parser(name, help=what)
+        switch.add_argument("--email", required=True)
+        switch.set_defaults(handler=_set_staff_active, active=active)
+    password = group.add_parser(
+        "set-password",
+        help="a new password for a staff account (prompted for, or read from stdin); its failed"
+        " logins are forgotten",
+    )
+    password.add_argument("--email", required=True)
+    password.add_argument("--password-stdin", action="store_true")
+    password.set_defaults(handler=_set_staff_password)
+    listing = group.add_parser("list-users", help="every staff account: email, role, active")
+    listing.set_defaults(handler=_list_staff_users)
+
 
 def _read_password(from_stdin: bool) -> str | None:
     import getpass
@@ -150,33 +176,89 @@ def _read_password(from_stdin: bool) -> str | None:
     return first
 
 
-def _create_staff_user(args: argparse.Namespace) -> int:
+def _in_a_transaction(change: Callable[[AsyncSession], Awaitable[str]]) -> int:
+    """Run ``change`` in one committed transaction of billing's database; print what it says,
+    or the refusal (exit 1)."""
     import sys
 
-    from billing_api.admin.staff import service as staff
     from billing_api.config import SCHEMA, SERVICE, BillingSettings
     from shared.errors import AppError
     from shared.resources import make_database
-
-    password = _read_password(args.password_stdin)
-    if password is None:
-        return 1
 
     async def run() -> str:
         engine, sessions = make_database(BillingSettings(), service=SERVICE, schema=SCHEMA)
         try:
             async with sessions() as session, session.begin():
-                user = await staff.create_user(
-                    session, email=args.email, role=args.role, password=password
-                )
-                return user.email
+                return await change(session)
         finally:
             await engine.dispose()
 
     try:
-        email = asyncio.run(run())
+        print(asyncio.run(run()))
     except AppError as exc:
         print(exc.detail, file=sys.stderr)
         return 1
-    print(f"staff account {email} created with the role {args.role}")
     return 0
+
+
+def _create_staff_user(args: argparse.Namespace) -> int:
+    from billing_api.admin.staff import service as staff
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+
+    async def create(session: AsyncSession) -> str:
+        user = await staff.create_user(session, email=args.email, role=args.role, password=password)
+        return f"staff account {user.email} created with the role {args.role}"
+
+    return _in_a_transaction(create)
+
+
+def _set_staff_role(args: argparse.Namespace) -> int:
+    from billing_api.admin.staff import service as staff
+
+    async def change(session: AsyncSession) -> str:
+        user = await staff.set_role(session, email=args.email, role=args.role)
+        return f"staff account {user.email} now has the role {user.role}"
+
+    return _in_a_transaction(change)
+
+
+def _set_staff_active(args: argparse.Namespace) -> int:
+    from billing_api.admin.staff import service as staff
+
+    async def change(session: AsyncSession) -> str:
+        user = await staff.set_active(session, email=args.email, active=args.active)
+        return f"staff account {user.email} is {'active' if user.active else 'deactivated'}"
+
+    return _in_a_transaction(change)
+
+
+def _set_staff_password(args: argparse.Namespace) -> int:
+    from billing_api.admin.staff import service as staff
+
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+
+    async def change(session: AsyncSession) -> str:
+        user = await staff.set_password(session, email=args.email, password=password)
+        return f"staff account {user.email} has a new password"
+
+    return _in_a_transaction(change)
+
+
+def _list_staff_users(args: argparse.Namespace) -> int:
+    from billing_api.admin.staff import service as staff
+
+    async def listing(session: AsyncSession) -> str:
+        users = await staff.list_users(session)
+        if not users:
+            return "no staff accounts"
+        return "\n".join(
+            f"{user.email}\t{user.role}\t{'active' if user.active else 'deactivated'}"
+            for user in users
+        )
+
+    return _in_a_transaction(listing)

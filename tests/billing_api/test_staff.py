@@ -49,21 +49,27 @@ async def add_staff(suite: Suite, email: str, role: str, password: str = PASSWOR
         await staff.create_user(session, email=email, role=role, password=password)
 
 
-async def create_user_command(database_url: str, *args: str, password: str) -> tuple[int, str, str]:
+async def admin_command(
+    database_url: str, *args: str, password: str | None = None
+) -> tuple[int, str, str]:
+    """``cinema admin <args>`` as an operator runs it; ``password`` goes to its stdin."""
     process = await asyncio.create_subprocess_exec(
         CINEMA,
         "admin",
-        "create-user",
         *args,
-        "--password-stdin",
+        *(["--password-stdin"] if password is not None else []),
         env=support.suite_environment(database_url, "staff-cli"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate(f"{password}\n".encode())
+    out, err = await process.communicate(f"{password}\n".encode() if password else b"")
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def create_user_command(database_url: str, *args: str, password: str) -> tuple[int, str, str]:
+    return await admin_command(database_url, "create-user", *args, password=password)
 
 
 async def paid_pass(suite: Suite, email: str) -> tuple[Any, str]:
@@ -118,6 +124,62 @@ class TestCreateUserCommand:
         assert "nina@example.com" in staff_list.text
         assert "$argon2" not in staff_list.text
         assert await suite.scalar("SELECT last_login_at IS NOT NULL FROM billing.staff_user")
+
+
+class TestManagingAccounts:
+    async def test_an_operator_changes_a_role_deactivates_and_resets_a_password(
+        self, suite: Suite, database_url: str
+    ) -> None:
+        await add_staff(suite, "rita@example.com", "viewer")
+        assert (await ui_login(suite.http, "rita@example.com", PASSWORD)).status_code == 302
+        assert (await suite.http.get("/admin/staff-user/list")).status_code == 403
+
+        code, out, err = await admin_command(
+            database_url, "set-role", "--email", "Rita@example.com", "--role", "admin"
+        )
+        assert (code, out.strip()) == (0, "staff account rita@example.com now has the role admin")
+        assert (await suite.http.get("/admin/staff-user/list")).status_code == 200  # at once
+
+        code, out, err = await admin_command(
+            database_url, "deactivate-user", "--email", "rita@example.com"
+        )
+        assert code == 0, err
+        assert (await suite.http.get("/admin/payment/list")).status_code == 302  # logged out
+        assert (await ui_login(suite.http, "rita@example.com", PASSWORD)).status_code == 400
+        code, out, _ = await admin_command(database_url, "list-users")
+        assert out.splitlines() == ["rita@example.com\tadmin\tdeactivated"]
+
+        code, _, err = await admin_command(
+            database_url, "activate-user", "--email", "rita@example.com"
+        )
+        assert code == 0, err
+        for _ in range(5):
+            await ui_login(suite.http, "rita@example.com", "a forgotten password")
+        assert (await ui_login(suite.http, "rita@example.com", PASSWORD)).status_code == 429
+
+        new_password = "a brand new passphrase"
+        code, out, err = await admin_command(
+            database_url, "set-password", "--email", "rita@example.com", password=new_password
+        )
+        assert (code, out.strip()) == (0, "staff account rita@example.com has a new password")
+        assert (await ui_login(suite.http, "rita@example.com", PASSWORD)).status_code == 400
+        assert (await ui_login(suite.http, "rita@example.com", new_password)).status_code == 302
+
+    async def test_an_unknown_account_or_a_short_password_is_refused_and_changes_nothing(
+        self, suite: Suite, database_url: str
+    ) -> None:
+        await add_staff(suite, "sam@example.com", "support")
+        code, _, err = await admin_command(
+            database_url, "set-role", "--email", "nobody@example.com", "--role", "admin"
+        )
+        assert (code, err.strip()) == (1, "no staff account has the email nobody@example.com")
+        code, _, err = await admin_command(
+            database_url, "set-password", "--email", "sam@example.com", password="short"
+        )
+        assert (code, "at least 12 characters" in err) == (1, True)
+        assert (await ui_login(suite.http, "sam@example.com", PASSWORD)).status_code == 302
+        code, out, _ = await admin_command(database_url, "list-users")
+        assert out.splitlines() == ["sam@example.com\tsupport\tactive"]
 
 
 class TestLoginLimit:

@@ -1,4 +1,9 @@
-"""Staff accounts: creating one, and checking a login with the failed-login limit.
+"""Staff accounts: creating and managing one, and checking a login with the failed-login limit.
+
+Accounts are managed from the command line (``cinema admin …``): create, change the role,
+deactivate (its back-office session ends at its next request), activate again, set a new
+password (which also clears its failed logins), list. A role change applies at the account's next
+request too (:mod:`billing_api.admin.ui.login`).
 
 Passwords are kept as Argon2id hashes (argon2-cffi's defaults, RFC 9106's second recommended
 profile); a login for an unknown email still runs one verification, so the answer takes as long
@@ -23,7 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from billing_api.admin import roles
 from billing_api.config import AdminUISettings
 from billing_api.models import StaffLoginFailure, StaffUser
-from shared.errors import AppError, Conflict
+from shared.errors import AppError, Conflict, NotFound
 
 MIN_PASSWORD_LENGTH = 12
 _hasher = PasswordHasher()
@@ -39,6 +44,10 @@ class StaffAccountInvalid(AppError):
     default_detail = "the staff account is not valid"
 
 
+class StaffUserNotFound(NotFound):
+    default_detail = "no staff account has this email"
+
+
 @dataclass(frozen=True, slots=True)
 class LoginThrottled:
     """Too many failed logins lately: the page asks to wait ``minutes``."""
@@ -50,27 +59,74 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _check_role(role: str) -> None:
+    if role not in roles.STAFF_ROLES:
+        raise StaffAccountInvalid(f"unknown role {role!r}: one of {', '.join(roles.STAFF_ROLES)}")
+
+
+async def _hash(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StaffAccountInvalid(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
 async def create_user(session: AsyncSession, *, email: str, role: str, password: str) -> StaffUser:
     """A new active staff account; the password is hashed here and never kept in clear."""
     address = normalize_email(email)
     if "@" not in address or len(address) > 320 or any(c.isspace() for c in address):
         raise StaffAccountInvalid(f"not an email address: {email!r}")
-    if role not in roles.STAFF_ROLES:
-        raise StaffAccountInvalid(f"unknown role {role!r}: one of {', '.join(roles.STAFF_ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise StaffAccountInvalid(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    _check_role(role)
+    password_hash = await _hash(password)
     taken = await session.scalar(sa.select(StaffUser.id).where(StaffUser.email == address))
     if taken is not None:
         raise StaffEmailTaken(f"{address} has a staff account already")
-    user = StaffUser(
-        email=address,
-        password_hash=await asyncio.to_thread(_hasher.hash, password),
-        role=role,
-        active=True,
-    )
+    user = StaffUser(email=address, password_hash=password_hash, role=role, active=True)
     session.add(user)
     await session.flush()
     return user
+
+
+async def _account(session: AsyncSession, email: str) -> StaffUser:
+    """The account of ``email`` (active or not), locked for the change."""
+    user = await session.scalar(
+        sa.select(StaffUser).where(StaffUser.email == normalize_email(email)).with_for_update()
+    )
+    if user is None:
+        raise StaffUserNotFound(f"no staff account has the email {normalize_email(email)}")
+    return user
+
+
+async def set_role(session: AsyncSession, *, email: str, role: str) -> StaffUser:
+    """Give the account another role (it applies at the account's next request)."""
+    _check_role(role)
+    user = await _account(session, email)
+    user.role = role
+    await session.flush()
+    return user
+
+
+async def set_active(session: AsyncSession, *, email: str, active: bool) -> StaffUser:
+    """Deactivate the account (it cannot log in, and its session ends at its next request),
+    or let it log in again."""
+    user = await _account(session, email)
+    user.active = active
+    await session.flush()
+    return user
+
+
+async def set_password(session: AsyncSession, *, email: str, password: str) -> StaffUser:
+    """A new password for the account; its failed logins are forgotten, so it may log in now."""
+    password_hash = await _hash(password)
+    user = await _account(session, email)
+    user.password_hash = password_hash
+    await session.execute(sa.delete(StaffLoginFailure).where(StaffLoginFailure.email == user.email))
+    await session.flush()
+    return user
+
+
+async def list_users(session: AsyncSession) -> list[StaffUser]:
+    """Every staff account, by email."""
+    return list(await session.scalars(sa.select(StaffUser).order_by(StaffUser.email)))
 
 
 async def active_user(session: AsyncSession, email: str) -> StaffUser | None:

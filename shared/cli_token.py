@@ -34,11 +34,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--email", help="email claim of the user token")
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--admin", action="store_true", help="give the user the admin role")
+    parser.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="a role of the user token (repeatable), e.g. --role support for the back office's"
+        " support rights",
+    )
     kind.add_argument(
         "--service",
         action="store_true",
-        help=f"mint an internal service token (sub {SERVICE_SUBJECT!r}); --user and --email "
-        "are then ignored",
+        help=f"mint an internal service token (sub {SERVICE_SUBJECT!r}); --user, --email "
+        "and --role are then ignored",
     )
     parser.add_argument(
         "--ttl",
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 settings,
                 args.user,
                 email=args.email,
-                roles=["admin"] if args.admin else [],
+                roles=sorted({*args.role, *(["admin"] if args.admin else [])}),
                 ttl_seconds=args.ttl or 3600,
             )
     except ValueError as exc:  # also pydantic's ValidationError: AUTH_* misconfigured

@@ -62,6 +62,16 @@ class TestTokenCommand:
         assert exit_code == 0
         assert verify(out.strip()).is_admin
 
+    def test_roles_are_given_as_asked(self, capsys: pytest.CaptureFixture[str]) -> None:
+        exit_code, out = run_command(
+            capsys, "--user", str(uuid4()), "--role", "support", "--role", "finance"
+        )
+
+        principal = verify(out.strip())
+        assert exit_code == 0
+        assert principal.roles == frozenset({"support", "finance"})
+        assert not principal.is_admin
+
     def test_service_flag_gives_an_internal_service_principal(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -171,7 +171,7 @@ def _read_password(from_stdin: bool) -> str | None:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != first:
-        print("the passwords differ; nothing created", file=sys.stderr)
+        print("the passwords differ; nothing changed", file=sys.stderr)
         return None
     return first
 

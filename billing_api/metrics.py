@@ -36,11 +36,12 @@ RECONCILE_OLDEST_AGE = Gauge(
 )
 REFUNDS_PENDING = Gauge(
     "billing_refunds_pending_long",
-    "Refunds pending for over 15 minutes (reconciliation asks the gateway about them).",
+    "Refunds waiting for over 15 minutes: pending at the provider, or queued by billing and not"
+    " sent yet.",
 )
 REFUNDS_OLDEST_AGE = Gauge(
     "billing_refunds_pending_oldest_age_seconds",
-    "Age of the oldest pending refund (0 when none).",
+    "Age of the oldest refund waiting (pending or queued; 0 when none).",
 )
 OUTCOMES = {
     "succeeded": "succeeded",
@@ -64,11 +65,12 @@ _RECONCILE = sa.text(
     " AND reconcile_parked_at IS NULL AND created_at < :before"
 )
 
-# The predicate of ``ix_refund_pending_due``: only pending refunds are read.
+# Refunds someone waits for: pending (``ix_refund_pending_due``) or queued and not sent yet
+# (``ix_refund_queued_due``); parked ones are staff's.
 _REFUNDS = sa.text(
     "SELECT count(*) FILTER (WHERE created_at < :before) AS waiting,"
     " coalesce(extract(epoch FROM CAST(:now AS timestamptz) - min(created_at)), 0) AS oldest"
-    " FROM refund WHERE status = 'pending'"
+    " FROM refund WHERE status IN ('pending', 'queued')"
 )
 
 

@@ -19,6 +19,8 @@ from shared import production
 from shared.auth import AuthSettings, mint_service_token, mint_user_token
 
 DESCRIPTION = "Mint a bearer token for local development and print it alone on standard output."
+STAFF_ROLES = ("viewer", "support", "finance", "admin")
+"""The back office's roles (``billing_api.admin.roles``), the ones worth minting by hand."""
 SERVICE_SUBJECT = "cli"
 """``sub`` of the internal service tokens minted here."""
 
@@ -38,9 +40,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--role",
         action="append",
         default=[],
-        metavar="ROLE",
-        help="a role of the user token (repeatable), e.g. --role support for the back office's"
-        " support rights",
+        choices=STAFF_ROLES,
+        help="a back-office role of the user token (repeatable): "
+        + ", ".join(STAFF_ROLES)
+        + " (admin is --admin's too)",
     )
     kind.add_argument(
         "--service",

@@ -48,9 +48,10 @@ def run_env(target_metadata: sa.MetaData, *, schema: str, default_url: str) -> N
     def run(connection: Connection) -> None:
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         connection.commit()
-        # Each migration in a transaction of its own, begun by Alembic: a migration may then
-        # build an index CONCURRENTLY in an autocommit block without a write lock on a live table.
-        context.configure(connection=connection, transaction_per_migration=True, **options)
+        # One transaction for the whole run, begun by Alembic itself (none is open here): a
+        # downgrade refused half-way rolls back whole, and a migration may still build an index
+        # CONCURRENTLY in an autocommit block (which commits the steps before it first).
+        context.configure(connection=connection, **options)
         with context.begin_transaction():
             context.run_migrations()
 

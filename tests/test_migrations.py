@@ -332,3 +332,33 @@ def test_a_downgrade_never_takes_back_a_receipt_number_already_given(
     cfg.cmd_opts = argparse.Namespace(x=["forget_receipts=yes"])
     command.downgrade(cfg, "0018")
     assert ("billing", "receipt") not in asyncio.run(tables(scratch_database))
+
+
+def test_a_downgrade_refused_half_way_changes_nothing(scratch_database: str) -> None:
+    """From the newest revision down to before receipts: 0019 refuses (receipts were given), and
+    the whole downgrade rolls back -- the gifts, households and staff tables the later steps
+    would have dropped are all still there, at the same revision."""
+    cfg = config(scratch_database, "billing_api")
+    command.upgrade(cfg, "head")
+    asyncio.run(
+        run_sql(
+            scratch_database,
+            (
+                "INSERT INTO billing.payment (id, user_id, purpose, method, status, amount,"
+                " currency, base_amount, discount_amount, quote, months, description,"
+                " refunded_amount, paid_at) VALUES (:id, :user_id, 'top_up', 'card', 'succeeded',"
+                " 1000, 'RUB', 1000, 0, '{}', 1, 'Wallet top-up', 0, now())",
+                {"id": uuid4(), "user_id": uuid4()},
+            ),
+        )
+    )
+    before = asyncio.run(tables(scratch_database))
+    version = "SELECT version_num FROM billing.alembic_version"
+    [[head]] = asyncio.run(run_sql(scratch_database, (version, {})))
+
+    with pytest.raises(Exception, match="receipts"):
+        command.downgrade(cfg, "0018")
+
+    assert asyncio.run(tables(scratch_database)) == before
+    assert {("billing", "gift"), ("billing", "staff_user")} <= before
+    assert asyncio.run(run_sql(scratch_database, (version, {}))) == [[head]]

@@ -112,12 +112,13 @@ class TestRefundInDoubt:
         subscription_path = f"/api/v1/subscriptions/{doubt.subscription['id']}"
         assert (await user.get(subscription_path)).json()["status"] == "active"
 
-        await run_jobs(suite, doubt.asked_at + timedelta(minutes=5))
+        too_soon = await run_jobs(suite, doubt.asked_at + timedelta(minutes=5))
         early = await refund_statuses(suite, doubt.payment)
-        await run_jobs(suite, doubt.asked_at + AFTER)
-        await run_jobs(suite, doubt.asked_at + AFTER + timedelta(hours=1))
+        done = await run_jobs(suite, doubt.asked_at + AFTER)
+        again = await run_jobs(suite, doubt.asked_at + AFTER + timedelta(hours=1))
 
         assert early == [(doubt.refund["id"], "pending")]  # not asked before 15 minutes
+        assert [run["reconcile_pending_refunds"] for run in (too_soon, done, again)] == [0, 1, 0]
         assert (await user.get(subscription_path)).json()["status"] == "canceled"
         after = (await user.get(f"/api/v1/payments/{doubt.payment['id']}")).json()
         assert after["status"] == "refunded"

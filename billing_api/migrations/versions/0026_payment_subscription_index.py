@@ -8,7 +8,8 @@ a 100,000-subscriber service (1.2 million payments) one such lookup took 168 ms;
 redeemed into a subscription (read by its refund quote).
 
 Built ``CONCURRENTLY`` (outside a transaction), so a live deployment keeps taking payments while
-the index is built. Both are partial: payments for films and top-ups, and gifts not redeemed into
+the index is built; a build interrupted before (an invalid index of the same name) is dropped
+and built again. Both are partial: payments for films and top-ups, and gifts not redeemed into
 a subscription, are left out.
 
 Revision ID: 0026
@@ -30,34 +31,23 @@ SCHEMA = "billing"
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        op.create_index(
-            "ix_payment_subscription",
-            "payment",
-            ["subscription_id", "created_at"],
-            schema=SCHEMA,
-            postgresql_where="subscription_id IS NOT NULL",
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
-        op.create_index(
-            "ix_gift_subscription",
-            "gift",
-            ["subscription_id"],
-            schema=SCHEMA,
-            postgresql_where="subscription_id IS NOT NULL",
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
+        for name, table, columns in (
+            ("ix_payment_subscription", "payment", ["subscription_id", "created_at"]),
+            ("ix_gift_subscription", "gift", ["subscription_id"]),
+        ):
+            # A concurrent build that was interrupted leaves an invalid index of this name.
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SCHEMA}.{name}")
+            op.create_index(
+                name,
+                table,
+                columns,
+                schema=SCHEMA,
+                postgresql_where="subscription_id IS NOT NULL",
+                postgresql_concurrently=True,
+            )
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "ix_gift_subscription", table_name="gift", schema=SCHEMA, postgresql_concurrently=True
-        )
-        op.drop_index(
-            "ix_payment_subscription",
-            table_name="payment",
-            schema=SCHEMA,
-            postgresql_concurrently=True,
-        )
+    # Plain drops, inside the downgrade's one transaction (it rolls back whole if refused).
+    op.drop_index("ix_gift_subscription", table_name="gift", schema=SCHEMA)
+    op.drop_index("ix_payment_subscription", table_name="payment", schema=SCHEMA)

@@ -6,7 +6,8 @@ first was indexed, so the OR read the whole payment table for every such webhook
 dispute and charge events). ``ix_payment_charge_ref`` (partial: captured payments) lets PostgreSQL
 combine the two indexes.
 
-Built ``CONCURRENTLY`` (outside a transaction), so a live gateway keeps taking payments.
+Built ``CONCURRENTLY`` (outside a transaction), so a live gateway keeps taking payments; a build
+interrupted before (an invalid index of the same name) is dropped and built again.
 
 Revision ID: 0013
 Revises: 0012
@@ -25,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
+        # A concurrent build that was interrupted leaves an invalid index of this name.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS gateway.ix_payment_charge_ref")
         op.create_index(
             "ix_payment_charge_ref",
             "payment",
@@ -32,15 +35,9 @@ def upgrade() -> None:
             schema="gateway",
             postgresql_where="charge_ref IS NOT NULL",
             postgresql_concurrently=True,
-            if_not_exists=True,
         )
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "ix_payment_charge_ref",
-            table_name="payment",
-            schema="gateway",
-            postgresql_concurrently=True,
-        )
+    # A plain drop, inside the downgrade's one transaction (it rolls back whole if refused).
+    op.drop_index("ix_payment_charge_ref", table_name="payment", schema="gateway")

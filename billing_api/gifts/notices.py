@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from billing_api.models import Gift, Payment, Plan
+from billing_api.subscriptions.notices import plan_summary
 from shared import events
 from shared.money import Money
-
-
-def _plan(plan: Plan) -> events.PlanSummary:
-    return events.PlanSummary(plan_id=plan.id, code=plan.code, name=plan.name)
 
 
 def purchased(gift: Gift, plan: Plan, payment: Payment) -> events.GiftPurchased:
@@ -18,7 +15,7 @@ def purchased(gift: Gift, plan: Plan, payment: Payment) -> events.GiftPurchased:
         email=gift.buyer_email,
         locale=gift.locale,
         gift_id=gift.id,
-        plan=_plan(plan),
+        plan=plan_summary(plan),
         months=gift.months,
         amount=Money(amount=payment.amount, currency=payment.currency),
         code=gift.code,
@@ -35,7 +32,7 @@ def delivered(gift: Gift, plan: Plan, *, redeem_url: str) -> events.GiftDelivere
         email=gift.recipient_email,  # the recipient's address: this email is for them
         locale=gift.locale,
         gift_id=gift.id,
-        plan=_plan(plan),
+        plan=plan_summary(plan),
         months=gift.months,
         code=gift.code,
         redeem_url=redeem_url,
@@ -52,7 +49,7 @@ def redeemed(gift: Gift, plan: Plan) -> events.GiftRedeemed:
         email=gift.buyer_email,
         locale=gift.locale,
         gift_id=gift.id,
-        plan=_plan(plan),
+        plan=plan_summary(plan),
         months=gift.months,
         recipient_email=gift.recipient_email,
         redeemed_at=gift.redeemed_at,
@@ -66,7 +63,7 @@ def expiring(gift: Gift, plan: Plan) -> events.GiftExpiring:
         email=gift.buyer_email,
         locale=gift.locale,
         gift_id=gift.id,
-        plan=_plan(plan),
+        plan=plan_summary(plan),
         months=gift.months,
         code=gift.code,
         recipient_email=gift.recipient_email,

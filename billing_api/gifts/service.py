@@ -113,18 +113,13 @@ async def buy(
     )
     session.add(gift)
     await session.flush()
-    quote = priced.quote
     payment = await payments.start_payment(
         session,
         customer,
-        payments.Order(
+        payments.Order.priced(
+            priced.quote,
             purpose=PaymentPurpose.GIFT,
             description=f"Gift: {plan.name}, {request.months} mo. for {gift.recipient_email}",
-            amount=quote.total,
-            base_amount=quote.base_amount,
-            currency=quote.currency,
-            discount_amount=quote.discount_amount,
-            quote=quote.to_json(),
             promo_code_id=priced.promo_code_id,
             months=request.months,
             plan_id=plan.id,

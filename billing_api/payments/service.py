@@ -23,7 +23,7 @@ from billing_api.customers import Customer
 from billing_api.ledger import service as ledger_service
 from billing_api.models import Payment, PaymentPurpose, PaymentStatus, PromoCode, PromoRedemption
 from billing_api.payments.schemas import PaymentBrief, PaymentMethod, PaymentOut
-from billing_api.pricing.service import PromoCodeAlreadyUsed, PromoCodeExhausted
+from billing_api.pricing.service import PromoCodeAlreadyUsed, PromoCodeExhausted, Quote
 from shared.errors import NotFound
 from shared.money import Money
 from shared.pagination import newest_first, page_of
@@ -54,6 +54,22 @@ class Order:
     plan_id: UUID | None = None
     save_payment_method: bool = False
     gift_id: UUID | None = None
+
+    @classmethod
+    def priced(cls, quote: Quote, *, purpose: str, description: str, **links: Any) -> Order:
+        """The order that charges ``quote``: its total, the base and discount it shows and the
+        quote itself kept with the payment; ``links`` are the other fields (what it pays for,
+        months, promo code, whether the card is saved)."""
+        return cls(
+            purpose=purpose,
+            description=description,
+            amount=quote.total,
+            base_amount=quote.base_amount,
+            currency=quote.currency,
+            discount_amount=quote.discount_amount,
+            quote=quote.to_json(),
+            **links,
+        )
 
 
 async def start_payment(

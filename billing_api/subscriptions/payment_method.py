@@ -172,14 +172,10 @@ async def _renewal_due(
     )
     if quote.total == 0:
         return None  # the renewal job settles a free renewal by itself
-    return payments.Order(
+    return payments.Order.priced(
+        quote,
         purpose=PaymentPurpose.RENEWAL,
         description=f"{plan.name}: renewal",
-        amount=quote.total,
-        base_amount=quote.base_amount,
-        currency=quote.currency,
-        discount_amount=quote.discount_amount,
-        quote=quote.to_json(),
         months=subscription.months,
         subscription_id=subscription.id,
         plan_id=plan.id,

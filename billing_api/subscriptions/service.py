@@ -156,15 +156,10 @@ def plan_order(
 ) -> payments.Order:
     """What the checkout of ``subscription`` charges: the priced plan, or for a trial nothing
     (its checkout only saves the card for the first charge at the trial's end)."""
-    quote = priced.quote
-    paid = payments.Order(
+    paid = payments.Order.priced(
+        priced.quote,
         purpose="subscription",
         description=describe(plan, request.months),
-        amount=quote.total,
-        base_amount=quote.base_amount,
-        currency=quote.currency,
-        discount_amount=quote.discount_amount,
-        quote=quote.to_json(),
         promo_code_id=priced.promo_code_id,
         months=request.months,
         subscription_id=subscription.id,

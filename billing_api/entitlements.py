@@ -87,6 +87,17 @@ async def deferred_snapshots(session: AsyncSession) -> AsyncIterator[None]:
     await publish_snapshots(session, users)
 
 
+def _stops_at_period_end() -> sa.ColumnElement[bool]:
+    """Whether the subscription's access ends at its period end, without grace: canceled at the
+    end, not renewing, or a pause starting there. The owner's grant and the household members'
+    both end by it."""
+    return (
+        Subscription.cancel_at_period_end
+        | ~Subscription.auto_renew
+        | Subscription.pause_starts_at.is_not(None)
+    )
+
+
 async def publish_snapshot(
     session: AsyncSession, user_id: UUID
 ) -> events.EntitlementsChanged | None:
@@ -176,12 +187,7 @@ async def _grants_of(
             Subscription.user_id,
             Subscription.id,
             Subscription.current_period_end,
-            (
-                Subscription.cancel_at_period_end
-                | ~Subscription.auto_renew
-                # a pause starts at the period end: access ends there, no grace
-                | Subscription.pause_starts_at.is_not(None)
-            ).label("stops"),
+            _stops_at_period_end().label("stops"),
             Plan.id.label("plan_id"),
             Plan.role,
             Plan.grace_days,
@@ -253,11 +259,7 @@ async def _grants_of(
             HouseholdMember.user_id,
             HouseholdMember.id,
             Subscription.current_period_end,
-            (
-                Subscription.cancel_at_period_end
-                | ~Subscription.auto_renew
-                | Subscription.pause_starts_at.is_not(None)
-            ).label("stops"),
+            _stops_at_period_end().label("stops"),
             Plan.id.label("plan_id"),
             Plan.role,
             Plan.grace_days,
